@@ -1,0 +1,59 @@
+"""Platform identities: users, the organizations (tenants) they work in, and their role there."""
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+from core.ids import public_id_default
+
+
+class User(AbstractUser):
+    """Custom user from the first migration, so fields can be added later without a table swap."""
+
+    class Meta:
+        db_table = "accounts_user"
+
+
+class Organization(models.Model):
+    public_id = models.CharField(max_length=80, unique=True, default=public_id_default("org"), editable=False)
+    name = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_id})"
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        ADMIN = "admin", "Admin"
+        STAFF = "staff", "Staff"
+        THERAPIST = "therapist", "Therapist"
+        SUPERVISOR = "supervisor", "Supervisor"
+        VIEWER = "viewer", "Viewer"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organization"], name="uniq_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.organization}: {self.role}"
+
+
+class ExternalIdentity(models.Model):
+    """Links a subject of an external OIDC issuer (e.g. Clerk) to a platform user."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="external_identities")
+    issuer = models.CharField(max_length=300)
+    subject = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="uniq_external_identity")]

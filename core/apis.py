@@ -1,0 +1,213 @@
+"""The five APIs, declared once each: which paths they own, their error body and their rate limits.
+
+A view belongs to exactly one API (`api_family` on the view, set by `core.api.ApiView` subclasses);
+a request that resolves to no view (unknown path) takes the API owning the longest matching prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.errors import DEFAULT_CODES, ApiError
+from core.ratelimit import Rate, RatePolicy, RateUsage, Stage, key_ip, key_principal, key_user, key_user_or_ip
+from core.time import iso_utc_from_epoch, utc_now, iso_utc
+
+MINUTE, HOUR, DAY = 60, 3600, 86400
+
+
+@dataclass(frozen=True)
+class ApiFamily:
+    name: str
+    tag: str  # OpenAPI tag
+    prefixes: tuple[str, ...]
+    render: Callable[[object, ApiError], dict]
+    rate_policy: RatePolicy | None
+    # How X-RateLimit-Reset is written: "iso" (LoveRescue) or "epoch".
+    reset_format: str = "epoch"
+    # Routiq's spec lists Retry-After among the headers of every response.
+    retry_after_always: bool = False
+    upper_codes: bool = False
+    # Status -> code where the spec names one (LoveRescue's 401 is AUTH_FAILED); else DEFAULT_CODES.
+    status_codes: tuple[tuple[int, str], ...] = ()
+
+    def code(self, error: ApiError) -> str:
+        code = error.code or dict(self.status_codes).get(error.status) or DEFAULT_CODES.get(error.status, "error")
+        return code.upper() if self.upper_codes else code
+
+    def rate_headers(self, usage: RateUsage) -> dict[str, str]:
+        reset = iso_utc_from_epoch(usage.reset_at) if self.reset_format == "iso" else str(usage.reset_at)
+        headers = {
+            "X-RateLimit-Limit": str(usage.limit),
+            "X-RateLimit-Remaining": str(usage.remaining),
+            "X-RateLimit-Reset": reset,
+        }
+        if self.retry_after_always or usage.limited:
+            headers["Retry-After"] = str(usage.retry_after)
+        return headers
+
+
+def _retry_after(error: ApiError) -> int:
+    return int(error.headers.get("Retry-After", "60"))
+
+
+# --- Error bodies, exactly as each spec shows them ------------------------------------------------
+
+def _render_loverescue(request, error: ApiError) -> dict:
+    # Spec: {"error": msg, "code": CODE}; 429 adds "retryAfter" (seconds).
+    body = {"error": error.message, "code": LOVERESCUE.code(error)}
+    if error.status == 429:
+        body["retryAfter"] = _retry_after(error)
+    if error.details is not None:
+        body["details"] = error.details
+    return body
+
+
+def _render_mark(request, error: ApiError) -> dict:
+    # Spec: {"error": {"code", "message", "details"}}
+    details = error.details
+    if error.status == 429 and details is None:
+        details = f"Try again in {_retry_after(error)} seconds."
+    return {"error": {"code": MARK.code(error), "message": error.message, "details": details}}
+
+
+def _render_careos(request, error: ApiError) -> dict:
+    # Spec: {"error": msg}
+    return {"error": error.message}
+
+
+def _render_therapist(request, error: ApiError) -> dict:
+    # Spec: {"error", "code", "details"}
+    return {"error": error.message, "code": THERAPIST.code(error), "details": error.details or {}}
+
+
+_ROUTIQ_TYPES = {
+    400: "Validation error",
+    401: "Authentication failed",
+    403: "Access denied",
+    404: "Not found",
+    405: "Method not allowed",
+    415: "Unsupported media type",
+    429: "Rate limit exceeded",
+    500: "Internal server error",
+}
+
+
+def _render_routiq(request, error: ApiError) -> dict:
+    # Spec: {"error": type, "detail": message, "timestamp", "path"}; 429 adds "rate_limit".
+    body = {
+        "error": _ROUTIQ_TYPES.get(error.status, "Error"),
+        "detail": error.message,
+        "timestamp": iso_utc(utc_now()),
+        "path": request.path,
+    }
+    if error.status == 429:
+        retry_after = _retry_after(error)
+        body["detail"] = f"Too many requests. Try again in {retry_after} seconds."
+        usage = getattr(request, "ratelimit_usage", None)
+        body["rate_limit"] = {
+            "limit": usage.limit if usage else 0,
+            "remaining": 0,
+            "reset_time": usage.reset_at if usage else 0,
+            "retry_after": retry_after,
+        }
+    return body
+
+
+# --- Rate policies (DESIGN.md) ----------------------------------------------------------------------
+
+def _partner_limit(request) -> int | None:
+    # Set by the LoveRescue authentication from the partner's own configured limit.
+    return getattr(request, "ratelimit_override", None)
+
+
+LOVERESCUE_RATES = RatePolicy(
+    "loverescue",
+    (
+        Rate("ip", 100, MINUTE, key_ip, Stage.BEFORE_AUTH),
+        Rate("key", 100, MINUTE, key_principal, limit_override=_partner_limit),
+    ),
+)
+MARK_RATES = RatePolicy(
+    "mark",
+    (
+        Rate("ip", 60, MINUTE, key_ip, Stage.BEFORE_AUTH),
+        Rate("credential", 1000, DAY, key_principal),
+    ),
+)
+CAREOS_RATES = RatePolicy("careos", (Rate("partner", 100, MINUTE, key_principal),))
+THERAPIST_RATES = RatePolicy(
+    "therapist",
+    (
+        Rate("user-minute", 100, MINUTE, key_user),
+        Rate("user-hour", 1000, HOUR, key_user),
+    ),
+)
+ROUTIQ_PUBLIC_RATES = RatePolicy("routiq-public", (Rate("ip", 100, 15 * MINUTE, key_ip, Stage.BEFORE_AUTH),))
+ROUTIQ_API_RATES = RatePolicy("routiq-api", (Rate("client", 1000, 15 * MINUTE, key_user_or_ip),))
+ROUTIQ_SYNC_RATES = RatePolicy("routiq-sync", (Rate("client", 100, 15 * MINUTE, key_user_or_ip),))
+ROUTIQ_ADMIN_RATES = RatePolicy("routiq-admin", (Rate("client", 50, 15 * MINUTE, key_user_or_ip),))
+
+
+LOVERESCUE = ApiFamily(
+    name="loverescue",
+    tag="LoveRescue",
+    prefixes=("/api/integration/", "/api/app/"),
+    render=_render_loverescue,
+    rate_policy=LOVERESCUE_RATES,
+    reset_format="iso",
+    upper_codes=True,
+    status_codes=((401, "AUTH_FAILED"), (429, "RATE_LIMITED"), (403, "FORBIDDEN")),
+)
+MARK = ApiFamily(name="mark", tag="Mark", prefixes=("/api/v1/",), render=_render_mark, rate_policy=MARK_RATES)
+CAREOS = ApiFamily(
+    name="careos", tag="CareOS", prefixes=("/api/leads/",), render=_render_careos, rate_policy=CAREOS_RATES
+)
+THERAPIST = ApiFamily(
+    name="therapist",
+    tag="Therapist dashboard",
+    prefixes=("/api/session/", "/api/evaluation"),
+    render=_render_therapist,
+    rate_policy=THERAPIST_RATES,
+    upper_codes=True,
+)
+ROUTIQ = ApiFamily(
+    name="routiq",
+    tag="Routiq",
+    prefixes=(
+        "/api/v1/auth/verify",
+        "/api/v1/auth/organization/",
+        "/api/v1/patients/org_",
+        "/api/v1/dashboard/",
+        "/api/v1/sync/",
+        "/api/v1/cliniko/",
+        "/api/v1/admin/",
+    ),
+    render=_render_routiq,
+    rate_policy=ROUTIQ_API_RATES,
+    retry_after_always=True,
+)
+
+FAMILIES: tuple[ApiFamily, ...] = (LOVERESCUE, MARK, CAREOS, THERAPIST, ROUTIQ)
+_PREFIX_INDEX = sorted(
+    ((prefix, family) for family in FAMILIES for prefix in family.prefixes), key=lambda item: -len(item[0])
+)
+
+
+def family_for_path(path: str) -> ApiFamily | None:
+    """The API owning the longest declared prefix of `path`, or None (admin, docs, health)."""
+    for prefix, family in _PREFIX_INDEX:
+        if path.startswith(prefix):
+            return family
+    return None
+
+
+def family_for_request(request) -> ApiFamily | None:
+    """The resolved view's API when there is one (the envelope follows the route), else by prefix."""
+    match = getattr(request, "resolver_match", None)
+    if match is not None:
+        view_class = getattr(match.func, "cls", None) or getattr(match.func, "view_class", None)
+        family = getattr(view_class, "api_family", None) or getattr(match.func, "api_family", None)
+        if family is not None:
+            return family
+    return family_for_path(request.path)

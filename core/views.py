@@ -1,0 +1,103 @@
+"""Public platform endpoints (Routiq spec's core endpoints) and the operators' deep health check."""
+
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.utils.decorators import method_decorator
+from drf_spectacular.utils import extend_schema, inline_serializer
+from health_check.views import HealthCheckView
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from core.api import ApiView, public
+from core.apis import ROUTIQ, ROUTIQ_PUBLIC_RATES
+from core.time import iso_utc, utc_now
+
+
+def _configured_environment() -> dict:
+    dev = settings.APP_ENV != "production"
+    oidc = bool(settings.OIDC_JWKS_URL and settings.OIDC_ISSUER and settings.OIDC_AUDIENCE)
+    return {
+        "APP_ENV": settings.APP_ENV,
+        "PORT": str(settings.PORT),
+        # True when tokens are signed with a key of this deployment's own or an OIDC provider is set.
+        "authentication_configured": oidc or settings.SECRET_KEY != settings.DEV_SECRET_KEY,
+        "database_configured": bool(settings.DATABASES["default"].get("NAME")),
+        "encryption_configured": not dev or settings.FIELD_ENCRYPTION_KEYS != [settings.DEV_FIELD_KEY],
+    }
+
+
+class PublicView(ApiView):
+    api_family = ROUTIQ
+    rate_policy = ROUTIQ_PUBLIC_RATES
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+
+@public
+class HealthView(PublicView):
+    @extend_schema(
+        tags=["Platform"],
+        operation_id="health",
+        responses=inline_serializer(
+            "Health",
+            {
+                "status": serializers.CharField(),
+                "timestamp": serializers.DateTimeField(),
+                "version": serializers.CharField(),
+                "environment": serializers.DictField(),
+            },
+        ),
+        description="Liveness: the process answers. Operators' deep check (database, cache, broker) is "
+        "`/ops/health/`, staff only.",
+    )
+    def get(self, request):
+        return Response(
+            {
+                "status": "healthy",
+                "timestamp": iso_utc(utc_now()),
+                "version": settings.PLATFORM_VERSION,
+                "environment": _configured_environment(),
+            }
+        )
+
+
+@public
+class RootView(PublicView):
+    @extend_schema(
+        tags=["Platform"],
+        operation_id="root",
+        responses=inline_serializer(
+            "RootInformation",
+            {
+                "message": serializers.CharField(),
+                "version": serializers.CharField(),
+                "status": serializers.CharField(),
+                "timestamp": serializers.DateTimeField(),
+                "docs": serializers.CharField(),
+                "redoc": serializers.CharField(),
+            },
+        ),
+    )
+    def get(self, request):
+        return Response(
+            {
+                "message": "Routiq Backend API",
+                "version": settings.PLATFORM_VERSION,
+                "status": "healthy",
+                "timestamp": iso_utc(utc_now()),
+                "docs": "/docs",
+                "redoc": "/redoc",
+            }
+        )
+
+
+@method_decorator(staff_member_required, name="dispatch")
+class DeepHealthView(HealthCheckView):
+    """Database, cache and broker, for operators (staff login), never public."""
+
+    checks = (
+        "health_check.checks.Database",
+        "health_check.checks.Cache",
+        "core.health.Broker",
+    )

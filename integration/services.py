@@ -1,0 +1,1 @@
+"""integration: services (filled by its domain issue; shape per docs/architecture.md)."""

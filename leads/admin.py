@@ -1,0 +1,1 @@
+"""leads: admin (filled by its domain issue; shape per docs/architecture.md)."""

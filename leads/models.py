@@ -1,0 +1,1 @@
+"""leads: models (filled by its domain issue; shape per docs/architecture.md)."""

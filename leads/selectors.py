@@ -1,0 +1,1 @@
+"""leads: selectors (filled by its domain issue; shape per docs/architecture.md)."""

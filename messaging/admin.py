@@ -1,0 +1,1 @@
+"""messaging: admin (filled by its domain issue; shape per docs/architecture.md)."""

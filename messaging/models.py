@@ -1,0 +1,1 @@
+"""messaging: models (filled by its domain issue; shape per docs/architecture.md)."""

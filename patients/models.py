@@ -1,0 +1,1 @@
+"""patients: models (filled by its domain issue; shape per docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""sessions_analytics: admin (filled by its domain issue; shape per docs/architecture.md)."""

@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class SessionsAnalyticsConfig(AppConfig):
+    name = "sessions_analytics"

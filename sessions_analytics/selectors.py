@@ -1,0 +1,1 @@
+"""sessions_analytics: selectors (filled by its domain issue; shape per docs/architecture.md)."""

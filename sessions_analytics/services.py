@@ -1,0 +1,1 @@
+"""sessions_analytics: services (filled by its domain issue; shape per docs/architecture.md)."""

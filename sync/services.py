@@ -1,0 +1,1 @@
+"""sync: services (filled by its domain issue; shape per docs/architecture.md)."""

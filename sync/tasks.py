@@ -1,0 +1,1 @@
+"""sync: tasks (filled by its domain issue; shape per docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""webhooks: admin (filled by its domain issue; shape per docs/architecture.md)."""
