@@ -77,6 +77,8 @@ INSTALLED_APPS = [
     "sessions_analytics",
     "sync",
 ]
+if APP_ENV == "test":
+    INSTALLED_APPS += ["tests.encryption_app"]  # models exercising core.encryption
 
 MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
@@ -144,6 +146,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+if APP_ENV == "test":
+    # Speed only: the default PBKDF2 hasher costs ~0.3 s per login attempt.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 ACCESS_TOKEN_LIFETIME_SECONDS = 3600
 SIMPLE_JWT = {
@@ -224,8 +230,9 @@ if AUDIT_RETENTION_YEARS < 6:
 
 # --- Celery -------------------------------------------------------------------------------------
 # With no REDIS_URL the broker is kombu's filesystem transport: no server, and still delivers between
-# the web process, the worker and beat on one machine (they share the folder).
-CELERY_BROKER_DIR = LOCAL_DIR / "celery-broker"
+# the web process, the worker and beat on one machine (they share the folder; CELERY_BROKER_DIR moves
+# it, e.g. to a temporary folder in tests; every process of one deployment must use the same one).
+CELERY_BROKER_DIR = Path(env.str("CELERY_BROKER_DIR", default=str(LOCAL_DIR / "celery-broker"))).resolve()
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for _sub in ("queue", "processed"):

@@ -64,3 +64,24 @@ def api_client():
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+@pytest.fixture
+def frozen_ratelimit_clock(monkeypatch):
+    """Pin the clock the rate limiter reads, mid-window, so a test never straddles a window edge."""
+    import time as real_time
+
+    import django_ratelimit.core
+
+    import core.ratelimit
+
+    class _Clock:
+        now = float(int(real_time.time()))
+
+        def time(self):
+            return self.now
+
+    clock = _Clock()
+    monkeypatch.setattr(django_ratelimit.core, "time", clock)
+    monkeypatch.setattr(core.ratelimit, "time", clock)
+    return clock

@@ -1,0 +1,43 @@
+"""Probe views, one set per API, to exercise the shared mechanisms before the domain APIs exist.
+
+Installed only by tests that ask for it (`@pytest.mark.urls("tests.core.probe_urls")`); the real
+routes stay in place so unknown-path handling is tested against them too.
+"""
+
+from django.urls import include, path
+from rest_framework.response import Response
+
+from core.api import ApiView
+from core.apis import CAREOS, LOVERESCUE, MARK, ROUTIQ, THERAPIST
+
+
+class _Probe(ApiView):
+    def get(self, request):
+        return Response({"ok": True, "user": request.user.pk})
+
+
+class _Boom(ApiView):
+    permission_classes = []
+    authentication_classes = []
+
+    def get(self, request):
+        raise RuntimeError("secret internal detail /srv/app/db.py line 42")
+
+
+def _probes(family, prefix):
+    probe = type(f"{family.name}Probe", (_Probe,), {"api_family": family})
+    boom = type(f"{family.name}Boom", (_Boom,), {"api_family": family})
+    return [
+        path(f"{prefix}probe", probe.as_view()),
+        path(f"{prefix}boom", boom.as_view()),
+    ]
+
+
+urlpatterns = [
+    *_probes(LOVERESCUE, "api/integration/"),
+    *_probes(MARK, "api/v1/"),
+    *_probes(CAREOS, "api/leads/"),
+    *_probes(THERAPIST, "api/session/"),
+    *_probes(ROUTIQ, "api/v1/dashboard/"),
+    path("", include("config.urls")),
+]

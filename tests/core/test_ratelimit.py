@@ -1,0 +1,125 @@
+"""Rate limits: the policy of each API, its headers and its 429 body; atomic under concurrency in Redis."""
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import httpx
+import pytest
+from django.test import Client
+
+from core.net import client_ip
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_ratelimit_clock")]
+
+
+def test_mark_token_endpoint_allows_exactly_60_per_minute_per_ip():
+    client = Client()
+    statuses, remaining = [], []
+    for _ in range(61):
+        response = client.post("/api/v1/auth/token", {"username": "x", "password": "y"}, content_type="application/json")
+        statuses.append(response.status_code)
+        remaining.append(int(response["X-RateLimit-Remaining"]))
+        assert response["X-RateLimit-Limit"] == "60"
+    assert statuses[:60] == [401] * 60  # bad credentials are counted too (limit runs before auth)
+    assert statuses[60] == 429
+    assert remaining[:60] == list(range(59, -1, -1))
+    body = response.json()
+    assert body["error"]["code"] == "rate_limited"
+    retry_after = int(response["Retry-After"])
+    assert 1 <= retry_after <= 60
+    reset = int(response["X-RateLimit-Reset"])
+    # Another client address has its own budget.
+    other = Client(REMOTE_ADDR="198.51.100.7").post("/api/v1/auth/token", {"username": "x", "password": "y"},
+                                                    content_type="application/json")
+    assert other.status_code == 401
+
+
+def test_x_forwarded_for_is_ignored_by_default(settings):
+    client = Client()
+    for i in range(60):
+        client.post("/api/v1/auth/token", {}, content_type="application/json", HTTP_X_FORWARDED_FOR=f"203.0.113.{i}")
+    response = client.post("/api/v1/auth/token", {}, content_type="application/json",
+                           HTTP_X_FORWARDED_FOR="203.0.113.250")
+    assert response.status_code == 429
+
+
+@pytest.mark.parametrize(
+    "count, header, remote, expected",
+    [
+        (0, "1.1.1.1", "10.0.0.9", "10.0.0.9"),
+        (1, "6.6.6.6, 1.1.1.1", "10.0.0.9", "1.1.1.1"),
+        (2, "6.6.6.6, 1.1.1.1, 10.0.0.2", "10.0.0.9", "1.1.1.1"),
+        (2, "1.1.1.1", "10.0.0.9", "10.0.0.9"),  # fewer hops than proxies: distrust
+        (1, "not-an-ip", "10.0.0.9", "10.0.0.9"),
+    ],
+)
+def test_client_ip_trusts_only_configured_proxies(rf, settings, count, header, remote, expected):
+    settings.TRUSTED_PROXY_COUNT = count
+    request = rf.get("/", HTTP_X_FORWARDED_FOR=header, REMOTE_ADDR=remote)
+    assert client_ip(request) == expected
+
+
+@pytest.mark.urls("tests.core.probe_urls")
+def test_loverescue_headers_are_iso_and_429_body_is_the_specs(settings):
+    from core import apis
+
+    client = Client()
+    # 100/min per IP before auth is LoveRescue's first stage; exhaust it on the probe.
+    for _ in range(100):
+        response = client.get("/api/integration/probe")
+    assert response.status_code == 401
+    reset = response["X-RateLimit-Reset"]
+    assert reset.endswith("Z") and datetime.fromisoformat(reset.replace("Z", "+00:00"))
+    response = client.get("/api/integration/probe")
+    assert response.status_code == 429
+    body = response.json()
+    assert body["error"] == "Rate limit exceeded"
+    assert body["code"] == "RATE_LIMITED"
+    assert isinstance(body["retryAfter"], int) and 1 <= body["retryAfter"] <= 60
+    assert apis.LOVERESCUE.reset_format == "iso"
+
+
+def test_routiq_public_tier_headers_on_every_response():
+    response = Client().get("/health")
+    assert response["X-RateLimit-Limit"] == "100"
+    assert response["X-RateLimit-Remaining"] == "99"
+    assert 1 <= int(response["Retry-After"]) <= 900
+
+
+def test_disabled_rate_limiting_sends_no_headers(settings):
+    settings.RATELIMIT_ENABLE = False
+    response = Client().get("/health")
+    assert response.status_code == 200
+    assert "X-RateLimit-Limit" not in response
+
+
+@pytest.mark.redis
+def test_concurrent_clients_against_redis_exactly_the_limit_passes(live_server, settings, redis_url):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": f"test-rl-{uuid.uuid4().hex}",
+        }
+    }
+    url = f"{live_server.url}/health"
+
+    def hit(_):
+        with httpx.Client(timeout=10) as http:
+            return http.get(url)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(hit, range(130)))
+    ok = [r for r in responses if r.status_code == 200]
+    limited = [r for r in responses if r.status_code == 429]
+    assert len(ok) == 100
+    assert len(limited) == 30
+    assert sorted(int(r.headers["X-RateLimit-Remaining"]) for r in ok) == list(range(100))
+    assert {r.headers["X-RateLimit-Limit"] for r in responses} == {"100"}
+    body = limited[0].json()
+    assert body["error"] == "Rate limit exceeded"
+    assert body["rate_limit"]["limit"] == 100 and body["rate_limit"]["remaining"] == 0
+    assert body["rate_limit"]["retry_after"] == int(limited[0].headers["Retry-After"])
+    assert body["path"] == "/health"
