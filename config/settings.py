@@ -265,7 +265,9 @@ USE_TZ = True
 # --- Static files -------------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-WHITENOISE_AUTOREFRESH = not IS_PRODUCTION  # outside production, serve from the finders, no collectstatic
+# Outside production, serve straight from the app finders: no collectstatic step for `make run`.
+WHITENOISE_AUTOREFRESH = not IS_PRODUCTION
+WHITENOISE_USE_FINDERS = not IS_PRODUCTION
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
