@@ -22,19 +22,27 @@ class PlatformJWTAuthentication(JWTAuthentication):
     www_authenticate_realm = "api"
 
 
-_jwks_clients: dict[str, jwt.PyJWKClient] = {}
+_jwks_clients: dict[tuple, jwt.PyJWKClient] = {}
 _jwks_lock = threading.Lock()
 
 
 def jwks_client(url: str) -> jwt.PyJWKClient:
     """One cached client per JWKS URL for the process: keys are fetched once per cache period."""
+    cache_key = (url, settings.OIDC_JWKS_CACHE_SECONDS, settings.OIDC_JWKS_REFETCH_COOLDOWN_SECONDS)
     with _jwks_lock:
-        client = _jwks_clients.get(url)
+        client = _jwks_clients.get(cache_key)
         if client is None:
             client = jwt.PyJWKClient(
-                url, cache_keys=True, cache_jwk_set=True, lifespan=settings.OIDC_JWKS_CACHE_SECONDS, timeout=5
+                url,
+                cache_keys=True,
+                cache_jwk_set=True,
+                lifespan=settings.OIDC_JWKS_CACHE_SECONDS,
+                # An unknown kid refetches the set (key rotation), at most once per cooldown, so
+                # tokens with random kids cannot make us hammer the provider.
+                cooldown_duration=settings.OIDC_JWKS_REFETCH_COOLDOWN_SECONDS,
+                timeout=5,
             )
-            _jwks_clients[url] = client
+            _jwks_clients[cache_key] = client
         return client
 
 

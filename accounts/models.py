@@ -57,3 +57,6 @@ class ExternalIdentity(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="uniq_external_identity")]
+
+    def __str__(self) -> str:
+        return f"{self.issuer} {self.subject}"

@@ -167,6 +167,7 @@ OIDC_JWKS_URL = env.str("OIDC_JWKS_URL", default="")
 OIDC_ISSUER = env.str("OIDC_ISSUER", default="")
 OIDC_AUDIENCE = env.str("OIDC_AUDIENCE", default="")
 OIDC_JWKS_CACHE_SECONDS = env.int("OIDC_JWKS_CACHE_SECONDS", default=300)
+OIDC_JWKS_REFETCH_COOLDOWN_SECONDS = env.int("OIDC_JWKS_REFETCH_COOLDOWN_SECONDS", default=30)
 
 # --- REST framework and OpenAPI ---------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -12,7 +12,7 @@ def client_ip(request) -> str:
     proxies in front of us, each appends the address it saw, so the client is the N-th entry from the
     right; entries left of that were written by the client and are not believed.
     """
-    remote = request.META.get("REMOTE_ADDR", "") or "0.0.0.0"
+    remote = request.META.get("REMOTE_ADDR", "") or "0.0.0.0"  # noqa: S104 - an address, not a bind
     count = settings.TRUSTED_PROXY_COUNT
     if count <= 0:
         return remote

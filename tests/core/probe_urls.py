@@ -7,6 +7,7 @@ routes stay in place so unknown-path handling is tested against them too.
 from django.urls import include, path
 from rest_framework.response import Response
 
+from accounts.authentication import OIDCAuthentication, PlatformJWTAuthentication
 from core.api import ApiView
 from core.apis import CAREOS, LOVERESCUE, MARK, ROUTIQ, THERAPIST
 
@@ -33,7 +34,19 @@ def _probes(family, prefix):
     ]
 
 
+class RoutiqOIDCProbe(_Probe):
+    """Routiq accepts external OIDC tokens and platform tokens."""
+
+    api_family = ROUTIQ
+    authentication_classes = [OIDCAuthentication, PlatformJWTAuthentication]
+
+    def get(self, request):
+        return Response({"user": request.user.pk, "sub": (request.auth or {}).get("sub")
+                         if isinstance(request.auth, dict) else None})
+
+
 urlpatterns = [
+    path("api/v1/dashboard/oidc-probe", RoutiqOIDCProbe.as_view()),
     *_probes(LOVERESCUE, "api/integration/"),
     *_probes(MARK, "api/v1/"),
     *_probes(CAREOS, "api/leads/"),

@@ -36,7 +36,9 @@ def test_production_starts_with_everything_set():
     assert result.stdout.strip() == "False"  # DEBUG is off unless asked for
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "ALLOWED_HOSTS", "REDIS_URL"])
+@pytest.mark.parametrize(
+    "missing", ["SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "ALLOWED_HOSTS", "REDIS_URL"]
+)
 def test_production_refuses_to_start_without(missing):
     result = _start({}, drop=(missing,))
     assert result.returncode != 0

@@ -8,8 +8,8 @@ import uuid
 import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
-from django.urls.resolvers import RegexPattern
 from django.urls.converters import IntConverter, PathConverter, SlugConverter, StringConverter, UUIDConverter
+from django.urls.resolvers import RegexPattern
 
 from core.ids import PublicIdConverter
 
