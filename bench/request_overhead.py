@@ -1,0 +1,100 @@
+"""Per-request cost of the access-log write and the rate-limit check, next to their floor.
+
+The floor is the same API view (a precomputed body, no database work) through the same middleware
+stack with the access log removed and rate limiting disabled; each variant adds one mechanism back.
+Variants run interleaved in rounds, so drift on the machine hits them all alike.
+
+    make bench                                   # SQLite + local-memory cache
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench REDIS_URL=redis://127.0.0.1:6379/0 \
+        .venv/bin/python bench/request_overhead.py  # PostgreSQL + Redis, as in production
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("APP_ENV", "test")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+if "DATABASE_URL" not in os.environ:
+    os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
+from django.urls import path  # noqa: E402
+from rest_framework.permissions import AllowAny  # noqa: E402
+from rest_framework.response import Response  # noqa: E402
+
+from core.api import ApiView  # noqa: E402
+from core.apis import MARK  # noqa: E402
+
+BODY = {"patients": [{"id": f"pat_{i}", "name": "x"} for i in range(5)]}
+
+
+class PrecomputedView(ApiView):
+    api_family = MARK
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        return Response(BODY)
+
+
+urlpatterns = [path("api/v1/bench", PrecomputedView.as_view())]
+
+REQUESTS_PER_ROUND = int(os.environ.get("BENCH_REQUESTS", "400"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
+WITHOUT_AUDIT = [m for m in settings.MIDDLEWARE if m != "audit.middleware.AccessLogMiddleware"]
+VARIANTS = {
+    "floor (no audit, no rate limit)": {"MIDDLEWARE": WITHOUT_AUDIT, "RATELIMIT_ENABLE": False},
+    "+ access-log write": {"MIDDLEWARE": settings.MIDDLEWARE, "RATELIMIT_ENABLE": False},
+    "+ rate-limit check": {"MIDDLEWARE": WITHOUT_AUDIT, "RATELIMIT_ENABLE": True},
+    "+ both (production stack)": {"MIDDLEWARE": settings.MIDDLEWARE, "RATELIMIT_ENABLE": True},
+}
+
+
+def run_round(overrides: dict) -> float:
+    """Mean microseconds per request over one round. Each request has its own client address, so the
+    per-IP limit (60/min) never trips and every request pays the full check."""
+    with override_settings(ROOT_URLCONF=__name__, **overrides):
+        client = Client()
+        client.get("/api/v1/bench")  # warm
+        started = time.perf_counter()
+        for i in range(REQUESTS_PER_ROUND):
+            response = client.get("/api/v1/bench", REMOTE_ADDR=f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}")
+            assert response.status_code == 200, response.content
+        return (time.perf_counter() - started) / REQUESTS_PER_ROUND * 1e6
+
+
+def main() -> None:
+    call_command("migrate", verbosity=0)
+    cache = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
+    print(f"database: {connection.vendor}   cache: {cache}   "
+          f"{ROUNDS} rounds x {REQUESTS_PER_ROUND} requests per variant, in-process client")
+    samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    order = list(VARIANTS)
+    for round_number in range(ROUNDS):
+        # Rotate the order each round so no variant always runs first (cold) or last.
+        shift = round_number % len(order)
+        for name in order[shift:] + order[:shift]:
+            samples[name].append(run_round(VARIANTS[name]))
+    floor = statistics.median(samples["floor (no audit, no rate limit)"])
+    print(f"{'variant':34} {'median us/req':>14} {'overhead us':>12} {'ratio to floor':>15}")
+    for name, values in samples.items():
+        median = statistics.median(values)
+        print(f"{name:34} {median:14.1f} {median - floor:12.1f} {median / floor:15.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+from django.contrib import admin
+
+from core.models import KeyRotation
+
+
+@admin.register(KeyRotation)
+class KeyRotationAdmin(admin.ModelAdmin):
+    """Read-only: rows are written only by `manage.py rotate_encryption_keys`."""
+
+    list_display = ("id", "primary_key_fingerprint", "started_at", "completed_at", "rows_rotated")
+    list_filter = (("completed_at", admin.EmptyFieldListFilter),)
+    search_fields = ("primary_key_fingerprint",)
+    readonly_fields = ("primary_key_fingerprint", "started_at", "completed_at", "rows_rotated", "progress")
+    ordering = ("-started_at",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
