@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from core.errors import DEFAULT_CODES, ApiError
 from core.ratelimit import Rate, RatePolicy, RateUsage, Stage, key_ip, key_principal, key_user, key_user_or_ip
-from core.time import iso_utc_from_epoch, utc_now, iso_utc
+from core.time import iso_utc, iso_utc_from_epoch, utc_now
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 
