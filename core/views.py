@@ -4,12 +4,13 @@ from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.utils.decorators import method_decorator
 from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from health_check.views import HealthCheckView
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from core.api import ApiView, public
+from core.api import ApiView, ApiViewMixin, public
 from core.apis import ROUTIQ, ROUTIQ_PUBLIC_RATES
 from core.time import iso_utc, utc_now
 
@@ -90,6 +91,28 @@ class RootView(PublicView):
                 "redoc": "/redoc",
             }
         )
+
+
+class _PublicTier(ApiViewMixin):
+    """Routiq's public tier (100 / 15 min per IP) covers `/`, `/health` and `/docs`."""
+
+    api_family = ROUTIQ
+    rate_policy = ROUTIQ_PUBLIC_RATES
+
+
+@public
+class SchemaView(_PublicTier, SpectacularAPIView):
+    pass
+
+
+@public
+class DocsView(_PublicTier, SpectacularSwaggerView):
+    pass
+
+
+@public
+class RedocView(_PublicTier, SpectacularRedocView):
+    pass
 
 
 @method_decorator(staff_member_required, name="dispatch")

@@ -124,3 +124,9 @@ def test_concurrent_clients_against_redis_exactly_the_limit_passes(live_server, 
     assert body["rate_limit"]["limit"] == 100 and body["rate_limit"]["remaining"] == 0
     assert body["rate_limit"]["retry_after"] == int(limited[0].headers["Retry-After"])
     assert body["path"] == "/health"
+
+
+def test_docs_are_in_the_public_tier():
+    response = Client().get("/docs")
+    assert response.status_code == 200
+    assert response["X-RateLimit-Limit"] == "100"
