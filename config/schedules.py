@@ -1,7 +1,16 @@
 """The platform's periodic tasks, installed into django-celery-beat by `manage.py setup_periodic_tasks`.
 
-Each app adds its entries here. Schedules stay editable in the admin afterwards; the command only
-creates or updates the entries it owns (matched by name) and never removes staff-made ones.
+Each app adds its entries here; `name` is the PeriodicTask's name and must stay stable (renaming one
+creates a new task and disables the old). Run `manage.py setup_periodic_tasks` on every deploy:
+
+- an entry is matched to its PeriodicTask by name and created or brought back to what is declared here
+  (task, schedule, description, enabled=True); a second run creates and changes nothing;
+- ownership: rows written by the command carry "[managed by setup_periodic_tasks]" in their description.
+  An owned row whose entry was removed from this file is disabled, never deleted; rows without the
+  marker (staff-made in the admin) are never touched;
+- edits made in the admin to an owned row (schedule, enabled) last until the next run of the command:
+  change the schedule here instead;
+- crontabs run in UTC; an unknown task name fails the command before it writes anything.
 """
 
 from dataclasses import dataclass

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+
 from core.views import DeepHealthView, DocsView, HealthView, RedocView, RootView, SchemaView
 
 urlpatterns = [
