@@ -112,7 +112,7 @@ class DocsView(_PublicTier, SpectacularSwaggerView):
 
 @public
 class RedocView(_PublicTier, SpectacularRedocView):
-    pass
+    template_name = "core/redoc.html"  # no third-party font links
 
 
 @method_decorator(staff_member_required, name="dispatch")

@@ -53,3 +53,9 @@ def test_sidecar_assets_are_served():
     asset = re.search(r'(/static/drf_spectacular_sidecar/[^"\']+\.js)', html).group(1)
     response = Client().get(asset)
     assert response.status_code == 200
+
+
+def test_redoc_page_links_no_third_party_fonts():
+    html = Client().get("/redoc").content.decode()
+    assert "googleapis" not in html and "gstatic" not in html
+    assert "redoc" in html.lower()
