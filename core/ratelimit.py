@@ -81,6 +81,7 @@ class RateUsage:
         return max(1, self.reset_at - int(time.time()))
 
 
+
 def _usage_for(request, policy: RatePolicy, rate: Rate) -> RateUsage | None:
     value = rate.key(request)
     if value is None:
@@ -95,7 +96,7 @@ def _usage_for(request, policy: RatePolicy, rate: Rate) -> RateUsage | None:
     )
     if usage is None:  # RATELIMIT_ENABLE is off
         return None
-    time_left = max(0, usage["time_left"])
+    time_left = max(1, usage["time_left"])  # a window ending this very second resets in 1 s
     return RateUsage(
         limit=usage["limit"],
         remaining=max(0, usage["limit"] - usage["count"]),

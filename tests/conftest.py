@@ -68,7 +68,7 @@ def api_client():
 
 @pytest.fixture
 def frozen_ratelimit_clock(monkeypatch):
-    """Pin the clock the rate limiter reads, mid-window, so a test never straddles a window edge."""
+    """Pin the clock the rate limiter reads, so a test never straddles a window edge."""
     import time as real_time
 
     import django_ratelimit.core

@@ -1,0 +1,137 @@
+"""`manage.py seed_demo`: idempotent demo data, one JSON object with working credentials."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.models import Membership, Organization, User
+from audit.models import AuditEvent
+from core.management.commands import seed_demo
+
+pytestmark = pytest.mark.django_db
+
+
+def seed(*args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("seed_demo", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def counts() -> dict[str, int]:
+    return {
+        "users": User.objects.count(),
+        "organizations": Organization.objects.count(),
+        "memberships": Membership.objects.count(),
+        "audit_events": AuditEvent.objects.count(),
+    }
+
+
+def test_json_output_is_one_object_with_the_documented_keys(settings):
+    settings.PORT = 8123
+    out, err = seed("--json")
+
+    data = json.loads(out)  # the whole of stdout: one JSON document, no progress text
+    assert set(data) == {"platform", "admin", "docs"}
+    organization = Organization.objects.get(name="Demo Clinic")
+    assert data["platform"] == {
+        "baseUrl": "http://localhost:8123",
+        "tokenUrl": "/api/v1/auth/token",
+        "username": "demo",
+        "password": seed_demo.DEMO_PASSWORD,
+        "organizationId": organization.public_id,
+    }
+    assert data["platform"]["organizationId"].startswith("org_")
+    assert data["admin"] == {"url": "/admin/", "username": "admin", "password": seed_demo.DEMO_PASSWORD}
+    assert data["docs"] == "/docs"
+    assert "created platform user demo" in err  # progress went to stderr
+
+
+def test_creates_the_demo_rows_with_the_right_roles():
+    seed("--json")
+
+    demo = User.objects.get(username="demo")
+    assert not demo.is_staff and not demo.is_superuser
+    assert demo.check_password(seed_demo.DEMO_PASSWORD)
+    membership = Membership.objects.get(user=demo)
+    assert (membership.organization.name, membership.role) == ("Demo Clinic", Membership.Role.OWNER)
+    admin = User.objects.get(username="admin")
+    assert admin.is_staff and admin.is_superuser and admin.is_active
+    assert admin.check_password(seed_demo.DEMO_PASSWORD)
+    assert AuditEvent.objects.filter(action="accounts.organization_created").count() == 1
+
+
+def test_second_run_creates_and_changes_nothing():
+    first, _ = seed("--json")
+    before = counts()
+    users_before = list(User.objects.order_by("pk").values("pk", "username", "password", "is_staff", "is_active"))
+
+    second, err = seed("--json")
+
+    assert counts() == before
+    assert list(User.objects.order_by("pk").values("pk", "username", "password", "is_staff", "is_active")) == (
+        users_before
+    )
+    assert json.loads(second) == json.loads(first)
+    assert "nothing changed" in err
+
+
+def test_reuses_an_existing_demo_clinic_and_leaves_an_existing_admin_alone():
+    organization = Organization.objects.create(name="Demo Clinic")
+    admin = User.objects.create_user(username="admin", password="someone-elses-password")
+
+    out, err = seed("--json")
+
+    assert Organization.objects.filter(name="Demo Clinic").count() == 1
+    assert json.loads(out)["platform"]["organizationId"] == organization.public_id
+    admin.refresh_from_db()
+    assert admin.check_password("someone-elses-password") and not admin.is_staff
+    assert "admin user admin exists and was left as is" in err
+
+
+def test_demo_credentials_obtain_a_platform_token(api_client):
+    data = json.loads(seed("--json")[0])["platform"]
+
+    response = api_client.post(
+        data["tokenUrl"], {"username": data["username"], "password": data["password"]}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["access_token"] and body["token_type"] == "bearer"
+
+
+def test_refuses_to_run_in_production_without_force(settings):
+    settings.APP_ENV = "production"
+
+    with pytest.raises(CommandError, match="refused under APP_ENV=production"):
+        seed("--json")
+    assert counts() == {"users": 0, "organizations": 0, "memberships": 0, "audit_events": 0}
+
+    seed("--json", "--force")
+    assert User.objects.filter(username="demo").exists()
+
+
+def test_without_json_prints_a_readable_summary_on_stdout():
+    out, _ = seed()
+
+    assert "DEMO ONLY" in out
+    assert "created platform user demo" in out
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(out)
+
+
+def test_contributors_registry_adds_keys(monkeypatch):
+    def extra(ctx):
+        return "example", {"organizationId": ctx.organization.public_id}
+
+    monkeypatch.setattr(seed_demo, "CONTRIBUTORS", [*seed_demo.CONTRIBUTORS, extra])
+    data = json.loads(seed("--json")[0])
+    assert data["example"] == {"organizationId": data["platform"]["organizationId"]}
+
+    monkeypatch.setattr(seed_demo, "CONTRIBUTORS", [*seed_demo.CONTRIBUTORS, seed_demo.docs])
+    with pytest.raises(CommandError, match="two contributors return the key 'docs'"):
+        seed("--json")
