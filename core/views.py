@@ -105,13 +105,29 @@ class SchemaView(_PublicTier, SpectacularAPIView):
     pass
 
 
+class _SelfOnlyPage:
+    """The docs pages load nothing from third parties: their assets are served by us (sidecar), and a
+    Content-Security-Policy makes the browser refuse anything else (e.g. Redoc's CDN-hosted logo)."""
+
+    content_security_policy = (
+        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+        "frame-ancestors 'none'"
+    )
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Content-Security-Policy"] = self.content_security_policy
+        return response
+
+
 @public
-class DocsView(_PublicTier, SpectacularSwaggerView):
+class DocsView(_SelfOnlyPage, _PublicTier, SpectacularSwaggerView):
     pass
 
 
 @public
-class RedocView(_PublicTier, SpectacularRedocView):
+class RedocView(_SelfOnlyPage, _PublicTier, SpectacularRedocView):
     template_name = "core/redoc.html"  # no third-party font links
 
 

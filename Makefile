@@ -1,0 +1,77 @@
+# Healthcare integration platform: `make run` starts everything, `make test` runs the suite.
+# GNU make. The virtualenv lives in .venv and is (re)installed only when a requirements file changes.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON3 ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+
+# Web port for `make run` (honcho hands it to the first Procfile entry, web). DATABASE_URL, REDIS_URL
+# and every other setting pass through the environment untouched (see README).
+PORT ?= 8000
+export PORT
+
+# pytest arguments, e.g. `make test PYTEST_ARGS="tests/core -x"`.
+PYTEST_ARGS ?=
+
+.PHONY: help run test lint check bench clean venv
+
+help:
+	@echo "make run    start web (port $(PORT)), celery worker and celery beat in the foreground (Ctrl-C stops all)"
+	@echo "make test   run the whole test suite (pytest)"
+	@echo "make lint   ruff check ."
+	@echo "make check  Django deploy checks under APP_ENV=production + missing-migration check"
+	@echo "make bench  run every bench/*.py script"
+	@echo "make clean  remove .local (SQLite, broker queue) and staticfiles"
+
+$(PY):
+	$(PYTHON3) -m venv $(VENV)
+
+$(STAMP): requirements.txt requirements-dev.txt | $(PY)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py setup_periodic_tasks
+	$(PY) manage.py seed_demo
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho -f Procfile.dev start
+
+# No pytest-xdist here: tests that start a real Celery worker share one broker (the filesystem queue,
+# or Redis in CI) between xdist workers, so a task could run against another worker's test database.
+test: $(STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# Throwaway production values, generated per run: the checks need them set, not secret.
+check: $(STAMP)
+	APP_ENV=production \
+	SECRET_KEY="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))')" \
+	FIELD_ENCRYPTION_KEYS="$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
+	BLIND_INDEX_KEY="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(32))')" \
+	ALLOWED_HOSTS=example.com \
+	REDIS_URL=redis://127.0.0.1:6379/0 \
+	$(PY) manage.py check --deploy --fail-level WARNING
+	$(PY) manage.py makemigrations --check --dry-run
+
+# Every bench/*.py script (files starting with "_" are helpers, not benchmarks). Runs all, fails if any failed.
+bench: $(STAMP)
+	@shopt -s nullglob; scripts=(); \
+	for f in bench/*.py; do case "$$(basename "$$f")" in _*) ;; *) scripts+=("$$f");; esac; done; \
+	if [ $${#scripts[@]} -eq 0 ]; then echo "No benchmarks: bench/ has no *.py scripts yet."; exit 0; fi; \
+	failed=0; \
+	for f in "$${scripts[@]}"; do \
+		echo "== $$f"; \
+		PYTHONPATH="$(CURDIR)" $(PY) "$$f" || { echo "!! $$f failed"; failed=1; }; \
+	done; \
+	exit $$failed
+
+clean:
+	rm -rf .local staticfiles
