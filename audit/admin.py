@@ -17,6 +17,7 @@ from django.http import StreamingHttpResponse
 from audit.models import AccessLog, AuditEvent
 from audit.selectors import audit_export_rows, audit_export_snapshot
 from audit.services import audit_event_record
+from core.admin import ReadOnlyAdminMixin
 from core.apis import FAMILIES
 from core.time import iso_utc, utc_now
 
@@ -91,21 +92,12 @@ class StatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReadOnlyAuditAdmin(admin.ModelAdmin):
+class ReadOnlyAuditAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     export_fields: tuple[str, ...] = ()
     actions = ["export_csv"]
     list_per_page = 100
     show_full_result_count = False  # no second COUNT(*) over the whole table
     ordering = ["-created_at", "-pk"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]

@@ -3,15 +3,9 @@ from django.contrib import admin
 from core.models import KeyRotation
 
 
-@admin.register(KeyRotation)
-class KeyRotationAdmin(admin.ModelAdmin):
-    """Read-only: rows are written only by `manage.py rotate_encryption_keys`."""
-
-    list_display = ("id", "primary_key_fingerprint", "started_at", "completed_at", "rows_rotated")
-    list_filter = (("completed_at", admin.EmptyFieldListFilter),)
-    search_fields = ("primary_key_fingerprint",)
-    readonly_fields = ("primary_key_fingerprint", "started_at", "completed_at", "rows_rotated", "progress")
-    ordering = ("-started_at",)
+class ReadOnlyAdminMixin:
+    """For rows only code may write (audit, rotation records): nobody adds, changes or deletes them
+    in the admin, superusers included; the change page shows every field read-only."""
 
     def has_add_permission(self, request):
         return False
@@ -21,3 +15,14 @@ class KeyRotationAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(KeyRotation)
+class KeyRotationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read-only: rows are written only by `manage.py rotate_encryption_keys`."""
+
+    list_display = ("id", "primary_key_fingerprint", "started_at", "completed_at", "rows_rotated")
+    list_filter = (("completed_at", admin.EmptyFieldListFilter),)
+    search_fields = ("primary_key_fingerprint",)
+    readonly_fields = ("primary_key_fingerprint", "started_at", "completed_at", "rows_rotated", "progress")
+    ordering = ("-started_at",)
