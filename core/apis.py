@@ -121,12 +121,10 @@ def _partner_limit(request) -> int | None:
     return getattr(request, "ratelimit_override", None)
 
 
+# Per API key only, as the spec says: a per-IP ceiling would cap partners whose own limit is higher
+# (they call from one server). The token exchange view adds its own per-IP limit against guessing.
 LOVERESCUE_RATES = RatePolicy(
-    "loverescue",
-    (
-        Rate("ip", 100, MINUTE, key_ip, Stage.BEFORE_AUTH),
-        Rate("key", 100, MINUTE, key_principal, limit_override=_partner_limit),
-    ),
+    "loverescue", (Rate("key", 100, MINUTE, key_principal, limit_override=_partner_limit),)
 )
 MARK_RATES = RatePolicy(
     "mark",

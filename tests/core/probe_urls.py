@@ -45,7 +45,35 @@ class RoutiqOIDCProbe(_Probe):
                          if isinstance(request.auth, dict) else None})
 
 
+class _PartnerKeyAuth:
+    """Stands in for a partner API-key authentication: names the credential and its custom limit."""
+
+    def authenticate(self, request):
+        key = request.headers.get("X-Probe-Key")
+        if not key:
+            return None
+        request._request.ratelimit_principal = f"partner:{key}"
+        limit = request.headers.get("X-Probe-Limit")
+        request._request.ratelimit_override = int(limit) if limit else None
+        from django.contrib.auth.models import AnonymousUser
+
+        return AnonymousUser(), key
+
+    def authenticate_header(self, request):
+        return "Bearer"
+
+
+class LoveRescueKeyProbe(ApiView):
+    api_family = LOVERESCUE
+    authentication_classes = [_PartnerKeyAuth]
+    permission_classes = []
+
+    def get(self, request):
+        return Response({"ok": True})
+
+
 urlpatterns = [
+    path("api/integration/key-probe", LoveRescueKeyProbe.as_view()),
     path("api/v1/dashboard/oidc-probe", RoutiqOIDCProbe.as_view()),
     *_probes(LOVERESCUE, "api/integration/"),
     *_probes(MARK, "api/v1/"),

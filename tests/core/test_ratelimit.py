@@ -63,23 +63,21 @@ def test_client_ip_trusts_only_configured_proxies(rf, settings, count, header, r
 
 
 @pytest.mark.urls("tests.core.probe_urls")
-def test_loverescue_headers_are_iso_and_429_body_is_the_specs(settings):
-    from core import apis
-
+def test_loverescue_headers_are_iso_and_429_body_is_the_specs():
     client = Client()
-    # 100/min per IP before auth is LoveRescue's first stage; exhaust it on the probe.
     for _ in range(100):
-        response = client.get("/api/integration/probe")
-    assert response.status_code == 401
+        response = client.get("/api/integration/key-probe", HTTP_X_PROBE_KEY="k1")
+    assert response.status_code == 200
+    assert response["X-RateLimit-Remaining"] == "0"
     reset = response["X-RateLimit-Reset"]
     assert reset.endswith("Z") and datetime.fromisoformat(reset.replace("Z", "+00:00"))
-    response = client.get("/api/integration/probe")
+    response = client.get("/api/integration/key-probe", HTTP_X_PROBE_KEY="k1")
     assert response.status_code == 429
     body = response.json()
     assert body["error"] == "Rate limit exceeded"
     assert body["code"] == "RATE_LIMITED"
     assert isinstance(body["retryAfter"], int) and 1 <= body["retryAfter"] <= 60
-    assert apis.LOVERESCUE.reset_format == "iso"
+    assert body["retryAfter"] == int(response["Retry-After"])
 
 
 def test_routiq_public_tier_headers_on_every_response():
@@ -130,3 +128,31 @@ def test_docs_are_in_the_public_tier():
     response = Client().get("/docs")
     assert response.status_code == 200
     assert response["X-RateLimit-Limit"] == "100"
+
+
+@pytest.mark.urls("tests.core.probe_urls")
+def test_loverescue_counts_per_api_key_with_a_partner_override():
+    client = Client()
+    statuses = [client.get("/api/integration/key-probe", HTTP_X_PROBE_KEY="k1", HTTP_X_PROBE_LIMIT="3",
+                           REMOTE_ADDR=f"198.51.100.{i}").status_code for i in range(4)]
+    assert statuses == [200, 200, 200, 429]  # counted per key across client addresses
+    limited = client.get("/api/integration/key-probe", HTTP_X_PROBE_KEY="k1", HTTP_X_PROBE_LIMIT="3")
+    assert limited["X-RateLimit-Limit"] == "3"
+    other_key = client.get("/api/integration/key-probe", HTTP_X_PROBE_KEY="k2")
+    assert other_key.status_code == 200
+    assert other_key["X-RateLimit-Limit"] == "100"  # the spec's default per key
+    assert other_key["X-RateLimit-Remaining"] == "99"
+
+
+@pytest.mark.urls("tests.core.probe_urls")
+def test_therapist_limits_are_per_user_and_report_the_tightest():
+    from django.contrib.auth import get_user_model
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    user = get_user_model().objects.create_user("therapist", password="x-long-password-1")
+    token = AccessToken.for_user(user)
+    response = Client().get("/api/session/probe", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200
+    # 100/min and 1000/h: after one request the minute window is the tighter one.
+    assert response["X-RateLimit-Limit"] == "100"
+    assert response["X-RateLimit-Remaining"] == "99"
