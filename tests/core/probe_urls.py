@@ -5,6 +5,7 @@ routes stay in place so unknown-path handling is tested against them too.
 """
 
 from django.urls import include, path
+from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
 from accounts.authentication import OIDCAuthentication, PlatformJWTAuthentication
@@ -25,11 +26,17 @@ class _Boom(ApiView):
         raise RuntimeError("secret internal detail /srv/app/db.py line 42")
 
 
+class _StaffOnly(_Probe):
+    permission_classes = [IsAdminUser]
+
+
 def _probes(family, prefix):
     probe = type(f"{family.name}Probe", (_Probe,), {"api_family": family})
     boom = type(f"{family.name}Boom", (_Boom,), {"api_family": family})
+    staff_only = type(f"{family.name}StaffOnly", (_StaffOnly,), {"api_family": family})
     return [
         path(f"{prefix}probe", probe.as_view()),
+        path(f"{prefix}staff-only", staff_only.as_view()),
         path(f"{prefix}boom", boom.as_view()),
     ]
 

@@ -37,14 +37,17 @@ def assert_routiq(body, status, code):
 
 APIS = {
     "loverescue": ("/api/integration/", assert_loverescue,
-                   {401: "AUTH_FAILED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 500: "INTERNAL_ERROR"}),
+                   {401: "AUTH_FAILED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+                    500: "INTERNAL_ERROR"}),
     "mark": ("/api/v1/", assert_mark,
-             {401: "authentication_failed", 404: "not_found", 405: "method_not_allowed", 500: "internal_error"}),
-    "careos": ("/api/leads/", assert_careos, {401: "", 404: "", 405: "", 500: ""}),
+             {401: "authentication_failed", 403: "permission_denied", 404: "not_found",
+              405: "method_not_allowed", 500: "internal_error"}),
+    "careos": ("/api/leads/", assert_careos, {401: "", 403: "", 404: "", 405: "", 500: ""}),
     "therapist": ("/api/session/", assert_therapist,
-                  {401: "AUTHENTICATION_FAILED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 500: "INTERNAL_ERROR"}),
+                  {401: "AUTHENTICATION_FAILED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                   405: "METHOD_NOT_ALLOWED", 500: "INTERNAL_ERROR"}),
     "routiq": ("/api/v1/dashboard/", assert_routiq,
-               {401: "Authentication failed", 404: "Not found", 405: "Method not allowed",
+               {401: "Authentication failed", 403: "Access denied", 404: "Not found", 405: "Method not allowed",
                 500: "Internal server error"}),
 }
 
@@ -74,6 +77,16 @@ def test_401_with_garbage_token(api):
     body = _json(response)
     if prefix == "/api/v1/":
         assert body["error"]["code"] == "token_not_valid"
+
+
+def test_403_authenticated_but_not_allowed(api):
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    prefix, check, codes = api
+    user = get_user_model().objects.create_user("not-staff", password="probe-password-1234")
+    response = Client().get(f"{prefix}staff-only", HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
+    assert response.status_code == 403
+    check(_json(response), 403, codes[403])
 
 
 @pytest.mark.parametrize("debug", [False, True])
