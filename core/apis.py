@@ -186,7 +186,21 @@ ROUTIQ = ApiFamily(
     retry_after_always=True,
 )
 
-FAMILIES: tuple[ApiFamily, ...] = (LOVERESCUE, MARK, CAREOS, THERAPIST, ROUTIQ)
+def _render_platform(request, error: ApiError) -> dict:
+    return {"error": error.message, "code": PLATFORM.code(error)}
+
+
+# Platform endpoints that belong to no partner API: vendor callbacks (Twilio status, ...).
+PLATFORM_RATES = RatePolicy("platform", (Rate("ip", 600, MINUTE, key_ip, Stage.BEFORE_AUTH),))
+PLATFORM = ApiFamily(
+    name="platform",
+    tag="Platform",
+    prefixes=("/api/messaging/", "/api/webhooks/"),
+    render=_render_platform,
+    rate_policy=PLATFORM_RATES,
+)
+
+FAMILIES: tuple[ApiFamily, ...] = (LOVERESCUE, MARK, CAREOS, THERAPIST, ROUTIQ, PLATFORM)
 _PREFIX_INDEX = sorted(
     ((prefix, family) for family in FAMILIES for prefix in family.prefixes), key=lambda item: -len(item[0])
 )

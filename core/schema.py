@@ -31,6 +31,9 @@ def _error_serializers():
         ),
         "mark": inline_serializer("MarkError", {"error": mark_inner}),
         "careos": inline_serializer("CareOSError", {"error": serializers.CharField()}),
+        "platform": inline_serializer(
+            "PlatformError", {"error": serializers.CharField(), "code": serializers.CharField()}
+        ),
         "therapist": inline_serializer(
             "TherapistError",
             {"error": serializers.CharField(), "code": serializers.CharField(), "details": serializers.JSONField()},

@@ -176,3 +176,9 @@ def test_non_api_paths_keep_django_pages():
     response = Client().get("/not-an-api/")
     assert response.status_code == 404
     assert not response["Content-Type"].startswith("application/json")
+
+
+def test_platform_paths_have_their_own_envelope():
+    response = Client().get("/api/messaging/nope")
+    assert response.status_code == 404
+    assert _json(response) == {"error": "Not found", "code": "not_found"}
