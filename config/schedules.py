@@ -45,4 +45,18 @@ PERIODIC_TASKS: tuple[Schedule, ...] = (
         when=Crontab(minute="17", hour="3"),
         description="Deletes access-log and audit-event rows older than AUDIT_RETENTION_YEARS (min 6).",
     ),
+    Schedule(
+        name="messaging: sweep queued messages",
+        task="messaging.tasks.sweep_queued_messages",
+        when=Interval(seconds=60),
+        description="Re-enqueues queued messages that are due and not claimed (a lost broker message only "
+        "delays a message).",
+    ),
+    Schedule(
+        name="webhooks: sweep due deliveries",
+        task="webhooks.tasks.sweep_due_webhook_deliveries",
+        when=Interval(seconds=60),
+        description="Re-enqueues due webhook deliveries (a lost broker message only delays one) and "
+        "disables endpoints failing for WEBHOOK_DISABLE_AFTER_DAYS.",
+    ),
 )

@@ -258,6 +258,62 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
+# --- Webhooks (webhooks/, docs/webhooks.md) ------------------------------------------------------
+# Registration refuses plain-http URLs unless this is false (tests with receivers on 127.0.0.1).
+WEBHOOK_REQUIRE_HTTPS = env.bool("WEBHOOK_REQUIRE_HTTPS", default=True)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_SECRET_OVERLAP_HOURS = env.float("WEBHOOK_SECRET_OVERLAP_HOURS", default=24.0)
+WEBHOOK_DISABLE_AFTER_DAYS = env.float("WEBHOOK_DISABLE_AFTER_DAYS", default=5.0)
+if IS_PRODUCTION and not WEBHOOK_REQUIRE_HTTPS:
+    raise ImproperlyConfigured("WEBHOOK_REQUIRE_HTTPS=false is for tests and local demos only.")
+
+# --- Messaging (messaging/: SMS, WhatsApp and email outbox; docs/operations.md) --------------------
+# console: logs "message msg_... via sms sent" only (no number, no body) and delivers nothing;
+# locmem: tests, keeps every channel in messaging.backends.outbox; twilio: SMS and WhatsApp through
+# Twilio's REST API. Email goes through Django's EMAIL_BACKEND for console and twilio.
+MESSAGING_BACKEND = env.str("MESSAGING_BACKEND", default="console")
+if MESSAGING_BACKEND not in {"console", "locmem", "twilio"}:
+    raise ImproperlyConfigured(f"MESSAGING_BACKEND must be console, locmem or twilio, not {MESSAGING_BACKEND!r}")
+MESSAGING_MAX_ATTEMPTS = env.int("MESSAGING_MAX_ATTEMPTS", default=5)
+if MESSAGING_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured("MESSAGING_MAX_ATTEMPTS must be at least 1.")
+# Public base URL of this server as Twilio reaches it (https://api.example.com): status callbacks are
+# requested at <base>/api/messaging/twilio/status and their signatures checked against that URL.
+MESSAGING_STATUS_CALLBACK_BASE_URL = env.str("MESSAGING_STATUS_CALLBACK_BASE_URL", default="").rstrip("/")
+if MESSAGING_STATUS_CALLBACK_BASE_URL and not MESSAGING_STATUS_CALLBACK_BASE_URL.startswith(
+    ("https://", "http://")
+):
+    raise ImproperlyConfigured("MESSAGING_STATUS_CALLBACK_BASE_URL must be an http(s) URL.")
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+TWILIO_WHATSAPP_FROM = env.str("TWILIO_WHATSAPP_FROM", default="")
+TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="https://api.twilio.com").rstrip("/")
+if IS_PRODUCTION and MESSAGING_BACKEND == "locmem":
+    raise ImproperlyConfigured("MESSAGING_BACKEND=locmem is for tests only.")
+if IS_PRODUCTION and MESSAGING_BACKEND == "twilio":
+    _missing_twilio = [
+        name
+        for name, value in (("TWILIO_ACCOUNT_SID", TWILIO_ACCOUNT_SID), ("TWILIO_AUTH_TOKEN", TWILIO_AUTH_TOKEN))
+        if not value.strip()
+    ]
+    if not (TWILIO_FROM_NUMBER.strip() or TWILIO_WHATSAPP_FROM.strip()):
+        _missing_twilio.append("TWILIO_FROM_NUMBER (or TWILIO_WHATSAPP_FROM)")
+    if _missing_twilio:
+        raise ImproperlyConfigured(
+            "MESSAGING_BACKEND=twilio refuses to start without: " + ", ".join(_missing_twilio) + " (see README)."
+        )
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
+# EMAIL_URL (django-environ): smtp://user:pass@host:25, smtp+tls://...:587, smtp+ssl://...:465,
+# dummymail://. Unset: a console backend that logs one redacted line per email (never Django's own
+# console backend, which prints recipients and bodies).
+EMAIL_URL = env.str("EMAIL_URL", default="")
+if EMAIL_URL:
+    globals().update(env.email_url_config(EMAIL_URL))
+else:
+    EMAIL_BACKEND = "messaging.backends.RedactedConsoleEmailBackend"
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+
 # --- I18N / time ----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

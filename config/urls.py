@@ -12,4 +12,5 @@ urlpatterns = [
     path("docs", DocsView.as_view(url_name="schema"), name="docs"),
     path("redoc", RedocView.as_view(url_name="schema"), name="redoc"),
     path("", include("accounts.api.urls")),
+    path("", include("messaging.api.urls")),
 ]

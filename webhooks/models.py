@@ -1,1 +1,122 @@
-"""webhooks: models (filled by its domain issue; shape per docs/architecture.md)."""
+"""Outbound webhooks: endpoint -> delivery -> attempt (Saleor's shape), events with their exact bytes.
+
+- `WebhookEndpoint`: where one owner (a partner, an organization...) receives events, how they are
+  signed (`scheme`), and whether it is active. Secrets and the notification address are encrypted.
+- `WebhookEvent`: one published event; `payload` is the exact body sent to every endpoint (encrypted at
+  rest: payloads may describe a patient or client), `public_id` (`evt_...`) is the `webhook-id` header.
+- `WebhookDelivery`: one event for one endpoint: the outbox row. The sweeper re-enqueues due ones.
+- `WebhookAttempt`: one HTTP try of a delivery, kept for the admin and the partner's support.
+
+Every write is in webhooks/services.py; see docs/webhooks.md.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from core.encryption import EncryptedTextField
+from core.ids import public_id_default
+
+RESPONSE_EXCERPT_BYTES = 2048
+
+
+class Scheme(models.TextChoices):
+    LOVERESCUE = "loverescue", "LoveRescue (X-LoveRescue-Signature)"
+    MARK = "mark", "Mark (X-Mark-Signature)"
+    STANDARD = "standard", "Standard Webhooks only"
+
+
+class WebhookEndpoint(models.Model):
+    public_id = models.CharField(max_length=40, unique=True, default=public_id_default("wh"), editable=False)
+    owner_type = models.CharField(max_length=40)  # "integration_partner", "organization", ...
+    owner_id = models.CharField(max_length=100)
+    url = models.CharField(max_length=2000)
+    secret = EncryptedTextField()
+    previous_secret = EncryptedTextField(null=True, blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    events = models.JSONField(default=list)  # event types; "*" subscribes to every type
+    scheme = models.CharField(max_length=20, choices=Scheme.choices)
+    is_active = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=200, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    failing_since = models.DateTimeField(null=True, blank=True, db_index=True)
+    notification_email = EncryptedTextField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner_type", "owner_id", "scheme"], name="webhooks_endpoint_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} ({self.scheme})"
+
+    def subscribes_to(self, event_type: str) -> bool:
+        return "*" in self.events or event_type in self.events
+
+
+class WebhookEvent(models.Model):
+    public_id = models.CharField(max_length=40, unique=True, default=public_id_default("evt"), editable=False)
+    type = models.CharField(max_length=100, db_index=True)
+    # The exact body sent (UTF-8 JSON text), encrypted at rest; `body` gives the bytes.
+    payload = EncryptedTextField()
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.type}"
+
+    @property
+    def body(self) -> bytes:
+        return self.payload.encode("utf-8")
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class WebhookDelivery(models.Model):
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    # Attempts in the current cycle: a redelivery or recovery starts a new cycle at 0 (the WebhookAttempt
+    # rows of every cycle are kept).
+    attempt_count = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    first_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Lease: a run that claimed the delivery owns it until then (see services.webhook_delivery_attempt).
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["event", "endpoint"], name="webhooks_delivery_event_endpoint")]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhooks_delivery_due")]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"delivery {self.pk} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempts")
+    attempted_at = models.DateTimeField(db_index=True)
+    request_headers = models.JSONField(default=dict)  # signatures and ids only; never a secret
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True)  # first RESPONSE_EXCERPT_BYTES bytes, decoded safely
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["attempted_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.pk} -> {self.status_code or self.error}"

@@ -1,1 +1,22 @@
-"""webhooks: tasks (filled by its domain issue; shape per docs/architecture.md)."""
+"""Thin webhook tasks: load by id, call a service. Both are safe to run twice (the delivery claim makes a
+second run of a delivered webhook a no-op)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from webhooks import services
+
+# Longer than one attempt (guarded_request's deadline is 3x the timeout), shorter than the claim lease.
+_TIME_LIMIT = int(settings.WEBHOOK_TIMEOUT_SECONDS * 3 + 30)
+
+
+@shared_task(name="webhooks.tasks.deliver_webhook", time_limit=_TIME_LIMIT, soft_time_limit=_TIME_LIMIT - 10)
+def deliver_webhook(delivery_id: int) -> str:
+    return services.webhook_delivery_attempt(delivery_id=delivery_id)
+
+
+@shared_task(name="webhooks.tasks.sweep_due_webhook_deliveries", time_limit=120, soft_time_limit=100)
+def sweep_due_webhook_deliveries() -> dict:
+    return services.webhook_deliveries_sweep()

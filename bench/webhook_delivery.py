@@ -1,0 +1,246 @@
+"""Webhook delivery throughput and publish-to-first-attempt latency with 2 real Celery worker processes,
+next to the floor: the same receiver hit by a bare httpx loop (same number of POSTs of the same body, from
+2 threads to mirror the 2 workers), measured in the same run.
+
+    make bench                                             # SQLite temp file + filesystem broker
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/platform REDIS_URL=redis://127.0.0.1:6379/0 \\
+        .venv/bin/python bench/webhook_delivery.py         # PostgreSQL + Redis, as in production
+
+BENCH_WEBHOOK_EVENTS (default 500) sets N. Workers consume a queue of their own (other workers on the
+same broker are not disturbed); the bench's webhook rows are deleted at the end (audit rows stay:
+they are append-only).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(BASE_DIR))
+TMP = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
+os.environ.setdefault("APP_ENV", "test")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ["OUTBOUND_ALLOW_LOOPBACK"] = "true"
+os.environ["WEBHOOK_REQUIRE_HTTPS"] = "false"
+os.environ.pop("CELERY_TASK_ALWAYS_EAGER", None)
+if "DATABASE_URL" not in os.environ:
+    os.environ["DATABASE_URL"] = f"sqlite:///{TMP / 'bench.sqlite3'}"
+if os.environ.get("REDIS_URL"):
+    os.environ.setdefault("CELERY_BROKER_URL", os.environ["REDIS_URL"])
+else:
+    os.environ["CELERY_BROKER_DIR"] = str(TMP / "broker")
+
+import django  # noqa: E402
+
+django.setup()
+
+import httpx  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+
+from webhooks import services  # noqa: E402
+from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent  # noqa: E402
+from webhooks.signing import build_headers  # noqa: E402
+
+N = int(os.environ.get("BENCH_WEBHOOK_EVENTS", "500"))
+WORKERS = 2
+UNLOADED = int(os.environ.get("BENCH_WEBHOOK_UNLOADED", "30"))
+QUEUE = f"bench-webhooks-{uuid.uuid4().hex[:12]}"
+PAYLOAD = {"alertId": "alert-uuid", "clientId": "user-uuid", "alertType": "CRISIS", "severity": "CRITICAL",
+           "message": "Crisis pathway triggered", "metadata": {"k": "v"}, "createdAt": "2026-02-12T15:30:00Z"}
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """Answers 200 at once. Buffered writes (status, headers and body leave in one segment, flushed by
+    handle_one_request) and TCP_NODELAY, so the floor is not a Nagle / delayed-ACK artefact."""
+
+    protocol_version = "HTTP/1.1"
+    wbufsize = 65536
+    count = 0
+    lock = threading.Lock()
+
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with Receiver.lock:
+            Receiver.count += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+def start_workers(log_dir: Path) -> list[subprocess.Popen]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    processes = []
+    for i in range(WORKERS):
+        log = (log_dir / f"worker{i}.log").open("wb")
+        command = [str(Path(sys.executable).with_name("celery")), "-A", "config", "worker", "--pool=solo",
+                   "--concurrency=1", "-l", "info", "-Q", QUEUE, "--without-gossip", "--without-mingle",
+                   "--without-heartbeat", "-n", f"bench{i}-{QUEUE}@%h"]
+        processes.append(subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT))
+    deadline = time.monotonic() + 60
+    for i, process in enumerate(processes):
+        while b" ready." not in (log_dir / f"worker{i}.log").read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"worker {i} did not start:\n{(log_dir / f'worker{i}.log').read_text()}")
+            time.sleep(0.1)
+    return processes
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def floor_run(url: str, body: bytes, headers: dict[str, str], *, keep_alive: bool) -> float:
+    """Seconds for N POSTs from WORKERS threads with bare httpx."""
+    per_thread = [N // WORKERS + (1 if i < N % WORKERS else 0) for i in range(WORKERS)]
+
+    def loop(count: int) -> None:
+        if keep_alive:
+            with httpx.Client() as client:
+                for _ in range(count):
+                    client.post(url, content=body, headers=headers).raise_for_status()
+        else:
+            for _ in range(count):
+                with httpx.Client() as client:  # a new connection per POST, as guarded_request does
+                    client.post(url, content=body, headers=headers).raise_for_status()
+
+    threads = [threading.Thread(target=loop, args=(count,)) for count in per_thread]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    call_command("migrate", verbosity=0)
+    db = connection.vendor
+    broker = "redis" if settings.CELERY_BROKER_URL.startswith("redis") else "filesystem"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+
+    from webhooks.tasks import deliver_webhook
+
+    # The bench's own queue, so other workers on the same broker never take its tasks.
+    services._enqueue = lambda delivery_id, countdown=None: deliver_webhook.apply_async(
+        args=[delivery_id], countdown=countdown, queue=QUEUE)
+    endpoint, secret = services.webhook_endpoint_register(
+        owner_type="bench", owner_id=QUEUE, url=url, events=["alert.created"], scheme="loverescue",
+        actor_type="system", actor_id="bench")
+    workers = start_workers(TMP)
+    try:
+        started = time.perf_counter()
+        for _ in range(N):
+            services.webhook_event_publish(event_type="alert.created", payload=PAYLOAD, endpoints=[endpoint])
+        published = time.perf_counter() - started
+        deliveries = WebhookDelivery.objects.filter(endpoint=endpoint)
+        deadline = time.monotonic() + max(120, N * 0.5)
+        while deliveries.filter(status=DeliveryStatus.SUCCEEDED).count() < N:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {deliveries.filter(status=DeliveryStatus.SUCCEEDED).count()}/{N} delivered")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        # Unloaded: one event at a time, each waited for, so the latency is the pipeline's, not a queue's.
+        unloaded = []
+        for _ in range(UNLOADED):
+            event = services.webhook_event_publish(event_type="alert.created", payload=PAYLOAD, endpoints=[endpoint])
+            while not WebhookDelivery.objects.filter(event=event, status=DeliveryStatus.SUCCEEDED).exists():
+                time.sleep(0.005)
+            unloaded.append(event.pk)
+    finally:
+        stop(workers)
+
+    first_attempts: dict[int, float] = {}
+    attempts = 0
+    for delivery_id, created_at, attempted_at in WebhookAttempt.objects.filter(
+        delivery__endpoint=endpoint
+    ).values_list("delivery_id", "delivery__event__created_at", "attempted_at").order_by("delivery_id", "attempted_at"):
+        attempts += 1
+        first_attempts.setdefault(delivery_id, (attempted_at - created_at).total_seconds() * 1000)
+    unloaded_ids = set(WebhookDelivery.objects.filter(event_id__in=unloaded).values_list("pk", flat=True))
+    latencies = [ms for pk, ms in first_attempts.items() if pk not in unloaded_ids]
+    idle_latencies = [ms for pk, ms in first_attempts.items() if pk in unloaded_ids]
+    event = WebhookEvent.objects.filter(deliveries__endpoint=endpoint).first()
+    body = event.body
+    headers = build_headers(scheme="loverescue", event_id=event.public_id, event_type=event.type,
+                            event_created_at=event.created_at, body=body, secrets=[secret],
+                            timestamp=int(time.time()))
+    received_by_workers = Receiver.count
+    floor_new = floor_run(url, body, headers, keep_alive=False)
+    floor_keep = floor_run(url, body, headers, keep_alive=True)
+    server.shutdown()
+
+    rate = N / elapsed
+    print(f"\nWebhook delivery: {N} events -> 1 endpoint, {WORKERS} worker processes, db={db}, broker={broker}")
+    print(f"(receiver got {received_by_workers} POSTs from the workers; {attempts} attempts recorded; "
+          f"publishing took {published:.2f}s)\n")
+    rows = [
+        ("floor: bare httpx loop, keep-alive client (2 threads)", floor_keep, N / floor_keep),
+        ("httpx, new Client per POST as guarded_request (2 threads)", floor_new, N / floor_new),
+        ("webhooks: publish -> all delivered (2 workers)", elapsed, rate),
+    ]
+    print(f"{'measure':<58} {'seconds':>8} {'per s':>9} {'x floor':>8}")
+    for name, seconds, per_second in rows:
+        print(f"{name:<58} {seconds:>8.2f} {per_second:>9.1f} {seconds / floor_keep:>8.1f}")
+    print(f"\npublish-to-first-attempt latency, burst of {N}: p50 {statistics.median(latencies):.0f} ms, "
+          f"p99 {percentile(latencies, 0.99):.0f} ms, max {max(latencies):.0f} ms")
+    print(f"unloaded (one event at a time, {UNLOADED} events): p50 {statistics.median(idle_latencies):.0f} ms, "
+          f"p99 {percentile(idle_latencies, 0.99):.0f} ms")
+    print(f"per POST, one thread's view: keep-alive {floor_keep / (N / WORKERS) * 1000:.1f} ms, "
+          f"new Client {floor_new / (N / WORKERS) * 1000:.1f} ms")
+
+    event_ids = list(WebhookEvent.objects.filter(deliveries__endpoint=endpoint).values_list("pk", flat=True))
+    WebhookAttempt.objects.filter(delivery__endpoint=endpoint).delete()
+    WebhookDelivery.objects.filter(endpoint=endpoint).delete()
+    WebhookEvent.objects.filter(pk__in=event_ids).delete()
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).delete()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        if broker_url := os.environ.get("CELERY_BROKER_URL", ""):
+            if broker_url.startswith("redis"):
+                import redis
+
+                client = redis.Redis.from_url(broker_url)
+                client.delete(QUEUE, f"_kombu.binding.{QUEUE}")
+                client.close()
+        shutil.rmtree(TMP, ignore_errors=True)

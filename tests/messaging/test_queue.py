@@ -1,0 +1,178 @@
+"""message_queue: validation, encryption at rest, audit without PHI, enqueue after commit only."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import connection, transaction
+
+from audit.models import AuditEvent
+from core.encryption import blind_index, decrypt_str
+from messaging.models import RECIPIENT_INDEX_PURPOSE, OutboundMessage
+from messaging.selectors import messages_to_recipient
+from messaging.services import (
+    InvalidChannelError,
+    InvalidMessageError,
+    InvalidRecipientError,
+    MessagingError,
+    message_queue,
+)
+from tests.messaging.conftest import BODY, EMAIL, PHONE
+from tests.messaging.helpers import queue
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "channel, recipient",
+    [
+        ("sms", "07700900123"),  # national format, no country code
+        ("sms", "+0447700900123"),  # country code cannot start with 0
+        ("sms", "+44"),  # too short
+        ("sms", "+4477009001234567890"),  # too long
+        ("sms", "not a number"),
+        ("whatsapp", "whatsapp:07700900123"),
+        ("whatsapp", ""),
+        ("email", "no-at-sign.example.org"),
+        ("email", "two@@example.org"),
+        ("email", PHONE),
+        ("sms", EMAIL),
+    ],
+)
+def test_invalid_recipients_are_refused_without_quoting_them(channel, recipient):
+    with pytest.raises(InvalidRecipientError) as excinfo:
+        queue(channel=channel, recipient=recipient)
+    assert isinstance(excinfo.value, ValueError)
+    if recipient:
+        assert recipient not in str(excinfo.value)
+    assert OutboundMessage.objects.count() == 0
+
+
+def test_unknown_channel_is_refused():
+    with pytest.raises(InvalidChannelError):
+        queue(channel="pigeon")
+    assert OutboundMessage.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"body": ""},
+        {"body": "   "},
+        {"body": "x" * 1601},
+        {"subject": "Hello"},  # subject on sms
+        {"purpose": "Not A Code!"},
+        {"actor_type": "wizard"},
+    ],
+)
+def test_invalid_content_is_refused(kwargs):
+    with pytest.raises(InvalidMessageError):
+        queue(**{"body": BODY, **kwargs})
+    assert OutboundMessage.objects.count() == 0
+
+
+def test_every_refusal_is_a_value_error_subclass():
+    for cls in (InvalidChannelError, InvalidRecipientError, InvalidMessageError):
+        assert issubclass(cls, MessagingError) and issubclass(cls, ValueError)
+
+
+@pytest.mark.parametrize(
+    "channel, given, stored",
+    [
+        ("sms", "+44 7700 900123", PHONE),
+        ("sms", " +44 (0)7700-900123 ", PHONE),
+        ("whatsapp", "whatsapp:+447700900123", PHONE),
+        ("sms", "+14155550123", "+14155550123"),
+        ("email", f"  {EMAIL} ", EMAIL),
+    ],
+)
+def test_recipient_is_normalized(channel, given, stored):
+    message = queue(channel=channel, recipient=given)
+    message.refresh_from_db()
+    assert message.recipient == stored
+    assert message.channel == channel
+    assert message.status == "queued"
+    assert message.public_id.startswith("msg_")
+
+
+def test_recipient_subject_and_body_are_encrypted_at_rest():
+    message = queue(channel="email", recipient=EMAIL, subject="Your lab results", body=BODY)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT recipient, subject, body, recipient_index FROM messaging_outboundmessage WHERE id = %s",
+            [message.pk],
+        )
+        recipient, subject, body, index = cursor.fetchone()
+    for raw, plain in ((recipient, EMAIL), (subject, "Your lab results"), (body, BODY)):
+        assert plain not in raw and "zebrafinch" not in raw
+        assert decrypt_str(raw) == plain  # it is a token of the value, under our keys
+    assert EMAIL not in index and index == blind_index(EMAIL.casefold(), purpose=RECIPIENT_INDEX_PURPOSE)
+
+
+def test_phone_number_is_not_stored_in_clear():
+    message = queue(channel="sms", recipient=PHONE)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM messaging_outboundmessage WHERE id = %s", [message.pk])
+        row = " ".join(str(value) for value in cursor.fetchone())
+    assert PHONE[1:] not in row and BODY not in row
+
+
+def test_blind_index_finds_messages_by_recipient():
+    first = queue(channel="sms", recipient=PHONE)
+    queue(channel="sms", recipient="+14155550123")
+    email = queue(channel="email", recipient=EMAIL.upper())
+    assert list(messages_to_recipient(channel="sms", recipient="+44 7700 900123")) == [first]
+    assert list(messages_to_recipient(channel="email", recipient=EMAIL)) == [email]  # case-insensitive
+    assert list(messages_to_recipient(channel="whatsapp", recipient=PHONE)) == []
+
+
+def test_queue_is_audited_without_phi():
+    message = queue(channel="sms", recipient=PHONE, body=BODY, actor_type="partner", actor_id="ptn_1")
+    event = AuditEvent.objects.get(action="messaging.message_queued")
+    assert event.subject_id == message.public_id
+    assert (event.actor_type, event.actor_id) == ("partner", "ptn_1")
+    assert event.metadata == {"message_id": message.public_id, "channel": "sms", "purpose": "tests.messaging"}
+    dumped = json.dumps(event.metadata) + str(event)
+    assert PHONE[1:] not in dumped and "Quillfeather" not in dumped
+
+
+def test_queue_writes_nothing_when_the_callers_transaction_rolls_back():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        message_queue(channel="sms", recipient=PHONE, body=BODY)
+        raise RuntimeError("the caller's change failed")
+    assert OutboundMessage.objects.count() == 0
+    assert not AuditEvent.objects.filter(action="messaging.message_queued").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_send_is_enqueued_only_after_commit(enqueued):
+    with transaction.atomic():
+        message = message_queue(channel="sms", recipient=PHONE, body=BODY)
+        assert enqueued == []  # not before commit
+    assert [(call.message_id, call.countdown) for call in enqueued] == [(message.pk, None)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nothing_is_enqueued_when_the_transaction_rolls_back(enqueued):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        message_queue(channel="sms", recipient=PHONE, body=BODY)
+        raise RuntimeError("rolled back")
+    assert enqueued == []
+    assert OutboundMessage.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_outage_at_commit_does_not_fail_the_caller(monkeypatch, logs):
+    from messaging.tasks import send_message
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(send_message, "apply_async", broker_down)
+    with transaction.atomic():
+        message = message_queue(channel="sms", recipient=PHONE, body=BODY)
+    message.refresh_from_db()
+    assert message.status == "queued"  # the sweeper will send it
+    assert "broker unreachable" in logs.text()
+    logs.assert_clean(PHONE, BODY)
