@@ -123,6 +123,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def _default_tls_context():
+    from core.outbound import _default_tls_context as context
+
+    return context()
+
+
 def floor_run(url: str, body: bytes, headers: dict[str, str], *, keep_alive: bool) -> float:
     """Seconds for N POSTs from WORKERS threads with bare httpx."""
     per_thread = [N // WORKERS + (1 if i < N % WORKERS else 0) for i in range(WORKERS)]
@@ -134,7 +140,8 @@ def floor_run(url: str, body: bytes, headers: dict[str, str], *, keep_alive: boo
                     client.post(url, content=body, headers=headers).raise_for_status()
         else:
             for _ in range(count):
-                with httpx.Client() as client:  # a new connection per POST, as guarded_request does
+                # A new client and connection per POST with a TLS context built once, as guarded_request does.
+                with httpx.Client(verify=_default_tls_context()) as client:
                     client.post(url, content=body, headers=headers).raise_for_status()
 
     threads = [threading.Thread(target=loop, args=(count,)) for count in per_thread]
