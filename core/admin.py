@@ -7,7 +7,7 @@ class ReadOnlyAdminMixin:
     """For rows only code may write (audit, rotation records): nobody adds, changes or deletes them
     in the admin, superusers included; the change page shows every field read-only."""
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request, obj=None):  # obj: inlines pass the parent
         return False
 
     def has_change_permission(self, request, obj=None):

@@ -89,22 +89,13 @@ class WebhookEndpointAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return TemplateResponse(request, "admin/webhooks/webhookendpoint/recover.html", context)
 
 
-class WebhookAttemptInline(admin.TabularInline):
+class WebhookAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = WebhookAttempt
     extra = 0
     can_delete = False
     fields = ("attempted_at", "status_code", "duration_ms", "error", "response_excerpt", "request_headers")
     readonly_fields = fields
     ordering = ("attempted_at", "pk")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(WebhookDelivery)

@@ -13,20 +13,19 @@ import json
 import os
 import runpy
 import subprocess
-import sys
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from celery import Celery
 
+from tests.workers import celery_worker
+
 pytestmark = pytest.mark.worker
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-CELERY_BIN = Path(sys.executable).with_name("celery")
 DELIVERY_TIMEOUT = 20.0
 # Variables that choose the broker or could make the worker run tasks in-process: the test sets them.
 BROKER_VARIABLES = ("CELERY_BROKER_URL", "REDIS_URL", "CELERY_BROKER_DIR", "CELERY_TASK_ALWAYS_EAGER")
@@ -54,26 +53,6 @@ def settings_under(env: dict[str, str], monkeypatch) -> SimpleNamespace:
     values = runpy.run_path(str(BASE_DIR / "config" / "settings.py"))
     monkeypatch.undo()
     return SimpleNamespace(**{key: value for key, value in values.items() if key.isupper()})
-
-
-@contextmanager
-def celery_worker(env: dict[str, str], log_path: Path, queue: str):
-    command = [
-        str(CELERY_BIN), "-A", "config", "worker", "--pool=solo", "--concurrency=1", "-l", "warning",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "-Q", queue, "-n", f"broker-test-{uuid.uuid4().hex[:8]}@%h",
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
 
 
 def producer_for(settings: SimpleNamespace) -> Celery:

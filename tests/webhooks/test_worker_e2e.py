@@ -5,11 +5,8 @@ database (rows are committed: transactional_db) and a queue of its own."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -19,14 +16,13 @@ from standardwebhooks import Webhook
 
 from tests.servers import LocalServer
 from tests.webhooks.conftest import hex_hmac, register
+from tests.workers import celery_worker
 from webhooks import services
 from webhooks.models import DeliveryStatus, WebhookDelivery
 from webhooks.signing import standard_webhooks_secret
 
 pytestmark = [pytest.mark.worker, pytest.mark.redis, pytest.mark.postgres]
 
-BASE_DIR = Path(__file__).resolve().parents[2]
-CELERY_BIN = Path(sys.executable).with_name("celery")
 TIMEOUT = 30.0
 
 
@@ -60,32 +56,23 @@ def test_publish_is_delivered_by_a_real_worker(transactional_db, require_postgre
         CELERY_BROKER_DIR=str(tmp_path / "broker"), PYTHONUNBUFFERED="1",
     )
     log_path = tmp_path / "worker.log"
-    command = [str(CELERY_BIN), "-A", "config", "worker", "--pool=solo", "--concurrency=1", "-l", "info",
-               "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", queue,
-               "-n", f"webhooks-e2e-{uuid.uuid4().hex[:8]}@%h"]
     client = redis.Redis.from_url(redis_url)
-    with LocalServer() as receiver, log_path.open("wb") as log:
+    with LocalServer() as receiver:
         endpoint, secret = register(receiver.url("/hook"), scheme="loverescue")
-        worker = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            event = services.webhook_event_publish(event_type="alert.created", payload={"alertId": "e2e"},
-                                                   endpoints=[endpoint])
-            delivery = WebhookDelivery.objects.get(event=event)
-            deadline = time.monotonic() + TIMEOUT
-            while time.monotonic() < deadline:
-                delivery.refresh_from_db()
-                if delivery.status != DeliveryStatus.PENDING:
-                    break
-                if worker.poll() is not None:
-                    pytest.fail(f"worker exited with {worker.returncode}:\n{log_path.read_text(errors='replace')}")
-                time.sleep(0.2)
+            with celery_worker(env, log_path, queue, loglevel="info", name="webhooks-e2e") as worker:
+                event = services.webhook_event_publish(event_type="alert.created", payload={"alertId": "e2e"},
+                                                       endpoints=[endpoint])
+                delivery = WebhookDelivery.objects.get(event=event)
+                deadline = time.monotonic() + TIMEOUT
+                while time.monotonic() < deadline:
+                    delivery.refresh_from_db()
+                    if delivery.status != DeliveryStatus.PENDING:
+                        break
+                    if worker.poll() is not None:
+                        pytest.fail(f"worker exited with {worker.returncode}:\n{log_path.read_text(errors='replace')}")
+                    time.sleep(0.2)
         finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(timeout=10)
             producer.close()
             client.delete(queue, f"_kombu.binding.{queue}")
             client.close()
