@@ -25,9 +25,9 @@ PORT = env.int("PORT", default=8000)
 
 # Development-only values. They are public, so production refuses them by refusing to start without
 # its own (see _require_production_settings below).
-DEV_SECRET_KEY = _DEV_SECRET_KEY = "dev-insecure-secret-key-never-use-in-production-0123456789"
-DEV_FIELD_KEY = _DEV_FIELD_KEY = "ZGV2LWluc2VjdXJlLWZpZWxkLWtleS0wMTIzNDU2Nzg="  # urlsafe b64 of 32 bytes
-_DEV_BLIND_INDEX_KEY = "dev-insecure-blind-index-key"
+DEV_SECRET_KEY = "dev-insecure-secret-key-never-use-in-production-0123456789"
+DEV_FIELD_KEY = "ZGV2LWluc2VjdXJlLWZpZWxkLWtleS0wMTIzNDU2Nzg="  # urlsafe b64 of 32 bytes
+DEV_BLIND_INDEX_KEY = "dev-insecure-blind-index-key"
 
 
 def _require_production_settings() -> None:
@@ -47,7 +47,7 @@ def _require_production_settings() -> None:
 if IS_PRODUCTION:
     _require_production_settings()
 
-SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
+SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
 DEBUG = env.bool("DEBUG", default=APP_ENV == "development")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -215,8 +215,8 @@ if IS_PRODUCTION and not REDIS_URL:
     raise ImproperlyConfigured("Production needs REDIS_URL: rate limits must hold across processes.")
 
 # --- Protected data -----------------------------------------------------------------------------
-FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[_DEV_FIELD_KEY])
-BLIND_INDEX_KEY = env.str("BLIND_INDEX_KEY", default=_DEV_BLIND_INDEX_KEY)
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[DEV_FIELD_KEY])
+BLIND_INDEX_KEY = env.str("BLIND_INDEX_KEY", default=DEV_BLIND_INDEX_KEY)
 API_KEY_BCRYPT_ROUNDS = env.int("API_KEY_BCRYPT_ROUNDS", default=12)
 
 # --- Outbound HTTP ------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from core.time import iso_utc, utc_now
 
 
 def _configured_environment() -> dict:
-    dev = settings.APP_ENV != "production"
     oidc = bool(settings.OIDC_JWKS_URL and settings.OIDC_ISSUER and settings.OIDC_AUDIENCE)
     return {
         "APP_ENV": settings.APP_ENV,
@@ -24,7 +23,7 @@ def _configured_environment() -> dict:
         # True when tokens are signed with a key of this deployment's own or an OIDC provider is set.
         "authentication_configured": oidc or settings.SECRET_KEY != settings.DEV_SECRET_KEY,
         "database_configured": bool(settings.DATABASES["default"].get("NAME")),
-        "encryption_configured": not dev or settings.FIELD_ENCRYPTION_KEYS != [settings.DEV_FIELD_KEY],
+        "encryption_configured": settings.FIELD_ENCRYPTION_KEYS != [settings.DEV_FIELD_KEY],
     }
 
 
