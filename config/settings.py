@@ -267,6 +267,10 @@ WEBHOOK_DISABLE_AFTER_DAYS = env.float("WEBHOOK_DISABLE_AFTER_DAYS", default=5.0
 if IS_PRODUCTION and not WEBHOOK_REQUIRE_HTTPS:
     raise ImproperlyConfigured("WEBHOOK_REQUIRE_HTTPS=false is for tests and local demos only.")
 
+# --- LoveRescue integration (integration/, docs/loverescue.md) -----------------------------------
+# After a partner's secret is rotated, the old secret keeps working for this long.
+LOVERESCUE_SECRET_OVERLAP_HOURS = env.float("LOVERESCUE_SECRET_OVERLAP_HOURS", default=24.0)
+
 # --- Messaging (messaging/: SMS, WhatsApp and email outbox; docs/operations.md) --------------------
 # console: logs "message msg_... via sms sent" only (no number, no body) and delivers nothing;
 # locmem: tests, keeps every channel in messaging.backends.outbox; twilio: SMS and WhatsApp through

@@ -13,4 +13,5 @@ urlpatterns = [
     path("redoc", RedocView.as_view(url_name="schema"), name="redoc"),
     path("", include("accounts.api.urls")),
     path("", include("messaging.api.urls")),
+    path("", include("integration.api.urls")),
 ]

@@ -126,6 +126,11 @@ def _partner_limit(request) -> int | None:
 LOVERESCUE_RATES = RatePolicy(
     "loverescue", (Rate("key", 100, MINUTE, key_principal, limit_override=_partner_limit),)
 )
+# The token exchange: per client IP before the credentials are checked (against guessing), and the
+# partner's per-key budget does not apply (the key is not yet proven).
+LOVERESCUE_AUTH_RATES = RatePolicy(
+    "loverescue-auth", (Rate("ip", 30, MINUTE, key_ip, Stage.BEFORE_AUTH),)
+)
 MARK_RATES = RatePolicy(
     "mark",
     (

@@ -1,0 +1,62 @@
+"""POST /api/integration/auth: API key + secret + therapist id -> 1-hour Bearer token."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from audit.context import set_actor
+from core.api import ApiView, public
+from core.apis import LOVERESCUE, LOVERESCUE_AUTH_RATES
+from core.errors import ApiError
+from core.net import client_ip
+from core.schema import error_responses
+from integration.services.auth import partner_authenticate
+
+
+class AuthRequestSerializer(serializers.Serializer):
+    apiKey = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=256)
+    apiSecret = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=256)
+    therapistId = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+
+class AuthResponseSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    expiresIn = serializers.IntegerField()
+    tokenType = serializers.CharField()
+
+
+@public
+class IntegrationAuthView(ApiView):
+    """Exchange a partner's API key and secret for a token acting for one therapist."""
+
+    api_family = LOVERESCUE
+    # Per client IP, counted before the credentials are checked: slows guessing from any one address.
+    rate_policy = LOVERESCUE_AUTH_RATES
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        tags=[LOVERESCUE.tag],
+        operation_id="integration_auth",
+        request=AuthRequestSerializer,
+        responses={200: AuthResponseSerializer, **error_responses(LOVERESCUE, 400, 401, 403, 404, 429)},
+    )
+    def post(self, request):
+        data = AuthRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        if not values.get("apiKey") or not values.get("apiSecret"):
+            raise ApiError(400, "apiKey and apiSecret are required", code="BAD_REQUEST")
+        if not values.get("therapistId"):
+            raise ApiError(400, "therapistId is required", code="BAD_REQUEST")
+        issued = partner_authenticate(
+            api_key=values["apiKey"],
+            api_secret=values["apiSecret"],
+            therapist_id=values["therapistId"],
+            ip=client_ip(request._request),
+        )
+        set_actor(request, "integration_partner", issued.partner.pk)
+        return Response({"token": issued.token, "expiresIn": issued.expires_in, "tokenType": "Bearer"})

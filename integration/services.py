@@ -1,1 +1,0 @@
-"""integration: services (filled by its domain issue; shape per docs/architecture.md)."""
