@@ -53,6 +53,7 @@ def _retry_after(error: ApiError) -> int:
 
 # --- Error bodies, exactly as each spec shows them ------------------------------------------------
 
+
 def _render_loverescue(request, error: ApiError) -> dict:
     # Spec: {"error": msg, "code": CODE}; 429 adds "retryAfter" (seconds).
     body = {"error": error.message, "code": LOVERESCUE.code(error)}
@@ -116,6 +117,7 @@ def _render_routiq(request, error: ApiError) -> dict:
 
 # --- Rate policies (DESIGN.md) ----------------------------------------------------------------------
 
+
 def _partner_limit(request) -> int | None:
     # Set by the LoveRescue authentication from the partner's own configured limit.
     return getattr(request, "ratelimit_override", None)
@@ -123,14 +125,10 @@ def _partner_limit(request) -> int | None:
 
 # Per API key only, as the spec says: a per-IP ceiling would cap partners whose own limit is higher
 # (they call from one server). The token exchange view adds its own per-IP limit against guessing.
-LOVERESCUE_RATES = RatePolicy(
-    "loverescue", (Rate("key", 100, MINUTE, key_principal, limit_override=_partner_limit),)
-)
+LOVERESCUE_RATES = RatePolicy("loverescue", (Rate("key", 100, MINUTE, key_principal, limit_override=_partner_limit),))
 # The token exchange: per client IP before the credentials are checked (against guessing), and the
 # partner's per-key budget does not apply (the key is not yet proven).
-LOVERESCUE_AUTH_RATES = RatePolicy(
-    "loverescue-auth", (Rate("ip", 30, MINUTE, key_ip, Stage.BEFORE_AUTH),)
-)
+LOVERESCUE_AUTH_RATES = RatePolicy("loverescue-auth", (Rate("ip", 30, MINUTE, key_ip, Stage.BEFORE_AUTH),))
 MARK_RATES = RatePolicy(
     "mark",
     (
@@ -190,6 +188,7 @@ ROUTIQ = ApiFamily(
     rate_policy=ROUTIQ_API_RATES,
     retry_after_always=True,
 )
+
 
 def _render_platform(request, error: ApiError) -> dict:
     return {"error": error.message, "code": PLATFORM.code(error)}

@@ -113,9 +113,19 @@ def api_error_from_exception(exc: BaseException) -> ApiError:
 
 def _drf_code(code: str | None, status: int) -> str | None:
     # DRF's generic codes duplicate our per-status defaults; keep only specific ones (e.g. token_not_valid).
-    generic = {"invalid", "error", "not_authenticated", "permission_denied", "not_found", "parse_error",
-               "method_not_allowed", "unsupported_media_type", "throttled", "authentication_failed",
-               "not_acceptable"}
+    generic = {
+        "invalid",
+        "error",
+        "not_authenticated",
+        "permission_denied",
+        "not_found",
+        "parse_error",
+        "method_not_allowed",
+        "unsupported_media_type",
+        "throttled",
+        "authentication_failed",
+        "not_acceptable",
+    }
     if code is None or code in generic:
         return None
     return code

@@ -13,7 +13,8 @@ class Broker(HealthCheck):
     def run(self):
         try:
             with Connection(
-                settings.CELERY_BROKER_URL, transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+                settings.CELERY_BROKER_URL,
+                transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
                 connect_timeout=3,
             ) as connection:
                 connection.ensure_connection(max_retries=1)

@@ -81,7 +81,6 @@ class RateUsage:
         return max(1, self.reset_at - int(time.time()))
 
 
-
 def _usage_for(request, policy: RatePolicy, rate: Rate) -> RateUsage | None:
     value = rate.key(request)
     if value is None:
@@ -120,9 +119,7 @@ def enforce(request, policy: RatePolicy | None, stage: Stage) -> None:
         if usage is None:
             continue
         current = getattr(request, "ratelimit_usage", None)
-        if usage.limited or current is None or (
-            not current.limited and usage.remaining < current.remaining
-        ):
+        if usage.limited or current is None or (not current.limited and usage.remaining < current.remaining):
             request.ratelimit_usage = usage
         if usage.limited:
             raise ApiError(429, headers={"Retry-After": str(usage.retry_after)})

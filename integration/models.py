@@ -106,12 +106,12 @@ class TherapistClientLink(models.Model):
         constraints = [models.UniqueConstraint(fields=["therapist", "client"], name="lr_link_unique")]
         indexes = [models.Index(fields=["therapist", "consent_revoked_at"], name="lr_link_therapist_consent")]
 
+    def __str__(self) -> str:
+        return f"link {self.id} ({self.permission_level})"
+
     @property
     def has_consent(self) -> bool:
         return self.consent_granted_at is not None and self.consent_revoked_at is None
-
-    def __str__(self) -> str:
-        return f"link {self.id} ({self.permission_level})"
 
 
 # Queryset filter for links whose consent is in force.
@@ -136,6 +136,9 @@ class CheckIn(models.Model):
         constraints = [models.UniqueConstraint(fields=["client", "date"], name="lr_checkin_one_per_day")]
         ordering = ["date"]
 
+    def __str__(self) -> str:
+        return f"check-in {self.client_id} {self.date}"
+
 
 class RatioEntry(models.Model):
     """Positive and negative interactions of one day (Gottman's 5:1 ratio)."""
@@ -150,6 +153,9 @@ class RatioEntry(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["client", "date"], name="lr_ratio_one_per_day")]
         ordering = ["date"]
+
+    def __str__(self) -> str:
+        return f"ratio {self.client_id} {self.date}"
 
 
 class ActivityEntry(models.Model):
@@ -166,6 +172,9 @@ class ActivityEntry(models.Model):
         ordering = ["date", "id"]
         indexes = [models.Index(fields=["client", "date"], name="lr_activity_client_date")]
 
+    def __str__(self) -> str:
+        return f"activity {self.client_id} {self.date} {self.activity}"
+
 
 class CourseProgress(models.Model):
     client = models.OneToOneField(Client, on_delete=models.CASCADE, related_name="course")
@@ -173,6 +182,9 @@ class CourseProgress(models.Model):
     is_active = models.BooleanField(default=True)
     started_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)  # whole course
+
+    def __str__(self) -> str:
+        return f"course {self.client_id} week {self.current_week}"
 
 
 class WeeklyStrategy(models.Model):
@@ -185,6 +197,9 @@ class WeeklyStrategy(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["client", "week_number"], name="lr_strategy_unique_week")]
         ordering = ["week_number"]
+
+    def __str__(self) -> str:
+        return f"week {self.week_number} of {self.client_id}"
 
 
 class Assessment(models.Model):
@@ -199,6 +214,9 @@ class Assessment(models.Model):
         ordering = ["completed_at", "id"]
         indexes = [models.Index(fields=["client", "type", "completed_at"], name="lr_assessment_client_type")]
 
+    def __str__(self) -> str:
+        return f"{self.type} assessment of {self.client_id}"
+
 
 class JournalEntry(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -211,6 +229,9 @@ class JournalEntry(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"journal entry {self.id}"
 
 
 class TherapistTask(models.Model):
@@ -241,6 +262,9 @@ class TherapistTask(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"task {self.id}"
 
 
 # --- Alerts ------------------------------------------------------------------------------------
@@ -284,6 +308,9 @@ class Alert(models.Model):
         ]
         indexes = [models.Index(fields=["client", "created_at"], name="lr_alert_client_created")]
 
+    def __str__(self) -> str:
+        return f"{self.alert_type}/{self.severity} alert {self.id}"
+
 
 class AlertRecipient(models.Model):
     """Per-therapist state of an alert: read, and when the therapist was notified (by severity)."""
@@ -297,6 +324,9 @@ class AlertRecipient(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["alert", "therapist"], name="lr_alert_recipient_unique")]
         indexes = [models.Index(fields=["therapist", "notified_at"], name="lr_alert_recipient_notify")]
+
+    def __str__(self) -> str:
+        return f"alert {self.alert_id} for {self.therapist_id}"
 
 
 # --- Reports and couple analysis ---------------------------------------------------------------
@@ -315,6 +345,9 @@ class SessionPrepReport(models.Model):
         ordering = ["-report_date"]
         indexes = [models.Index(fields=["therapist", "client", "report_date"], name="lr_report_lookup")]
 
+    def __str__(self) -> str:
+        return f"session prep {self.id}"
+
 
 class Matchup(models.Model):
     """A compatibility score from both partners' assessments; a new row only when the inputs change."""
@@ -332,6 +365,9 @@ class Matchup(models.Model):
             models.UniqueConstraint(fields=["couple", "inputs_fingerprint"], name="lr_matchup_unique_inputs")
         ]
 
+    def __str__(self) -> str:
+        return f"matchup {self.id} ({self.score})"
+
 
 class CoupleProfile(models.Model):
     couple = models.OneToOneField(Couple, on_delete=models.CASCADE, related_name="profile")
@@ -339,6 +375,9 @@ class CoupleProfile(models.Model):
     content = models.JSONField(default=dict)
     inputs_fingerprint = models.CharField(max_length=64)
     generated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"profile of couple {self.couple_id}"
 
 
 # --- Integration partners ----------------------------------------------------------------------
@@ -368,6 +407,9 @@ class IntegrationPartner(models.Model):
     class Meta:
         ordering = ["name"]
 
+    def __str__(self) -> str:
+        return self.name
+
     @property
     def has_baa(self) -> bool:
         return self.baa_signed_at is not None
@@ -375,9 +417,6 @@ class IntegrationPartner(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class PartnerCredential(models.Model):

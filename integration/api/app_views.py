@@ -37,4 +37,3 @@ class TaskListView(ClientAppView):
 
 class TaskCompleteView(ClientAppView):
     pass
-

@@ -12,7 +12,7 @@ from core.errors import ApiError
 from core.net import client_ip
 from integration import tokens
 from integration.models import Client, IntegrationPartner, PartnerCredential, Therapist
-from integration.services.auth import invalid_key, acting_therapist, check_partner_access
+from integration.services.auth import acting_therapist, check_partner_access, invalid_key
 
 
 @dataclass(frozen=True)

@@ -40,4 +40,3 @@ class OutcomesView(PartnerApiView):
 
 class WebhookRegisterView(PartnerApiView):
     pass
-

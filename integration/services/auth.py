@@ -26,14 +26,24 @@ def key_digest(full_key: str) -> str:
 # The spec's messages for the token exchange, and the codes of its error table (a fresh ApiError per raise).
 def invalid_key() -> ApiError:
     return ApiError(401, "Invalid API key", code="AUTH_FAILED")
+
+
 def invalid_secret() -> ApiError:
     return ApiError(401, "Invalid API secret", code="AUTH_FAILED")
+
+
 def therapist_not_found() -> ApiError:
     return ApiError(404, "Therapist not found or inactive", code="NOT_FOUND")
+
+
 def ip_blocked() -> ApiError:
     return ApiError(403, "Request from an IP address outside the partner's allowlist", code="IP_BLOCKED")
+
+
 def not_configured() -> ApiError:
     return ApiError(403, "Integration not configured: no signed BAA on file for this partner", code="NOT_CONFIGURED")
+
+
 def partner_suspended() -> ApiError:
     return ApiError(401, "Integration partner suspended", code="AUTH_FAILED")
 
@@ -53,9 +63,7 @@ def find_credential(api_key: str) -> PartnerCredential | None:
     if parsed is None:
         return None
     credential = (
-        PartnerCredential.objects.select_related("partner")
-        .filter(key_id=parsed[0], revoked_at__isnull=True)
-        .first()
+        PartnerCredential.objects.select_related("partner").filter(key_id=parsed[0], revoked_at__isnull=True).first()
     )
     if credential is None or not constant_time_equals(credential.key_digest, key_digest(api_key)):
         return None
@@ -117,7 +125,5 @@ def partner_authenticate(*, api_key: str, api_secret: str, therapist_id, ip: str
         raise not_configured()
     therapist = acting_therapist(partner, therapist_id)
     PartnerCredential.objects.filter(pk=credential.pk).update(last_used_at=now)
-    token = tokens.issue_token(
-        partner_id=partner.pk, credential_id=credential.pk, therapist_id=therapist.pk, now=now
-    )
+    token = tokens.issue_token(partner_id=partner.pk, credential_id=credential.pk, therapist_id=therapist.pk, now=now)
     return IssuedToken(token, tokens.TOKEN_TTL_SECONDS, partner, credential, therapist)

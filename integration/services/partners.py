@@ -100,9 +100,7 @@ def partner_credential_create(*, partner: IntegrationPartner, actor_type: str, a
         key_hint=f"{API_KEY_PREFIX}_{key.key_id}…",
         secret_hash=secret.secret_hash,
     )
-    _audit(
-        "integration.credential_created", partner, actor_type=actor_type, actor_id=actor_id, key_id=key.key_id
-    )
+    _audit("integration.credential_created", partner, actor_type=actor_type, actor_id=actor_id, key_id=key.key_id)
     return IssuedCredential(credential=credential, api_key=key.full_key, api_secret=secret.secret)
 
 

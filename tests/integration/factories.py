@@ -1,10 +1,10 @@
 """Builders for LoveRescue tests: therapists, clients, links, couples and a partner with a token.
 
-    therapist = make_therapist()
-    client = make_client("Jane", "Doe")
-    link(therapist, client, "STANDARD")               # consented at STANDARD
-    partner = make_partner(therapists=[therapist])    # BAA on file, one credential
-    headers = partner.headers(therapist)              # {"HTTP_AUTHORIZATION": "Bearer ..."}
+therapist = make_therapist()
+client = make_client("Jane", "Doe")
+link(therapist, client, "STANDARD")               # consented at STANDARD
+partner = make_partner(therapists=[therapist])    # BAA on file, one credential
+headers = partner.headers(therapist)              # {"HTTP_AUTHORIZATION": "Bearer ..."}
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ def make_therapist(first="Tess", last="Therapist", *, active=True, email="tess@e
 def make_client(first="Jane", last="Doe", *, username=None, password="client-pass-123!", email=None):
     n = next(_counter)
     user = User.objects.create_user(username=username or f"client{n}", password=password)
-    return Client.objects.create(
-        user=user, first_name=first, last_name=last, email=email or f"client{n}@example.com"
-    )
+    return Client.objects.create(user=user, first_name=first, last_name=last, email=email or f"client{n}@example.com")
 
 
 def link(therapist, client, level="STANDARD", *, consent=True, revoked=False) -> TherapistClientLink:
@@ -64,9 +62,7 @@ class TestPartner:
         return {"HTTP_AUTHORIZATION": f"Bearer {self.token(therapist)}"}
 
 
-def make_partner(
-    name=None, *, therapists=(), baa=True, allowed_ips=(), rate_limit=None
-) -> TestPartner:
+def make_partner(name=None, *, therapists=(), baa=True, allowed_ips=(), rate_limit=None) -> TestPartner:
     partner = partner_create(
         name=name or f"Partner {next(_counter)}",
         therapists=list(therapists),

@@ -10,7 +10,7 @@ from django.utils import timezone
 from integration import tokens
 from integration.models import IntegrationPartner, PartnerCredential
 from integration.services.partners import partner_credential_rotate_secret
-from tests.integration.factories import make_client, make_partner, make_therapist, link
+from tests.integration.factories import make_partner, make_therapist
 
 pytestmark = pytest.mark.django_db
 
@@ -154,8 +154,9 @@ def test_expired_token_is_token_expired_and_bad_token_auth_failed(client, setup)
 
 
 def test_platform_token_is_not_an_integration_token(client, setup):
-    from accounts.models import User
     from rest_framework_simplejwt.tokens import AccessToken
+
+    from accounts.models import User
 
     user = User.objects.create_user(username="someone", password="x-password-123")
     response = client.get(CLIENTS, HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
@@ -202,9 +203,7 @@ def test_secret_is_stored_only_as_bcrypt(setup):
 
 def test_token_exchange_has_a_per_ip_limit(client, setup, settings):
     therapist, partner = setup
-    statuses = [
-        exchange(client, partner, therapist, apiSecret="sk_live_" + "y" * 40).status_code for _ in range(31)
-    ]
+    statuses = [exchange(client, partner, therapist, apiSecret="sk_live_" + "y" * 40).status_code for _ in range(31)]
     assert statuses[:30] == [401] * 30
     assert statuses[30] == 429
     assert exchange(client, partner, therapist).json()["error"] == "Rate limit exceeded"
