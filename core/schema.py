@@ -1,5 +1,7 @@
 """OpenAPI pieces shared by every API: each API's error body as a schema component."""
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -64,3 +66,35 @@ def error_responses(family, *statuses: int) -> dict:
         status: OpenApiResponse(response=schema, description=DEFAULT_MESSAGES.get(status, "Error"))
         for status in statuses
     }
+
+
+# --- Security schemes: one per kind of bearer token, named after who issues it ----------------------
+
+
+class _BearerScheme(OpenApiAuthenticationExtension):
+    description = ""
+
+    def get_security_definition(self, auto_schema):
+        definition = build_bearer_security_scheme_object(
+            header_name="Authorization", token_prefix="Bearer", bearer_format="JWT"
+        )
+        definition["description"] = self.description
+        return definition
+
+
+class PlatformTokenScheme(_BearerScheme):
+    target_class = "accounts.authentication.PlatformJWTAuthentication"
+    name = "platformToken"
+    description = "Platform access token from POST /api/v1/auth/token (1 hour)."
+
+
+class OIDCTokenScheme(_BearerScheme):
+    target_class = "accounts.authentication.OIDCAuthentication"
+    name = "oidcToken"
+    description = "RS256 JWT of the configured OIDC provider, verified against its JWKS."
+
+
+class LoveRescueTokenScheme(_BearerScheme):
+    target_class = "integration.api.authentication.IntegrationTokenAuthentication"
+    name = "loveRescueIntegrationToken"
+    description = "Integration token from POST /api/integration/auth (1 hour; acts for one therapist)."
