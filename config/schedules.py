@@ -59,4 +59,22 @@ PERIODIC_TASKS: tuple[Schedule, ...] = (
         description="Re-enqueues due webhook deliveries (a lost broker message only delays one) and "
         "disables endpoints failing for WEBHOOK_DISABLE_AFTER_DAYS.",
     ),
+    Schedule(
+        name="integration: evaluate daily alerts",
+        task="integration.tasks.evaluate_daily_alerts",
+        when=Crontab(minute="5", hour="5"),
+        description="LoveRescue time-based alert rules (STAGNATION: no activity for 7 days), once per UTC day.",
+    ),
+    Schedule(
+        name="integration: high alert notifications",
+        task="integration.tasks.send_high_alert_notifications",
+        when=Crontab(minute="*/30"),
+        description="LoveRescue HIGH alerts: one email per therapist for un-notified alerts (within the hour).",
+    ),
+    Schedule(
+        name="integration: low alert digest",
+        task="integration.tasks.send_low_alert_digest",
+        when=Crontab(minute="0", hour="8"),
+        description="LoveRescue LOW alerts (milestones): one daily digest email per therapist.",
+    ),
 )

@@ -1,0 +1,605 @@
+"""The LoveRescue alert rules, the alerts they create, and the therapist notifications they cause.
+
+Hooks (`alerts_on_*`) run inside the caller's transaction (client_data's writes) and return the alerts
+they created. `alerts_evaluate_daily` runs the time-based rule (STAGNATION) for every client; the two
+`alert_notifications_*` functions are the hourly HIGH email and the daily LOW digest. Rules, thresholds
+and message texts are documented in docs/loverescue.md ("Alert rules", "Notifications").
+
+One alert per episode: `Alert(client, rule, episode_key)` is unique. An alert is created with
+check-then-insert inside a savepoint; a concurrent insert of the same episode loses on the unique
+constraint (IntegrityError, rolled back to the savepoint) and the hook returns nothing for it.
+
+On creation: AlertRecipient rows for every active therapist consented to the client at the alert's
+required level; per such therapist the partner webhooks (`alert.created`, plus `alert.critical` /
+`milestone.achieved`); CRITICAL (SMS + email) and MEDIUM (email) notifications at once; one audit event.
+Nothing here ever carries client free text: messages are generated, metadata holds numbers and codes,
+notifications carry neither names nor health details (SMS and email are not a secure channel).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, Max, OuterRef, Q
+
+from audit.services import audit_event_record
+from core.time import iso_utc, utc_now
+from integration import analytics, catalogue
+from integration.events import publish_to_partners
+from integration.models import (
+    CONSENTED,
+    LEVEL_RANK,
+    ActivityEntry,
+    Alert,
+    AlertRecipient,
+    AlertType,
+    Assessment,
+    CheckIn,
+    Client,
+    JournalEntry,
+    PermissionLevel,
+    Severity,
+    Therapist,
+    TherapistClientLink,
+)
+from messaging.services import MessagingError, message_queue
+
+logger = logging.getLogger("integration.alerts")
+
+ACTOR_TYPE, ACTOR_ID = "system", "integration.alerts"
+
+SEVERITY = {
+    AlertType.CRISIS: Severity.CRITICAL,
+    AlertType.RISK: Severity.HIGH,
+    AlertType.STAGNATION: Severity.MEDIUM,
+    AlertType.MILESTONE: Severity.LOW,
+}
+REQUIRED_LEVEL = {
+    AlertType.CRISIS: PermissionLevel.STANDARD,
+    AlertType.RISK: PermissionLevel.STANDARD,
+    AlertType.STAGNATION: PermissionLevel.BASIC,
+    AlertType.MILESTONE: PermissionLevel.BASIC,
+}
+
+RULE_CRISIS_CHECKIN = "crisis_checkin"
+RULE_CRISIS_JOURNAL = "crisis_journal"
+RULE_RISK_MOOD = "risk_mood"
+RULE_STAGNATION = "stagnation"
+RULE_MILESTONE_WEEK = "milestone_week"
+RULE_MILESTONE_COURSE = "milestone_course"
+RULE_MILESTONE_STREAK = "milestone_streak"
+RULE_MILESTONE_BREAKTHROUGH = "milestone_breakthrough"
+
+CRISIS_MESSAGE = "Crisis pathway triggered — safety plan activation recommended"
+# Check-ins older than this (before the day evaluated) are not looked at by the RISK rule: a run can
+# start at most 365 days back, with its 30-day baseline before that.
+RISK_LOOKBACK_DAYS = 365 + analytics.BASELINE_DAYS
+
+
+# --- Creating an alert -----------------------------------------------------------------------------------
+
+
+def _levels_at_or_above(required: str) -> list[str]:
+    return [level for level, rank in LEVEL_RANK.items() if rank >= LEVEL_RANK[required]]
+
+
+def audience(*, client_id, required_level: str) -> list[Therapist]:
+    """Active therapists consented to the client at `required_level` or above (read now, no cache)."""
+    links = (
+        TherapistClientLink.objects.filter(
+            CONSENTED,
+            client_id=client_id,
+            therapist__is_active=True,
+            permission_level__in=_levels_at_or_above(required_level),
+        )
+        .select_related("therapist")
+        .order_by("therapist_id")
+    )
+    return [link.therapist for link in links]
+
+
+def webhook_payload(alert: Alert, therapist: Therapist) -> dict:
+    """The spec's webhook body plus `therapistId` (a partner may act for several therapists)."""
+    return {
+        "alertId": str(alert.id),
+        "clientId": str(alert.client_id),
+        "therapistId": str(therapist.id),
+        "alertType": alert.alert_type,
+        "severity": alert.severity,
+        "message": alert.message,
+        "metadata": alert.metadata,
+        "createdAt": iso_utc(alert.created_at),
+    }
+
+
+def _events_for(alert: Alert) -> list[str]:
+    events = ["alert.created"]
+    if alert.severity == Severity.CRITICAL:
+        events.append("alert.critical")
+    if alert.alert_type == AlertType.MILESTONE:
+        events.append("milestone.achieved")
+    return events
+
+
+def _episode_exists(*, client_id, rule: str, episode_key: str) -> bool:
+    return Alert.objects.filter(client_id=client_id, rule=rule, episode_key=episode_key).exists()
+
+
+def _create(
+    *,
+    client_id,
+    alert_type: str,
+    rule: str,
+    episode_key: str,
+    message: str,
+    metadata: dict,
+    now: datetime | None = None,
+) -> Alert | None:
+    """The episode's alert if this call created it, else None (it exists already, or a concurrent
+    transaction just created it)."""
+    if _episode_exists(client_id=client_id, rule=rule, episode_key=episode_key):
+        return None
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(
+                client_id=client_id,
+                alert_type=alert_type,
+                severity=SEVERITY[alert_type],
+                rule=rule,
+                episode_key=episode_key,
+                required_level=REQUIRED_LEVEL[alert_type],
+                message=message,
+                metadata=metadata,
+                created_at=now or utc_now(),
+            )
+    except IntegrityError:
+        return None
+    _dispatch(alert)
+    return alert
+
+
+def _dispatch(alert: Alert) -> None:
+    """Recipients, webhooks, immediate notifications and the audit event of a new alert."""
+    therapists = audience(client_id=alert.client_id, required_level=alert.required_level)
+    now = utc_now()
+    recipients = []
+    for therapist in therapists:
+        notified = _notify_now(alert, therapist)
+        recipients.append(AlertRecipient(alert=alert, therapist=therapist, notified_at=now if notified else None))
+        for event_type in _events_for(alert):
+            publish_to_partners(event_type=event_type, payload=webhook_payload(alert, therapist), therapist=therapist)
+    AlertRecipient.objects.bulk_create(recipients, ignore_conflicts=True)
+    audit_event_record(
+        action="integration.alert_created",
+        actor_type=ACTOR_TYPE,
+        actor_id=ACTOR_ID,
+        subject_type="client",
+        subject_id=str(alert.client_id),
+        metadata={
+            "alert_id": str(alert.id),
+            "alert_type": alert.alert_type,
+            "severity": alert.severity,
+            "rule": alert.rule,
+            "recipients": len(recipients),
+        },
+    )
+
+
+def _resolve(queryset, now: datetime | None = None) -> int:
+    return queryset.filter(resolved_at__isnull=True).update(resolved_at=now or utc_now())
+
+
+# --- Notifications ---------------------------------------------------------------------------------------
+
+CRITICAL_SMS = "LoveRescue: 1 critical alert needs your attention. Open LoveRescue to review."
+_FOOTER = (
+    "\n\nOpen LoveRescue to review. For your clients' privacy this message contains no names or details."
+    "\n\n— LoveRescue"
+)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _queue(therapist: Therapist, *, channel: str, body: str, subject: str = "", purpose: str) -> bool:
+    """Queue one message to the therapist's phone or email; False when they have none or it is unusable
+    (logged without the value)."""
+    recipient = therapist.phone if channel == "sms" else therapist.email
+    if not recipient:
+        return False
+    try:
+        message_queue(
+            channel=channel,
+            recipient=recipient,
+            body=body,
+            subject=subject,
+            purpose=purpose,
+            actor_type=ACTOR_TYPE,
+            actor_id=ACTOR_ID,
+        )
+    except MessagingError as exc:
+        logger.warning(
+            "alert notification not queued: therapist=%s channel=%s error=%s",
+            therapist.pk,
+            channel,
+            type(exc).__name__,
+        )
+        return False
+    return True
+
+
+def _notify_now(alert: Alert, therapist: Therapist) -> bool:
+    """CRITICAL: SMS + email now; MEDIUM: email now. True when handled now (even with no contact
+    details); HIGH and LOW wait for their batch tasks."""
+    if alert.severity == Severity.CRITICAL:
+        _queue(therapist, channel="sms", body=CRITICAL_SMS, purpose="integration.alert_critical")
+        _queue(
+            therapist,
+            channel="email",
+            subject="LoveRescue: critical alert",
+            body="A client alert marked CRITICAL needs your attention now." + _FOOTER,
+            purpose="integration.alert_critical",
+        )
+        return True
+    if alert.severity == Severity.MEDIUM:
+        _queue(
+            therapist,
+            channel="email",
+            subject="LoveRescue: new alert",
+            body="A new client alert (medium priority) is waiting for you." + _FOOTER,
+            purpose="integration.alert_medium",
+        )
+        return True
+    return False
+
+
+def _send_batched(*, severity: str, now: datetime | None, compose) -> int:
+    """One email per therapist covering their un-notified alerts of `severity`; returns emails queued.
+
+    Each therapist is handled in its own transaction with their rows locked (SKIP LOCKED), so two runs
+    at once never notify twice; `notified_at` is set on every row handled, including rows whose
+    therapist is inactive now or no longer consented at the alert's level (nothing is sent for them)."""
+    now = now or utc_now()
+    pending = AlertRecipient.objects.filter(
+        notified_at__isnull=True, alert__severity=severity, alert__created_at__lte=now
+    )
+    therapist_ids = sorted(set(pending.values_list("therapist_id", flat=True)))
+    sent = 0
+    for therapist_id in therapist_ids:
+        with transaction.atomic():
+            rows = list(
+                pending.filter(therapist_id=therapist_id)
+                .select_for_update(skip_locked=True, of=("self",))
+                .select_related("alert", "therapist")
+                .order_by("pk")
+            )
+            if not rows:
+                continue
+            therapist = rows[0].therapist
+            eligible = []
+            if therapist.is_active:
+                granted = dict(
+                    TherapistClientLink.objects.filter(
+                        CONSENTED, therapist_id=therapist_id, client_id__in={row.alert.client_id for row in rows}
+                    ).values_list("client_id", "permission_level")
+                )
+                eligible = [
+                    row
+                    for row in rows
+                    if row.alert.client_id in granted
+                    and LEVEL_RANK[granted[row.alert.client_id]] >= LEVEL_RANK[row.alert.required_level]
+                ]
+            if eligible:
+                subject, body, purpose = compose(len(eligible))
+                if _queue(therapist, channel="email", subject=subject, body=body, purpose=purpose):
+                    sent += 1
+            AlertRecipient.objects.filter(pk__in=[row.pk for row in rows]).update(notified_at=now)
+    return sent
+
+
+def _compose_high(count: int) -> tuple[str, str, str]:
+    noun = _plural(count, "high-priority alert")
+    return (
+        f"LoveRescue: {noun}",
+        f"LoveRescue: {noun} {'needs' if count == 1 else 'need'} your attention." + _FOOTER,
+        "integration.alert_high",
+    )
+
+
+def _compose_digest(count: int) -> tuple[str, str, str]:
+    noun = _plural(count, "new update")
+    return (
+        f"LoveRescue daily digest: {noun}",
+        f"LoveRescue daily digest: {noun} (such as milestones) since your last digest." + _FOOTER,
+        "integration.alert_digest",
+    )
+
+
+def alert_notifications_send_high(*, now: datetime | None = None) -> int:
+    """Every 30 minutes (beat): each therapist gets one email for their un-notified HIGH alerts."""
+    return _send_batched(severity=Severity.HIGH, now=now, compose=_compose_high)
+
+
+def alert_notifications_send_digest(*, now: datetime | None = None) -> int:
+    """Daily (beat): each therapist gets one digest email for their un-notified LOW alerts."""
+    return _send_batched(severity=Severity.LOW, now=now, compose=_compose_digest)
+
+
+# --- CRISIS ----------------------------------------------------------------------------------------------
+
+
+def _crisis_checkin(checkin: CheckIn) -> Alert | None:
+    if not checkin.crisis:
+        return None
+    return _create(
+        client_id=checkin.client_id,
+        alert_type=AlertType.CRISIS,
+        rule=RULE_CRISIS_CHECKIN,
+        episode_key=checkin.date.isoformat(),
+        message=CRISIS_MESSAGE,
+        metadata={"source": "checkin"},
+    )
+
+
+def alerts_on_journal(*, entry: JournalEntry) -> list[Alert]:
+    """CRISIS when the entry carries the crisis flag. Source "self_report" for every journal entry, hidden
+    or not, so an alert never reveals that a therapist-hidden entry exists (nor anything in it)."""
+    if not entry.crisis:
+        return []
+    alert = _create(
+        client_id=entry.client_id,
+        alert_type=AlertType.CRISIS,
+        rule=RULE_CRISIS_JOURNAL,
+        episode_key=str(entry.id),
+        message=CRISIS_MESSAGE,
+        metadata={"source": "self_report"},
+    )
+    return [alert] if alert else []
+
+
+# --- RISK --------------------------------------------------------------------------------------------------
+
+
+def risk_message(days_below: int) -> str:
+    return f"Mood has dropped 2+ SD below baseline for {days_below} consecutive days"
+
+
+def _risk_mood(checkin: CheckIn) -> Alert | None:
+    """Runs the low-mood rule around the posted check-in's date (analytics.mood_runs): a run of
+    RISK_RUN_DAYS or more days containing that date makes one alert (episode key = the run's first day),
+    unless an alert already exists for an episode starting inside the run. Open RISK alerts whose run
+    has ended (a later check-in exists after it) or disappeared (replaced check-ins) are resolved."""
+    rows = list(
+        CheckIn.objects.filter(
+            client_id=checkin.client_id, date__gte=checkin.date - timedelta(days=RISK_LOOKBACK_DAYS)
+        ).values_list("date", "mood")
+    )
+    runs = analytics.mood_runs(rows)
+    existing = {
+        date.fromisoformat(key): alert_id
+        for key, alert_id in Alert.objects.filter(client_id=checkin.client_id, rule=RULE_RISK_MOOD).values_list(
+            "episode_key", "id"
+        )
+    }
+    created = None
+    run = next((r for r in runs if r.contains(checkin.date)), None)
+    if run is not None and run.length >= analytics.RISK_RUN_DAYS:
+        if not any(run.contains(start) for start in existing):
+            created = _create(
+                client_id=checkin.client_id,
+                alert_type=AlertType.RISK,
+                rule=RULE_RISK_MOOD,
+                episode_key=run.start.isoformat(),
+                message=risk_message(run.length),
+                metadata={
+                    "moodBaseline": analytics.round1(run.baseline.mean),
+                    "currentMood": run.latest_mood,
+                    "daysBelow": run.length,
+                },
+            )
+
+    last_day = max((d for d, _ in rows), default=None)
+    ended = []
+    for alert in Alert.objects.filter(client_id=checkin.client_id, rule=RULE_RISK_MOOD, resolved_at__isnull=True):
+        start = date.fromisoformat(alert.episode_key)
+        episode = next((r for r in runs if r.contains(start)), None)
+        if episode is None or (last_day is not None and last_day > episode.end):
+            ended.append(alert.pk)
+    if ended:
+        _resolve(Alert.objects.filter(pk__in=ended))
+    return created
+
+
+def alerts_on_checkin(*, checkin: CheckIn) -> list[Alert]:
+    """CRISIS when the check-in carries the crisis flag (one per client and date); RISK per the low-mood
+    rule, evaluated for the date posted."""
+    return [alert for alert in (_crisis_checkin(checkin), _risk_mood(checkin)) if alert is not None]
+
+
+# --- MILESTONE -----------------------------------------------------------------------------------------
+
+
+def alerts_on_week_completed(*, client: Client, week_number: int) -> list[Alert]:
+    """One milestone per course week (key "week:N"); completing the last week also makes the course
+    milestone (key "course")."""
+    created = [
+        _create(
+            client_id=client.pk,
+            alert_type=AlertType.MILESTONE,
+            rule=RULE_MILESTONE_WEEK,
+            episode_key=f"week:{week_number}",
+            message=f"Course week {week_number} completed",
+            metadata={"milestone": "week_completed", "weekNumber": week_number},
+        )
+    ]
+    if week_number >= catalogue.COURSE_LENGTH_WEEKS:
+        created.append(
+            _create(
+                client_id=client.pk,
+                alert_type=AlertType.MILESTONE,
+                rule=RULE_MILESTONE_COURSE,
+                episode_key="course",
+                message=f"All {catalogue.COURSE_LENGTH_WEEKS} course weeks completed",
+                metadata={"milestone": "course_completed", "weekNumber": week_number},
+            )
+        )
+    return [alert for alert in created if alert is not None]
+
+
+def _parse_streak_key(key: str) -> tuple[int, date] | None:
+    try:
+        _, length, start = key.split(":")
+        return int(length), date.fromisoformat(start)
+    except ValueError:
+        return None
+
+
+def _streaks(activity: ActivityEntry) -> list[Alert]:
+    """Streak milestones: the run of consecutive activity days containing the activity's date reached
+    7, 30 or 90 days. Key "streak:<len>:<first day>"; not repeated when an alert of that length exists
+    for a streak starting inside the run (backfilled days that move the start earlier)."""
+    days = set(ActivityEntry.objects.filter(client_id=activity.client_id).values_list("date", flat=True))
+    span = analytics.streak_containing(days, activity.date)
+    if span is None:
+        return []
+    first, last = span
+    length = (last - first).days + 1
+    existing = [
+        parsed
+        for parsed in map(
+            _parse_streak_key,
+            Alert.objects.filter(client_id=activity.client_id, rule=RULE_MILESTONE_STREAK).values_list(
+                "episode_key", flat=True
+            ),
+        )
+        if parsed is not None
+    ]
+    created = []
+    for milestone in analytics.STREAK_MILESTONES:
+        if length < milestone or any(n == milestone and first <= start <= last for n, start in existing):
+            continue
+        alert = _create(
+            client_id=activity.client_id,
+            alert_type=AlertType.MILESTONE,
+            rule=RULE_MILESTONE_STREAK,
+            episode_key=f"streak:{milestone}:{first.isoformat()}",
+            message=f"{milestone}-day activity streak",
+            metadata={"milestone": "streak", "streakDays": milestone, "streakStart": first.isoformat()},
+        )
+        if alert is not None:
+            created.append(alert)
+    return created
+
+
+def alerts_on_activity(*, activity: ActivityEntry) -> list[Alert]:
+    """Any new activity ends the client's STAGNATION episode; streak milestones."""
+    _resolve(Alert.objects.filter(client_id=activity.client_id, rule=RULE_STAGNATION))
+    return _streaks(activity)
+
+
+def alerts_on_assessment(*, assessment: Assessment) -> list[Alert]:
+    """Breakthrough milestone: the catalogue's improvement from the client's previous assessment of the
+    same type (the latest completed before this one) to this one is at least the type's breakthrough_at."""
+    assessment_type = catalogue.ASSESSMENT_TYPES.get(assessment.type)
+    if assessment_type is None or assessment_type.breakthrough_at is None:
+        return []
+    previous = (
+        Assessment.objects.filter(client_id=assessment.client_id, type=assessment.type)
+        .filter(
+            Q(completed_at__lt=assessment.completed_at) | Q(completed_at=assessment.completed_at, pk__lt=assessment.pk)
+        )
+        .order_by("-completed_at", "-pk")
+        .first()
+    )
+    if previous is None:
+        return []
+    improvement = assessment_type.improvement(previous.score, assessment.score)
+    if improvement is None or improvement < assessment_type.breakthrough_at:
+        return []
+    alert = _create(
+        client_id=assessment.client_id,
+        alert_type=AlertType.MILESTONE,
+        rule=RULE_MILESTONE_BREAKTHROUGH,
+        episode_key=str(assessment.pk),
+        message=f"Assessment breakthrough: {assessment.type.replace('_', ' ')} improved",
+        metadata={
+            "milestone": "assessment_breakthrough",
+            "assessmentType": assessment.type,
+            "improvement": analytics.round1(improvement),
+        },
+    )
+    return [alert] if alert else []
+
+
+# --- STAGNATION (daily) -----------------------------------------------------------------------------------
+
+
+def stagnation_message(days: int) -> str:
+    return f"No activity for {days} days"
+
+
+def alerts_evaluate_daily(*, today: date | None = None) -> int:
+    """The time-based rule for every client with at least one consented link to an active therapist
+    whose course is not completed: STAGNATION when the client's last activity (or, with none, the start
+    of their course, else their sign-up) is STAGNATION_DAYS or more days before `today` (UTC). Episode
+    key: the last activity's date ("start:<date>" without any activity), so one alert per episode
+    however many days the inactivity lasts. Open STAGNATION alerts of a superseded episode are resolved.
+    Returns the number of alerts created."""
+    today = today or utc_now().date()
+    consented = TherapistClientLink.objects.filter(CONSENTED, client=OuterRef("pk"), therapist__is_active=True)
+    clients = (
+        Client.objects.filter(Exists(consented))
+        .exclude(course__is_active=False, course__completed_at__isnull=False)
+        .annotate(last_activity=Max("activities__date"), course_started=F("course__started_at"))
+        .values_list("pk", "last_activity", "course_started", "created_at")
+    )
+    current: dict = {}
+    candidates = []
+    for client_id, last_activity, course_started, created_at in clients.iterator(chunk_size=2000):
+        if last_activity is not None:
+            reference, key = last_activity, last_activity.isoformat()
+        else:
+            reference = (course_started or created_at).date()
+            key = f"start:{reference.isoformat()}"
+        current[client_id] = key
+        days = analytics.days_inactive(reference, today)
+        if days >= analytics.STAGNATION_DAYS:
+            candidates.append((client_id, key, days, last_activity))
+
+    stale = [
+        pk
+        for pk, client_id, key in Alert.objects.filter(
+            rule=RULE_STAGNATION, resolved_at__isnull=True, client_id__in=list(current)
+        ).values_list("pk", "client_id", "episode_key")
+        if current.get(client_id) != key
+    ]
+    if stale:
+        with transaction.atomic():
+            _resolve(Alert.objects.filter(pk__in=stale))
+
+    existing = set(
+        Alert.objects.filter(rule=RULE_STAGNATION, client_id__in=[c[0] for c in candidates]).values_list(
+            "client_id", "episode_key"
+        )
+    )
+    created = 0
+    for client_id, key, days, last_activity in candidates:
+        if (client_id, key) in existing:
+            continue
+        with transaction.atomic():
+            alert = _create(
+                client_id=client_id,
+                alert_type=AlertType.STAGNATION,
+                rule=RULE_STAGNATION,
+                episode_key=key,
+                message=stagnation_message(days),
+                metadata={
+                    "daysInactive": days,
+                    "lastActivity": last_activity.isoformat() if last_activity else None,
+                },
+            )
+        created += alert is not None
+    return created
