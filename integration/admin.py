@@ -1,1 +1,397 @@
-"""integration: admin (filled by its domain issue; shape per docs/architecture.md)."""
+"""LoveRescue admin (staff side).
+
+Integration partners: every change goes through integration.services.partners, so each is audited:
+creating and editing (BAA, IP allowlist, rate limit, therapists) from the form, and the actions "Create
+API key + secret", "Rotate secret", "Revoke all keys", "Suspend", "Reactivate". A new API key and secret
+are shown once, as a success message rendered on the action's own response (no redirect, Cache-Control
+no-store): the message is consumed by that page, so it is never kept in the session or a cookie, and
+only the bcrypt hash of the secret (and a digest of the key) is stored.
+
+Clinical data: alerts and session-prep reports are read-only; journal entries are not registered at
+all (their text is never shown in the admin, and therapist-hidden entries are nobody's business).
+Consent belongs to the client: a link added here starts "pending" until the client grants it in the app.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Count
+from django.http import HttpResponse
+from django.template import engines
+from django.urls import reverse
+from django.utils.html import format_html
+
+from audit.services import audit_event_record
+from core.admin import ReadOnlyAdminMixin
+from integration.models import (
+    Alert,
+    Client,
+    Couple,
+    IntegrationPartner,
+    PartnerCredential,
+    SessionPrepReport,
+    Therapist,
+    TherapistClientLink,
+)
+from integration.services import partners
+
+
+def _actor(request) -> dict[str, str]:
+    return {"actor_type": "user", "actor_id": str(request.user.pk)}
+
+
+_SHOWN_ONCE = """{% extends "admin/base_site.html" %}
+{% block content %}
+<p><strong>Copy these values now: they are shown once and cannot be displayed again.</strong></p>
+<p><a href="{{ back_url }}">Back to integration partners</a></p>
+{% endblock %}"""
+
+
+def _shown_once(admin_site, request, title: str) -> HttpResponse:
+    """Render the queued messages on this very response (consuming them) instead of redirecting."""
+    template = engines["django"].from_string(_SHOWN_ONCE)
+    context = {
+        **admin_site.each_context(request),
+        "title": title,
+        "back_url": reverse("admin:integration_integrationpartner_changelist"),
+    }
+    response = HttpResponse(template.render(context, request))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+# --- Partners ---------------------------------------------------------------------------------------
+
+
+class IntegrationPartnerForm(forms.ModelForm):
+    allowed_ips = forms.CharField(
+        label="IP allowlist",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 50}),
+        help_text="IPv4 or IPv6 networks in CIDR form (203.0.113.0/24, 2001:db8::/32), one per line or "
+        "separated by commas. Empty: any address.",
+    )
+
+    class Meta:
+        model = IntegrationPartner
+        fields = (
+            "name",
+            "baa_signed_at",
+            "baa_signer",
+            "baa_document",
+            "allowed_ips",
+            "rate_limit_per_minute",
+            "therapists",
+        )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance and self.instance.pk and not self.is_bound:
+            self.initial["allowed_ips"] = "\n".join(self.instance.allowed_ips or [])
+
+    def clean_allowed_ips(self):
+        raw = self.cleaned_data.get("allowed_ips") or ""
+        entries = [part.strip() for part in raw.replace(",", "\n").splitlines() if part.strip()]
+        try:
+            return partners.normalize_allowed_ips(entries)
+        except partners.PartnerInvalid as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_rate_limit_per_minute(self):
+        try:
+            return partners.validate_rate_limit(self.cleaned_data.get("rate_limit_per_minute"))
+        except partners.PartnerInvalid as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("baa_signed_at") and not (cleaned.get("baa_signer") or "").strip():
+            self.add_error("baa_signer", "Who signed the BAA? Required with a signed date.")
+        return cleaned
+
+
+class PartnerCredentialInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = PartnerCredential
+    extra = 0
+    can_delete = False
+    fields = ("key_hint", "created_at", "secret_rotated_at", "previous_secret_expires_at", "revoked_at", "last_used_at")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+    verbose_name = "API key"
+    verbose_name_plural = "API keys (secrets are stored hashed and never shown again)"
+
+
+@admin.register(IntegrationPartner)
+class IntegrationPartnerAdmin(admin.ModelAdmin):
+    form = IntegrationPartnerForm
+    list_display = ("name", "status", "baa_on_file", "therapist_count", "rate_limit", "created_at")
+    list_filter = ("status", ("baa_signed_at", admin.EmptyFieldListFilter), "created_at")
+    search_fields = ("name",)
+    ordering = ("name",)
+    autocomplete_fields = ("therapists",)
+    readonly_fields = ("id", "status", "suspended_at", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("id", "name", "status", "suspended_at")}),
+        ("Business Associate Agreement", {"fields": ("baa_signed_at", "baa_signer", "baa_document")}),
+        ("Access", {"fields": ("therapists", "allowed_ips", "rate_limit_per_minute")}),
+        ("Record", {"fields": ("created_at", "updated_at")}),
+    )
+    inlines = (PartnerCredentialInline,)
+    actions = ("create_credential", "rotate_secret", "revoke_all_keys", "suspend", "reactivate")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(therapists_count=Count("therapists", distinct=True))
+
+    @admin.display(description="BAA on file", boolean=True, ordering="baa_signed_at")
+    def baa_on_file(self, obj: IntegrationPartner) -> bool:
+        return obj.has_baa
+
+    @admin.display(description="therapists", ordering="therapists_count")
+    def therapist_count(self, obj: IntegrationPartner) -> int:
+        return getattr(obj, "therapists_count", None) or obj.therapists.count()
+
+    @admin.display(description="rate limit / min", ordering="rate_limit_per_minute")
+    def rate_limit(self, obj: IntegrationPartner) -> str:
+        return str(obj.rate_limit_per_minute) if obj.rate_limit_per_minute else "100 (default)"
+
+    def has_delete_permission(self, request, obj=None):
+        # Partners are suspended, never deleted: their audit trail and access log refer to them.
+        return False
+
+    # Create / edit through the services (audited). The form has validated every field already.
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            partners.partner_update(
+                partner=obj,
+                name=data["name"],
+                baa_signed_at=data.get("baa_signed_at"),
+                baa_signer=data.get("baa_signer", ""),
+                baa_document=data.get("baa_document") if "baa_document" in form.changed_data else partners.UNSET,
+                allowed_ips=data.get("allowed_ips", []),
+                rate_limit_per_minute=data.get("rate_limit_per_minute"),
+                therapists=list(data.get("therapists") or []),
+                **_actor(request),
+            )
+        else:
+            with transaction.atomic():
+                created = partners.partner_create(
+                    name=data["name"],
+                    therapists=list(data.get("therapists") or []),
+                    baa_signed_at=data.get("baa_signed_at"),
+                    baa_signer=data.get("baa_signer", ""),
+                    allowed_ips=data.get("allowed_ips", []),
+                    rate_limit_per_minute=data.get("rate_limit_per_minute"),
+                    **_actor(request),
+                )
+                if data.get("baa_document"):
+                    partners.partner_update(partner=created, baa_document=data["baa_document"], **_actor(request))
+            obj.pk = created.pk
+            obj._state.adding = False
+        obj.refresh_from_db()
+
+    def save_related(self, request, form, formsets, change):
+        # Therapists were set by the service (audited); the credential inline is read-only.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def has_manage_permission(self, request) -> bool:
+        return request.user.has_perm("integration.change_integrationpartner")
+
+    @admin.action(description="Create API key + secret (shown once)", permissions=["manage"])
+    def create_credential(self, request, queryset):
+        for partner in queryset:
+            issued = partners.partner_credential_create(partner=partner, **_actor(request))
+            messages.success(
+                request,
+                format_html(
+                    "{}: API key <code>{}</code> — API secret <code>{}</code>",
+                    partner.name,
+                    issued.api_key,
+                    issued.api_secret,
+                ),
+            )
+        return _shown_once(self.admin_site, request, "New API keys")
+
+    @admin.action(
+        description=f"Rotate secret (old stays valid {settings.LOVERESCUE_SECRET_OVERLAP_HOURS:g} h)",
+        permissions=["manage"],
+    )
+    def rotate_secret(self, request, queryset):
+        rotated = 0
+        for partner in queryset:
+            for credential in partner.credentials.filter(revoked_at__isnull=True).order_by("created_at"):
+                secret = partners.partner_credential_rotate_secret(credential=credential, **_actor(request))
+                credential.refresh_from_db()
+                rotated += 1
+                messages.success(
+                    request,
+                    format_html(
+                        "{}: API key {} — new API secret <code>{}</code> (the old secret works until {})",
+                        partner.name,
+                        credential.key_hint,
+                        secret,
+                        credential.previous_secret_expires_at or "now: no overlap",
+                    ),
+                )
+        if not rotated:
+            self.message_user(request, "No live API keys to rotate.", messages.WARNING)
+            return None
+        return _shown_once(self.admin_site, request, "New API secrets")
+
+    @admin.action(description="Revoke all keys", permissions=["manage"])
+    def revoke_all_keys(self, request, queryset):
+        count = 0
+        for partner in queryset:
+            for credential in partner.credentials.filter(revoked_at__isnull=True):
+                count += partners.partner_credential_revoke(credential=credential, **_actor(request))
+        self.message_user(request, f"Revoked {count} API key(s); their tokens stop working now.", messages.SUCCESS)
+
+    @admin.action(description="Suspend", permissions=["manage"])
+    def suspend(self, request, queryset):
+        count = sum(partners.partner_suspend(partner=p, **_actor(request)) for p in queryset)
+        self.message_user(request, f"Suspended {count} partner(s); their tokens stop working now.", messages.SUCCESS)
+
+    @admin.action(description="Reactivate", permissions=["manage"])
+    def reactivate(self, request, queryset):
+        count = sum(partners.partner_reactivate(partner=p, **_actor(request)) for p in queryset)
+        self.message_user(request, f"Reactivated {count} partner(s).", messages.SUCCESS)
+
+
+# --- People and links -----------------------------------------------------------------------------
+
+
+@admin.register(Therapist)
+class TherapistAdmin(admin.ModelAdmin):
+    list_display = ("last_name", "first_name", "id", "is_active", "created_at")
+    list_filter = ("is_active", "created_at")
+    search_fields = ("first_name", "last_name", "=id")
+    fields = ("id", "user", "first_name", "last_name", "email", "phone", "is_active", "created_at")
+    readonly_fields = ("id", "created_at")
+    raw_id_fields = ("user",)
+
+
+@admin.register(Client)
+class ClientAdmin(admin.ModelAdmin):
+    list_display = ("last_name", "first_name", "id", "created_at")
+    list_filter = ("created_at",)
+    search_fields = ("first_name", "last_name", "=id", "user__username")
+    fields = ("id", "user", "first_name", "last_name", "email", "created_at")
+    readonly_fields = ("id", "created_at")
+    raw_id_fields = ("user",)
+
+
+@admin.register(TherapistClientLink)
+class TherapistClientLinkAdmin(admin.ModelAdmin):
+    """Staff may add a link (it starts pending: only the client grants consent, in the app); the
+    level and consent of an existing link are the client's to change, so it is read-only here."""
+
+    list_display = ("id", "therapist", "client_name", "permission_level", "consent", "consent_granted_at")
+    list_filter = (
+        "permission_level",
+        ("consent_granted_at", admin.EmptyFieldListFilter),
+        ("consent_revoked_at", admin.EmptyFieldListFilter),
+    )
+    search_fields = ("client__first_name", "client__last_name", "therapist__first_name", "therapist__last_name")
+    list_select_related = ("therapist", "client")
+    raw_id_fields = ("therapist", "client")
+
+    @admin.display(description="client", ordering="client__last_name")
+    def client_name(self, obj: TherapistClientLink) -> str:
+        return f"{obj.client.first_name} {obj.client.last_name}"
+
+    @admin.display(description="consent")
+    def consent(self, obj: TherapistClientLink) -> str:
+        if obj.has_consent:
+            return "granted"
+        return "revoked" if obj.consent_revoked_at else "pending"
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("therapist", "client", "permission_level")
+        return (
+            "id",
+            "therapist",
+            "client",
+            "permission_level",
+            "consent_granted_at",
+            "consent_revoked_at",
+            "created_at",
+            "updated_at",
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.get_fields(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:  # read-only; nothing to save
+            return
+        with transaction.atomic():
+            obj.consent_granted_at = None
+            obj.consent_revoked_at = None
+            obj.save()
+            audit_event_record(
+                action="integration.link_created",
+                subject_type="client",
+                subject_id=str(obj.client_id),
+                metadata={
+                    "link_id": str(obj.pk),
+                    "therapist_id": str(obj.therapist_id),
+                    "permission_level": obj.permission_level,
+                },
+                **_actor(request),
+            )
+
+
+@admin.register(Couple)
+class CoupleAdmin(admin.ModelAdmin):
+    list_display = ("id", "partner1", "partner2", "status", "created_at")
+    list_filter = ("status", "created_at")
+    search_fields = ("partner1__first_name", "partner1__last_name", "partner2__first_name", "partner2__last_name")
+    list_select_related = ("partner1", "partner2")
+    raw_id_fields = ("partner1", "partner2")
+    readonly_fields = ("id", "created_at")
+
+
+# --- Clinical data: read-only ----------------------------------------------------------------------
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "client", "alert_type", "severity", "rule", "created_at", "resolved_at")
+    list_filter = ("alert_type", "severity", "rule", ("resolved_at", admin.EmptyFieldListFilter))
+    search_fields = ("client__first_name", "client__last_name", "=id")
+    list_select_related = ("client",)
+    ordering = ("-created_at",)
+    date_hierarchy = "created_at"
+    fields = (
+        "id",
+        "client",
+        "alert_type",
+        "severity",
+        "rule",
+        "episode_key",
+        "required_level",
+        "message",
+        "metadata",
+        "created_at",
+        "resolved_at",
+    )
+    readonly_fields = fields
+
+
+@admin.register(SessionPrepReport)
+class SessionPrepReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "therapist", "client", "report_date", "last_session_date")
+    list_filter = ("report_date",)
+    search_fields = ("client__first_name", "client__last_name", "therapist__last_name", "=id")
+    list_select_related = ("therapist", "client")
+    ordering = ("-report_date",)
+    fields = ("id", "therapist", "client", "report_date", "last_session_date", "content")
+    readonly_fields = fields

@@ -1,39 +1,244 @@
-"""LoveRescue app API views. STUB: replaced by the implementation."""
+"""LoveRescue app (client) API, `/api/app/...`: what the client's app records, and the client's
+control over each therapist link (permission level, consent). Authenticated with a platform token
+(POST /api/v1/auth/token) of a user who is a LoveRescue client; errors in the LoveRescue body.
 
+Views are thin: an input serializer checks types, a service in integration.services.client_data
+writes (audited, running the alert rules), and the response names the client in the access log.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+
+from audit.context import note_subjects
+from core.apis import LOVERESCUE
+from core.errors import ApiError
+from core.schema import error_responses
+from integration.api import app_serializers as s
 from integration.api.base import ClientAppView
+from integration.models import TherapistClientLink, TherapistTask
+from integration.services import client_data
+
+API = "LoveRescue app (client) API"
+AUTH_NOTE = (
+    "Authenticated as the client with a platform token from POST /api/v1/auth/token; a platform user who "
+    "is not a LoveRescue client gets 403."
+)
 
 
-class CheckInView(ClientAppView):
-    pass
+def _schema(summary: str, description: str, *, request=None, responses: dict, errors=(400, 401, 403, 429)):
+    return extend_schema(
+        tags=[LOVERESCUE.tag],
+        summary=summary,
+        description=f"{API}. {description} {AUTH_NOTE}",
+        request=request,
+        responses={**responses, **error_responses(LOVERESCUE, *errors)},
+    )
 
 
-class RatioView(ClientAppView):
-    pass
+def _flatten(detail) -> str:
+    if isinstance(detail, dict):
+        parts = []
+        for name, errors in detail.items():
+            text = _flatten(errors)
+            parts.append(text if name == "non_field_errors" else f"{name}: {text}")
+        return "; ".join(parts)
+    if isinstance(detail, list):
+        return " ".join(_flatten(item) for item in detail)
+    return str(detail)
 
 
-class ActivityView(ClientAppView):
-    pass
+def validated(serializer_class, data) -> dict:
+    """The serializer's validated data, or 400 BAD_REQUEST naming each bad field."""
+    serializer = serializer_class(data=data)
+    if not serializer.is_valid():
+        raise ApiError(400, _flatten(serializer.errors) or "Invalid request", code="BAD_REQUEST")
+    return serializer.validated_data
 
 
-class AssessmentView(ClientAppView):
-    pass
+def bad_request(exc: client_data.ClientDataInvalid) -> ApiError:
+    return ApiError(400, str(exc), code="BAD_REQUEST")
 
 
-class JournalView(ClientAppView):
-    pass
+class _AppView(ClientAppView):
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        note_subjects(request, "client", [request.lr_client.pk])
 
 
-class TherapistLinkListView(ClientAppView):
-    pass
+class CheckInView(_AppView):
+    @_schema(
+        "Record the day's check-in",
+        "One check-in per day: 201 when created, 200 when it replaced that day's. `crisis: true` raises a "
+        "CRISIS alert for the client's therapists.",
+        request=s.CheckInInput,
+        responses={201: s.CheckInOutput, 200: s.CheckInOutput},
+    )
+    def post(self, request):
+        data = validated(s.CheckInInput, request.data)
+        try:
+            checkin, created = client_data.checkin_record(
+                client=request.lr_client,
+                date=data["date"],
+                mood=data["mood"],
+                closeness=data["closeness"],
+                crisis=data["crisis"],
+            )
+        except client_data.ClientDataInvalid as exc:
+            raise bad_request(exc) from None
+        return Response(s.checkin_body(checkin), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class TherapistLinkView(ClientAppView):
-    pass
+class RatioView(_AppView):
+    @_schema(
+        "Record the day's positive and negative interactions",
+        "Gottman's 5:1 ratio, one entry per day: 201 when created, 200 when it replaced that day's.",
+        request=s.RatioInput,
+        responses={201: s.RatioOutput, 200: s.RatioOutput},
+    )
+    def post(self, request):
+        data = validated(s.RatioInput, request.data)
+        try:
+            entry, created = client_data.ratio_record(
+                client=request.lr_client, date=data["date"], positive=data["positive"], negative=data["negative"]
+            )
+        except client_data.ClientDataInvalid as exc:
+            raise bad_request(exc) from None
+        return Response(s.ratio_body(entry), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class TaskListView(ClientAppView):
-    pass
+class ActivityView(_AppView):
+    @_schema(
+        "Record a completed activity",
+        "With `weekNumber` (must be the client's current course week) the activity is a day of that week's "
+        "strategy; a week is completed after activities on 7 distinct days, and the course moves on.",
+        request=s.ActivityInput,
+        responses={201: s.ActivityOutput},
+    )
+    def post(self, request):
+        data = validated(s.ActivityInput, request.data)
+        try:
+            entry = client_data.activity_record(
+                client=request.lr_client,
+                date=data["date"],
+                activity=data["activity"],
+                week_number=data.get("weekNumber"),
+            )
+        except client_data.ClientDataInvalid as exc:
+            raise bad_request(exc) from None
+        return Response(s.activity_body(entry), status=status.HTTP_201_CREATED)
 
 
-class TaskCompleteView(ClientAppView):
-    pass
+class AssessmentView(_AppView):
+    @_schema(
+        "Record a completed assessment",
+        "The score's shape depends on the type (attachment, relationship_satisfaction, communication, "
+        "conflict_resolution, love_language); `responses` are the individual answers, shown to therapists "
+        "only at FULL permission.",
+        request=s.AssessmentInput,
+        responses={201: s.AssessmentOutput},
+    )
+    def post(self, request):
+        data = validated(s.AssessmentInput, request.data)
+        try:
+            assessment = client_data.assessment_record(
+                client=request.lr_client, type=data["type"], score=data["score"], responses=data.get("responses")
+            )
+        except client_data.ClientDataInvalid as exc:
+            raise bad_request(exc) from None
+        return Response(s.assessment_body(assessment), status=status.HTTP_201_CREATED)
+
+
+class JournalView(_AppView):
+    @_schema(
+        "Write a journal entry",
+        "Stored encrypted; the text is not echoed back. `therapistHidden: true` entries are never shown to "
+        "any therapist, at any permission level; others are visible at FULL permission.",
+        request=s.JournalInput,
+        responses={201: s.JournalOutput},
+    )
+    def post(self, request):
+        data = validated(s.JournalInput, request.data)
+        try:
+            entry = client_data.journal_record(
+                client=request.lr_client,
+                text=data["text"],
+                therapist_hidden=data["therapistHidden"],
+                crisis=data["crisis"],
+            )
+        except client_data.ClientDataInvalid as exc:
+            raise bad_request(exc) from None
+        return Response(s.journal_body(entry), status=status.HTTP_201_CREATED)
+
+
+class TherapistLinkListView(_AppView):
+    @_schema(
+        "The client's therapists",
+        "Each therapist link with its permission level and consent state.",
+        responses={200: s.LinkListOutput},
+        errors=(401, 403, 429),
+    )
+    def get(self, request):
+        links = (
+            TherapistClientLink.objects.filter(client=request.lr_client)
+            .select_related("therapist")
+            .order_by("created_at", "id")
+        )
+        return Response({"links": [s.link_body(link) for link in links]})
+
+
+class TherapistLinkView(_AppView):
+    @_schema(
+        "Change a therapist's permission level or consent",
+        "At least one of permissionLevel (BASIC, STANDARD, FULL) and consent (granted, revoked). Takes "
+        "effect on the therapist's partners' very next request; revoking publishes `consent.revoked`.",
+        request=s.LinkUpdateInput,
+        responses={200: s.LinkUpdateOutput},
+        errors=(400, 401, 403, 404, 429),
+    )
+    def patch(self, request, link_id):
+        data = validated(s.LinkUpdateInput, request.data)
+        link = TherapistClientLink.objects.filter(pk=link_id, client=request.lr_client).first()
+        if link is None:
+            raise ApiError(404, "Therapist link not found", code="NOT_FOUND")
+        try:
+            link = client_data.link_update(
+                client=request.lr_client,
+                link=link,
+                permission_level=data.get("permissionLevel"),
+                consent=data.get("consent"),
+            )
+        except client_data.ClientDataInvalid as exc:
+            raise bad_request(exc) from None
+        return Response({"link": s.link_body(link)})
+
+
+class TaskListView(_AppView):
+    @_schema(
+        "Tasks assigned by the client's therapists",
+        "Newest first.",
+        responses={200: s.TaskListOutput},
+        errors=(401, 403, 429),
+    )
+    def get(self, request):
+        tasks = TherapistTask.objects.filter(client=request.lr_client).order_by("-created_at", "id")
+        return Response({"tasks": [s.task_body(task) for task in tasks]})
+
+
+class TaskCompleteView(_AppView):
+    @_schema(
+        "Mark a task completed",
+        "Idempotent: completing a completed task returns it unchanged. No body (or {}).",
+        request={"application/json": OpenApiTypes.OBJECT},  # no fields: empty or {}
+        responses={200: s.TaskCompleteOutput},
+        errors=(401, 403, 404, 429),
+    )
+    def post(self, request, task_id):
+        task = TherapistTask.objects.filter(pk=task_id, client=request.lr_client).first()
+        if task is None:
+            raise ApiError(404, "Task not found", code="NOT_FOUND")
+        task = client_data.task_complete(client=request.lr_client, task=task)
+        return Response({"task": s.task_body(task)})

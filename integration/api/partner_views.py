@@ -264,7 +264,7 @@ class AlertReadView(PartnerApiView):
     @extend_schema(
         tags=TAGS,
         operation_id="integration_alert_read",
-        request=None,
+        request={"application/json": OpenApiTypes.OBJECT},  # no fields: empty or {}
         responses={200: s.AlertReadResponseSerializer, **error_responses(LOVERESCUE, 401, 403, 404, 429)},
     )
     def post(self, request, alert_id):

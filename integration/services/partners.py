@@ -48,6 +48,26 @@ def normalize_allowed_ips(cidrs) -> list[str]:
         raise PartnerInvalid(str(exc)) from None
 
 
+RATE_LIMIT_MAX = 100_000
+
+
+def validate_rate_limit(value) -> int | None:
+    """None (the spec's default of 100/min) or an integer from 1 to RATE_LIMIT_MAX."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise PartnerInvalid("The rate limit must be a whole number of requests per minute.")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise PartnerInvalid("The rate limit must be a whole number of requests per minute.") from None
+    if number != value and str(number) != str(value).strip():
+        raise PartnerInvalid("The rate limit must be a whole number of requests per minute.")
+    if not (1 <= number <= RATE_LIMIT_MAX):
+        raise PartnerInvalid(f"The rate limit must be between 1 and {RATE_LIMIT_MAX} requests per minute.")
+    return number
+
+
 @transaction.atomic
 def partner_create(
     *,
@@ -65,8 +85,7 @@ def partner_create(
         raise PartnerInvalid("A partner needs a name.")
     if IntegrationPartner.objects.filter(name=name).exists():
         raise PartnerInvalid(f"A partner named {name!r} already exists.")
-    if rate_limit_per_minute is not None and not (1 <= int(rate_limit_per_minute) <= 100_000):
-        raise PartnerInvalid("The rate limit must be between 1 and 100000 requests per minute.")
+    rate_limit_per_minute = validate_rate_limit(rate_limit_per_minute)
     partner = IntegrationPartner.objects.create(
         name=name,
         baa_signed_at=baa_signed_at,
@@ -131,3 +150,136 @@ def partner_credential_rotate_secret(
         overlap_seconds=int(overlap.total_seconds()),
     )
     return secret.secret
+
+
+@transaction.atomic
+def partner_credential_revoke(*, credential: PartnerCredential, actor_type: str, actor_id: str) -> bool:
+    """Revoke an API key: token exchange and tokens already issued with it stop working at once
+    (checked on every request). False when it was already revoked."""
+    credential = PartnerCredential.objects.select_for_update().select_related("partner").get(pk=credential.pk)
+    if credential.revoked_at is not None:
+        return False
+    credential.revoked_at = utc_now()
+    credential.save(update_fields=["revoked_at"])
+    _audit(
+        "integration.credential_revoked",
+        credential.partner,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        key_id=credential.key_id,
+    )
+    return True
+
+
+@transaction.atomic
+def partner_suspend(*, partner: IntegrationPartner, actor_type: str, actor_id: str) -> bool:
+    """Suspend a partner: its live tokens stop working on their next request and the token exchange
+    refuses its keys. False when it was already suspended."""
+    partner = IntegrationPartner.objects.select_for_update().get(pk=partner.pk)
+    if partner.status == IntegrationPartner.Status.SUSPENDED:
+        return False
+    partner.status = IntegrationPartner.Status.SUSPENDED
+    partner.suspended_at = utc_now()
+    partner.save(update_fields=["status", "suspended_at", "updated_at"])
+    _audit("integration.partner_suspended", partner, actor_type=actor_type, actor_id=actor_id)
+    return True
+
+
+@transaction.atomic
+def partner_reactivate(*, partner: IntegrationPartner, actor_type: str, actor_id: str) -> bool:
+    """Lift a suspension (credentials revoked meanwhile stay revoked). False when it was active."""
+    partner = IntegrationPartner.objects.select_for_update().get(pk=partner.pk)
+    if partner.status == IntegrationPartner.Status.ACTIVE:
+        return False
+    partner.status = IntegrationPartner.Status.ACTIVE
+    partner.suspended_at = None
+    partner.save(update_fields=["status", "suspended_at", "updated_at"])
+    _audit("integration.partner_reactivated", partner, actor_type=actor_type, actor_id=actor_id)
+    return True
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+
+@transaction.atomic
+def partner_update(
+    *,
+    partner: IntegrationPartner,
+    actor_type: str,
+    actor_id: str,
+    name=UNSET,
+    baa_signed_at=UNSET,
+    baa_signer=UNSET,
+    baa_document=UNSET,
+    allowed_ips=UNSET,
+    rate_limit_per_minute=UNSET,
+    therapists=UNSET,
+) -> IntegrationPartner:
+    """Change a partner's name, BAA (signed date, signer, document), IP allowlist, rate limit or
+    therapists; only the arguments given are changed. Everything applies on the partner's next request.
+    One audit event names the fields that changed (with the new allowlist, rate limit and therapist
+    ids; never the document). Returns the partner as saved."""
+    current = IntegrationPartner.objects.select_for_update().get(pk=partner.pk)
+    changed: dict[str, object] = {}
+    fields: list[str] = []
+
+    def assign(field_name: str, value, shown=True) -> None:
+        if getattr(current, field_name) != value:
+            setattr(current, field_name, value)
+            fields.append(field_name)
+            changed[field_name] = value if shown else True
+
+    if name is not UNSET:
+        name = (name or "").strip()
+        if not name:
+            raise PartnerInvalid("A partner needs a name.")
+        if IntegrationPartner.objects.filter(name=name).exclude(pk=current.pk).exists():
+            raise PartnerInvalid(f"A partner named {name!r} already exists.")
+        assign("name", name)
+    if baa_signed_at is not UNSET:
+        assign("baa_signed_at", baa_signed_at)
+        if "baa_signed_at" in changed:
+            changed["baa_signed_at"] = baa_signed_at.isoformat() if baa_signed_at else None
+    if baa_signer is not UNSET:
+        assign("baa_signer", (baa_signer or "").strip())
+    if baa_document is not UNSET:
+        # A new upload (File) replaces the document; None/"" removes it.
+        if baa_document:
+            current.baa_document = baa_document
+            fields.append("baa_document")
+            changed["baa_document"] = True
+        elif current.baa_document:
+            current.baa_document = ""
+            fields.append("baa_document")
+            changed["baa_document"] = False
+    if allowed_ips is not UNSET:
+        assign("allowed_ips", normalize_allowed_ips(allowed_ips))
+    if rate_limit_per_minute is not UNSET:
+        assign("rate_limit_per_minute", validate_rate_limit(rate_limit_per_minute))
+    if fields:
+        current.save(update_fields=[*fields, "updated_at"])
+    if therapists is not UNSET:
+        wanted = {t.pk for t in therapists}
+        existing = set(current.therapists.values_list("pk", flat=True))
+        if wanted != existing:
+            current.therapists.set(list(therapists))
+            changed["therapists"] = sorted(str(pk) for pk in wanted)
+    if changed:
+        _audit(
+            "integration.partner_updated",
+            current,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            changed=sorted(changed),
+            **{
+                k: v
+                for k, v in changed.items()
+                if k in ("allowed_ips", "rate_limit_per_minute", "therapists", "baa_signed_at", "baa_signer", "name")
+            },
+        )
+    return current

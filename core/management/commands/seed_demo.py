@@ -138,6 +138,7 @@ CONTRIBUTORS: list[Contributor] = [
     platform,
     admin,
     docs,
+    "integration.demo.seed",
 ]
 
 

@@ -1,0 +1,361 @@
+"""What the LoveRescue app records for its client (`/api/app/...`), and the client's consent changes.
+
+Every function is keyword-only and `@transaction.atomic`, writes one audit event (ids and codes only:
+never journal text, moods or scores) and runs the alert rules that react to the write
+(integration.services.alerts) in the same transaction, so an alert exists iff the data it is about does.
+Bad input raises ClientDataInvalid (a ValueError) whose message is for the app; views answer 400.
+
+Dates: a day the app reports must not be after tomorrow (UTC; a client east of UTC is already in the
+next day) nor more than MAX_PAST_DAYS in the past.
+
+The course: an activity posted with `week_number` counts for that week of the client's course, which
+must be the current one (`CourseProgress` is created at week 1 on first use). A week is completed when
+its activities fall on DAYS_PER_WEEK distinct dates; the course then moves to the next week, and after
+the last week the course is completed (inactive).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Q
+
+from audit.services import audit_event_record
+from core.time import iso_utc, utc_now
+from integration import catalogue
+from integration.events import publish_to_partners
+from integration.models import (
+    ActivityEntry,
+    Assessment,
+    CheckIn,
+    Client,
+    Couple,
+    CourseProgress,
+    JournalEntry,
+    PermissionLevel,
+    RatioEntry,
+    TherapistClientLink,
+    TherapistTask,
+    WeeklyStrategy,
+)
+
+MAX_PAST_DAYS = 365
+FUTURE_TOLERANCE_DAYS = 1
+SCALE_MIN, SCALE_MAX = 1, 10
+RATIO_MAX = 1000
+JOURNAL_MAX_CHARS = 20_000
+ACTIVITY_MAX_CHARS = 100
+ACTIVITY_RE = re.compile(r"[a-z0-9]+(?:[_-][a-z0-9]+)*")
+
+CONSENT_GRANTED, CONSENT_REVOKED, CONSENT_PENDING = "granted", "revoked", "pending"
+
+
+class ClientDataInvalid(ValueError):
+    """Bad input from the app; the message says what is wrong (answered as 400)."""
+
+
+def _alerts():
+    # Imported when used: the alert rules import the models and services of this package.
+    from integration.services import alerts
+
+    return alerts
+
+
+def _audit(action: str, client: Client, **metadata) -> None:
+    audit_event_record(
+        action=action,
+        actor_type="client",
+        actor_id=str(client.pk),
+        subject_type="client",
+        subject_id=str(client.pk),
+        metadata=metadata,
+    )
+
+
+def today_utc() -> date:
+    return utc_now().date()
+
+
+def _check_day(value, *, today: date | None, name: str = "date") -> date:
+    if not isinstance(value, date) or isinstance(value, datetime):
+        raise ClientDataInvalid(f"{name} must be a date (YYYY-MM-DD)")
+    today = today or today_utc()
+    if value > today + timedelta(days=FUTURE_TOLERANCE_DAYS):
+        raise ClientDataInvalid(f"{name} must not be in the future")
+    if value < today - timedelta(days=MAX_PAST_DAYS):
+        raise ClientDataInvalid(f"{name} must be within the last {MAX_PAST_DAYS} days")
+    return value
+
+
+def _check_int(value, *, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not (low <= value <= high):
+        raise ClientDataInvalid(f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+def _check_bool(value, *, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ClientDataInvalid(f"{name} must be true or false")
+    return value
+
+
+# --- Daily records ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def checkin_record(
+    *, client: Client, date: date, mood: int, closeness: int, crisis: bool = False, today: date | None = None
+) -> tuple[CheckIn, bool]:
+    """Record the day's check-in; a second one for the same date replaces it. Returns (check-in, created)."""
+    _check_day(date, today=today)
+    _check_int(mood, name="mood", low=SCALE_MIN, high=SCALE_MAX)
+    _check_int(closeness, name="closeness", low=SCALE_MIN, high=SCALE_MAX)
+    _check_bool(crisis, name="crisis")
+    checkin, created = CheckIn.objects.update_or_create(
+        client=client, date=date, defaults={"mood": mood, "closeness": closeness, "crisis": crisis}
+    )
+    _audit("integration.checkin_recorded", client, checkin_id=checkin.pk, replaced=not created)
+    _alerts().alerts_on_checkin(checkin=checkin)
+    return checkin, created
+
+
+@transaction.atomic
+def ratio_record(
+    *, client: Client, date: date, positive: int, negative: int, today: date | None = None
+) -> tuple[RatioEntry, bool]:
+    """Record the day's positive and negative interactions (replacing that day's). Returns (entry, created)."""
+    _check_day(date, today=today)
+    _check_int(positive, name="positive", low=0, high=RATIO_MAX)
+    _check_int(negative, name="negative", low=0, high=RATIO_MAX)
+    entry, created = RatioEntry.objects.update_or_create(
+        client=client, date=date, defaults={"positive": positive, "negative": negative}
+    )
+    _audit("integration.ratio_recorded", client, ratio_id=entry.pk, replaced=not created)
+    return entry, created
+
+
+def _strategy(client: Client, week_number: int) -> WeeklyStrategy:
+    strategy, _ = WeeklyStrategy.objects.get_or_create(
+        client=client, week_number=week_number, defaults={"theme": catalogue.COURSE_WEEKS[week_number]}
+    )
+    return strategy
+
+
+def course_progress_for(client: Client, *, lock: bool = False) -> CourseProgress:
+    """The client's course, created at week 1 (with that week's strategy) on first use."""
+    course, created = CourseProgress.objects.get_or_create(client=client, defaults={"current_week": 1})
+    if created:
+        _strategy(client, 1)
+    if lock:
+        course = CourseProgress.objects.select_for_update().get(pk=course.pk)
+    return course
+
+
+@transaction.atomic
+def activity_record(
+    *, client: Client, date: date, activity: str, week_number: int | None = None, today: date | None = None
+) -> ActivityEntry:
+    """Record a completed activity; with `week_number` it is a day of that (current) course week."""
+    _check_day(date, today=today)
+    if not isinstance(activity, str) or not (1 <= len(activity) <= ACTIVITY_MAX_CHARS):
+        raise ClientDataInvalid(f"activity must be 1 to {ACTIVITY_MAX_CHARS} characters")
+    if not ACTIVITY_RE.fullmatch(activity):
+        raise ClientDataInvalid("activity must be a slug: lowercase letters and digits joined by '_' or '-'")
+    course = None
+    if week_number is not None:
+        _check_int(week_number, name="weekNumber", low=1, high=catalogue.COURSE_LENGTH_WEEKS)
+        course = course_progress_for(client, lock=True)
+        if not course.is_active:
+            raise ClientDataInvalid("the course is already completed")
+        if week_number != course.current_week:
+            raise ClientDataInvalid(f"weekNumber must be the current course week ({course.current_week})")
+
+    entry = ActivityEntry.objects.create(client=client, date=date, activity=activity, week_number=week_number)
+    week_completed = False
+    if course is not None:
+        week_completed = _count_course_day(client, course, week_number)
+    _audit(
+        "integration.activity_recorded",
+        client,
+        activity_id=entry.pk,
+        week_number=week_number,
+        week_completed=week_completed,
+    )
+    if week_completed:
+        _alerts().alerts_on_week_completed(client=client, week_number=week_number)
+    _alerts().alerts_on_activity(activity=entry)
+    return entry
+
+
+def _count_course_day(client: Client, course: CourseProgress, week_number: int) -> bool:
+    """Update the week's completed days; complete the week (and the course) when they reach
+    DAYS_PER_WEEK. True when this call completed the week."""
+    strategy = _strategy(client, week_number)
+    days = ActivityEntry.objects.filter(client=client, week_number=week_number).values("date").distinct().count()
+    strategy.completed_days = min(days, catalogue.DAYS_PER_WEEK)
+    fields = ["completed_days"]
+    completed = strategy.completed_at is None and days >= catalogue.DAYS_PER_WEEK
+    now = utc_now()
+    if completed:
+        strategy.completed_at = now
+        fields.append("completed_at")
+    strategy.save(update_fields=fields)
+    if completed:
+        if week_number >= catalogue.COURSE_LENGTH_WEEKS:
+            course.is_active = False
+            course.completed_at = now
+        else:
+            course.current_week = week_number + 1
+            _strategy(client, course.current_week)
+        course.save(update_fields=["current_week", "is_active", "completed_at"])
+    return completed
+
+
+# --- Assessments and journal ---------------------------------------------------------------------------
+
+
+def couples_of(client: Client):
+    return Couple.objects.filter(Q(partner1=client) | Q(partner2=client)).order_by("created_at", "id")
+
+
+@transaction.atomic
+def assessment_record(
+    *, client: Client, type: str, score, responses=None, completed_at: datetime | None = None
+) -> Assessment:
+    """Record a completed assessment (score validated by the catalogue; `responses` are the client's
+    individual answers, FULL-level data). Refreshes the analysis of each of the client's couples.
+    `completed_at` defaults to now (imports and demo data pass their own)."""
+    try:
+        normalized = catalogue.validate_assessment(type, score)
+    except catalogue.ScoreInvalid as exc:
+        raise ClientDataInvalid(str(exc)) from None
+    if responses is not None and not isinstance(responses, dict):
+        raise ClientDataInvalid("responses must be an object")
+    now = utc_now()
+    completed_at = completed_at or now
+    if completed_at > now:
+        raise ClientDataInvalid("completedAt must not be in the future")
+    assessment = Assessment.objects.create(
+        client=client, type=type, score=normalized, responses=responses or None, completed_at=completed_at
+    )
+    _audit("integration.assessment_recorded", client, assessment_id=assessment.pk, type=type)
+    _alerts().alerts_on_assessment(assessment=assessment)
+    from integration.services.reports import couple_analysis_refresh
+
+    for couple in couples_of(client):
+        couple_analysis_refresh(couple=couple)
+    return assessment
+
+
+@transaction.atomic
+def journal_record(
+    *,
+    client: Client,
+    text: str,
+    therapist_hidden: bool,
+    crisis: bool = False,
+    created_at: datetime | None = None,
+) -> JournalEntry:
+    """Store a journal entry (encrypted). `therapist_hidden` entries are never shown to any therapist."""
+    if not isinstance(text, str) or not text.strip():
+        raise ClientDataInvalid("text must not be empty")
+    if len(text) > JOURNAL_MAX_CHARS:
+        raise ClientDataInvalid(f"text must be at most {JOURNAL_MAX_CHARS} characters")
+    _check_bool(therapist_hidden, name="therapistHidden")
+    _check_bool(crisis, name="crisis")
+    now = utc_now()
+    created_at = created_at or now
+    if created_at > now:
+        raise ClientDataInvalid("createdAt must not be in the future")
+    entry = JournalEntry.objects.create(
+        client=client, text=text, therapist_hidden=therapist_hidden, crisis=crisis, created_at=created_at
+    )
+    # No text, no length: only that an entry exists and whether therapists may see it.
+    _audit("integration.journal_recorded", client, entry_id=str(entry.pk), therapist_hidden=therapist_hidden)
+    _alerts().alerts_on_journal(entry=entry)
+    return entry
+
+
+# --- Consent -------------------------------------------------------------------------------------------
+
+
+def consent_state(link: TherapistClientLink) -> str:
+    if link.has_consent:
+        return CONSENT_GRANTED
+    if link.consent_revoked_at is not None:
+        return CONSENT_REVOKED
+    return CONSENT_PENDING
+
+
+@transaction.atomic
+def link_update(
+    *,
+    client: Client,
+    link: TherapistClientLink,
+    permission_level: str | None = None,
+    consent: str | None = None,
+) -> TherapistClientLink:
+    """The client changes what one therapist may see: the permission level and/or consent ("granted" /
+    "revoked"). Applies to the therapist's partners on their very next request (nothing is cached).
+    Revoking consent in force publishes `consent.revoked` to those partners (ids only, no PHI).
+    Each actual change is audited; repeating the current state changes nothing."""
+    if permission_level is None and consent is None:
+        raise ClientDataInvalid("permissionLevel or consent is required")
+    if permission_level is not None and permission_level not in PermissionLevel.values:
+        raise ClientDataInvalid(f"permissionLevel must be one of {', '.join(PermissionLevel.values)}")
+    if consent is not None and consent not in (CONSENT_GRANTED, CONSENT_REVOKED):
+        raise ClientDataInvalid("consent must be granted or revoked")
+    link = TherapistClientLink.objects.select_for_update().select_related("therapist").get(pk=link.pk)
+    if link.client_id != client.pk:
+        raise ClientDataInvalid("not this client's therapist link")  # callers look links up by client
+    now = utc_now()
+    common = {"link_id": str(link.pk), "therapist_id": str(link.therapist_id)}
+
+    if permission_level is not None and permission_level != link.permission_level:
+        old = link.permission_level
+        link.permission_level = permission_level
+        link.save(update_fields=["permission_level", "updated_at"])
+        _audit("integration.permission_changed", client, old_level=old, new_level=permission_level, **common)
+
+    if consent == CONSENT_REVOKED and link.consent_revoked_at is None:
+        was_in_force = link.has_consent
+        link.consent_revoked_at = now
+        link.save(update_fields=["consent_revoked_at", "updated_at"])
+        _audit("integration.consent_revoked", client, was_in_force=was_in_force, **common)
+        if was_in_force:
+            publish_to_partners(
+                event_type="consent.revoked",
+                payload={
+                    "event": "consent.revoked",
+                    "clientId": str(client.pk),
+                    "therapistId": str(link.therapist_id),
+                    "linkId": str(link.pk),
+                    "revokedAt": iso_utc(now),
+                },
+                therapist=link.therapist,
+            )
+    elif consent == CONSENT_GRANTED and not link.has_consent:
+        link.consent_granted_at = now
+        link.consent_revoked_at = None
+        link.save(update_fields=["consent_granted_at", "consent_revoked_at", "updated_at"])
+        _audit("integration.consent_granted", client, **common)
+    return link
+
+
+# --- Tasks ---------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def task_complete(*, client: Client, task: TherapistTask) -> TherapistTask:
+    """Mark one of the client's tasks completed (idempotent: the first completion time is kept)."""
+    task = TherapistTask.objects.select_for_update().get(pk=task.pk)
+    if task.client_id != client.pk:
+        raise ClientDataInvalid("not this client's task")  # callers look tasks up by client
+    if task.status != TherapistTask.Status.COMPLETED:
+        task.status = TherapistTask.Status.COMPLETED
+        task.completed_at = utc_now()
+        task.save(update_fields=["status", "completed_at"])
+        _audit("integration.task_completed", client, task_id=str(task.pk), therapist_id=str(task.therapist_id))
+    return task
