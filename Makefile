@@ -24,7 +24,7 @@ help:
 	@echo "make test   run the whole test suite (pytest)"
 	@echo "make lint   ruff check ."
 	@echo "make check  Django deploy checks under APP_ENV=production + missing-migration check"
-	@echo "make bench  run every bench/*.py script"
+	@echo "make bench  run every bench/*.py script (BENCH=bench/<name>.py for one; loverescue_api.py needs PostgreSQL)"
 	@echo "make clean  remove .local (SQLite, broker queue) and staticfiles"
 
 $(PY):
@@ -61,10 +61,15 @@ check: $(STAMP)
 	$(PY) manage.py check --deploy --fail-level WARNING
 	$(PY) manage.py makemigrations --check --dry-run
 
-# Every bench/*.py script (files starting with "_" are helpers, not benchmarks). Runs all, fails if any failed.
+# Every bench/*.py script (files starting with "_" are helpers, not benchmarks), or only the scripts in
+# BENCH (`make bench BENCH=bench/loverescue_api.py`). Runs all, fails if any failed.
+# bench/loverescue_api.py (partner API under gunicorn, 1,000 clients) needs PostgreSQL and skips without it:
+#   make bench BENCH=bench/loverescue_api.py DATABASE_URL=postgres://postgres@127.0.0.1:5432/lr_bench \
+#        REDIS_URL=redis://127.0.0.1:6379/0      (a database of its own: its data set stays there)
+BENCH ?= bench/*.py
 bench: $(STAMP)
 	@shopt -s nullglob; scripts=(); \
-	for f in bench/*.py; do case "$$(basename "$$f")" in _*) ;; *) scripts+=("$$f");; esac; done; \
+	for f in $(BENCH); do case "$$(basename "$$f")" in _*) ;; *) scripts+=("$$f");; esac; done; \
 	if [ $${#scripts[@]} -eq 0 ]; then echo "No benchmarks: bench/ has no *.py scripts yet."; exit 0; fi; \
 	failed=0; \
 	for f in "$${scripts[@]}"; do \

@@ -1,1 +1,0 @@
-"""leads: services (filled by its domain issue; shape per docs/architecture.md)."""
