@@ -271,6 +271,16 @@ if IS_PRODUCTION and not WEBHOOK_REQUIRE_HTTPS:
 # After a partner's secret is rotated, the old secret keeps working for this long.
 LOVERESCUE_SECRET_OVERLAP_HOURS = env.float("LOVERESCUE_SECRET_OVERLAP_HOURS", default=24.0)
 
+# --- CareOS leads (leads/, docs/careos.md) -------------------------------------------------------
+# PEM private key partners encrypt phones to (optional: pairs can also live encrypted in the database,
+# made by `manage.py generate_partner_keys`). "\n" escapes are accepted, as in the spec's .env.
+CAREOS_PRIVATE_KEY = env.str("CAREOS_PRIVATE_KEY", default="")
+# Largest lead_value_agreed accepted (USD).
+CAREOS_MAX_LEAD_VALUE = env.float("CAREOS_MAX_LEAD_VALUE", default=1000.0)
+# Stripe payouts (backend "stripe"): secret key and API base (tests point it at 127.0.0.1).
+STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+
 # --- Messaging (messaging/: SMS, WhatsApp and email outbox; docs/operations.md) --------------------
 # console: logs "message msg_... via sms sent" only (no number, no body) and delivers nothing;
 # locmem: tests, keeps every channel in messaging.backends.outbox; twilio: SMS and WhatsApp through
