@@ -14,4 +14,5 @@ urlpatterns = [
     path("", include("accounts.api.urls")),
     path("", include("messaging.api.urls")),
     path("", include("integration.api.urls")),
+    path("", include("leads.api.urls")),
 ]

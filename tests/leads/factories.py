@@ -1,8 +1,8 @@
 """Builders for CareOS tests.
 
-    setup = make_platform()            # businessos, one live key, one RSA-2048 pair in the database
-    body = setup.lead(phone="+14155550123")   # a valid request body, phone encrypted + hashed
-    client.post(INGEST, body, content_type="application/json", **setup.headers())
+setup = make_platform()            # businessos, one live key, one RSA-2048 pair in the database
+body = setup.lead(phone="+14155550123")   # a valid request body, phone encrypted + hashed
+client.post(INGEST, body, content_type="application/json", **setup.headers())
 """
 
 from __future__ import annotations

@@ -21,8 +21,14 @@ def test_failures_are_all_the_same():
 
     setup = make_platform()
     good = encrypt_phone("+14155550123", setup.pair.public_pem)
-    for bad in ("not base64!!", good[:-8], encrypt_phone("+1415", setup.pair.public_pem, hash_algorithm=hashes.SHA1()),
-                encrypt_phone("+1415", test_pair(2).public_pem), "", "A" * 3000):
+    for bad in (
+        "not base64!!",
+        good[:-8],
+        encrypt_phone("+1415", setup.pair.public_pem, hash_algorithm=hashes.SHA1()),
+        encrypt_phone("+1415", test_pair(2).public_pem),
+        "",
+        "A" * 3000,
+    ):
         with pytest.raises(crypto.DecryptionFailed) as info:
             crypto.decrypt_phone(bad)
         assert str(info.value) == ""

@@ -1,0 +1,290 @@
+"""Input and output of `POST /api/leads/ingest`.
+
+The body is parsed and validated here by hand rather than by DRF fields, because the contract is
+strict where DRF coerces: JSON types are checked as sent (`"true"` is not `true`, `"15"` is not a
+number), `lead_value_agreed` is read as the exact decimal literal (no float rounding), and missing
+fields are named together in one message. The limits below (characters unless stated) are listed in
+docs/careos.md, "Limits". Error messages name fields, never quote values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+import pycountry
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from rest_framework import serializers
+
+from core.errors import ApiError
+from leads.services.ingest import LeadInput
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_ID = 200  # source_conversation_id, user_phone_hash
+MAX_NAME = 200
+MAX_MESSAGE = 5000
+MAX_CITY = 100
+MAX_STATE = 10
+MAX_CATEGORY = 60  # category, subcategory
+MAX_TIMESTAMP = 64
+MAX_DETAIL = 500  # each known ai_extracted_details value
+MAX_DETAILS_BYTES = 8 * 1024  # ai_extracted_details as compact JSON
+CLOCK_SKEW = timedelta(minutes=5)
+
+REQUIRED_FIELDS = (
+    "source_platform",
+    "source_conversation_id",
+    "user_phone_hash",
+    "user_phone_encrypted",
+    "user_language",
+    "category",
+    "original_message",
+    "user_consent",
+    "consent_timestamp",
+    "lead_value_agreed",
+)
+DETAIL_KEYS = ("urgency", "person_mentioned", "service_type", "condition_mentioned")
+
+_LANGUAGE_RE = re.compile(r"([A-Za-z]{2})(?:[-_]([A-Za-z]{2}))?")
+_COUNTRY_RE = re.compile(r"[A-Za-z]{2}")
+# ISO 8601 extended date-time with an offset (the RFC 3339 profile; JavaScript's toISOString() matches).
+# datetime.fromisoformat then checks the values (month 13, hour 25...).
+_TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})")
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+# --- Body ----------------------------------------------------------------------------------------------
+
+
+def _reject_constant(value: str):
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def parse_body(http_request) -> dict:
+    """The request body as a JSON object, numbers with a fraction or exponent as exact Decimals.
+    Too large, not UTF-8 JSON, or not an object: 400 (the body is never quoted back)."""
+    try:
+        declared = int(http_request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > MAX_BODY_BYTES:
+        raise bad_request(f"Request body is too large (limit {MAX_BODY_BYTES} bytes)")
+    try:
+        raw = http_request.body
+    except RequestDataTooBig:
+        raise bad_request(f"Request body is too large (limit {MAX_BODY_BYTES} bytes)") from None
+    if len(raw) > MAX_BODY_BYTES:
+        raise bad_request(f"Request body is too large (limit {MAX_BODY_BYTES} bytes)")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise bad_request("Malformed JSON body") from None
+    if not isinstance(data, dict):
+        raise bad_request("Request body must be a JSON object")
+    return data
+
+
+# --- Fields --------------------------------------------------------------------------------------------
+
+
+def _string(data: dict, name: str, limit: int | None, *, required: bool, allow_blank: bool = False) -> str:
+    value = data.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise bad_request(f"{name} must be a string")
+    if limit is not None and len(value) > limit:
+        raise bad_request(f"{name} must be at most {limit} characters")
+    if required and not allow_blank and not value.strip():
+        raise bad_request(f"{name} must not be empty")
+    return value
+
+
+def _language(value: str) -> str:
+    match = _LANGUAGE_RE.fullmatch(value.strip())
+    language = match and pycountry.languages.get(alpha_2=match.group(1).lower())
+    region = match and match.group(2)
+    if not language or (region and pycountry.countries.get(alpha_2=region.upper()) is None):
+        raise bad_request("user_language must be an ISO 639-1 language code such as 'en' (or 'en-US')")
+    return f"{match.group(1).lower()}-{region.upper()}" if region else match.group(1).lower()
+
+
+def _country(value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    if not _COUNTRY_RE.fullmatch(value) or pycountry.countries.get(alpha_2=value.upper()) is None:
+        raise bad_request("user_location_country must be an ISO 3166-1 alpha-2 country code such as 'US'")
+    return value.upper()
+
+
+def _consent_timestamp(value: str, now: datetime) -> datetime:
+    message = "consent_timestamp must be an ISO 8601 timestamp with a timezone, e.g. 2025-01-08T12:00:00Z"
+    value = value.strip()
+    if len(value) > MAX_TIMESTAMP or not _TIMESTAMP_RE.fullmatch(value):
+        raise bad_request(message)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise bad_request(message) from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise bad_request(message)
+    parsed = parsed.astimezone(UTC)
+    if parsed > now + CLOCK_SKEW:
+        raise bad_request("consent_timestamp must not be in the future")
+    return parsed
+
+
+def max_lead_value() -> Decimal:
+    return Decimal(str(settings.CAREOS_MAX_LEAD_VALUE)).quantize(Decimal("0.01"))
+
+
+def _lead_value(value) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise bad_request("lead_value_agreed must be a number")
+    amount = Decimal(value)
+    if not amount.is_finite() or amount <= 0:
+        raise bad_request("lead_value_agreed must be greater than 0")
+    maximum = max_lead_value()
+    if amount > maximum:
+        raise bad_request(f"lead_value_agreed must not exceed {maximum}")
+    try:
+        cents = amount.quantize(Decimal("0.01"))
+    except InvalidOperation:
+        raise bad_request("lead_value_agreed must have at most 2 decimal places") from None
+    if cents != amount:
+        raise bad_request("lead_value_agreed must have at most 2 decimal places")
+    return cents
+
+
+def _plain_json(value):
+    """Decimals (how the body's fractions were parsed) back to JSON floats, for storage."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {key: _plain_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_json(item) for item in value]
+    return value
+
+
+def _details(value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_request("ai_extracted_details must be an object")
+    details = {}
+    for key, item in value.items():
+        if key in DETAIL_KEYS:
+            if item is None:
+                continue
+            if not isinstance(item, str):
+                raise bad_request(f"ai_extracted_details.{key} must be a string")
+            if len(item) > MAX_DETAIL:
+                raise bad_request(f"ai_extracted_details.{key} must be at most {MAX_DETAIL} characters")
+        details[key] = _plain_json(item)
+    size = len(json.dumps(details, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > MAX_DETAILS_BYTES:
+        raise bad_request(f"ai_extracted_details must be at most {MAX_DETAILS_BYTES} bytes as JSON")
+    return details
+
+
+def parse_inbound_lead(data: dict, *, now: datetime) -> LeadInput:
+    """Validate a parsed body (everything before any decryption or write); 400 ApiError otherwise.
+    Order: missing fields (all named), consent, then each field in the spec's order."""
+    missing = [name for name in REQUIRED_FIELDS if data.get(name) is None]
+    if missing:
+        raise bad_request(f"Missing required fields: {', '.join(missing)}")
+    if data["user_consent"] is not True:
+        raise bad_request("User consent required")
+
+    _string(data, "source_platform", MAX_ID, required=True)
+    conversation_id = _string(data, "source_conversation_id", MAX_ID, required=True)
+    phone_hash = _string(data, "user_phone_hash", MAX_ID, required=True, allow_blank=True)
+    # No size limit of its own: an oversized ciphertext fails decryption like any other bad one.
+    phone_encrypted = _string(data, "user_phone_encrypted", None, required=True, allow_blank=True)
+    user_name = _string(data, "user_name", MAX_NAME, required=False).strip()
+    language = _language(_string(data, "user_language", None, required=True))
+    state = _string(data, "user_location_state", MAX_STATE, required=False).strip()
+    country = _country(_string(data, "user_location_country", None, required=False))
+    city = _string(data, "user_location_city", MAX_CITY, required=False).strip()
+    category = _string(data, "category", MAX_CATEGORY, required=True).strip()
+    subcategory = _string(data, "subcategory", MAX_CATEGORY, required=False).strip()
+    message = _string(data, "original_message", MAX_MESSAGE, required=True)
+    details = _details(data.get("ai_extracted_details"))
+    consent_at = _consent_timestamp(_string(data, "consent_timestamp", None, required=True), now)
+    amount = _lead_value(data["lead_value_agreed"])
+    return LeadInput(
+        source_conversation_id=conversation_id,
+        user_phone_hash=phone_hash,
+        user_phone_encrypted=phone_encrypted,
+        user_language=language,
+        category=category,
+        original_message=message,
+        consent_timestamp=consent_at,
+        lead_value=amount,
+        user_name=user_name or None,
+        location_state=state,
+        location_country=country,
+        location_city=city,
+        subcategory=subcategory,
+        ai_extracted_details=details,
+    )
+
+
+# --- OpenAPI shapes and the response -------------------------------------------------------------------
+
+
+class AiExtractedDetailsSerializer(serializers.Serializer):
+    urgency = serializers.CharField(required=False, max_length=MAX_DETAIL, help_text="'low', 'medium', 'high'")
+    person_mentioned = serializers.CharField(required=False, max_length=MAX_DETAIL)
+    service_type = serializers.CharField(required=False, max_length=MAX_DETAIL)
+    condition_mentioned = serializers.CharField(required=False, max_length=MAX_DETAIL)
+
+
+class InboundLeadSerializer(serializers.Serializer):
+    """The spec's `InboundLead` (documentation only: validation is `parse_inbound_lead`)."""
+
+    source_platform = serializers.CharField(help_text="Must equal X-Platform, e.g. 'businessos'")
+    source_conversation_id = serializers.CharField(max_length=MAX_ID, help_text="Idempotency key per platform")
+    user_phone_hash = serializers.CharField(help_text="hex SHA-256 of phone + PHONE_HASH_SALT")
+    user_phone_encrypted = serializers.CharField(help_text="base64 RSA-OAEP (SHA-256) ciphertext of the phone")
+    user_name = serializers.CharField(required=False, max_length=MAX_NAME)
+    user_language = serializers.CharField(help_text="ISO 639-1, optionally with a region: 'en', 'es', 'en-US'")
+    user_location_state = serializers.CharField(required=False, max_length=MAX_STATE)
+    user_location_country = serializers.CharField(required=False, help_text="ISO 3166-1 alpha-2")
+    user_location_city = serializers.CharField(required=False, max_length=MAX_CITY)
+    category = serializers.CharField(max_length=MAX_CATEGORY)
+    subcategory = serializers.CharField(required=False, max_length=MAX_CATEGORY)
+    original_message = serializers.CharField(max_length=MAX_MESSAGE)
+    ai_extracted_details = AiExtractedDetailsSerializer(required=False)
+    user_consent = serializers.BooleanField(help_text="Must be true")
+    consent_timestamp = serializers.DateTimeField(help_text="ISO 8601 with a timezone; not in the future")
+    lead_value_agreed = serializers.DecimalField(
+        max_digits=12, decimal_places=2, help_text="USD, > 0, at most 2 decimals, at most CAREOS_MAX_LEAD_VALUE"
+    )
+
+
+class IngestResponseSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    careos_lead_id = serializers.CharField()
+    careos_user_id = serializers.CharField()
+    careos_will_contact = serializers.BooleanField()
+    is_new_user = serializers.BooleanField()
+
+
+def ingest_response(lead) -> dict:
+    """The spec's success body, from the stored lead (so a replay answers exactly as the first time)."""
+    return {
+        "success": True,
+        "careos_lead_id": lead.public_id,
+        "careos_user_id": lead.user.public_id,
+        "careos_will_contact": lead.will_contact,
+        "is_new_user": lead.is_new_user,
+    }

@@ -1,0 +1,126 @@
+"""Concurrent duplicates on PostgreSQL: exactly one lead per conversation and one user per phone, by the
+database's unique constraints (not by the read-before-write, which the tests disable for the first
+pass of each request so every request reaches the INSERT)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from leads import selectors
+from leads.models import CareUser, Lead, PartnerPayment
+from leads.services import ingest
+from messaging.models import OutboundMessage
+from messaging.tasks import send_message
+from tests.leads.factories import INGEST, make_platform
+
+pytestmark = pytest.mark.postgres
+
+PHONE = "+14155550123"
+THREADS = 6
+
+
+@pytest.fixture(autouse=True)
+def enqueued(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    monkeypatch.setattr(send_message, "apply_async", lambda args=None, **options: calls.append(args[0]))
+    return calls
+
+
+@pytest.fixture
+def blind_first_reads(monkeypatch):
+    """Each request's first lookup of the lead and of the user finds nothing, as if every request had
+    read before any other committed: the unique constraints alone must then settle the race."""
+    seen = threading.local()
+    rereads = {"lead": 0, "user": 0}  # lookups after a unique violation
+    lock = threading.Lock()
+
+    def blind(real, name):
+        def lookup(**kwargs):
+            if not getattr(seen, name, False):
+                setattr(seen, name, True)
+                return None
+            with lock:
+                rereads[name] += 1
+            return real(**kwargs)
+
+        return lookup
+
+    monkeypatch.setattr(ingest.selectors, "lead_for_conversation", blind(selectors.lead_for_conversation, "lead"))
+    monkeypatch.setattr(ingest.selectors, "user_by_phone_index", blind(selectors.user_by_phone_index, "user"))
+    return rereads
+
+
+def post_at_once(setup, bodies: list[dict]) -> list[tuple[int, dict]]:
+    """POST every body from its own thread (own client, own database connection), released together."""
+    barrier = threading.Barrier(len(bodies))
+    results: list[tuple[int, dict] | BaseException] = [None] * len(bodies)  # type: ignore[list-item]
+
+    def run(index: int, body: dict) -> None:
+        try:
+            barrier.wait(timeout=30)
+            response = Client().post(INGEST, json.dumps(body), content_type="application/json", **setup.headers())
+            results[index] = (response.status_code, response.json())
+        except BaseException as exc:  # reported by the assertion below
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, body)) for i, body in enumerate(bodies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    return results  # type: ignore[return-value]
+
+
+def test_the_same_conversation_at_once_makes_one_lead_and_one_user(
+    transactional_db, require_postgres, blind_first_reads, enqueued
+):
+    setup = make_platform()
+    body = setup.lead(phone=PHONE)
+    results = post_at_once(setup, [body] * THREADS)
+
+    assert [status for status, _ in results] == [200] * THREADS
+    answers = {json.dumps(answer, sort_keys=True) for _, answer in results}
+    assert len(answers) == 1  # every request got the one lead's answer
+    answer = results[0][1]
+    assert answer["is_new_user"] is True and answer["careos_will_contact"] is True
+    assert Lead.objects.count() == 1 and CareUser.objects.count() == 1
+    assert PartnerPayment.objects.count() == 1 and OutboundMessage.objects.count() == 1
+    lead = Lead.objects.get()
+    assert (lead.public_id, lead.user.public_id) == (answer["careos_lead_id"], answer["careos_user_id"])
+    assert lead.welcome_message_id == OutboundMessage.objects.get().public_id
+    # Only the committed SMS was handed to the broker (the losers' rows and hooks were rolled back).
+    assert enqueued == [OutboundMessage.objects.get().pk]
+    # Every loser reached the INSERT and was stopped by the constraints, then re-read the winner's rows.
+    assert blind_first_reads == {"lead": THREADS - 1, "user": THREADS - 1}
+
+
+def test_one_phone_in_many_conversations_at_once_makes_one_user(transactional_db, require_postgres, blind_first_reads):
+    setup = make_platform()
+    bodies = [setup.lead(phone=PHONE, source_conversation_id=f"conv-{i}") for i in range(THREADS)]
+    results = post_at_once(setup, bodies)
+
+    assert [status for status, _ in results] == [200] * THREADS
+    assert CareUser.objects.count() == 1 and Lead.objects.count() == THREADS
+    assert PartnerPayment.objects.count() == THREADS and OutboundMessage.objects.count() == THREADS
+    user = CareUser.objects.get()
+    assert {answer["careos_user_id"] for _, answer in results} == {user.public_id}
+    assert sorted(answer["is_new_user"] for _, answer in results) == [False] * (THREADS - 1) + [True]
+    assert Lead.objects.filter(is_new_user=True).count() == 1
+    assert blind_first_reads == {"lead": 0, "user": THREADS - 1}
+
+
+def test_without_blinding_the_race_still_ends_with_one_lead(transactional_db, require_postgres):
+    """The ordinary path (read first, then insert) under the same simultaneous start."""
+    setup = make_platform()
+    results = post_at_once(setup, [setup.lead(phone=PHONE)] * THREADS)
+    assert {answer["careos_lead_id"] for _, answer in results} == {Lead.objects.get().public_id}
+    assert CareUser.objects.count() == 1 and PartnerPayment.objects.count() == 1
