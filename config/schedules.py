@@ -77,4 +77,18 @@ PERIODIC_TASKS: tuple[Schedule, ...] = (
         when=Crontab(minute="0", hour="8"),
         description="LoveRescue LOW alerts (milestones): one daily digest email per therapist.",
     ),
+    Schedule(
+        name="leads: monthly partner payouts",
+        task="leads.tasks.process_partner_payments",
+        when=Crontab(minute="0", hour="6", day_of_month="1"),
+        description="CareOS partner payouts on the 1st of each month at 06:00 UTC: due pending payments per "
+        "partner over its minimum, one batch each, paid through the partner's backend (manual or Stripe).",
+    ),
+    Schedule(
+        name="leads: resume payout batches",
+        task="leads.tasks.resume_payout_batches",
+        when=Crontab(minute="40", hour="6"),
+        description="Daily: finishes payout batches left 'created' by a crash or a provider outage (same "
+        "idempotency key: never pays twice). Creates no new batch.",
+    ),
 )

@@ -1,0 +1,265 @@
+"""Admin for the money side of CareOS: partner payments and payout batches (registered from leads/admin.py).
+
+Rows are read-only forms: every change goes through leads.services.payouts, so each is audited and
+checked (an invalid transition shows an error message, never a 500):
+
+- payments: dispute / cancel (with the reason typed in the action bar) / reinstate; "Process due payouts
+  now" runs a payout run immediately (it needs no selection: it covers every platform);
+- batches: their payments inline (read-only); "Mark paid (manual)" with the reference typed in the action
+  bar; "Export CSV" streams the selected batches' payments, formula-injection safe, and is audited.
+"""
+
+from __future__ import annotations
+
+import csv
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME, ActionForm
+from django.db import transaction
+from django.db.models import Count
+from django.http import HttpResponseRedirect, StreamingHttpResponse
+
+from audit.admin import _Echo, csv_safe
+from audit.services import audit_event_record
+from core.admin import ReadOnlyAdminMixin
+from core.time import utc_now
+from leads.models import PartnerPayment, PayoutBatch
+from leads.services import payouts
+
+EXPORT_HEADER = ("batch", "lead_id", "amount", "currency", "created", "due")
+
+
+def _actor(request) -> dict[str, str]:
+    return {"actor_type": "user", "actor_id": str(request.user.pk)}
+
+
+class PaymentActionForm(ActionForm):
+    reason = forms.CharField(
+        required=False,
+        max_length=payouts.MAX_REASON,
+        label="Reason",
+        help_text="Required to dispute or cancel.",
+    )
+
+
+class BatchActionForm(ActionForm):
+    reference = forms.CharField(
+        required=False,
+        max_length=payouts.MAX_REFERENCE,
+        label="Payment reference",
+        help_text="For “Mark paid (manual)”: the bank transfer id or cheque number.",
+    )
+
+
+@admin.register(PartnerPayment)
+class PartnerPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "lead_id_display",
+        "platform",
+        "amount",
+        "currency",
+        "status",
+        "due_at",
+        "batch_display",
+        "paid_at",
+        "created_at",
+    )
+    list_filter = ("status", "platform", ("due_at", admin.DateFieldListFilter))
+    list_select_related = ("lead", "platform", "batch")
+    search_fields = ("lead__public_id__exact", "batch__public_id__exact")
+    search_help_text = "Exact lead id (lead_...) or payout batch id (payout_...)."
+    ordering = ("-created_at", "-pk")
+    fields = (
+        "lead_id_display",
+        "platform",
+        "amount",
+        "currency",
+        "status",
+        "status_reason",
+        "due_at",
+        "batch_display",
+        "paid_at",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+    action_form = PaymentActionForm
+    actions = ("dispute_payments", "cancel_payments", "reinstate_payments", "process_due_payouts")
+    # Actions that run without a selection (they do not act on rows).
+    actions_without_selection = ("process_due_payouts",)
+
+    @admin.display(description="lead", ordering="lead__public_id")
+    def lead_id_display(self, obj: PartnerPayment) -> str:
+        return obj.lead.public_id
+
+    @admin.display(description="batch", ordering="batch__public_id")
+    def batch_display(self, obj: PartnerPayment) -> str:
+        return obj.batch.public_id if obj.batch_id else ""
+
+    def has_manage_permission(self, request) -> bool:
+        return request.user.has_perm("leads.change_partnerpayment")
+
+    def changelist_view(self, request, extra_context=None):
+        action = request.POST.get("action", "") if request.method == "POST" else ""
+        if (
+            action in self.actions_without_selection
+            and not request.POST.getlist(ACTION_CHECKBOX_NAME)
+            and action in self.get_actions(request)  # already filtered by the action's permissions
+        ):
+            self.get_actions(request)[action][0](self, request, self.get_queryset(request).none())
+            return HttpResponseRedirect(request.get_full_path())
+        return super().changelist_view(request, extra_context)
+
+    def _transition(self, request, queryset, service, done: str) -> None:
+        reason = request.POST.get("reason", "")
+        changed, errors = 0, []
+        for payment in queryset.select_related("lead"):
+            try:
+                service(payment=payment, reason=reason, **_actor(request))
+                changed += 1
+            except payouts.PaymentTransitionError as exc:
+                errors.append(str(exc))
+        if changed:
+            self.message_user(request, f"{done} {changed} payment(s).", messages.SUCCESS)
+        for error in errors[:10]:
+            self.message_user(request, error, messages.ERROR)
+        if len(errors) > 10:
+            self.message_user(request, f"…and {len(errors) - 10} more payment(s) not changed.", messages.ERROR)
+
+    @admin.action(description="Dispute selected payments (reason required)", permissions=["manage"])
+    def dispute_payments(self, request, queryset):
+        self._transition(request, queryset, payouts.payment_dispute, "Disputed")
+
+    @admin.action(description="Cancel selected payments (reason required)", permissions=["manage"])
+    def cancel_payments(self, request, queryset):
+        self._transition(request, queryset, payouts.payment_cancel, "Cancelled")
+
+    @admin.action(description="Reinstate selected payments (back to pending)", permissions=["manage"])
+    def reinstate_payments(self, request, queryset):
+        self._transition(request, queryset, payouts.payment_reinstate, "Reinstated")
+
+    @admin.action(description="Process due payouts now (all platforms; no selection needed)", permissions=["manage"])
+    def process_due_payouts(self, request, queryset):
+        report = payouts.payouts_process(**_actor(request))
+        for outcome in report.resumed:
+            level = messages.ERROR if outcome.status in ("failed", "error", "created") else messages.SUCCESS
+            text = f"Unfinished batch {outcome.batch_id} ({outcome.platform}, {outcome.amount}): {outcome.status}"
+            self.message_user(request, text + (f" - {outcome.error}" if outcome.error else ""), level)
+        for item in report.platforms:
+            if item.status == "nothing_due":
+                continue
+            level = messages.ERROR if item.status in ("failed", "error", "created") else messages.INFO
+            text = f"{item.platform}: {item.due_count} due, {item.due_amount} USD -> {item.status}"
+            if item.batch_id:
+                text += f" ({item.batch_id})"
+            self.message_user(request, text + (f" - {item.error}" if item.error else ""), level)
+        if not report.resumed and all(item.status == "nothing_due" for item in report.platforms):
+            self.message_user(request, "No payments are due.", messages.INFO)
+
+
+class PartnerPaymentInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = PartnerPayment
+    fk_name = "batch"
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ("lead_id_display", "amount", "currency", "status", "due_at", "paid_at", "created_at")
+    readonly_fields = fields
+    ordering = ("pk",)
+
+    @admin.display(description="lead")
+    def lead_id_display(self, obj: PartnerPayment) -> str:
+        return obj.lead.public_id
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("lead")
+
+
+@admin.register(PayoutBatch)
+class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "public_id",
+        "platform",
+        "amount",
+        "currency",
+        "backend",
+        "status",
+        "payment_count",
+        "provider_reference",
+        "created_at",
+        "paid_at",
+    )
+    list_filter = ("status", "backend", "platform")
+    list_select_related = ("platform",)
+    search_fields = ("public_id__exact", "provider_reference__exact")
+    search_help_text = "Exact payout id (payout_...) or provider reference."
+    ordering = ("-created_at", "-pk")
+    fields = (
+        "public_id",
+        "platform",
+        "amount",
+        "currency",
+        "backend",
+        "status",
+        "idempotency_key",
+        "provider_reference",
+        "error",
+        "created_at",
+        "paid_at",
+    )
+    readonly_fields = fields
+    inlines = (PartnerPaymentInline,)
+    action_form = BatchActionForm
+    actions = ("mark_paid_manual", "export_csv")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_payment_count=Count("payments"))
+
+    @admin.display(description="payments", ordering="_payment_count")
+    def payment_count(self, obj: PayoutBatch) -> int:
+        return obj._payment_count
+
+    def has_manage_permission(self, request) -> bool:
+        return request.user.has_perm("leads.change_payoutbatch")
+
+    @admin.action(description="Mark paid (manual) with the reference typed above", permissions=["manage"])
+    def mark_paid_manual(self, request, queryset):
+        reference = request.POST.get("reference", "")
+        for batch in queryset:
+            try:
+                payouts.payout_batch_mark_paid(batch=batch, reference=reference, **_actor(request))
+            except payouts.PayoutBatchError as exc:
+                self.message_user(request, f"{batch.public_id}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{batch.public_id} marked paid ({reference.strip()}).", messages.SUCCESS)
+
+    @admin.action(description="Export CSV of the selected batches' payments", permissions=["view"])
+    def export_csv(self, request, queryset):
+        batch_ids = list(queryset.order_by("created_at", "pk").values_list("pk", "public_id"))
+        with transaction.atomic():
+            audit_event_record(
+                action="leads.payout_export",
+                actor_type="user",
+                actor_id=str(request.user.pk),
+                subject_type="leads.payout_batch",
+                subject_id=batch_ids[0][1] if len(batch_ids) == 1 else "",
+                metadata={"batches": [public_id for _, public_id in batch_ids]},
+            )
+        rows = (
+            PartnerPayment.objects.filter(batch_id__in=[pk for pk, _ in batch_ids])
+            .order_by("batch__created_at", "batch_id", "pk")
+            .values_list("batch__public_id", "lead__public_id", "amount", "currency", "created_at", "due_at")
+        )
+        writer = csv.writer(_Echo())
+
+        def lines():
+            yield writer.writerow(EXPORT_HEADER)
+            for row in rows.iterator(chunk_size=1000):
+                yield writer.writerow([csv_safe(value) for value in row])
+
+        stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
+        name = batch_ids[0][1] if len(batch_ids) == 1 else f"payouts-{stamp}"
+        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+        return response

@@ -1,0 +1,206 @@
+"""Staff side of payouts: payment actions through the services (errors as messages, never a 500),
+"Process due payouts now" without a selection, batches with their payments, "Mark paid (manual)" and
+the CSV export (formula-injection safe, audited)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+import leads.admin_payouts  # noqa: F401  registers the admin even before leads/admin.py imports it
+from audit.models import AuditEvent
+from leads.models import PartnerPayment, PayoutBatch
+from tests.leads.factories import make_platform
+from tests.leads.test_payouts import make_payment, payout_emails, run
+
+pytestmark = pytest.mark.django_db
+
+PAYMENTS = "admin:leads_partnerpayment_changelist"
+BATCHES = "admin:leads_payoutbatch_changelist"
+
+
+@pytest.fixture
+def staff(client, django_user_model):
+    user = django_user_model.objects.create_superuser(username="admin", email="a@example.com", password="x" * 16)
+    client.force_login(user)
+    client.user = user
+    return client
+
+
+@pytest.fixture
+def platform():
+    return make_platform("businessos", minimum_payout=Decimal("10.00"), contact_email="pay@bos.example").platform
+
+
+def act(client, url_name: str, action: str, objects, **extra):
+    data = {"action": action, "index": "0", ACTION_CHECKBOX_NAME: [str(o.pk) for o in objects], **extra}
+    return client.post(reverse(url_name), data, follow=True)
+
+
+def shown(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+# --- Payments ------------------------------------------------------------------------------------
+
+
+def test_payment_list_and_page_render(staff, platform):
+    payment = make_payment(platform)
+    run()
+    other = make_payment(platform, status="disputed", status_reason="check")
+
+    response = staff.get(reverse(PAYMENTS), {"status": "disputed"})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert other.lead.public_id in body and payment.lead.public_id not in body
+
+    response = staff.get(reverse(PAYMENTS))
+    assert payment.lead.public_id in response.content.decode()
+    assert PayoutBatch.objects.get().public_id in response.content.decode()
+    page = staff.get(reverse("admin:leads_partnerpayment_change", args=[payment.pk]))
+    assert page.status_code == 200 and payment.lead.public_id in page.content.decode()
+
+
+def test_dispute_cancel_reinstate_through_the_actions(staff, platform):
+    payment = make_payment(platform)
+
+    response = act(staff, PAYMENTS, "dispute_payments", [payment], reason="duplicate")
+    payment.refresh_from_db()
+    assert response.status_code == 200 and "Disputed 1 payment(s)." in shown(response)
+    assert (payment.status, payment.status_reason) == ("disputed", "duplicate")
+    event = AuditEvent.objects.get(action="leads.payment_disputed")
+    assert (event.actor_type, event.actor_id) == ("user", str(staff.user.pk))
+
+    act(staff, PAYMENTS, "cancel_payments", [payment], reason="not a real lead")
+    payment.refresh_from_db()
+    assert payment.status == "cancelled"
+
+    act(staff, PAYMENTS, "reinstate_payments", [payment], reason="")
+    payment.refresh_from_db()
+    assert payment.status == "pending"
+
+
+def test_invalid_transitions_are_messages_not_errors(staff, platform):
+    pending = make_payment(platform)
+    paid = make_payment(platform, status="paid")
+
+    response = act(staff, PAYMENTS, "dispute_payments", [pending], reason="")
+    assert response.status_code == 200
+    assert "Give a reason to dispute a payment." in shown(response)
+
+    response = act(staff, PAYMENTS, "cancel_payments", [pending, paid], reason="wrong")
+    assert response.status_code == 200
+    messages = shown(response)
+    assert "Cancelled 1 payment(s)." in messages
+    assert any(paid.lead.public_id in m and "paid payment cannot be cancelled" in m for m in messages)
+    paid.refresh_from_db()
+    assert paid.status == "paid"
+
+
+def test_process_due_payouts_runs_without_a_selection(staff, platform):
+    make_payment(platform, amount="25.00")
+
+    response = staff.post(reverse(PAYMENTS), {"action": "process_due_payouts", "index": "0"}, follow=True)
+
+    assert response.status_code == 200
+    batch = PayoutBatch.objects.get()
+    assert batch.status == "awaiting_manual"
+    assert any(f"({batch.public_id})" in m and "awaiting_manual" in m for m in shown(response))
+    assert AuditEvent.objects.get(action="leads.payout_batch_created").actor_type == "user"
+
+    response = staff.post(reverse(PAYMENTS), {"action": "process_due_payouts", "index": "0"}, follow=True)
+    assert "No payments are due." in shown(response)
+    assert PayoutBatch.objects.count() == 1
+
+
+def test_view_only_staff_cannot_run_payment_actions(client, django_user_model, platform):
+    user = django_user_model.objects.create_user(username="viewer", password="x" * 16, is_staff=True)
+    user.user_permissions.add(
+        Permission.objects.get(codename="view_partnerpayment"), Permission.objects.get(codename="view_payoutbatch")
+    )
+    client.force_login(user)
+    payment = make_payment(platform, amount="25.00")
+
+    response = client.post(reverse(PAYMENTS), {"action": "process_due_payouts", "index": "0"})
+    act(client, PAYMENTS, "dispute_payments", [payment], reason="x")
+
+    assert response.status_code in (200, 302)
+    assert not PayoutBatch.objects.exists()
+    payment.refresh_from_db()
+    assert payment.status == "pending"
+
+
+# --- Batches -------------------------------------------------------------------------------------
+
+
+def test_batch_page_lists_its_payments_read_only(staff, platform):
+    payments = [make_payment(platform) for _ in range(2)]
+    run()
+    batch = PayoutBatch.objects.get()
+
+    listing = staff.get(reverse(BATCHES))
+    page = staff.get(reverse("admin:leads_payoutbatch_change", args=[batch.pk]))
+
+    assert listing.status_code == 200 and batch.public_id in listing.content.decode()
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert all(p.lead.public_id in body for p in payments)
+    assert 'name="payments-0-amount"' not in body  # read-only inline
+
+
+def test_mark_paid_manual_with_the_reference(staff, platform):
+    payment = make_payment(platform, amount="25.00")
+    run()
+    batch = PayoutBatch.objects.get()
+
+    response = act(staff, BATCHES, "mark_paid_manual", [batch], reference="")
+    assert response.status_code == 200 and any("Enter the payment reference" in m for m in shown(response))
+    batch.refresh_from_db()
+    assert batch.status == "awaiting_manual"
+
+    response = act(staff, BATCHES, "mark_paid_manual", [batch], reference="WIRE-778")
+
+    batch.refresh_from_db()
+    payment.refresh_from_db()
+    assert f"{batch.public_id} marked paid (WIRE-778)." in shown(response)
+    assert (batch.status, batch.provider_reference) == ("paid", "WIRE-778")
+    assert payment.status == "paid"
+    assert payout_emails().count() == 1
+    assert AuditEvent.objects.get(action="leads.payout_batch_paid").actor_id == str(staff.user.pk)
+
+    response = act(staff, BATCHES, "mark_paid_manual", [batch], reference="WIRE-779")
+    assert response.status_code == 200
+    assert any("only a batch awaiting manual payment" in m for m in shown(response))
+    batch.refresh_from_db()
+    assert batch.provider_reference == "WIRE-778"
+
+
+def test_export_csv_streams_the_batch_payments_formula_safe_and_is_audited(staff, platform):
+    payments = [make_payment(platform, amount=a) for a in ("12.00", "13.50")]
+    run()
+    batch = PayoutBatch.objects.get()
+    # A hostile value in a text column must come out inert.
+    PartnerPayment.objects.filter(pk=payments[1].pk).update(currency="=A1")
+    untouched = make_payment(platform, amount="99.00")  # not in the batch
+
+    response = act(staff, BATCHES, "export_csv", [batch])
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert f'filename="{batch.public_id}.csv"' in response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0] == ["batch", "lead_id", "amount", "currency", "created", "due"]
+    assert [row[:4] for row in rows[1:]] == [
+        [batch.public_id, payments[0].lead.public_id, "12.00", "USD"],
+        [batch.public_id, payments[1].lead.public_id, "13.50", "'=A1"],
+    ]
+    assert all(row[4].endswith("Z") and row[5].endswith("Z") for row in rows[1:])
+    assert untouched.lead.public_id not in str(rows)
+    event = AuditEvent.objects.get(action="leads.payout_export")
+    assert event.metadata == {"batches": [batch.public_id]} and event.actor_id == str(staff.user.pk)
