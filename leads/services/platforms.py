@@ -1,4 +1,14 @@
-"""Partner platforms, their API keys and CareOS's RSA key pairs."""
+"""Partner platforms, their API keys and CareOS's RSA key pairs. Every write is audited in its transaction.
+
+- Platforms: `platform_create`, `platform_update` (contact, payout settings), `platform_suspend` /
+  `platform_reactivate` (a suspended platform's keys are refused at once; nothing is deleted).
+- API keys `{slug}_{live|test}_{key_id}_{secret}`: `api_key_create` (shown once, stored as a SHA-256
+  digest; default expiry API_KEY_DEFAULT_DAYS = 90 days, the spec's rotation period), `api_key_revoke`,
+  `find_api_key`. Several keys may be valid at once: rotation is "create the new key, let the partner
+  switch, revoke (or let expire) the old one", without downtime.
+- RSA pairs: `keypair_create` (the newest active pair is the public key handed out; older active pairs
+  still decrypt), `keypair_retire` (refused for the last key that can decrypt).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +16,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
@@ -18,10 +28,46 @@ from leads import crypto
 from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
 
 SLUG_RE = re.compile(r"[a-z][a-z0-9]{1,39}")
+STRIPE_ACCOUNT_RE = re.compile(r"acct_[A-Za-z0-9]{1,90}")
+API_KEY_DEFAULT_DAYS = 90  # spec: "API Keys: Rotate every 90 days"
+API_KEY_MAX_DAYS = 3650
 
 
 class PlatformInvalid(ValueError):
     """Bad input for a platform/key write; the message is for staff."""
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+
+def default_api_key_expiry(now: datetime | None = None, days: int = API_KEY_DEFAULT_DAYS) -> datetime:
+    return (now or utc_now()) + timedelta(days=days)
+
+
+def parse_amount(value) -> Decimal:
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (ArithmeticError, ValueError, TypeError):
+        raise PlatformInvalid("The minimum payout must be an amount of 0 or more.") from None
+    if not amount.is_finite() or amount < 0:
+        raise PlatformInvalid("The minimum payout must be an amount of 0 or more.")
+    return amount.quantize(Decimal("0.01"))
+
+
+def validate_payout(minimum_payout: Decimal, payout_backend: str, stripe_account_id: str) -> None:
+    if minimum_payout >= Decimal("1e10"):
+        raise PlatformInvalid("The minimum payout is too large.")
+    if payout_backend not in PartnerPlatform.PayoutBackend.values:
+        raise PlatformInvalid("The payout backend must be 'manual' or 'stripe'.")
+    if stripe_account_id and not STRIPE_ACCOUNT_RE.fullmatch(stripe_account_id):
+        raise PlatformInvalid("The Stripe account id looks like acct_... (letters and digits).")
+    if payout_backend == PartnerPlatform.PayoutBackend.STRIPE and not stripe_account_id:
+        raise PlatformInvalid("Stripe payouts need the partner's connected account id (acct_...).")
 
 
 @dataclass(frozen=True)
@@ -64,8 +110,8 @@ def platform_create(
         raise PlatformInvalid("The platform name must be 2-40 lowercase letters and digits, starting with a letter.")
     if PartnerPlatform.objects.filter(slug=slug).exists():
         raise PlatformInvalid(f"Platform {slug!r} already exists.")
-    if minimum_payout < 0:
-        raise PlatformInvalid("The minimum payout cannot be negative.")
+    minimum_payout = parse_amount(minimum_payout)
+    validate_payout(minimum_payout, payout_backend, stripe_account_id)
     platform = PartnerPlatform.objects.create(
         slug=slug,
         name=name or slug,
@@ -165,3 +211,132 @@ def keypair_create(*, key_size: int = crypto.DEFAULT_KEY_SIZE, actor_type: str, 
         key_size=key_size,
     )
     return pair
+
+
+@transaction.atomic
+def platform_update(
+    *,
+    platform: PartnerPlatform,
+    actor_type: str,
+    actor_id: str,
+    name=UNSET,
+    contact_name=UNSET,
+    contact_email=UNSET,
+    minimum_payout=UNSET,
+    payout_backend=UNSET,
+    stripe_account_id=UNSET,
+) -> PartnerPlatform:
+    """Change a platform's name, contact or payout settings; only the arguments given change. The slug
+    (the partner's X-Platform) and the phone-hash salt (agreed with the partner) are not editable here.
+    One audit event names the changed fields (values only for non-personal ones). Returns the saved row."""
+    current = PartnerPlatform.objects.select_for_update().get(pk=platform.pk)
+    changed: dict[str, object] = {}
+
+    def assign(field_name: str, value, shown: bool = True) -> None:
+        if getattr(current, field_name) != value:
+            setattr(current, field_name, value)
+            changed[field_name] = value if shown else True
+
+    if name is not UNSET:
+        name = (name or "").strip()
+        if not name or len(name) > 200:
+            raise PlatformInvalid("A platform needs a name (at most 200 characters).")
+        assign("name", name)
+    if contact_name is not UNSET:
+        assign("contact_name", (contact_name or "").strip()[:200], shown=False)
+    if contact_email is not UNSET:
+        assign("contact_email", (contact_email or "").strip() or None, shown=False)
+    if minimum_payout is not UNSET:
+        assign("minimum_payout", parse_amount(minimum_payout))
+    if payout_backend is not UNSET:
+        assign("payout_backend", payout_backend)
+    if stripe_account_id is not UNSET:
+        assign("stripe_account_id", (stripe_account_id or "").strip())
+    validate_payout(current.minimum_payout, current.payout_backend, current.stripe_account_id)
+    if changed:
+        current.save(update_fields=[*changed, "updated_at"])
+        if "minimum_payout" in changed:
+            changed["minimum_payout"] = str(current.minimum_payout)
+        _audit(
+            "leads.platform_updated",
+            subject_type="leads.platform",
+            subject_id=current.slug,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            changed=sorted(changed),
+            **{key: value for key, value in changed.items() if value is not True},
+        )
+    return current
+
+
+def _set_status(platform: PartnerPlatform, status: str, action: str, actor_type: str, actor_id: str) -> bool:
+    current = PartnerPlatform.objects.select_for_update().get(pk=platform.pk)
+    if current.status == status:
+        return False
+    current.status = status
+    current.save(update_fields=["status", "updated_at"])
+    platform.status = status
+    _audit(action, subject_type="leads.platform", subject_id=current.slug, actor_type=actor_type, actor_id=actor_id)
+    return True
+
+
+@transaction.atomic
+def platform_suspend(*, platform: PartnerPlatform, actor_type: str, actor_id: str) -> bool:
+    """Refuse the platform's keys from its next request on (401, like an unknown key). Its leads and
+    payments stay. False when it was already suspended."""
+    return _set_status(platform, PartnerPlatform.Status.SUSPENDED, "leads.platform_suspended", actor_type, actor_id)
+
+
+@transaction.atomic
+def platform_reactivate(*, platform: PartnerPlatform, actor_type: str, actor_id: str) -> bool:
+    """Accept the platform's (unrevoked, unexpired) keys again. False when it was already active."""
+    return _set_status(platform, PartnerPlatform.Status.ACTIVE, "leads.platform_reactivated", actor_type, actor_id)
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: PlatformApiKey, actor_type: str, actor_id: str, now: datetime | None = None) -> bool:
+    """Stop accepting a key from now on (irreversible: issue a new key instead). False if already revoked."""
+    current = PlatformApiKey.objects.select_for_update().select_related("platform").get(pk=api_key.pk)
+    if current.revoked_at is not None:
+        return False
+    current.revoked_at = now or utc_now()
+    current.save(update_fields=["revoked_at"])
+    api_key.revoked_at = current.revoked_at
+    _audit(
+        "leads.api_key_revoked",
+        subject_type="leads.platform",
+        subject_id=current.platform.slug,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        key_id=current.key_id,
+        environment=current.environment,
+    )
+    return True
+
+
+@transaction.atomic
+def keypair_retire(*, pair: CareosKeyPair, actor_type: str, actor_id: str, now: datetime | None = None) -> bool:
+    """Stop decrypting with `pair` (after the partners moved to a newer public key). Refused when it is
+    the last key able to decrypt (no other active pair and no CAREOS_PRIVATE_KEY): every lead would fail.
+    False when it was already retired."""
+    # Lock every active pair: two staff retiring the last two pairs at once cannot both succeed.
+    active = list(CareosKeyPair.objects.select_for_update().filter(retired_at__isnull=True).order_by("pk"))
+    current = next((p for p in active if p.pk == pair.pk), None)
+    if current is None:
+        return False
+    if len(active) == 1 and crypto.env_private_key() is None:
+        raise PlatformInvalid(
+            "This is the only key pair that can decrypt phones: create a new pair (and give partners its "
+            "public key) before retiring it."
+        )
+    current.retired_at = now or utc_now()
+    current.save(update_fields=["retired_at"])
+    pair.retired_at = current.retired_at
+    _audit(
+        "leads.rsa_key_retired",
+        subject_type="leads.rsa_key",
+        subject_id=current.fingerprint,
+        actor_type=actor_type,
+        actor_id=actor_id,
+    )
+    return True

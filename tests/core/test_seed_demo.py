@@ -35,7 +35,7 @@ def test_json_output_is_one_object_with_the_documented_keys(settings):
     out, err = seed("--json")
 
     data = json.loads(out)  # the whole of stdout: one JSON document, no progress text
-    assert set(data) == {"platform", "admin", "docs", "loverescue"}
+    assert set(data) == {"platform", "admin", "docs", "loverescue", "careos"}
     organization = Organization.objects.get(name="Demo Clinic")
     assert data["platform"] == {
         "baseUrl": "http://localhost:8123",

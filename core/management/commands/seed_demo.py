@@ -139,6 +139,7 @@ CONTRIBUTORS: list[Contributor] = [
     admin,
     docs,
     "integration.demo.seed",
+    "leads.demo.seed",
 ]
 
 
