@@ -1,6 +1,36 @@
 from django.contrib import admin
+from django.http import HttpResponse
+from django.template import engines
+from django.urls import reverse
 
 from core.models import KeyRotation
+
+_SHOWN_ONCE = """{% extends "admin/base_site.html" %}
+{% block content %}
+<p><strong>Copy these values now: they are shown once and cannot be displayed again.</strong></p>
+<p><a href="{{ back_url }}">Back to {{ back_label }}</a></p>
+{% endblock %}"""
+
+
+def admin_actor(request) -> dict[str, str]:
+    """`actor_type`/`actor_id` keyword arguments of a service call made by a staff user in the admin."""
+    return {"actor_type": "user", "actor_id": str(request.user.pk)}
+
+
+def shown_once_response(admin_site, request, *, title: str, back_url_name: str, back_label: str) -> HttpResponse:
+    """Render the queued messages (a new secret, an API key) on this very response, consuming them,
+    instead of redirecting: a redirect would keep the secret in the session or a cookie until the next
+    page. `no-store` keeps it out of caches and the back button."""
+    template = engines["django"].from_string(_SHOWN_ONCE)
+    context = {
+        **admin_site.each_context(request),
+        "title": title,
+        "back_url": reverse(back_url_name),
+        "back_label": back_label,
+    }
+    response = HttpResponse(template.render(context, request))
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 class ReadOnlyAdminMixin:

@@ -20,12 +20,10 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Count
 from django.http import HttpResponse
-from django.template import engines
-from django.urls import reverse
 from django.utils.html import format_html
 
 from audit.services import audit_event_record
-from core.admin import ReadOnlyAdminMixin
+from core.admin import ReadOnlyAdminMixin, admin_actor, shown_once_response
 from integration.models import (
     Alert,
     Client,
@@ -38,29 +36,17 @@ from integration.models import (
 )
 from integration.services import partners
 
-
-def _actor(request) -> dict[str, str]:
-    return {"actor_type": "user", "actor_id": str(request.user.pk)}
-
-
-_SHOWN_ONCE = """{% extends "admin/base_site.html" %}
-{% block content %}
-<p><strong>Copy these values now: they are shown once and cannot be displayed again.</strong></p>
-<p><a href="{{ back_url }}">Back to integration partners</a></p>
-{% endblock %}"""
+_actor = admin_actor
 
 
 def _shown_once(admin_site, request, title: str) -> HttpResponse:
-    """Render the queued messages on this very response (consuming them) instead of redirecting."""
-    template = engines["django"].from_string(_SHOWN_ONCE)
-    context = {
-        **admin_site.each_context(request),
-        "title": title,
-        "back_url": reverse("admin:integration_integrationpartner_changelist"),
-    }
-    response = HttpResponse(template.render(context, request))
-    response["Cache-Control"] = "no-store"
-    return response
+    return shown_once_response(
+        admin_site,
+        request,
+        title=title,
+        back_url_name="admin:integration_integrationpartner_changelist",
+        back_label="integration partners",
+    )
 
 
 # --- Partners ---------------------------------------------------------------------------------------

@@ -24,11 +24,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.http import HttpResponse, HttpResponseRedirect
-from django.template import engines
 from django.urls import reverse
 from django.utils.html import format_html
 
-from core.admin import ReadOnlyAdminMixin
+from core.admin import ReadOnlyAdminMixin, admin_actor, shown_once_response
 from core.encryption import blind_index
 from core.time import utc_now
 from leads.models import CareosKeyPair, CareUser, Lead, PartnerPlatform, PlatformApiKey
@@ -40,8 +39,7 @@ _EXPIRY = f"expires in {platforms.API_KEY_DEFAULT_DAYS} days"
 _PHONE_SEARCH_RE = re.compile(r"[+(]?[0-9][0-9 ().-]{5,24}")
 
 
-def _actor(request) -> dict[str, str]:
-    return {"actor_type": "user", "actor_id": str(request.user.pk)}
+_actor = admin_actor
 
 
 def mask_phone(phone: str | None) -> str:
@@ -75,24 +73,14 @@ def phone_search_index(term: str) -> str | None:
     )
 
 
-_SHOWN_ONCE = """{% extends "admin/base_site.html" %}
-{% block content %}
-<p><strong>Copy these values now: they are shown once and cannot be displayed again.</strong></p>
-<p><a href="{{ back_url }}">Back to partner platforms</a></p>
-{% endblock %}"""
-
-
 def _shown_once(admin_site, request, title: str) -> HttpResponse:
-    """Render the queued messages on this very response (consuming them) instead of redirecting."""
-    template = engines["django"].from_string(_SHOWN_ONCE)
-    context = {
-        **admin_site.each_context(request),
-        "title": title,
-        "back_url": reverse("admin:leads_partnerplatform_changelist"),
-    }
-    response = HttpResponse(template.render(context, request))
-    response["Cache-Control"] = "no-store"
-    return response
+    return shown_once_response(
+        admin_site,
+        request,
+        title=title,
+        back_url_name="admin:leads_partnerplatform_changelist",
+        back_label="partner platforms",
+    )
 
 
 # --- Partner platforms ------------------------------------------------------------------------------

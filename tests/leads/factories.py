@@ -23,7 +23,7 @@ INGEST = "/api/leads/ingest"
 
 
 @lru_cache(maxsize=4)
-def test_pair(n: int = 0) -> crypto.GeneratedPair:
+def rsa_pair(n: int = 0) -> crypto.GeneratedPair:
     """RSA-2048 pairs generated once per test run (key generation is the slow part)."""
     return crypto.generate_pair(2048)
 
@@ -87,7 +87,7 @@ class PlatformSetup:
 def make_platform(slug: str = "businessos", *, pair_index: int = 0, **platform_fields) -> PlatformSetup:
     platform = platform_create(slug=slug, actor_type="system", actor_id="tests", **platform_fields)
     issued = api_key_create(platform=platform, environment="live", actor_type="system", actor_id="tests")
-    pair = CareosKeyPair.objects.filter(fingerprint=test_pair(pair_index).fingerprint).first() or store_pair(
-        test_pair(pair_index)
+    pair = CareosKeyPair.objects.filter(fingerprint=rsa_pair(pair_index).fingerprint).first() or store_pair(
+        rsa_pair(pair_index)
     )
     return PlatformSetup(platform=platform, api_key=issued.full_key, pair=pair)

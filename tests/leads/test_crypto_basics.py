@@ -1,7 +1,7 @@
 import pytest
 
 from leads import crypto
-from tests.leads.factories import encrypt_phone, make_platform, test_pair
+from tests.leads.factories import encrypt_phone, make_platform, rsa_pair
 
 pytestmark = pytest.mark.django_db
 
@@ -11,7 +11,7 @@ def test_round_trip_and_any_active_pair_decrypts():
     assert crypto.decrypt_phone(encrypt_phone("+14155550123", setup.pair.public_pem)) == "+14155550123"
     from tests.leads.factories import store_pair
 
-    newer = store_pair(test_pair(1))
+    newer = store_pair(rsa_pair(1))
     assert crypto.current_public_pem() == newer.public_pem
     assert crypto.decrypt_phone(encrypt_phone("+33612345678", setup.pair.public_pem)) == "+33612345678"
 
@@ -25,7 +25,7 @@ def test_failures_are_all_the_same():
         "not base64!!",
         good[:-8],
         encrypt_phone("+1415", setup.pair.public_pem, hash_algorithm=hashes.SHA1()),
-        encrypt_phone("+1415", test_pair(2).public_pem),
+        encrypt_phone("+1415", rsa_pair(2).public_pem),
         "",
         "A" * 3000,
     ):

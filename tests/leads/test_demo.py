@@ -13,8 +13,7 @@ from audit.models import AuditEvent
 from leads import crypto, demo
 from leads.models import CareosKeyPair, CareUser, Lead, PartnerPlatform, PlatformApiKey
 from leads.services.platforms import api_key_revoke, find_api_key, platform_suspend
-from tests.leads.factories import INGEST, encrypt_phone, hash_phone, store_pair
-from tests.leads.factories import test_pair as rsa_pair
+from tests.leads.factories import INGEST, encrypt_phone, hash_phone, rsa_pair, store_pair
 
 pytestmark = pytest.mark.django_db
 

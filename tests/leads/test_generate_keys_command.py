@@ -14,8 +14,7 @@ from core.time import utc_now
 from leads import crypto
 from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
 from leads.services.platforms import find_api_key, key_digest, platform_suspend
-from tests.leads.factories import encrypt_phone, hash_phone, store_pair
-from tests.leads.factories import test_pair as rsa_pair
+from tests.leads.factories import encrypt_phone, hash_phone, rsa_pair, store_pair
 
 pytestmark = pytest.mark.django_db
 

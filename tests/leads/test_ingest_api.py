@@ -20,8 +20,7 @@ from leads.services.platforms import api_key_create
 from messaging.models import OutboundMessage
 from messaging.services import InvalidRecipientError
 from messaging.tasks import send_message
-from tests.leads.factories import INGEST, encrypt_phone, hash_phone, make_platform
-from tests.leads.factories import test_pair as rsa_pair
+from tests.leads.factories import INGEST, encrypt_phone, hash_phone, make_platform, rsa_pair
 
 pytestmark = pytest.mark.django_db
 

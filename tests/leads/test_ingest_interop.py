@@ -21,8 +21,7 @@ from leads.services.ingest import spec_phone_hash
 from messaging.models import OutboundMessage
 from messaging.tasks import send_message
 from tests.conftest import skip_or_fail
-from tests.leads.factories import INGEST, encrypt_phone, hash_phone, make_platform, store_pair
-from tests.leads.factories import test_pair as rsa_pair
+from tests.leads.factories import INGEST, encrypt_phone, hash_phone, make_platform, rsa_pair, store_pair
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,7 @@ from leads import crypto
 from leads.admin import mask_phone, phone_search_index
 from leads.models import CareosKeyPair, CareUser, Lead, PartnerPlatform, PlatformApiKey
 from leads.services import platforms
-from tests.leads.factories import make_platform, store_pair
-from tests.leads.factories import test_pair as rsa_pair
+from tests.leads.factories import make_platform, rsa_pair, store_pair
 
 pytestmark = pytest.mark.django_db
 

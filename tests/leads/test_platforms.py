@@ -13,8 +13,7 @@ from core.time import utc_now
 from leads import crypto
 from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
 from leads.services import platforms
-from tests.leads.factories import encrypt_phone, make_platform, store_pair
-from tests.leads.factories import test_pair as rsa_pair
+from tests.leads.factories import encrypt_phone, make_platform, rsa_pair, store_pair
 
 pytestmark = pytest.mark.django_db
 
