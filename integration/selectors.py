@@ -14,17 +14,21 @@ days before it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import (
     Avg,
+    BooleanField,
     Case,
+    CharField,
     Count,
     Exists,
+    ExpressionWrapper,
     F,
+    Func,
     IntegerField,
     OuterRef,
     Q,
@@ -98,6 +102,25 @@ def _rank(field: str) -> Case:
     )
 
 
+def _iso_utc_sql(field: str) -> Func | F:
+    """A timestamp column for `_iso`: on PostgreSQL rendered by the database exactly as core.time.iso_utc
+    renders it ("2025-06-30T12:00:00.000Z": UTC, milliseconds truncated, year unpadded like strftime's
+    %Y), which saves the driver's datetime parsing and Python's formatting per row; elsewhere the column
+    itself, formatted in Python."""
+    if connection.vendor == "postgresql":
+        return Func(
+            F(field),
+            template="""to_char(%(expressions)s AT TIME ZONE 'UTC', 'FMYYYY-MM-DD"T"HH24:MI:SS.MS"Z"')""",
+            output_field=CharField(),
+        )
+    return F(field)
+
+
+def _iso(value: str | datetime | None) -> str | None:
+    """The ISO 8601 UTC text of a `_iso_utc_sql` value."""
+    return value if value.__class__ is str else iso_utc(value)
+
+
 def _count_subquery(queryset: QuerySet, group_field: str = "client_id") -> Coalesce:
     """COUNT(*) of a correlated queryset as a scalar subquery (0 when no rows)."""
     counted = queryset.order_by().values(group_field).annotate(n=Count("*")).values("n")
@@ -152,11 +175,13 @@ def _unread_alerts_subquery(therapist: Therapist) -> Coalesce:
 
 
 def client_list(*, therapist: Therapist) -> list[dict[str, Any]]:
-    """The therapist's consented clients, as the spec's `clients` items. Two queries (links, couples)."""
+    """The therapist's consented clients, as the spec's `clients` items. Two queries (links, couples).
+
+    Plain rows (values()), not model instances, and only the columns the body shows: the client's
+    email is the one encrypted column decrypted here (a couple partner's email is never loaded)."""
     standard_or_more = [PermissionLevel.STANDARD, PermissionLevel.FULL]
     links = list(
         _consented_links(therapist)
-        .select_related("client")
         .annotate(
             level_rank=_rank("permission_level"),
             latest_activity=Subquery(
@@ -170,72 +195,109 @@ def client_list(*, therapist: Therapist) -> list[dict[str, Any]]:
             ),
             course_week=F("client__course__current_week"),
             course_active=F("client__course__is_active"),
+            consent_granted_iso=_iso_utc_sql("consent_granted_at"),
         )
         .annotate(unread_alerts=_unread_alerts_subquery(therapist))
         .order_by("client__last_name", "client__first_name", "client_id")
-    )
-    couples = _couples_of(therapist, [link.client_id for link in links])
-    consented_ids = {link.client_id for link in links}
-    rows = []
-    for link in links:
-        client = link.client
-        couple = couples.get(client.pk)
-        rows.append(
-            {
-                "id": str(client.pk),
-                "linkId": str(link.pk),
-                "firstName": client.first_name,
-                "lastName": client.last_name,
-                "email": client.email,
-                "permissionLevel": link.permission_level,
-                "consentGrantedAt": iso_utc(link.consent_granted_at),
-                "couple": _couple_summary(couple, consented_ids) if couple else None,
-                "latestActivity": iso_date(link.latest_activity),
-                "latestMood": link.latest_mood,
-                "courseWeek": link.course_week,
-                "courseActive": bool(link.course_active),
-                "unreadAlerts": link.unread_alerts,
-            }
+        .values_list(
+            "pk",
+            "client_id",
+            "client__first_name",
+            "client__last_name",
+            "client__email",
+            "permission_level",
+            "consent_granted_iso",
+            "latest_activity",
+            "latest_mood",
+            "course_week",
+            "course_active",
+            "unread_alerts",
         )
-    return rows
+    )
+    consented_ids = {row[1] for row in links}
+    couples = _couple_summaries(therapist, consented_ids)
+    return [
+        {
+            "id": str(client_id),
+            "linkId": str(link_id),
+            "firstName": first_name,
+            "lastName": last_name,
+            "email": email,
+            "permissionLevel": level,
+            "consentGrantedAt": _iso(granted_at),
+            "couple": couples.get(client_id),
+            "latestActivity": iso_date(latest_activity),
+            "latestMood": latest_mood,
+            "courseWeek": course_week,
+            "courseActive": bool(course_active),
+            "unreadAlerts": unread_alerts,
+        }
+        for (
+            link_id,
+            client_id,
+            first_name,
+            last_name,
+            email,
+            level,
+            granted_at,
+            latest_activity,
+            latest_mood,
+            course_week,
+            course_active,
+            unread_alerts,
+        ) in links
+    ]
 
 
-def _couples_of(therapist: Therapist, client_ids: Iterable) -> dict:
-    """client id -> their couple (an active one first, then the newest), in one query."""
+def _couple_summaries(therapist: Therapist, consented_ids: set) -> dict:
+    """client id -> the `couple` item of their couple (an active one first, then the newest), in one
+    query. Members are named only when consented to this therapist (`consented_ids`); the other member
+    is just an id. Reads ids, status and names only (no partner emails, no timestamps)."""
     consented_client_ids = _consented_links(therapist).values("client_id")
     couples = (
         Couple.objects.filter(Q(partner1_id__in=consented_client_ids) | Q(partner2_id__in=consented_client_ids))
-        .select_related("partner1", "partner2")
         .order_by("created_at", "id")
+        .values_list(
+            "id",
+            "status",
+            "partner1_id",
+            "partner1__first_name",
+            "partner1__last_name",
+            "partner2_id",
+            "partner2__first_name",
+            "partner2__last_name",
+        )
     )
-    wanted = set(client_ids)
-    chosen: dict = {}
-    for couple in couples:
-        for member_id in (couple.partner1_id, couple.partner2_id):
-            if member_id not in wanted:
+    active = Couple.Status.ACTIVE
+    chosen: dict = {}  # member id -> (status, row)
+    for row in couples:
+        status = row[1]
+        for member_id in (row[2], row[5]):
+            if member_id not in consented_ids:
                 continue
             current = chosen.get(member_id)
             # Later rows are newer; an active couple beats an inactive one.
-            if current is None or not (
-                current.status == Couple.Status.ACTIVE and couple.status != Couple.Status.ACTIVE
-            ):
-                chosen[member_id] = couple
-    return chosen
+            if current is None or not (current[0] == active and status != active):
+                chosen[member_id] = (status, row)
 
+    def member(client_id, first_name: str, last_name: str) -> dict[str, Any]:
+        if client_id in consented_ids:
+            return {"id": str(client_id), "firstName": first_name, "lastName": last_name}
+        return {"id": str(client_id), "withheld": True}
 
-def _couple_summary(couple: Couple, consented_ids: set) -> dict[str, Any]:
-    def member(client: Client) -> dict[str, Any]:
-        # Only people consented to this therapist are named; the other member is just an id.
-        if client.pk in consented_ids:
-            return person(client)
-        return {"id": str(client.pk), "withheld": True}
-
-    return {
-        "id": str(couple.pk),
-        "status": couple.status,
-        "partner1": member(couple.partner1),
-        "partner2": member(couple.partner2),
-    }
+    summaries: dict = {}  # couple id -> its summary, built once and shared by both members
+    result: dict = {}
+    for member_id, (_, row) in chosen.items():
+        summary = summaries.get(row[0])
+        if summary is None:
+            summary = summaries[row[0]] = {
+                "id": str(row[0]),
+                "status": row[1],
+                "partner1": member(row[2], row[3], row[4]),
+                "partner2": member(row[5], row[6], row[7]),
+            }
+        result[member_id] = summary
+    return result
 
 
 # --- GET /clients/:id/progress --------------------------------------------------------------------
@@ -291,20 +353,24 @@ def activity_completion(*, therapist: Therapist, client_id, today: date) -> dict
 
 
 def course_progress(client_id) -> dict[str, Any]:
-    course = CourseProgress.objects.filter(client_id=client_id).first()
-    strategies = list(WeeklyStrategy.objects.filter(client_id=client_id).order_by("week_number"))
+    course = CourseProgress.objects.filter(client_id=client_id).values_list("current_week", "is_active").first()
+    strategies = list(
+        WeeklyStrategy.objects.filter(client_id=client_id)
+        .order_by("week_number")
+        .values_list("week_number", "theme", "completed_days", "completed_at")
+    )
     return {
-        "currentWeek": course.current_week if course else None,
-        "isActive": bool(course and course.is_active),
-        "completedWeeks": [s.week_number for s in strategies if s.completed_at is not None],
+        "currentWeek": course[0] if course else None,
+        "isActive": bool(course and course[1]),
+        "completedWeeks": [week for week, _, _, completed_at in strategies if completed_at is not None],
         "weeklyStrategies": [
             {
-                "weekNumber": s.week_number,
-                "theme": s.theme,
-                "completedDays": s.completed_days,
-                "completedAt": iso_utc(s.completed_at),
+                "weekNumber": week,
+                "theme": theme,
+                "completedDays": completed_days,
+                "completedAt": iso_utc(completed_at),
             }
-            for s in strategies
+            for week, theme, completed_days, completed_at in strategies
         ],
     }
 
@@ -342,11 +408,12 @@ def client_progress(*, therapist: Therapist, link: TherapistClientLink, today: d
             "completed_at", "id"
         )
         body["individualResponses"] = [
-            {"type": a.type, "responses": a.responses, "completedAt": iso_utc(a.completed_at)} for a in answered
+            {"type": type_, "responses": responses, "completedAt": iso_utc(completed_at)}
+            for type_, responses, completed_at in answered.values_list("type", "responses", "completed_at")
         ]
+        entries = visible_journal_entries(client_id, since=start).values_list("pk", "text", "created_at")
         body["journalEntries"] = [
-            {"id": str(entry.pk), "text": entry.text, "createdAt": iso_utc(entry.created_at)}
-            for entry in visible_journal_entries(client_id, since=start)
+            {"id": str(pk), "text": text, "createdAt": iso_utc(created_at)} for pk, text, created_at in entries
         ]
     return body
 
@@ -506,7 +573,10 @@ def outcomes(*, therapist: Therapist) -> dict[str, Any]:
             assessment_types=Coalesce(Subquery(types, output_field=IntegerField()), Value(0)),
             course_week=F("client__course__current_week"),
             course_active=F("client__course__is_active"),
-            course_completed_at=F("client__course__completed_at"),
+            # Only whether the course was completed is shown: no timestamp to parse.
+            course_completed=ExpressionWrapper(
+                Q(client__course__completed_at__isnull=False), output_field=BooleanField()
+            ),
             milestones=_count_subquery(alerts_of(AlertType.MILESTONE)),
         )
         .annotate(
@@ -522,7 +592,7 @@ def outcomes(*, therapist: Therapist) -> dict[str, Any]:
             "assessment_types",
             "course_week",
             "course_active",
-            "course_completed_at",
+            "course_completed",
             "crisis_alerts",
             "milestones",
         )
@@ -532,7 +602,7 @@ def outcomes(*, therapist: Therapist) -> dict[str, Any]:
             "clientId": str(row["client_id"]),
             "assessmentTypes": row["assessment_types"],
             "courseWeek": row["course_week"],
-            "courseCompleted": row["course_completed_at"] is not None,
+            "courseCompleted": bool(row["course_completed"]),
             "crisisAlerts": row["crisis_alerts"],
             "milestones": row["milestones"],
         }
@@ -541,8 +611,8 @@ def outcomes(*, therapist: Therapist) -> dict[str, Any]:
     weeks = [row["course_week"] for row in rows if row["course_week"] is not None]
     summary = {
         "totalClients": len(rows),
-        "activeInCourse": sum(1 for row in rows if row["course_active"] and row["course_completed_at"] is None),
-        "courseCompleted": sum(1 for row in rows if row["course_completed_at"] is not None),
+        "activeInCourse": sum(1 for row in rows if row["course_active"] and not row["course_completed"]),
+        "courseCompleted": sum(1 for row in rows if row["course_completed"]),
         "totalCrisisAlerts": sum(row["crisis_alerts"] for row in rows),
         "totalMilestones": sum(row["milestones"] for row in rows),
         "avgCourseWeek": round(sum(weeks) / len(weeks), 1) if weeks else None,
