@@ -62,6 +62,9 @@ class EncryptedLookupError(FieldError):
 # --- Keys -------------------------------------------------------------------------------------------
 
 _keyring: tuple[tuple[str, ...], MultiFernet, Fernet] | None = None
+# The settings value the keyring was built from: while it is the very same object, nothing is re-read
+# (decrypting a list of 1,000 rows would otherwise re-parse the setting 1,000 times).
+_keyring_source: object = None
 
 
 def _configured_keys() -> tuple[str, ...]:
@@ -77,9 +80,12 @@ def _configured_keys() -> tuple[str, ...]:
 def _get_keyring() -> tuple[tuple[str, ...], MultiFernet, Fernet]:
     """(keys, MultiFernet over all keys, Fernet of the primary key), rebuilt when the setting changes.
 
-    Cached on the tuple of keys, so `override_settings`/the pytest `settings` fixture take effect at once
-    (the setting_changed receiver below also drops the cache)."""
-    global _keyring
+    Cached while the setting is the same object (assigning it, `override_settings` or the pytest `settings`
+    fixture take effect at once; the setting_changed receiver below also drops the cache)."""
+    global _keyring, _keyring_source
+    source = getattr(settings, "FIELD_ENCRYPTION_KEYS", None)
+    if _keyring is not None and source is _keyring_source:
+        return _keyring
     keys = _configured_keys()
     cached = _keyring
     if cached is not None and cached[0] == keys:
@@ -94,14 +100,16 @@ def _get_keyring() -> tuple[tuple[str, ...], MultiFernet, Fernet]:
                 f"FIELD_ENCRYPTION_KEYS[{position}] is not a valid Fernet key (32 url-safe base64 bytes)."
             ) from None
     _keyring = (keys, MultiFernet(fernets), fernets[0])
+    _keyring_source = source
     return _keyring
 
 
 @receiver(setting_changed)
 def _reset_keyring(*, setting: str, **kwargs: Any) -> None:
-    global _keyring
+    global _keyring, _keyring_source
     if setting == "FIELD_ENCRYPTION_KEYS":
         _keyring = None
+        _keyring_source = None
 
 
 def key_fingerprint(key: str) -> str:
