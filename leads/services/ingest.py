@@ -1,6 +1,6 @@
 """`POST /api/leads/ingest`: decrypt and verify the phone, then user + lead + payment + welcome SMS.
 
-`lead_ingest` is one transaction:
+`lead_ingest`:
 
 1. Replay: the platform's lead for `source_conversation_id` already exists -> its stored ids and flags,
    nothing new (no decryption, no user, lead, payment, SMS or audit row). Checked first because it is
@@ -10,18 +10,21 @@
    spec's hash `hex(sha256(phone + PHONE_HASH_SALT))` over the exact decrypted text, compared in
    constant time (hex case ignored), then E.164 with `phonenumbers` (the lead's country as the region
    hint for national numbers; without a country only international "+..." numbers parse).
-3. The user, deduplicated by `blind_index(E.164, purpose="leads.user.phone")` (a UNIQUE column): reused,
-   or created with the platform's `user_source` ("businessos_referral").
-4. The welcome SMS (`messaging.message_queue`, in the lead's language: en, es, fr, else en; it quotes
-   neither the user's message nor any health detail), the lead (CareOS category from
-   `leads.categories`), a pending PartnerPayment of `lead_value_agreed` due 30 days after the lead, and
-   the audit event `leads.lead_ingested` (ids and codes only).
+3. One transaction, the only writes: the user, deduplicated by `blind_index(E.164,
+   purpose="leads.user.phone")` (a UNIQUE column): reused, or created with the platform's `user_source`
+   ("businessos_referral"); the welcome SMS (`messaging.message_queue`, in the lead's language: en, es,
+   fr, else en; it quotes neither the user's message nor any health detail), the lead (CareOS category
+   from `leads.categories`), a pending PartnerPayment of `lead_value_agreed` due 30 days after the lead,
+   and the audit event `leads.lead_ingested` (ids and codes only).
+Steps 1 and 2 only read, so they run before the transaction opens: a replay costs one read, and the
+RSA work never holds a transaction (or, on SQLite, the write lock) open.
 
-Concurrent duplicates are settled by the database, not by the read in step 1: the user insert and the
-lead insert each run in a savepoint; a unique violation on the user means another request created it
-(reuse it, `is_new_user` false); on the lead it means another request took this conversation (its
-savepoint, including the SMS row and its on-commit enqueue, is rolled back and its lead is returned as
-a replay). Under READ COMMITTED the re-read after the violation sees the other transaction's rows.
+Concurrent duplicates are settled by the database, not by the reads: the user is inserted in a
+savepoint; a unique violation on its phone index means another request created that user (re-read and
+reuse it, `is_new_user` false). A unique violation on the lead means another request
+took this conversation: the transaction (including the user, the SMS row and its on-commit enqueue) is
+rolled back, and the other request's lead is returned as a replay. Under READ COMMITTED the re-reads
+after a conflict see the other transaction's rows (the conflicting INSERT waits for it to commit).
 
 Nothing here logs or raises with a phone number, a name or message text.
 """
@@ -155,7 +158,6 @@ def welcome_text(*, language: str, user_name: str | None, partner_name: str) -> 
 # --- The write -------------------------------------------------------------------------------------------
 
 
-@transaction.atomic
 def lead_ingest(*, platform: PartnerPlatform, payload: LeadInput, keys=None) -> IngestResult:
     """Replay or create the lead for (platform, source_conversation_id); see the module docstring.
     Raises IngestRejected (nothing written) for an undecryptable, mismatched or invalid phone."""
@@ -167,7 +169,8 @@ def lead_ingest(*, platform: PartnerPlatform, payload: LeadInput, keys=None) -> 
         with transaction.atomic():
             lead = _lead_create(platform=platform, payload=payload, phone=phone)
     except IntegrityError:
-        # Another request took this conversation between our read and our insert.
+        # Another request took this conversation between our read and our insert (everything this
+        # transaction wrote is rolled back; a savepoint if a caller's transaction was already open).
         existing = selectors.lead_for_conversation(
             platform=platform, source_conversation_id=payload.source_conversation_id
         )
@@ -183,22 +186,33 @@ def _user_get_or_create(*, platform: PartnerPlatform, payload: LeadInput, phone:
     user = selectors.user_by_phone_index(phone_index=phone_index)
     if user is not None:
         return user, False
+    user = CareUser(
+        phone=phone,
+        phone_index=phone_index,
+        name=payload.user_name or None,
+        language=payload.user_language,
+        source=platform.user_source,
+        source_platform=platform,
+    )
+    if _insert_unless_conflict(user):
+        return user, True
+    # Another request created this user since our read (it committed: the INSERT waited for it).
+    user = selectors.user_by_phone_index(phone_index=phone_index)
+    if user is None:
+        raise IntegrityError("leads_careuser: insert ignored but no user has this phone_index")
+    return user, False
+
+
+def _insert_unless_conflict(user: CareUser) -> bool:
+    """Insert `user` in a savepoint; False when a unique column conflicts (another request created the
+    same phone's user since our read: the INSERT waited for it to commit). The savepoint keeps the
+    caller's transaction usable after the unique violation."""
     try:
         with transaction.atomic():
-            user = CareUser.objects.create(
-                phone=phone,
-                phone_index=phone_index,
-                name=payload.user_name or None,
-                language=payload.user_language,
-                source=platform.user_source,
-                source_platform=platform,
-            )
-        return user, True
+            user.save(force_insert=True)
     except IntegrityError:
-        user = selectors.user_by_phone_index(phone_index=phone_index)
-        if user is None:
-            raise
-        return user, False
+        return False
+    return True
 
 
 def _lead_create(*, platform: PartnerPlatform, payload: LeadInput, phone: str) -> Lead:
