@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -43,6 +42,9 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BASE_DIR))
+
+from bench._harness import Gunicorn, percentile  # noqa: E402
+
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench._careos_settings"
 os.environ.setdefault("APP_ENV", "development")
 os.environ["DEBUG"] = "false"  # DEBUG keeps every query in memory: not what production runs
@@ -57,54 +59,6 @@ PLATFORM = "careosbench"
 REAL_PHONE_BASE = 1_415_200_0000  # +1 415 2xx xxxx: valid US numbers
 FLOOR_PHONE_BASE = 1_628_200_0000
 INGEST = "/api/leads/ingest"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-class Gunicorn:
-    """`gunicorn config.wsgi:application` on 127.0.0.1 (a port the kernel picks), logging to a file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path):
-        self.log_path = log_path
-        command = [str(Path(sys.executable).with_name("gunicorn")), "config.wsgi:application",
-                   "--bind", "127.0.0.1:0", "--workers", str(WORKERS), "--worker-class", WORKER_CLASS,
-                   "--timeout", "120", "--chdir", str(BASE_DIR), "--log-level", "info"]  # fmt: skip
-        if WORKER_CLASS == "gthread":
-            command += ["--threads", "1", "--keep-alive", "30"]
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        self.base_url = self._wait_listening()
-
-    def _wait_listening(self) -> str:
-        import httpx
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"gunicorn exited:\n{self.log_path.read_text(errors='replace')}")
-            text = self.log_path.read_text(errors="replace")
-            found = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", text)
-            if found and text.count("Booting worker") >= WORKERS:
-                try:
-                    if httpx.get(f"{found.group(1)}/health", timeout=5).status_code == 200:
-                        return found.group(1)
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.1)
-        raise SystemExit(f"gunicorn did not come up:\n{self.log_path.read_text(errors='replace')}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 class Pool:
@@ -284,7 +238,7 @@ def main() -> int:
         CAREOS_BENCH_API_KEY=issued.full_key,
         CAREOS_BENCH_PLATFORM=PLATFORM,
     )
-    server = Gunicorn(env, tmp / "gunicorn.log")
+    server = Gunicorn(env, tmp / "gunicorn.log", workers=WORKERS, worker_class=WORKER_CLASS)
     load = floor = None
     results: dict[str, dict] = {"real": {"latencies": [], "seconds": 0.0}, "floor": {"latencies": [], "seconds": 0.0}}
     try:

@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BASE_DIR))
+
+from bench._harness import Gunicorn, percentile  # noqa: E402
+
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench._loverescue_settings"
 os.environ.setdefault("APP_ENV", "development")
 os.environ["DEBUG"] = "false"  # DEBUG keeps every query in memory: not what production runs
@@ -47,54 +48,6 @@ WORKER_CLASS = os.environ.get("BENCH_LR_WORKER_CLASS", "sync")
 CONCURRENCY = int(os.environ.get("BENCH_LR_CONCURRENCY", str(WORKERS)))
 PROGRESS_SAMPLE = 100  # progress requests cycle over this many clients (every level)
 WARMUP = 5
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-class Gunicorn:
-    """`gunicorn config.wsgi:application` on 127.0.0.1 (a port the kernel picks), logging to a file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path):
-        self.log_path = log_path
-        command = [str(Path(sys.executable).with_name("gunicorn")), "config.wsgi:application",
-                   "--bind", "127.0.0.1:0", "--workers", str(WORKERS), "--worker-class", WORKER_CLASS,
-                   "--timeout", "120", "--chdir", str(BASE_DIR), "--log-level", "info"]  # fmt: skip
-        if WORKER_CLASS == "gthread":
-            command += ["--threads", "1", "--keep-alive", "30"]
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        self.base_url = self._wait_listening()
-
-    def _wait_listening(self) -> str:
-        import httpx
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"gunicorn exited:\n{self.log_path.read_text(errors='replace')}")
-            found = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", self.log_path.read_text(errors="replace"))
-            booted = self.log_path.read_text(errors="replace").count("Booting worker")
-            if found and booted >= WORKERS:
-                try:
-                    if httpx.get(f"{found.group(1)}/health", timeout=5).status_code == 200:
-                        return found.group(1)
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.1)
-        raise SystemExit(f"gunicorn did not come up:\n{self.log_path.read_text(errors='replace')}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 class LoadClients:
@@ -186,7 +139,7 @@ def main() -> int:
     os.environ["LR_BENCH_FLOOR_DIR"] = str(floor_dir)  # the in-process floor requests read it too
     env = {k: v for k, v in os.environ.items() if k not in ("CELERY_TASK_ALWAYS_EAGER",)}
     env.update(PYTHONPATH=str(BASE_DIR), LR_BENCH_FLOOR_DIR=str(floor_dir), LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
-    server = Gunicorn(env, tmp / "gunicorn.log")
+    server = Gunicorn(env, tmp / "gunicorn.log", workers=WORKERS, worker_class=WORKER_CLASS)
     load = None
     try:
         # A partner's first call, through the server: the token exchange.

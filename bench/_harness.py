@@ -1,0 +1,62 @@
+"""Shared by the benchmarks that run a real server: gunicorn on 127.0.0.1 and percentiles.
+(Files starting with `_` are not run by `make bench`.)"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parents[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+class Gunicorn:
+    """`gunicorn config.wsgi:application` on 127.0.0.1 (a port the kernel picks), logging to a file.
+    Ready once every worker booted and /health answers."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, workers: int, worker_class: str = "sync"):
+        self.log_path = log_path
+        self.workers = workers
+        command = [str(Path(sys.executable).with_name("gunicorn")), "config.wsgi:application",
+                   "--bind", "127.0.0.1:0", "--workers", str(workers), "--worker-class", worker_class,
+                   "--timeout", "120", "--chdir", str(BASE_DIR), "--log-level", "info"]  # fmt: skip
+        if worker_class == "gthread":
+            command += ["--threads", "1", "--keep-alive", "30"]
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.base_url = self._wait_listening()
+
+    def _wait_listening(self) -> str:
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"gunicorn exited:\n{self.log_path.read_text(errors='replace')}")
+            text = self.log_path.read_text(errors="replace")
+            found = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", text)
+            if found and text.count("Booting worker") >= self.workers:
+                try:
+                    if httpx.get(f"{found.group(1)}/health", timeout=5).status_code == 200:
+                        return found.group(1)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.1)
+        raise SystemExit(f"gunicorn did not come up:\n{self.log_path.read_text(errors='replace')}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
