@@ -47,8 +47,8 @@ class BatchActionForm(ActionForm):
     reference = forms.CharField(
         required=False,
         max_length=payouts.MAX_REFERENCE,
-        label="Payment reference",
-        help_text="For “Mark paid (manual)”: the bank transfer id or cheque number.",
+        label="Reference / reason",
+        help_text="For “Mark paid (manual)”: the bank transfer id or cheque number; for “Cancel”: why.",
     )
 
 
@@ -211,7 +211,7 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = fields
     inlines = (PartnerPaymentInline,)
     action_form = BatchActionForm
-    actions = ("mark_paid_manual", "export_csv")
+    actions = ("mark_paid_manual", "cancel_manual", "export_csv")
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_payment_count=Count("payments"))
@@ -233,6 +233,20 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 self.message_user(request, f"{batch.public_id}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"{batch.public_id} marked paid ({reference.strip()}).", messages.SUCCESS)
+
+    @admin.action(
+        description="Cancel (manual, not paid) with the reason typed above: its payments become due again",
+        permissions=["manage"],
+    )
+    def cancel_manual(self, request, queryset):
+        reason = request.POST.get("reference", "")
+        for batch in queryset:
+            try:
+                payouts.payout_batch_cancel_manual(batch=batch, reason=reason, **_actor(request))
+            except payouts.PayoutBatchError as exc:
+                self.message_user(request, f"{batch.public_id}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{batch.public_id} cancelled; its payments are pending again.")
 
     @admin.action(description="Export CSV of the selected batches' payments", permissions=["view"])
     def export_csv(self, request, queryset):

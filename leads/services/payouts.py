@@ -380,6 +380,36 @@ def payout_batch_mark_paid(
     return locked
 
 
+@transaction.atomic
+def payout_batch_cancel_manual(*, batch: PayoutBatch, reason: str, actor_type: str, actor_id: str) -> PayoutBatch:
+    """Staff will not pay an `awaiting_manual` batch (wrong bank details, partner on hold...): nothing
+    left CareOS under it, so the batch becomes `failed` with the reason and its payments go back to
+    pending-and-unbatched for the next run. Audited with the released lead ids."""
+    reason = (reason or "").strip() if isinstance(reason, str) else ""
+    if not reason:
+        raise PayoutBatchError("Enter the reason for cancelling the batch.")
+    locked = _locked_batch(batch.pk)
+    if locked.status != Status.AWAITING_MANUAL:
+        raise PayoutBatchError(
+            f"Batch {locked.public_id} is {locked.get_status_display().lower()}: only a batch awaiting manual "
+            "payment can be cancelled here."
+        )
+    released = list(locked.payments.order_by("pk").values_list("pk", "lead__public_id"))
+    PartnerPayment.objects.filter(pk__in=[pk for pk, _ in released]).update(batch=None)
+    locked.status = Status.FAILED
+    locked.error = f"cancelled by staff: {reason}"[:500]
+    locked.save(update_fields=["status", "error"])
+    _audit(
+        "leads.payout_batch_cancelled",
+        locked,
+        (actor_type, actor_id),
+        platform=locked.platform.slug,
+        amount=_money(locked.amount),
+        released=[lead_id for _, lead_id in released],
+    )
+    return locked
+
+
 # --- Payment transitions ---------------------------------------------------------------------------
 
 # action: (allowed from, to, past tense)

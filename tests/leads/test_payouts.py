@@ -400,3 +400,27 @@ def test_concurrent_runs_never_attach_a_payment_twice(require_postgres, monkeypa
     statuses = sorted(platform_report(r, "businessos").status for r in reports)
     assert statuses.count("awaiting_manual") == 1
     assert set(statuses) <= {"awaiting_manual", "claimed_elsewhere", "nothing_due"}
+
+
+def test_staff_cancel_a_manual_batch_releases_its_payments_for_the_next_run(platform):
+    payments = [make_payment(platform, amount="30.00") for _ in range(2)]
+    run()
+    batch = PayoutBatch.objects.get()
+
+    with pytest.raises(payouts.PayoutBatchError):
+        payouts.payout_batch_cancel_manual(batch=batch, reason="  ", **ACTOR)
+    payouts.payout_batch_cancel_manual(batch=batch, reason="partner changed bank", **ACTOR)
+
+    batch.refresh_from_db()
+    assert (batch.status, batch.paid_at) == ("failed", None)
+    assert batch.error == "cancelled by staff: partner changed bank"
+    assert set(PartnerPayment.objects.values_list("status", "batch_id")) == {("pending", None)}
+    event = AuditEvent.objects.get(action="leads.payout_batch_cancelled")
+    assert sorted(event.metadata["released"]) == sorted(p.lead.public_id for p in payments)
+    assert "bank" not in str(event.metadata)  # the staff's free text stays on the batch
+    with pytest.raises(payouts.PayoutBatchError):  # only a batch awaiting manual payment
+        payouts.payout_batch_cancel_manual(batch=batch, reason="again", **ACTOR)
+
+    run()
+    new_batch = PayoutBatch.objects.exclude(pk=batch.pk).get()
+    assert new_batch.status == "awaiting_manual" and new_batch.payments.count() == 2

@@ -181,6 +181,22 @@ def test_mark_paid_manual_with_the_reference(staff, platform):
     assert batch.provider_reference == "WIRE-778"
 
 
+def test_cancel_manual_batch_releases_its_payments(staff, platform):
+    payment = make_payment(platform, amount="25.00")
+    run()
+    batch = PayoutBatch.objects.get()
+
+    response = act(staff, BATCHES, "cancel_manual", [batch], reference="")
+    assert any("Enter the reason" in m for m in shown(response))
+    response = act(staff, BATCHES, "cancel_manual", [batch], reference="wrong bank details")
+
+    batch.refresh_from_db()
+    payment.refresh_from_db()
+    assert f"{batch.public_id} cancelled; its payments are pending again." in shown(response)
+    assert (batch.status, payment.status, payment.batch_id) == ("failed", "pending", None)
+    assert AuditEvent.objects.get(action="leads.payout_batch_cancelled").actor_id == str(staff.user.pk)
+
+
 def test_export_csv_streams_the_batch_payments_formula_safe_and_is_audited(staff, platform):
     payments = [make_payment(platform, amount=a) for a in ("12.00", "13.50")]
     run()
