@@ -59,14 +59,16 @@ def validated(serializer_class, data) -> dict:
     return serializer.validated_data
 
 
-def bad_request(exc: client_data.ClientDataInvalid) -> ApiError:
-    return ApiError(400, str(exc), code="BAD_REQUEST")
-
-
 class _AppView(ClientAppView):
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         note_subjects(request, "client", [request.lr_client.pk])
+
+    def handle_exception(self, exc):
+        # Services refuse bad input with ClientDataInvalid: one 400 for every view of the app API.
+        if isinstance(exc, client_data.ClientDataInvalid):
+            exc = ApiError(400, str(exc), code="BAD_REQUEST")
+        return super().handle_exception(exc)
 
 
 class CheckInView(_AppView):
@@ -79,16 +81,13 @@ class CheckInView(_AppView):
     )
     def post(self, request):
         data = validated(s.CheckInInput, request.data)
-        try:
-            checkin, created = client_data.checkin_record(
-                client=request.lr_client,
-                date=data["date"],
-                mood=data["mood"],
-                closeness=data["closeness"],
-                crisis=data["crisis"],
-            )
-        except client_data.ClientDataInvalid as exc:
-            raise bad_request(exc) from None
+        checkin, created = client_data.checkin_record(
+            client=request.lr_client,
+            date=data["date"],
+            mood=data["mood"],
+            closeness=data["closeness"],
+            crisis=data["crisis"],
+        )
         return Response(s.checkin_body(checkin), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -101,12 +100,9 @@ class RatioView(_AppView):
     )
     def post(self, request):
         data = validated(s.RatioInput, request.data)
-        try:
-            entry, created = client_data.ratio_record(
-                client=request.lr_client, date=data["date"], positive=data["positive"], negative=data["negative"]
-            )
-        except client_data.ClientDataInvalid as exc:
-            raise bad_request(exc) from None
+        entry, created = client_data.ratio_record(
+            client=request.lr_client, date=data["date"], positive=data["positive"], negative=data["negative"]
+        )
         return Response(s.ratio_body(entry), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -120,15 +116,12 @@ class ActivityView(_AppView):
     )
     def post(self, request):
         data = validated(s.ActivityInput, request.data)
-        try:
-            entry = client_data.activity_record(
-                client=request.lr_client,
-                date=data["date"],
-                activity=data["activity"],
-                week_number=data.get("weekNumber"),
-            )
-        except client_data.ClientDataInvalid as exc:
-            raise bad_request(exc) from None
+        entry = client_data.activity_record(
+            client=request.lr_client,
+            date=data["date"],
+            activity=data["activity"],
+            week_number=data.get("weekNumber"),
+        )
         return Response(s.activity_body(entry), status=status.HTTP_201_CREATED)
 
 
@@ -143,12 +136,9 @@ class AssessmentView(_AppView):
     )
     def post(self, request):
         data = validated(s.AssessmentInput, request.data)
-        try:
-            assessment = client_data.assessment_record(
-                client=request.lr_client, type=data["type"], score=data["score"], responses=data.get("responses")
-            )
-        except client_data.ClientDataInvalid as exc:
-            raise bad_request(exc) from None
+        assessment = client_data.assessment_record(
+            client=request.lr_client, type=data["type"], score=data["score"], responses=data.get("responses")
+        )
         return Response(s.assessment_body(assessment), status=status.HTTP_201_CREATED)
 
 
@@ -162,15 +152,12 @@ class JournalView(_AppView):
     )
     def post(self, request):
         data = validated(s.JournalInput, request.data)
-        try:
-            entry = client_data.journal_record(
-                client=request.lr_client,
-                text=data["text"],
-                therapist_hidden=data["therapistHidden"],
-                crisis=data["crisis"],
-            )
-        except client_data.ClientDataInvalid as exc:
-            raise bad_request(exc) from None
+        entry = client_data.journal_record(
+            client=request.lr_client,
+            text=data["text"],
+            therapist_hidden=data["therapistHidden"],
+            crisis=data["crisis"],
+        )
         return Response(s.journal_body(entry), status=status.HTTP_201_CREATED)
 
 
@@ -204,15 +191,12 @@ class TherapistLinkView(_AppView):
         link = TherapistClientLink.objects.filter(pk=link_id, client=request.lr_client).first()
         if link is None:
             raise ApiError(404, "Therapist link not found", code="NOT_FOUND")
-        try:
-            link = client_data.link_update(
-                client=request.lr_client,
-                link=link,
-                permission_level=data.get("permissionLevel"),
-                consent=data.get("consent"),
-            )
-        except client_data.ClientDataInvalid as exc:
-            raise bad_request(exc) from None
+        link = client_data.link_update(
+            client=request.lr_client,
+            link=link,
+            permission_level=data.get("permissionLevel"),
+            consent=data.get("consent"),
+        )
         return Response({"link": s.link_body(link)})
 
 
