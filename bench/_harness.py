@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -60,3 +61,50 @@ class Gunicorn:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self._log.close()
+
+
+class ChildProcesses:
+    """Benchmark children (load generators, floor loops) speaking JSON lines on stdin/stdout: each gets
+    its message, answers {"ready": ...} after its warm-up, then all are told {"go": true} together and
+    answer with their results. `envs` gives each child its environment."""
+
+    def __init__(self, script: Path, envs: list[dict[str, str]]):
+        self.processes = [
+            subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             env=env)
+            for env in envs
+        ]  # fmt: skip
+
+    def _send(self, process: subprocess.Popen, message: dict) -> None:
+        process.stdin.write(json.dumps(message) + "\n")
+        process.stdin.flush()
+
+    def _read(self, process: subprocess.Popen) -> dict:
+        line = process.stdout.readline()
+        if not line:
+            raise SystemExit(f"bench child exited with {process.wait()}")
+        return json.loads(line)
+
+    def run_together(self, messages: list[dict], check_ready=None) -> list[dict]:
+        """One message per child; returns their results, the timed parts started together.
+        `check_ready(answer)` may stop the run (SystemExit) before anything is timed."""
+        for process, message in zip(self.processes, messages, strict=True):
+            self._send(process, message)
+        for process in self.processes:
+            answer = self._read(process)
+            if check_ready is not None:
+                check_ready(answer)
+        for process in self.processes:
+            self._send(process, {"go": True})
+        return [self._read(process) for process in self.processes]
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                try:
+                    self._send(process, {"quit": True})
+                    process.stdin.close()
+                    process.wait(timeout=10)
+                except (OSError, subprocess.TimeoutExpired):
+                    process.kill()
+                    process.wait(timeout=10)

@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BASE_DIR))
 
-from bench._harness import Gunicorn, percentile  # noqa: E402
+from bench._harness import ChildProcesses, Gunicorn, percentile  # noqa: E402
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench._careos_settings"
 os.environ.setdefault("APP_ENV", "development")
@@ -61,38 +60,20 @@ FLOOR_PHONE_BASE = 1_628_200_0000
 INGEST = "/api/leads/ingest"
 
 
-class Pool:
+def _ready(answer: dict) -> None:
+    if answer.get("bad"):
+        raise SystemExit(f"warm-up requests failed: {answer['bad']}")
+
+
+class Pool(ChildProcesses):
     """CONCURRENCY child processes speaking the line protocol of bench/_careos_load.py / _careos_floor.py."""
 
     def __init__(self, script: str, env: dict[str, str]):
-        path = Path(__file__).with_name(script)
-        self.processes = [
-            subprocess.Popen([sys.executable, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                             env=env)
-            for _ in range(CONCURRENCY)
-        ]  # fmt: skip
-
-    def _send(self, process: subprocess.Popen, message: dict) -> None:
-        process.stdin.write(json.dumps(message) + "\n")
-        process.stdin.flush()
-
-    def _read(self, process: subprocess.Popen) -> dict:
-        line = process.stdout.readline()
-        if not line:
-            raise SystemExit(f"bench child exited with {process.wait()}")
-        return json.loads(line)
+        super().__init__(Path(__file__).with_name(script), [env] * CONCURRENCY)
 
     def run(self, messages: list[dict]) -> dict:
         """One message per process (its own file); all timed parts start together after the warm-ups."""
-        for process, message in zip(self.processes, messages, strict=True):
-            self._send(process, message)
-        for process in self.processes:
-            ready = self._read(process)
-            if ready.get("bad"):
-                raise SystemExit(f"warm-up requests failed: {ready['bad']}")
-        for process in self.processes:
-            self._send(process, {"go": True})
-        results = [self._read(process) for process in self.processes]
+        results = self.run_together(messages, check_ready=_ready)
         bad = [item for r in results for item in r.get("bad", [])]
         if bad:
             raise SystemExit(f"ingest refused leads under load: {bad[:5]}")
@@ -100,17 +81,6 @@ class Pool:
             "latencies": [value for r in results for value in r["latencies"]],
             "seconds": max(r["end"] for r in results) - min(r["start"] for r in results),
         }
-
-    def close(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                try:
-                    self._send(process, {"quit": True})
-                    process.stdin.close()
-                    process.wait(timeout=10)
-                except (OSError, subprocess.TimeoutExpired):
-                    process.kill()
-                    process.wait(timeout=10)
 
 
 def main() -> int:

@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,7 +33,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BASE_DIR))
 
-from bench._harness import Gunicorn, percentile  # noqa: E402
+from bench._harness import ChildProcesses, Gunicorn, percentile  # noqa: E402
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench._loverescue_settings"
 os.environ.setdefault("APP_ENV", "development")
@@ -50,37 +49,27 @@ PROGRESS_SAMPLE = 100  # progress requests cycle over this many clients (every l
 WARMUP = 5
 
 
-class LoadClients:
+def _ready(answer: dict) -> None:
+    if not answer.get("ready"):
+        raise SystemExit(f"load client not ready: {answer}")
+
+
+class LoadClients(ChildProcesses):
     """CONCURRENCY load-generator processes (bench/_loverescue_load.py), each with its own connection."""
 
     def __init__(self, token: str):
-        script = Path(__file__).with_name("_loverescue_load.py")
-        self.processes = [
-            subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                             env=dict(os.environ, LR_BENCH_TOKEN=token, LR_BENCH_OFFSET=str(i * 7)))
-            for i in range(CONCURRENCY)
-        ]  # fmt: skip
-
-    def _send(self, process: subprocess.Popen, message: dict) -> None:
-        process.stdin.write(json.dumps(message) + "\n")
-        process.stdin.flush()
-
-    def _read(self, process: subprocess.Popen) -> dict:
-        line = process.stdout.readline()
-        if not line:
-            raise SystemExit(f"load client exited with {process.wait()}")
-        return json.loads(line)
+        super().__init__(
+            Path(__file__).with_name("_loverescue_load.py"),
+            [dict(os.environ, LR_BENCH_TOKEN=token, LR_BENCH_OFFSET=str(i * 7)) for i in range(CONCURRENCY)],
+        )
 
     def run(self, urls: list[str], total: int) -> dict:
         """`total` timed GETs split over the clients, all started together after their warm-up."""
-        for i, process in enumerate(self.processes):
-            share = total // len(self.processes) + (1 if i < total % len(self.processes) else 0)
-            self._send(process, {"urls": urls, "warmup": WARMUP, "requests": share})
-        for process in self.processes:
-            assert self._read(process).get("ready")
-        for process in self.processes:
-            self._send(process, {"go": True})
-        results = [self._read(process) for process in self.processes]
+        n = len(self.processes)
+        shares = [total // n + (1 if i < total % n else 0) for i in range(n)]
+        results = self.run_together(
+            [{"urls": urls, "warmup": WARMUP, "requests": share} for share in shares], check_ready=_ready
+        )
         bad = [status for r in results for status in r["bad"]]
         if bad:
             raise SystemExit(f"non-200 answers under load: {bad[:10]} (urls like {urls[0]})")
@@ -89,17 +78,6 @@ class LoadClients:
             "seconds": max(r["end"] for r in results) - min(r["start"] for r in results),
             "bytes": sorted({size for r in results for size in r["bytes"]}),
         }
-
-    def close(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                try:
-                    self._send(process, {"quit": True})
-                    process.stdin.close()
-                    process.wait(timeout=10)
-                except (OSError, subprocess.TimeoutExpired):
-                    process.kill()
-                    process.wait(timeout=10)
 
 
 def main() -> int:

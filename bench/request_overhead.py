@@ -96,9 +96,21 @@ def mechanism_table() -> None:
     from core.apis import MARK_RATES
     from core.time import utc_now
 
-    fields = dict(created_at=utc_now(), api="mark", actor_type="user", actor_id="1", organization_id="",
-                  method="GET", path="/api/v1/bench", subject_ids=["patient:pat_x"], status_code=200,
-                  ip="10.0.0.1", user_agent="bench", request_id="r" * 32, duration_ms=1)
+    fields = dict(
+        created_at=utc_now(),
+        api="mark",
+        actor_type="user",
+        actor_id="1",
+        organization_id="",
+        method="GET",
+        path="/api/v1/bench",
+        subject_ids=["patient:pat_x"],
+        status_code=200,
+        ip="10.0.0.1",
+        user_agent="bench",
+        request_id="r" * 32,
+        duration_ms=1,
+    )
     columns = ", ".join(f'"{name}"' for name in fields)
     insert = f'INSERT INTO "audit_accesslog" ({columns}) VALUES ({", ".join(["%s"] * len(fields))})'
     params = [json.dumps(v) if isinstance(v, list) else v for v in fields.values()]
@@ -126,8 +138,10 @@ def mechanism_table() -> None:
             rows["rate-limit check"][1].append(per_call_us(raw_incr))
     print()
     print(f"{'mechanism alone':34} {'median us':>14} {'floor us':>12} {'ratio to floor':>15}   floor")
-    floors = {"access-log write": "one parametrized INSERT, autocommit",
-              "rate-limit check": "one cache add-or-incr of a counter"}
+    floors = {
+        "access-log write": "one parametrized INSERT, autocommit",
+        "rate-limit check": "one cache add-or-incr of a counter",
+    }
     for name, (values, floor_values) in rows.items():
         value, floor = statistics.median(values), statistics.median(floor_values)
         print(f"{name:34} {value:14.1f} {floor:12.1f} {value / floor:15.2f}   {floors[name]}")
@@ -136,8 +150,10 @@ def mechanism_table() -> None:
 def main() -> None:
     call_command("migrate", verbosity=0)
     cache = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
-    print(f"database: {connection.vendor}   cache: {cache}   "
-          f"{ROUNDS} rounds x {REQUESTS_PER_ROUND} requests per variant, in-process client")
+    print(
+        f"database: {connection.vendor}   cache: {cache}   "
+        f"{ROUNDS} rounds x {REQUESTS_PER_ROUND} requests per variant, in-process client"
+    )
     samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
     order = list(VARIANTS)
     for round_number in range(ROUNDS):

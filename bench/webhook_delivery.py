@@ -58,8 +58,15 @@ N = int(os.environ.get("BENCH_WEBHOOK_EVENTS", "500"))
 WORKERS = 2
 UNLOADED = int(os.environ.get("BENCH_WEBHOOK_UNLOADED", "30"))
 QUEUE = f"bench-webhooks-{uuid.uuid4().hex[:12]}"
-PAYLOAD = {"alertId": "alert-uuid", "clientId": "user-uuid", "alertType": "CRISIS", "severity": "CRITICAL",
-           "message": "Crisis pathway triggered", "metadata": {"k": "v"}, "createdAt": "2026-02-12T15:30:00Z"}
+PAYLOAD = {
+    "alertId": "alert-uuid",
+    "clientId": "user-uuid",
+    "alertType": "CRISIS",
+    "severity": "CRITICAL",
+    "message": "Crisis pathway triggered",
+    "metadata": {"k": "v"},
+    "createdAt": "2026-02-12T15:30:00Z",
+}
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -93,9 +100,23 @@ def start_workers(log_dir: Path) -> list[subprocess.Popen]:
     processes = []
     for i in range(WORKERS):
         log = (log_dir / f"worker{i}.log").open("wb")
-        command = [str(Path(sys.executable).with_name("celery")), "-A", "config", "worker", "--pool=solo",
-                   "--concurrency=1", "-l", "info", "-Q", QUEUE, "--without-gossip", "--without-mingle",
-                   "--without-heartbeat", "-n", f"bench{i}-{QUEUE}@%h"]
+        command = [
+            str(Path(sys.executable).with_name("celery")),
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "-l",
+            "info",
+            "-Q",
+            QUEUE,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"bench{i}-{QUEUE}@%h",
+        ]
         processes.append(subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT))
     deadline = time.monotonic() + 60
     for i, process in enumerate(processes):
@@ -166,10 +187,17 @@ def main() -> None:
 
     # The bench's own queue, so other workers on the same broker never take its tasks.
     services._enqueue = lambda delivery_id, countdown=None: deliver_webhook.apply_async(
-        args=[delivery_id], countdown=countdown, queue=QUEUE)
+        args=[delivery_id], countdown=countdown, queue=QUEUE
+    )
     endpoint, secret = services.webhook_endpoint_register(
-        owner_type="bench", owner_id=QUEUE, url=url, events=["alert.created"], scheme="loverescue",
-        actor_type="system", actor_id="bench")
+        owner_type="bench",
+        owner_id=QUEUE,
+        url=url,
+        events=["alert.created"],
+        scheme="loverescue",
+        actor_type="system",
+        actor_id="bench",
+    )
     workers = start_workers(TMP)
     try:
         started = time.perf_counter()
@@ -195,9 +223,11 @@ def main() -> None:
 
     first_attempts: dict[int, float] = {}
     attempts = 0
-    for delivery_id, created_at, attempted_at in WebhookAttempt.objects.filter(
-        delivery__endpoint=endpoint
-    ).values_list("delivery_id", "delivery__event__created_at", "attempted_at").order_by("delivery_id", "attempted_at"):
+    for delivery_id, created_at, attempted_at in (
+        WebhookAttempt.objects.filter(delivery__endpoint=endpoint)
+        .values_list("delivery_id", "delivery__event__created_at", "attempted_at")
+        .order_by("delivery_id", "attempted_at")
+    ):
         attempts += 1
         first_attempts.setdefault(delivery_id, (attempted_at - created_at).total_seconds() * 1000)
     unloaded_ids = set(WebhookDelivery.objects.filter(event_id__in=unloaded).values_list("pk", flat=True))
@@ -205,9 +235,15 @@ def main() -> None:
     idle_latencies = [ms for pk, ms in first_attempts.items() if pk in unloaded_ids]
     event = WebhookEvent.objects.filter(deliveries__endpoint=endpoint).first()
     body = event.body
-    headers = build_headers(scheme="loverescue", event_id=event.public_id, event_type=event.type,
-                            event_created_at=event.created_at, body=body, secrets=[secret],
-                            timestamp=int(time.time()))
+    headers = build_headers(
+        scheme="loverescue",
+        event_id=event.public_id,
+        event_type=event.type,
+        event_created_at=event.created_at,
+        body=body,
+        secrets=[secret],
+        timestamp=int(time.time()),
+    )
     received_by_workers = Receiver.count
     floor_new = floor_run(url, body, headers, keep_alive=False)
     floor_keep = floor_run(url, body, headers, keep_alive=True)
@@ -215,8 +251,10 @@ def main() -> None:
 
     rate = N / elapsed
     print(f"\nWebhook delivery: {N} events -> 1 endpoint, {WORKERS} worker processes, db={db}, broker={broker}")
-    print(f"(receiver got {received_by_workers} POSTs from the workers; {attempts} attempts recorded; "
-          f"publishing took {published:.2f}s)\n")
+    print(
+        f"(receiver got {received_by_workers} POSTs from the workers; {attempts} attempts recorded; "
+        f"publishing took {published:.2f}s)\n"
+    )
     rows = [
         ("floor: bare httpx loop, keep-alive client (2 threads)", floor_keep, N / floor_keep),
         ("httpx, new Client per POST as guarded_request (2 threads)", floor_new, N / floor_new),
@@ -225,12 +263,18 @@ def main() -> None:
     print(f"{'measure':<58} {'seconds':>8} {'per s':>9} {'x floor':>8}")
     for name, seconds, per_second in rows:
         print(f"{name:<58} {seconds:>8.2f} {per_second:>9.1f} {seconds / floor_keep:>8.1f}")
-    print(f"\npublish-to-first-attempt latency, burst of {N}: p50 {statistics.median(latencies):.0f} ms, "
-          f"p99 {percentile(latencies, 0.99):.0f} ms, max {max(latencies):.0f} ms")
-    print(f"unloaded (one event at a time, {UNLOADED} events): p50 {statistics.median(idle_latencies):.0f} ms, "
-          f"p99 {percentile(idle_latencies, 0.99):.0f} ms")
-    print(f"per POST, one thread's view: keep-alive {floor_keep / (N / WORKERS) * 1000:.1f} ms, "
-          f"new Client {floor_new / (N / WORKERS) * 1000:.1f} ms")
+    print(
+        f"\npublish-to-first-attempt latency, burst of {N}: p50 {statistics.median(latencies):.0f} ms, "
+        f"p99 {percentile(latencies, 0.99):.0f} ms, max {max(latencies):.0f} ms"
+    )
+    print(
+        f"unloaded (one event at a time, {UNLOADED} events): p50 {statistics.median(idle_latencies):.0f} ms, "
+        f"p99 {percentile(idle_latencies, 0.99):.0f} ms"
+    )
+    print(
+        f"per POST, one thread's view: keep-alive {floor_keep / (N / WORKERS) * 1000:.1f} ms, "
+        f"new Client {floor_new / (N / WORKERS) * 1000:.1f} ms"
+    )
 
     event_ids = list(WebhookEvent.objects.filter(deliveries__endpoint=endpoint).values_list("pk", flat=True))
     WebhookAttempt.objects.filter(delivery__endpoint=endpoint).delete()
