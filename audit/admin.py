@@ -17,13 +17,13 @@ from django.http import StreamingHttpResponse
 from audit.models import AccessLog, AuditEvent
 from audit.selectors import audit_export_rows, audit_export_snapshot
 from audit.services import audit_event_record
+from core.actors import Actor, ActorType
 from core.admin import ReadOnlyAdminMixin
 from core.apis import FAMILIES
 from core.time import iso_utc, utc_now
 
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-ACTOR_TYPES = ("user", "partner", "api_key", "anonymous", "system")
 # Changelist parameters that are navigation, not a choice of rows.
 NON_FILTER_PARAMS = {"p", "o", "_changelist_filters"}
 
@@ -67,7 +67,7 @@ class ActorTypeFilter(admin.SimpleListFilter):
     parameter_name = "actor_type"
 
     def lookups(self, request, model_admin):
-        return [(value, value) for value in ACTOR_TYPES]
+        return ActorType.choices
 
     def queryset(self, request, queryset):
         return queryset.filter(actor_type=self.value()) if self.value() else queryset
@@ -117,8 +117,7 @@ class ReadOnlyAuditAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         with transaction.atomic():
             audit_event_record(
                 action="audit.export",
-                actor_type="user",
-                actor_id=str(request.user.pk),
+                actor=Actor.user(request.user),
                 metadata={
                     "model": self.model._meta.label_lower,
                     "rows": snapshot.rows,

@@ -1,13 +1,15 @@
 """What views and authentication tell the access log about a request: who acted, for which
 organization, and which subjects (clients, patients, leads) the response touched."""
 
+from core.actors import Actor
+
 
 def _http_request(request):
     return getattr(request, "_request", request)  # DRF Request wraps Django's HttpRequest
 
 
-def set_actor(request, actor_type: str, actor_id: str) -> None:
-    _http_request(request).audit_actor = (actor_type, str(actor_id))
+def set_actor(request, actor: Actor) -> None:
+    _http_request(request).audit_actor = (actor.type, actor.id)
 
 
 def set_organization(request, organization_id: str) -> None:

@@ -6,6 +6,7 @@ import logging
 import time
 
 from audit.services import access_log_record
+from core.actors import ActorType
 from core.apis import family_for_path, family_for_request
 from core.net import client_ip
 from core.time import utc_now
@@ -36,9 +37,9 @@ class AccessLogMiddleware:
         if not actor_type:
             user = getattr(request, "user", None)
             if user is not None and getattr(user, "is_authenticated", False):
-                actor_type, actor_id = "user", str(user.pk)
+                actor_type, actor_id = ActorType.USER.value, str(user.pk)
             else:
-                actor_type, actor_id = "anonymous", ""
+                actor_type, actor_id = ActorType.ANONYMOUS.value, ""
         return {
             "created_at": created_at,
             "api": family.name,

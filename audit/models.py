@@ -25,7 +25,7 @@ class AccessLog(models.Model):
 
     created_at = models.DateTimeField(db_index=True)
     api = models.CharField(max_length=20, db_index=True)
-    actor_type = models.CharField(max_length=20, blank=True)  # user, partner, api_key, anonymous
+    actor_type = models.CharField(max_length=20, blank=True)  # core.actors.ActorType
     actor_id = models.CharField(max_length=100, blank=True, db_index=True)
     organization_id = models.CharField(max_length=80, blank=True, db_index=True)
     method = models.CharField(max_length=10)

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from audit.models import AccessLog, AuditEvent
+from core.actors import Actor
 from core.context import current_request_id
 from core.time import utc_now
 
@@ -20,8 +21,9 @@ PURGE_BATCH = 5000
 def audit_event_record(
     *,
     action: str,
-    actor_type: str,
-    actor_id: str,
+    actor: Actor | None = None,
+    actor_type: str = "",
+    actor_id: str = "",
     organization_id: str = "",
     subject_type: str = "",
     subject_id: str = "",
@@ -33,11 +35,13 @@ def audit_event_record(
     """
     if not connection.in_atomic_block:
         raise RuntimeError("audit_event_record must run inside the service's transaction.atomic block")
+    if actor is None:  # transitional: callers still passing actor_type/actor_id
+        actor = Actor(actor_type, actor_id)
     return AuditEvent.objects.create(
         created_at=utc_now(),
         action=action,
-        actor_type=actor_type,
-        actor_id=str(actor_id)[:100],
+        actor_type=actor.type,
+        actor_id=actor.id,
         organization_id=organization_id or "",
         subject_type=subject_type,
         subject_id=str(subject_id)[:100],
@@ -75,8 +79,7 @@ def audit_purge_expired(*, now: datetime | None = None) -> dict[str, int]:
     with transaction.atomic():
         audit_event_record(
             action="audit.retention_purge",
-            actor_type="system",
-            actor_id="beat",
+            actor=Actor.system("beat"),
             metadata={"cutoff": cutoff.isoformat(), **deleted},
         )
     logger.info("Audit retention purge before %s: %s", cutoff.isoformat(), deleted)

@@ -3,6 +3,7 @@ from django.http import HttpResponse
 from django.template import engines
 from django.urls import reverse
 
+from core.actors import Actor
 from core.models import KeyRotation
 
 _SHOWN_ONCE = """{% extends "admin/base_site.html" %}
@@ -12,9 +13,9 @@ _SHOWN_ONCE = """{% extends "admin/base_site.html" %}
 {% endblock %}"""
 
 
-def admin_actor(request) -> dict[str, str]:
-    """`actor_type`/`actor_id` keyword arguments of a service call made by a staff user in the admin."""
-    return {"actor_type": "user", "actor_id": str(request.user.pk)}
+def admin_actor(request) -> Actor:
+    """The `actor` of a service call made by a staff user in the admin."""
+    return Actor.user(request.user)
 
 
 def shown_once_response(admin_site, request, *, title: str, back_url_name: str, back_label: str) -> HttpResponse:

@@ -145,3 +145,9 @@ def constant_time_equals(a: str | bytes, b: str | bytes) -> bool:
     if not isinstance(a, bytes) or not isinstance(b, bytes):
         return False
     return hmac.compare_digest(a, b)
+
+
+def key_digest(full_key: str) -> str:
+    """SHA-256 hex of a whole high-entropy API key (>= 200 random bits), stored to find and check it.
+    A fast hash is enough for keys that random (unlike secrets people choose, which get bcrypt)."""
+    return hashlib.sha256(full_key.encode("utf-8")).hexdigest()

@@ -17,6 +17,8 @@ from django.core.exceptions import SuspiciousOperation
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 
+from core import domain
+
 logger = logging.getLogger("core.errors")
 
 DEFAULT_MESSAGES = {
@@ -83,10 +85,28 @@ def _flatten_validation(detail: Any) -> tuple[str, Any]:
     return str(detail), None
 
 
+# Services raise domain errors (core.domain); this is the one place that gives them an HTTP status.
+DOMAIN_ERROR_STATUS: tuple[tuple[type[domain.DomainError], int], ...] = (
+    (domain.Invalid, 400),
+    (domain.AuthenticationFailed, 401),
+    (domain.PermissionDenied, 403),
+    (domain.NotFound, 404),
+    (domain.Conflict, 409),
+    (domain.Unavailable, 503),
+)
+
+
+def api_error_from_domain(exc: domain.DomainError) -> ApiError:
+    status = next((status for kind, status in DOMAIN_ERROR_STATUS if isinstance(exc, kind)), 400)
+    return ApiError(status, exc.message, code=exc.code, details=exc.details)
+
+
 def api_error_from_exception(exc: BaseException) -> ApiError:
     """Map any exception to an ApiError. Unknown exceptions are a 500 with no internals."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, domain.DomainError):
+        return api_error_from_domain(exc)
     if isinstance(exc, drf_exceptions.ValidationError):
         message, details = _flatten_validation(exc.detail)
         return ApiError(400, message, details=details)
