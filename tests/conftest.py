@@ -11,6 +11,9 @@ from django.db import connection
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# Shared fixtures and factories live in plugin modules, never in test modules that others import.
+pytest_plugins = ["tests.fixtures.messaging", "tests.fixtures.integration", "tests.fixtures.leads"]
+
 
 def skip_or_fail(reason: str) -> None:
     """A missing service skips the test locally; under CI (CI=true) nothing may skip: it fails."""
