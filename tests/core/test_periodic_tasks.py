@@ -1,4 +1,5 @@
-"""`manage.py setup_periodic_tasks`: installs config.schedules into django-celery-beat, idempotently."""
+"""`manage.py setup_periodic_tasks`: installs every app's registered schedules into django-celery-beat,
+idempotently."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ import pytest
 from django.core.management import CommandError, call_command
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 
-from config import schedules
-from config.schedules import Crontab, Interval, Schedule
+from core import registry
 from core.management.commands.setup_periodic_tasks import MANAGED_MARKER
+from core.registry import Crontab, Interval, Schedule
 
 pytestmark = pytest.mark.django_db
 
 PURGE_TASK = "audit.tasks.purge_expired_audit_rows"
+
+
+def declare(monkeypatch, entries) -> None:
+    """Make the registry return exactly `entries` (what the apps would have registered)."""
+    entries = tuple(entries)
+    monkeypatch.setattr(registry, "periodic_tasks", lambda: entries)
 
 
 def run() -> str:
@@ -37,8 +44,8 @@ def snapshot() -> dict:
 
 
 def purge_entry() -> Schedule:
-    entries = [entry for entry in schedules.PERIODIC_TASKS if entry.task == PURGE_TASK]
-    assert len(entries) == 1, "config.schedules must declare the audit retention purge exactly once"
+    entries = [entry for entry in registry.periodic_tasks() if entry.task == PURGE_TASK]
+    assert len(entries) == 1, "the apps must declare the audit retention purge exactly once"
     return entries[0]
 
 
@@ -61,7 +68,7 @@ def test_installs_the_audit_purge_schedule():
     )
     assert str(task.crontab.timezone) == "UTC"
     assert f"created: {entry.name}" in output
-    assert PeriodicTask.objects.filter(description__contains=MANAGED_MARKER).count() == len(schedules.PERIODIC_TASKS)
+    assert PeriodicTask.objects.filter(description__contains=MANAGED_MARKER).count() == len(registry.periodic_tasks())
 
 
 def test_second_run_creates_and_changes_nothing():
@@ -72,7 +79,7 @@ def test_second_run_creates_and_changes_nothing():
 
     assert snapshot() == before
     assert "created:" not in output and "updated:" not in output
-    assert f"{len(schedules.PERIODIC_TASKS)} unchanged" in output
+    assert f"{len(registry.periodic_tasks())} unchanged" in output
 
 
 def test_restores_an_edited_schedule_without_duplicating_rows():
@@ -100,18 +107,16 @@ def test_restores_an_edited_schedule_without_duplicating_rows():
 
 
 def test_interval_schedule_and_switching_kinds(monkeypatch):
-    monkeypatch.setattr(
-        schedules,
-        "PERIODIC_TASKS",
+    declare(
+        monkeypatch,
         (Schedule(name="core: ping", task="core.tasks.ping", when=Interval(seconds=90), description="Ping."),),
     )
     run()
     task = PeriodicTask.objects.get(name="core: ping")
     assert (task.interval.every, task.interval.period, task.crontab) == (90, IntervalSchedule.SECONDS, None)
 
-    monkeypatch.setattr(
-        schedules,
-        "PERIODIC_TASKS",
+    declare(
+        monkeypatch,
         (Schedule(name="core: ping", task="core.tasks.ping", when=Crontab(minute="*/5"), description="Ping."),),
     )
     run()
@@ -135,7 +140,7 @@ def test_never_touches_a_staff_made_task():
 
 def test_disables_an_owned_task_no_longer_declared(monkeypatch):
     extra = Schedule(name="core: ping", task="core.tasks.ping", when=Interval(seconds=60), description="Ping.")
-    monkeypatch.setattr(schedules, "PERIODIC_TASKS", (*schedules.PERIODIC_TASKS, extra))
+    declare(monkeypatch, (*registry.periodic_tasks(), extra))
     run()
     assert PeriodicTask.objects.get(name="core: ping").enabled is True
     monkeypatch.undo()
@@ -154,11 +159,10 @@ def test_disables_an_owned_task_no_longer_declared(monkeypatch):
 
 
 def test_fails_on_an_unregistered_task_before_writing_anything(monkeypatch):
-    monkeypatch.setattr(
-        schedules,
-        "PERIODIC_TASKS",
+    declare(
+        monkeypatch,
         (
-            *schedules.PERIODIC_TASKS,
+            *registry.periodic_tasks(),
             Schedule(name="nope: missing", task="nope.tasks.does_not_exist", when=Interval(seconds=60)),
         ),
     )
@@ -171,8 +175,119 @@ def test_fails_on_an_unregistered_task_before_writing_anything(monkeypatch):
 
 def test_fails_on_duplicate_names(monkeypatch):
     entry = purge_entry()
-    monkeypatch.setattr(schedules, "PERIODIC_TASKS", (entry, entry))
+    declare(monkeypatch, (entry, entry))
 
     with pytest.raises(CommandError, match="duplicate name"):
         run()
     assert PeriodicTask.objects.count() == 0
+
+
+# --- the registry: each app declares its own entries ------------------------------------------------
+
+# What config/schedules.py declared before each app declared its own: the installed rows must not change.
+EXPECTED = {
+    "audit: retention purge": (
+        "audit.tasks.purge_expired_audit_rows",
+        Crontab(minute="17", hour="3"),
+        "Deletes access-log and audit-event rows older than AUDIT_RETENTION_YEARS (min 6).",
+    ),
+    "messaging: sweep queued messages": (
+        "messaging.tasks.sweep_queued_messages",
+        Interval(seconds=60),
+        "Re-enqueues queued messages that are due and not claimed (a lost broker message only delays a message).",
+    ),
+    "webhooks: sweep due deliveries": (
+        "webhooks.tasks.sweep_due_webhook_deliveries",
+        Interval(seconds=60),
+        "Re-enqueues due webhook deliveries (a lost broker message only delays one) and disables endpoints "
+        "failing for WEBHOOK_DISABLE_AFTER_DAYS.",
+    ),
+    "integration: evaluate daily alerts": (
+        "integration.tasks.evaluate_daily_alerts",
+        Crontab(minute="5", hour="5"),
+        "LoveRescue time-based alert rules (STAGNATION: no activity for 7 days), once per UTC day.",
+    ),
+    "integration: high alert notifications": (
+        "integration.tasks.send_high_alert_notifications",
+        Crontab(minute="*/30"),
+        "LoveRescue HIGH alerts: one email per therapist for un-notified alerts (within the hour).",
+    ),
+    "integration: low alert digest": (
+        "integration.tasks.send_low_alert_digest",
+        Crontab(minute="0", hour="8"),
+        "LoveRescue LOW alerts (milestones): one daily digest email per therapist.",
+    ),
+    "leads: monthly partner payouts": (
+        "leads.tasks.process_partner_payments",
+        Crontab(minute="0", hour="6", day_of_month="1"),
+        "CareOS partner payouts on the 1st of each month at 06:00 UTC: due pending payments per partner over its "
+        "minimum, one batch each, paid through the partner's backend (manual or Stripe).",
+    ),
+    "leads: resume payout batches": (
+        "leads.tasks.resume_payout_batches",
+        Crontab(minute="40", hour="6"),
+        "Daily: finishes payout batches left 'created' by a crash or a provider outage (same idempotency key: "
+        "never pays twice). Creates no new batch.",
+    ),
+}
+
+
+def test_registry_collects_each_apps_schedules_module():
+    from importlib import import_module
+
+    per_app = {
+        label: import_module(f"{label}.schedules").PERIODIC_TASKS
+        for label in ("audit", "webhooks", "messaging", "integration", "leads")
+    }
+    collected = registry.periodic_tasks()
+
+    assert collected == tuple(entry for entries in per_app.values() for entry in entries)  # INSTALLED_APPS order
+    for label, entries in per_app.items():
+        assert entries, label
+        assert all(entry.task.startswith(f"{label}.") for entry in entries), label  # each app declares its own
+    assert {entry.name: (entry.task, entry.when, entry.description) for entry in collected} == EXPECTED
+
+
+def test_installed_rows_are_what_the_apps_declare():
+    run()
+
+    rows = {task.name: task for task in PeriodicTask.objects.select_related("crontab", "interval")}
+    assert set(rows) == set(EXPECTED)
+    for name, (task_name, when, description) in EXPECTED.items():
+        row = rows[name]
+        assert (row.task, row.enabled, row.description) == (task_name, True, f"{description} {MANAGED_MARKER}")
+        if isinstance(when, Interval):
+            assert (row.crontab, row.interval.every, row.interval.period) == (None, when.seconds, "seconds")
+        else:
+            assert row.interval is None
+            assert (
+                row.crontab.minute,
+                row.crontab.hour,
+                row.crontab.day_of_week,
+                row.crontab.day_of_month,
+                row.crontab.month_of_year,
+                str(row.crontab.timezone),
+            ) == (when.minute, when.hour, when.day_of_week, when.day_of_month, when.month_of_year, "UTC")
+
+
+def test_config_schedules_still_reads_the_registry():
+    from config import schedules
+
+    assert schedules.PERIODIC_TASKS == registry.periodic_tasks()
+    assert (schedules.Crontab, schedules.Interval, schedules.Schedule) == (Crontab, Interval, Schedule)
+
+
+def test_register_replaces_an_apps_entries_and_ignores_apps_not_installed(monkeypatch):
+    monkeypatch.setattr(registry, "_contributions", dict(registry._contributions))
+    ping = Schedule(name="core: ping", task="core.tasks.ping", when=Interval(seconds=60))
+
+    registry.register("not_an_installed_app", schedules=[ping])
+    assert ping not in registry.periodic_tasks()
+
+    registry.register("core", schedules=[ping])
+    registry.register("core", schedules=[ping])  # ready() again: replaced, not added
+    assert registry.periodic_tasks().count(ping) == 1
+    assert registry.periodic_tasks()[0] == ping  # core comes first in INSTALLED_APPS
+
+    with pytest.raises(TypeError):
+        registry.register("core", schedules=[("core: ping", "core.tasks.ping")])

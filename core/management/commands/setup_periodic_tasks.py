@@ -1,4 +1,7 @@
-"""Install `config.schedules.PERIODIC_TASKS` into django-celery-beat.
+"""Install every app's periodic tasks into django-celery-beat.
+
+The entries come from `core.registry.periodic_tasks()`: each app declares its own in `<app>/schedules.py`
+and registers them in its AppConfig.ready() (see core/registry.py), so this command imports no app.
 
 Ownership: a PeriodicTask belongs to this command when its description contains `MANAGED_MARKER`
 (the command appends it to every entry it writes). Only the name decides which row a declared entry
@@ -21,8 +24,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from config import schedules as schedules_module
-from config.schedules import Crontab, Interval, Schedule
+from core import registry
+from core.registry import Crontab, Interval, Schedule
 
 MANAGED_MARKER = "[managed by setup_periodic_tasks]"
 SCHEDULE_TIMEZONE = "UTC"
@@ -38,8 +41,9 @@ def is_owned(task: PeriodicTask) -> bool:
 
 
 def registered_task_names() -> set[str]:
-    from config.celery import app
+    from celery import current_app  # the project's Celery app (config/celery.py, loaded with the settings)
 
+    app = current_app._get_current_object()
     app.loader.import_default_modules()  # runs autodiscovery: imports every installed app's tasks.py
     return set(app.tasks.keys())
 
@@ -60,7 +64,7 @@ def validate(entries: tuple[Schedule, ...] | list[Schedule]) -> None:
         if entry.task not in registered:
             problems.append(f"{entry.name!r}: task {entry.task!r} is not a registered Celery task")
     if problems:
-        raise CommandError("config.schedules.PERIODIC_TASKS is invalid:\n  " + "\n  ".join(problems))
+        raise CommandError("the registered periodic tasks (core.registry) are invalid:\n  " + "\n  ".join(problems))
 
 
 def _crontab_matches(row: CrontabSchedule | None, when: Crontab) -> bool:
@@ -101,10 +105,10 @@ def _schedule_for(entry: Schedule, current: PeriodicTask | None) -> dict:
 
 
 class Command(BaseCommand):
-    help = "Create or update the platform's periodic tasks (config.schedules) in django-celery-beat."
+    help = "Create or update the platform's periodic tasks (each app's schedules.py) in django-celery-beat."
 
     def handle(self, *args, **options):
-        entries = tuple(schedules_module.PERIODIC_TASKS)
+        entries = tuple(registry.periodic_tasks())
         validate(entries)
         counts = {"created": 0, "updated": 0, "unchanged": 0, "disabled": 0}
         with transaction.atomic():
@@ -120,7 +124,7 @@ class Command(BaseCommand):
                 task.enabled = False
                 task.save()  # save(), not update(): django-celery-beat's signals tell beat to reload
                 counts["disabled"] += 1
-                self.stdout.write(f"disabled: {task.name} ({task.task}): no longer in config.schedules")
+                self.stdout.write(f"disabled: {task.name} ({task.task}): no longer declared by any app")
         self.stdout.write(", ".join(f"{count} {outcome}" for outcome, count in counts.items()))
 
     def _install(self, entry: Schedule) -> tuple[str, str]:
