@@ -8,9 +8,10 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from accounts import demo as accounts_demo
 from accounts.models import Membership, Organization, User
 from audit.models import AuditEvent
-from core.management.commands import seed_demo
+from core import registry
 
 pytestmark = pytest.mark.django_db
 
@@ -41,11 +42,11 @@ def test_json_output_is_one_object_with_the_documented_keys(settings):
         "baseUrl": "http://localhost:8123",
         "tokenUrl": "/api/v1/auth/token",
         "username": "demo",
-        "password": seed_demo.DEMO_PASSWORD,
+        "password": accounts_demo.DEMO_PASSWORD,
         "organizationId": organization.public_id,
     }
     assert data["platform"]["organizationId"].startswith("org_")
-    assert data["admin"] == {"url": "/admin/", "username": "admin", "password": seed_demo.DEMO_PASSWORD}
+    assert data["admin"] == {"url": "/admin/", "username": "admin", "password": accounts_demo.DEMO_PASSWORD}
     assert data["docs"] == "/docs"
     assert "created platform user demo" in err  # progress went to stderr
 
@@ -55,12 +56,12 @@ def test_creates_the_demo_rows_with_the_right_roles():
 
     demo = User.objects.get(username="demo")
     assert not demo.is_staff and not demo.is_superuser
-    assert demo.check_password(seed_demo.DEMO_PASSWORD)
+    assert demo.check_password(accounts_demo.DEMO_PASSWORD)
     membership = Membership.objects.get(user=demo)
     assert (membership.organization.name, membership.role) == ("Demo Clinic", Membership.Role.OWNER)
     admin = User.objects.get(username="admin")
     assert admin.is_staff and admin.is_superuser and admin.is_active
-    assert admin.check_password(seed_demo.DEMO_PASSWORD)
+    assert admin.check_password(accounts_demo.DEMO_PASSWORD)
     assert AuditEvent.objects.filter(action="accounts.organization_created").count() == 1
 
 
@@ -128,10 +129,42 @@ def test_contributors_registry_adds_keys(monkeypatch):
     def extra(ctx):
         return "example", {"organizationId": ctx.organization.public_id}
 
-    monkeypatch.setattr(seed_demo, "CONTRIBUTORS", [*seed_demo.CONTRIBUTORS, extra])
+    registered = registry.demo_contributors()
+    monkeypatch.setattr(
+        registry, "demo_contributors", lambda: [*registered, registry.DemoContributor(extra, order=900)]
+    )
     data = json.loads(seed("--json")[0])
     assert data["example"] == {"organizationId": data["platform"]["organizationId"]}
 
-    monkeypatch.setattr(seed_demo, "CONTRIBUTORS", [*seed_demo.CONTRIBUTORS, seed_demo.docs])
+    monkeypatch.setattr(
+        registry, "demo_contributors", lambda: [*registered, registry.DemoContributor(accounts_demo.docs, order=900)]
+    )
     with pytest.raises(CommandError, match="two contributors return the key 'docs'"):
         seed("--json")
+
+
+def test_each_app_registers_its_demo_data_in_order():
+    """Accounts' base data first, then LoveRescue, then CareOS: the keys of --json in that order."""
+    contributors = registry.demo_contributors()
+
+    assert [(c.app_label, c.label) for c in contributors] == [
+        ("accounts", "accounts.demo.platform"),
+        ("accounts", "accounts.demo.admin"),
+        ("accounts", "accounts.demo.docs"),
+        ("integration", "integration.demo.seed"),
+        ("leads", "leads.demo.seed"),
+    ]
+    assert [c.order for c in contributors] == sorted(c.order for c in contributors)
+    out, _ = seed("--json")
+    assert list(json.loads(out)) == ["platform", "admin", "docs", "loverescue", "careos"]
+
+
+def test_a_contributor_before_the_base_data_gets_a_clear_error(monkeypatch):
+    def early(ctx):
+        return "early", ctx.organization.public_id
+
+    registered = registry.demo_contributors()
+    monkeypatch.setattr(registry, "demo_contributors", lambda: [registry.DemoContributor(early, order=1), *registered])
+    with pytest.raises(AttributeError, match="no contributor has provided 'organization' yet"):
+        seed("--json")
+    assert counts()["organizations"] == 0  # one transaction: nothing stays
