@@ -17,9 +17,9 @@ class PlatformUserAdmin(UserAdmin):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["name", "public_id", "is_active", "created_at"]
+    list_display = ["name", "public_id", "clerk_organization_id", "is_active", "created_at"]
     list_filter = ["is_active"]
-    search_fields = ["name", "public_id"]
+    search_fields = ["name", "public_id", "clerk_organization_id"]
     readonly_fields = ["public_id", "created_at"]
 
 

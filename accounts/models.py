@@ -1,9 +1,11 @@
 """Platform identities: users, the organizations (tenants) they work in, and their role there."""
 
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import RegexValidator
 from django.db import models
 
 from core.ids import public_id_default
+from core.scoping import Role
 
 
 class User(AbstractUser):
@@ -15,6 +17,15 @@ class User(AbstractUser):
 
 class Organization(models.Model):
     public_id = models.CharField(max_length=80, unique=True, default=public_id_default("org"), editable=False)
+    # Set when the organization is linked to Clerk: paths and headers may then name it by this id too.
+    clerk_organization_id = models.CharField(
+        max_length=80,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="Clerk organization id (org_2...), when this organization signs in through Clerk.",
+        validators=[RegexValidator(r"^org_[A-Za-z0-9]{1,64}$", "A Clerk organization id looks like org_2xw...")],
+    )
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -27,13 +38,7 @@ class Organization(models.Model):
 
 
 class Membership(models.Model):
-    class Role(models.TextChoices):
-        OWNER = "owner", "Owner"
-        ADMIN = "admin", "Admin"
-        STAFF = "staff", "Staff"
-        THERAPIST = "therapist", "Therapist"
-        SUPERVISOR = "supervisor", "Supervisor"
-        VIEWER = "viewer", "Viewer"
+    Role = Role  # one role vocabulary: core.scoping.Role
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")

@@ -171,6 +171,12 @@ SIMPLE_JWT = {
 OIDC_JWKS_URL = env.str("OIDC_JWKS_URL", default="")
 OIDC_ISSUER = env.str("OIDC_ISSUER", default="")
 OIDC_AUDIENCE = env.str("OIDC_AUDIENCE", default="")
+# Clerk organization roles -> ours (core.scoping.Role), e.g. CLERK_ROLE_MAP="org:billing=viewer,org:admin=admin".
+# Defaults: org:admin -> admin, org:member -> staff; an unmapped Clerk role grants nothing.
+CLERK_ROLE_MAP = env.dict("CLERK_ROLE_MAP", default={})
+
+# Where core.scoping finds organizations and memberships (core itself imports no app).
+ORGANIZATION_DIRECTORY = "accounts.scoping.AccountsDirectory"
 OIDC_JWKS_CACHE_SECONDS = env.int("OIDC_JWKS_CACHE_SECONDS", default=300)
 OIDC_JWKS_REFETCH_COOLDOWN_SECONDS = env.int("OIDC_JWKS_REFETCH_COOLDOWN_SECONDS", default=30)
 

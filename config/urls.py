@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from core.ids import register_path_converters
 from core.views import DeepHealthView, DocsView, HealthView, RedocView, RootView, SchemaView
+
+register_path_converters()  # before any app's urls: they may use <org_id:...>, <pat_id:...>, ...
 
 urlpatterns = [
     path("", RootView.as_view(), name="root"),

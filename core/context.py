@@ -1,9 +1,36 @@
-"""Per-request context readable from services and tasks without passing the request around."""
+"""Per-request context: the request id readable from services and tasks without passing the request
+around, and what views and authentication tell the access log about a request (who acted, for which
+organization, which subjects the response touched). `audit.middleware` reads these annotations."""
+
+from __future__ import annotations
 
 from contextvars import ContextVar
+
+from core.actors import Actor
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 
 
 def current_request_id() -> str:
     return request_id_var.get()
+
+
+def _http_request(request):
+    return getattr(request, "_request", request)  # DRF Request wraps Django's HttpRequest
+
+
+def set_actor(request, actor: Actor) -> None:
+    _http_request(request).audit_actor = (actor.type, actor.id)
+
+
+def set_organization(request, organization_id: str) -> None:
+    _http_request(request).audit_organization = organization_id
+
+
+def note_subjects(request, subject_type: str, ids) -> None:
+    """Record subject ids this request read or wrote: `note_subjects(request, "client", [c.id, ...])`."""
+    http_request = _http_request(request)
+    subjects = getattr(http_request, "audit_subjects", None)
+    if subjects is None:
+        subjects = http_request.audit_subjects = []
+    subjects.extend(f"{subject_type}:{value}" for value in ids)

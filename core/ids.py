@@ -45,7 +45,33 @@ class PublicIdConverter:
 
 
 class OrganizationIdConverter(PublicIdConverter):
+    """`org_...`: our public ids and Clerk organization ids both match (core.scoping resolves either)."""
+
     prefix = "org"
+
+
+def _converter(prefix: str) -> type[PublicIdConverter]:
+    return type(f"{prefix.capitalize()}IdConverter", (PublicIdConverter,), {"prefix": prefix})
+
+
+# Path converters by name, one per public-id prefix of the specs: `<pat_id:patient_id>` matches `pat_...`.
+PATH_CONVERTERS: dict[str, type[PublicIdConverter]] = {
+    "org_id": OrganizationIdConverter,
+    **{
+        f"{prefix}_id": _converter(prefix)
+        for prefix in ("pat", "conv", "apt", "msg", "wh", "evt", "ses", "usr", "lead")
+    },
+}
+
+
+def register_path_converters() -> None:
+    """Register every converter of PATH_CONVERTERS with Django (idempotent; config/urls.py calls it
+    before including any app's urls)."""
+    from django.urls import converters, register_converter
+
+    for name, converter in PATH_CONVERTERS.items():
+        if name not in converters.get_converters():
+            register_converter(converter, name)
 
 
 def public_id_default(prefix: str):
