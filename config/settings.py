@@ -175,6 +175,9 @@ OIDC_AUDIENCE = env.str("OIDC_AUDIENCE", default="")
 # Defaults: org:admin -> admin, org:member -> staff; an unmapped Clerk role grants nothing.
 CLERK_ROLE_MAP = env.dict("CLERK_ROLE_MAP", default={})
 
+# How core's own mechanisms (key rotation) record audit events (core itself imports no app).
+AUDIT_EVENT_RECORDER = "audit.services.audit_event_record"
+
 # Where core.scoping finds organizations and memberships (core itself imports no app).
 ORGANIZATION_DIRECTORY = "accounts.scoping.AccountsDirectory"
 OIDC_JWKS_CACHE_SECONDS = env.int("OIDC_JWKS_CACHE_SECONDS", default=300)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, models, transaction
 
-from audit.services import audit_event_record
+from core.actors import Actor
+from core.auditing import audit_event
 from core.encryption import (
     DecryptionError,
     encrypted_fields,
@@ -205,10 +206,9 @@ class Command(BaseCommand):
         with transaction.atomic():
             rotation.completed_at = utc_now()
             rotation.save(update_fields=["completed_at"])
-            audit_event_record(
+            audit_event(
                 action="core.encryption_keys_rotated",
-                actor_type="system",
-                actor_id="manage.py",
+                actor=Actor.system("manage.py"),
                 subject_type="key_rotation",
                 subject_id=str(rotation.pk),
                 metadata={
