@@ -1,0 +1,145 @@
+"""The schema walk: every operation of the published OpenAPI schema (GET /api/schema/?format=json) is
+called on the demo data, and what it answers is checked against what it documents.
+
+For each operation: at least one real request answers 2xx; every response body is valid against the
+schema documented for its status (an undocumented status is a failure too); every request body meant
+to be valid is valid against the documented requestBody; and a body written in the documented types
+(e.g. a decimal documented as a string sent as "15.00") is accepted. An operation of the schema with no
+request in the walk fails the test: add it to the walk (tests/contract/helpers.py scenarios or below).
+
+The failure message lists every failing operation and why.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.contract.helpers import Api, SchemaBook, careos_scenario, conform, loverescue_scenario, \
+    twilio_signature
+
+TWILIO_TOKEN = "contract-walk-twilio-auth-token"
+TWILIO_BASE = "https://platform.example.com"
+IGNORED_STATUSES = {405}  # a method the path does not have: not an operation of the schema
+
+
+@pytest.fixture
+def twilio_settings(settings):
+    settings.TWILIO_ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+    settings.TWILIO_AUTH_TOKEN = TWILIO_TOKEN
+    settings.MESSAGING_STATUS_CALLBACK_BASE_URL = TWILIO_BASE
+    return settings
+
+
+def platform_scenario(api: Api) -> None:
+    """The Platform operations that are not part of the two partner APIs."""
+    api.call("root", "GET", "/")
+    api.call("health", "GET", "/health")
+    path = "/api/messaging/twilio/status"
+    params = {"MessageSid": "SM" + "0f" * 16, "MessageStatus": "delivered",
+              "AccountSid": "AC" + "0123456789abcdef" * 2, "To": "+14155550123", "From": "+15005550006"}
+    signature = twilio_signature(TWILIO_TOKEN, TWILIO_BASE + path, params)
+    api.call("twilio status: unknown MessageSid (ignored)", "POST", path, params, raw=urlencode(params),
+             content_type="application/x-www-form-urlencoded", headers={"X-Twilio-Signature": signature},
+             expect_valid=True)
+    api.call("twilio status: bad signature", "POST", path, params, raw=urlencode(params),
+             content_type="application/x-www-form-urlencoded", headers={"X-Twilio-Signature": "bad"})
+    api.call("twilio status: JSON body", "POST", path, raw=json.dumps(params), content_type="application/json",
+             headers={"X-Twilio-Signature": signature})
+
+
+def _fresh(body):
+    """A documented-types re-send of a body that must not be taken for a replay of the first."""
+    if isinstance(body, dict) and "source_conversation_id" in body:
+        return {**body, "source_conversation_id": body["source_conversation_id"] + "-documented-types"}
+    return body
+
+
+def test_every_documented_operation_answers_as_documented(demo, twilio_settings):
+    api = Api()
+    schema_response = api.client.get("/api/schema/?format=json")
+    assert schema_response.status_code == 200, schema_response.content[:500]
+    book = SchemaBook(json.loads(schema_response.content))
+
+    loverescue_scenario(api, demo)
+    careos_scenario(api, demo)
+    platform_scenario(api)
+
+    problems: dict[tuple[str, str], list[str]] = defaultdict(list)
+    successes: dict[tuple[str, str], int] = defaultdict(int)
+    called: set[tuple[str, str]] = set()
+    resent: set[tuple[str, str]] = set()
+
+    index = 0
+    while index < len(api.log):  # the log grows with documented-types re-sends
+        exchange = api.log[index]
+        index += 1
+        key = book.operation_for(exchange["method"], exchange["path"])
+        if key is None:
+            continue  # unknown path or method (404/405 by design): no operation to check
+        called.add(key)
+        label = f"[{exchange['name']}] {exchange['status']}"
+        status = exchange["status"]
+        if 200 <= status < 300:
+            successes[key] += 1
+
+        # Request body (only requests meant to be valid)
+        request_schema = book.request_schema(key, exchange["request_content_type"])
+        if exchange["expect_valid"]:
+            if not 200 <= status < 300:
+                problems[key].append(f"{label}: a valid request was refused: {json.dumps(exchange['body'])[:300]}")
+            if exchange["request_body"] is not None and request_schema is not None:
+                errors = book.errors(request_schema, exchange["request_body"])
+                if errors:
+                    problems[key].append(f"{label}: the request body the API accepts does not match the documented "
+                                         "requestBody: " + "; ".join(errors[:5]))
+                documented = conform(exchange["request_body"], request_schema, book)
+                if documented != exchange["request_body"] and key not in resent:
+                    resent.add(key)
+                    still = book.errors(request_schema, documented)
+                    if still:
+                        problems[key].append(f"{label}: even in the documented types, the body is invalid against "
+                                             "the documented requestBody: " + "; ".join(still[:5]))
+                    changes = {k: v for k, v in documented.items() if exchange["request_body"].get(k) != v} \
+                        if isinstance(documented, dict) else documented
+                    api.resend(exchange, f"{exchange['name']} (documented types: {json.dumps(changes)[:120]})",
+                               _fresh(documented))
+
+        # Response body
+        if status in IGNORED_STATUSES:
+            continue
+        doc = book.response_doc(key, status)
+        if doc is None:
+            problems[key].append(f"{label}: status {status} is not documented "
+                                 f"(documented: {', '.join(sorted(book.operations[key].get('responses', {})))}); "
+                                 f"body {json.dumps(exchange['body'])[:200]}")
+            continue
+        content = doc.get("content") or {}
+        if not content:
+            if exchange["body"] not in (None, {}, ""):
+                problems[key].append(f"{label}: documented without a body, answered {json.dumps(exchange['body'])[:200]}")
+            continue
+        media = content.get("application/json") or next(iter(content.values()))
+        schema = media.get("schema")
+        if schema is None:
+            continue
+        errors = book.errors(schema, exchange["body"])
+        if errors:
+            problems[key].append(f"{label}: response body does not match the documented schema: "
+                                 + "; ".join(errors[:8]) + (f" (+{len(errors) - 8} more)" if len(errors) > 8 else ""))
+
+    for key in book.operations:
+        if key not in called:
+            problems[key].insert(0, "no request in the walk: add one (tests/contract/helpers.py or this module)")
+        elif not successes[key]:
+            problems[key].insert(0, "no request of the walk answered 2xx")
+
+    if problems:
+        lines = [f"{len(problems)} of {len(book.operations)} documented operations fail the schema walk:"]
+        for (method, template), reasons in sorted(problems.items(), key=lambda item: (item[0][1], item[0][0])):
+            lines.append(f"\n{method} {template}  ({book.operations[(method, template)].get('operationId')})")
+            lines.extend(f"  - {reason}" for reason in reasons)
+        pytest.fail("\n".join(lines), pytrace=False)
