@@ -24,7 +24,7 @@ help:
 	@echo "make test   run the whole test suite (pytest)"
 	@echo "make lint   ruff check ."
 	@echo "make check  Django deploy checks under APP_ENV=production + missing-migration check"
-	@echo "make bench  run every bench/*.py script (BENCH=bench/<name>.py for one; loverescue_api.py needs PostgreSQL)"
+	@echo "make bench  run every benchmark, then one BENCH summary line per measure (BENCH=<name> for one; some need PostgreSQL)"
 	@echo "make clean  remove .local (SQLite, broker queue) and staticfiles"
 
 $(PY):
@@ -61,21 +61,31 @@ check: $(STAMP)
 	$(PY) manage.py check --deploy --fail-level WARNING
 	$(PY) manage.py makemigrations --check --dry-run
 
-# Every bench/*.py script (files starting with "_" are helpers, not benchmarks), or only the scripts in
-# BENCH (`make bench BENCH=bench/loverescue_api.py`). Runs all, fails if any failed.
-# bench/loverescue_api.py (partner API under gunicorn, 1,000 clients) needs PostgreSQL and skips without it:
-#   make bench BENCH=bench/loverescue_api.py DATABASE_URL=postgres://postgres@127.0.0.1:5432/lr_bench \
+# Every bench/*.py script (files starting with "_" are helpers, not benchmarks), or only those named in
+# BENCH: a bare name (`make bench BENCH=loverescue_api`) or a path (`BENCH=bench/loverescue_api.py`).
+# Runs all, fails if any failed, and ends with the summary: every `BENCH <name> ratio=<x> target<op><y>
+# ok|miss` line the scripts printed (bench/_harness.py `report`), one per measure.
+# careos_ingest and loverescue_api need PostgreSQL (their summary lines say "not-run" without it):
+#   make bench BENCH=loverescue_api DATABASE_URL=postgres://postgres@127.0.0.1:5432/lr_bench \
 #        REDIS_URL=redis://127.0.0.1:6379/0      (a database of its own: its data set stays there)
-BENCH ?= bench/*.py
+BENCH ?=
 bench: $(STAMP)
 	@shopt -s nullglob; scripts=(); \
-	for f in $(BENCH); do case "$$(basename "$$f")" in _*) ;; *) scripts+=("$$f");; esac; done; \
+	if [ -z "$(strip $(BENCH))" ]; then wanted=(bench/*.py); else wanted=(); \
+		for name in $(BENCH); do case "$$name" in */*) ;; *.py) name="bench/$$name";; *) name="bench/$$name.py";; esac; \
+			[ -f "$$name" ] || { echo "No benchmark $$name (bench/ has: $$(cd bench && ls [!_]*.py | sed 's/\.py$$//' | tr '\n' ' '))"; exit 2; }; \
+			wanted+=("$$name"); done; fi; \
+	for f in "$${wanted[@]}"; do case "$$(basename "$$f")" in _*) ;; *) scripts+=("$$f");; esac; done; \
 	if [ $${#scripts[@]} -eq 0 ]; then echo "No benchmarks: bench/ has no *.py scripts yet."; exit 0; fi; \
-	failed=0; \
+	summary="$$(mktemp)"; trap 'rm -f "$$summary"' EXIT; failed=0; \
 	for f in "$${scripts[@]}"; do \
 		echo "== $$f"; \
-		PYTHONPATH="$(CURDIR)" $(PY) "$$f" || { echo "!! $$f failed"; failed=1; }; \
+		PYTHONPATH="$(CURDIR)" PYTHONUNBUFFERED=1 $(PY) "$$f" | tee -a "$$summary"; \
+		[ "$${PIPESTATUS[0]}" -eq 0 ] || { echo "!! $$f failed"; echo "BENCH-FAILED $$f" >> "$$summary"; failed=1; }; \
 	done; \
+	echo; echo "== summary"; \
+	grep '^BENCH ' "$$summary" || echo "(no BENCH lines)"; \
+	grep '^BENCH-FAILED ' "$$summary" | sed 's/^BENCH-FAILED /!! failed, no summary line for its measures after the failure: /'; \
 	exit $$failed
 
 clean:

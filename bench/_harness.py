@@ -1,4 +1,5 @@
-"""Shared by the benchmarks that run a real server: gunicorn on 127.0.0.1 and percentiles.
+"""Shared by the benchmarks: the summary line every measure ends with (`report`), and for those that run
+a real server, gunicorn on 127.0.0.1, child processes and percentiles.
 (Files starting with `_` are not run by `make bench`.)"""
 
 from __future__ import annotations
@@ -11,6 +12,32 @@ import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parents[1]
+
+_TARGET_OPS = {"<=": lambda ratio, target: ratio <= target, ">=": lambda ratio, target: ratio >= target}
+
+
+def report(name: str, ratio: float, op: str, target: float) -> str:
+    """Print one measure's summary line, which `make bench` collects and repeats at the end:
+
+        BENCH <name> ratio=<x> target<op><y> ok|miss
+
+    `ratio` is the measure over its floor, both measured in the same run; `op` is "<=" (a cost: at most
+    `target` times the floor) or ">=" (a throughput: at least that fraction of the floor's)."""
+    if op not in _TARGET_OPS:
+        raise ValueError(f"op must be one of {sorted(_TARGET_OPS)}, not {op!r}")
+    verdict = "ok" if _TARGET_OPS[op](ratio, target) else "miss"
+    line = f"BENCH {name} ratio={ratio:.2f} target{op}{target:g} {verdict}"
+    print(line, flush=True)
+    return line
+
+
+def not_run(name: str, op: str, target: float, reason: str) -> str:
+    """The summary line of a measure that was not run (e.g. no PostgreSQL), so the summary says so."""
+    if op not in _TARGET_OPS:
+        raise ValueError(f"op must be one of {sorted(_TARGET_OPS)}, not {op!r}")
+    line = f"BENCH {name} ratio=n/a target{op}{target:g} not-run ({reason})"
+    print(line, flush=True)
+    return line
 
 
 def percentile(values: list[float], q: float) -> float:

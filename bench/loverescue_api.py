@@ -33,7 +33,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BASE_DIR))
 
-from bench._harness import ChildProcesses, Gunicorn, percentile  # noqa: E402
+from bench._harness import ChildProcesses, Gunicorn, not_run, percentile, report  # noqa: E402
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench._loverescue_settings"
 os.environ.setdefault("APP_ENV", "development")
@@ -47,6 +47,8 @@ WORKER_CLASS = os.environ.get("BENCH_LR_WORKER_CLASS", "sync")
 CONCURRENCY = int(os.environ.get("BENCH_LR_CONCURRENCY", str(WORKERS)))
 PROGRESS_SAMPLE = 100  # progress requests cycle over this many clients (every level)
 WARMUP = 5
+# issue 15: p50 latency at most 2x the floor's (the same stack returning the precomputed body), per endpoint.
+TARGETS = {"clients": ("<=", 2.0), "progress": ("<=", 2.0), "outcomes": ("<=", 2.0)}
 
 
 def _ready(answer: dict) -> None:
@@ -87,6 +89,8 @@ def main() -> int:
             "skipped: needs PostgreSQL, e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/lr_bench "
             "REDIS_URL=redis://127.0.0.1:6379/0 (a database of its own: the data set stays there)"
         )
+        for name, target in TARGETS.items():
+            not_run(f"loverescue_{name}", *target, reason="needs PostgreSQL: DATABASE_URL")
         return 0
 
     import django
@@ -222,6 +226,7 @@ def main() -> int:
         "floor: same stack and auth (rate limit counted, access log written with the same client ids) "
         "returning the real body, precomputed\n"
     )
+    p50s: dict[str, tuple[float, float]] = {}  # endpoint -> (real, floor) p50 ms, for the summary lines
     header = f"{'endpoint':<44}{'variant':<8}{'requests':>9}{'body KB':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}"
     print(header)
     print("-" * len(header))
@@ -245,6 +250,7 @@ def main() -> int:
                 f"{stats[variant][0]:>9.2f}{stats[variant][1]:>9.2f}{stats[variant][2]:>9.1f}"
             )
         ratios = [stats["real"][i] / stats["floor"][i] for i in range(3)]
+        p50s[name] = (stats["real"][0], stats["floor"][0])
         print(f"{'':<44}{'ratio':<8}{'':>9}{'':>9}{ratios[0]:>8.1f}x{ratios[1]:>8.1f}x{ratios[2]:>8.2f}x")
         if results[(name, "real")]["bytes"] != results[(name, "floor")]["bytes"]:
             print(
@@ -266,6 +272,9 @@ def main() -> int:
             for key, value in sorted(queries[name].items(), key=lambda item: item[0] == "floor")
         )
         print(f"  {name:<9} {row}")
+    print()
+    for name, (real_p50, floor_p50) in p50s.items():
+        report(f"loverescue_{name}", real_p50 / floor_p50, *TARGETS[name])
     return 0
 
 

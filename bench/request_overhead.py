@@ -36,6 +36,7 @@ from django.urls import path  # noqa: E402
 from rest_framework.permissions import AllowAny  # noqa: E402
 from rest_framework.response import Response  # noqa: E402
 
+from bench._harness import report  # noqa: E402
 from core.api import ApiView  # noqa: E402
 from core.apis import MARK  # noqa: E402
 
@@ -53,6 +54,7 @@ class PrecomputedView(ApiView):
 
 urlpatterns = [path("api/v1/bench", PrecomputedView.as_view())]
 
+TARGET = ("<=", 1.5)  # issue 15: the production stack at most 1.5x the floor (median us/req)
 REQUESTS_PER_ROUND = int(os.environ.get("BENCH_REQUESTS", "400"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 WITHOUT_AUDIT = [m for m in settings.MIDDLEWARE if m != "audit.middleware.AccessLogMiddleware"]
@@ -167,6 +169,9 @@ def main() -> None:
         median = statistics.median(values)
         print(f"{name:34} {median:14.1f} {median - floor:12.1f} {median / floor:15.2f}")
     mechanism_table()
+    production = statistics.median(samples["+ both (production stack)"])
+    print()
+    report("request_overhead", production / floor, *TARGET)
 
 
 if __name__ == "__main__":

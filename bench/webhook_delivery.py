@@ -50,11 +50,13 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from bench._harness import report  # noqa: E402
 from webhooks import services  # noqa: E402
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent  # noqa: E402
 from webhooks.signing import build_headers  # noqa: E402
 
 N = int(os.environ.get("BENCH_WEBHOOK_EVENTS", "500"))
+TARGET = (">=", 0.5)  # issue 15: deliveries/s at least half the bare keep-alive httpx loop's POST/s
 WORKERS = 2
 UNLOADED = int(os.environ.get("BENCH_WEBHOOK_UNLOADED", "30"))
 QUEUE = f"bench-webhooks-{uuid.uuid4().hex[:12]}"
@@ -275,6 +277,8 @@ def main() -> None:
         f"per POST, one thread's view: keep-alive {floor_keep / (N / WORKERS) * 1000:.1f} ms, "
         f"new Client {floor_new / (N / WORKERS) * 1000:.1f} ms"
     )
+    print()
+    report("webhook_delivery", rate / (N / floor_keep), *TARGET)
 
     event_ids = list(WebhookEvent.objects.filter(deliveries__endpoint=endpoint).values_list("pk", flat=True))
     WebhookAttempt.objects.filter(delivery__endpoint=endpoint).delete()
