@@ -71,17 +71,35 @@ class ApiError(Exception):
         super().__init__(self.message)
 
 
-def _flatten_validation(detail: Any) -> tuple[str, Any]:
-    """DRF validation detail -> (one readable sentence, structured details)."""
+def flatten_errors(detail: Any) -> str:
+    """DRF errors -> "field: message; other: message" (nested and list fields flattened)."""
     if isinstance(detail, dict):
         parts = []
         for name, errors in detail.items():
-            text = " ".join(str(e) for e in errors) if isinstance(errors, list) else str(errors)
+            text = flatten_errors(errors)
             parts.append(text if name == "non_field_errors" else f"{name}: {text}")
-        return "; ".join(parts) or "Invalid request", detail
+        return "; ".join(parts)
     if isinstance(detail, list):
-        text = " ".join(str(e) for e in detail)
-        return text or "Invalid request", None
+        return " ".join(flatten_errors(item) for item in detail)
+    return str(detail)
+
+
+def first_error(errors: dict) -> str:
+    """The first bad field only: "field: message", or "items[2]: message" for an item of a list field."""
+    name, problems = next(iter(errors.items()))
+    if isinstance(problems, dict):
+        index, inner = next(iter(problems.items()))
+        return f"{name}[{index}]: {' '.join(str(p) for p in inner)}"
+    text = " ".join(str(p) for p in problems) if isinstance(problems, list) else str(problems)
+    return text if name == "non_field_errors" else f"{name}: {text}"
+
+
+def _flatten_validation(detail: Any) -> tuple[str, Any]:
+    """DRF validation detail -> (one readable sentence, structured details)."""
+    if isinstance(detail, dict):
+        return flatten_errors(detail) or "Invalid request", detail
+    if isinstance(detail, list):
+        return flatten_errors(detail) or "Invalid request", None
     return str(detail), None
 
 

@@ -10,6 +10,7 @@ from core.api import ApiView, public
 from core.apis import MARK
 from core.errors import ApiError
 from core.schema import error_responses
+from core.validation import validated
 
 
 @public
@@ -29,11 +30,8 @@ class TokenView(ApiView):
         "dashboard and the LoveRescue app as their bearer token.",
     )
     def post(self, request):
-        data = TokenRequestSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        user = authenticate(
-            request._request, username=data.validated_data["username"], password=data.validated_data["password"]
-        )
+        credentials = validated(TokenRequestSerializer, request.data, field_details=True)
+        user = authenticate(request._request, username=credentials["username"], password=credentials["password"])
         if user is None or not user.is_active:
             raise ApiError(401, "Invalid username or password", code="invalid_credentials")
         request._request.user = user  # the access log records who obtained the token
