@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from core.admin import admin_actor
 from messaging.models import OutboundMessage
 from messaging.services import MessagingError, message_retry, normalize_recipient, recipient_index
 
@@ -30,7 +31,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "channel", "provider", "purpose")
     search_fields = ("=public_id", "=provider_message_id")
-    search_help_text = "Public id, provider message id, or a full phone number (+447700900000) or email address."
+    search_help_text = "Public id, provider message id, or a full phone number (+447911123456) or email address."
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
     list_per_page = 100
@@ -95,10 +96,11 @@ class OutboundMessageAdmin(admin.ModelAdmin):
     def retry_failed(self, request, queryset):
         retried = skipped = 0
         for message in queryset.filter(status=OutboundMessage.Status.FAILED).only("pk", "public_id", "channel"):
-            if message_retry(message=message, actor_type="user", actor_id=str(request.user.pk)):
+            if message_retry(message=message, actor=admin_actor(request)):
                 retried += 1
         skipped = queryset.count() - retried
         self.message_user(request, f"{retried} message(s) queued again.", messages.SUCCESS)
         if skipped:
-            self.message_user(request, f"{skipped} message(s) skipped: only failed messages are retried.",
-                              messages.WARNING)
+            self.message_user(
+                request, f"{skipped} message(s) skipped: only failed messages are retried.", messages.WARNING
+            )

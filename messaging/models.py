@@ -14,13 +14,17 @@ from django.db.models import Q
 
 from core.encryption import BlindIndexField, EncryptedTextField
 from core.ids import public_id_default
+from core.outbox import OutboxRow
 from core.time import utc_now
 
 RECIPIENT_INDEX_PURPOSE = "messaging.outboundmessage.recipient"
 MASK = "\u2022"  # bullet
 
 
-class OutboundMessage(models.Model):
+class OutboundMessage(OutboxRow):
+    """An outbox row (core.outbox.OutboxRow): `next_attempt_at` is when a worker may next try to send it
+    (queued rows only; None once it is final), `claimed_until` the lease of the worker sending it now."""
+
     class Channel(models.TextChoices):
         SMS = "sms", "SMS"
         WHATSAPP = "whatsapp", "WhatsApp"
@@ -47,10 +51,6 @@ class OutboundMessage(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     # A short code ("twilio_http_500", "twilio_error_30003"): never the number, the body or provider text.
     last_error = models.CharField(max_length=200, blank=True)
-    # When a worker may next try to send it (queued rows only; None once it is final).
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    # Lease held by the worker sending it right now; expired leases are free to take again.
-    claimed_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=utc_now, db_index=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from messaging import selectors, services
+from messaging import services
 
 
 def enqueue_send(message_id: int, countdown: float | None = None) -> None:
@@ -29,7 +29,4 @@ def send_message(message_id: int) -> str:
 @shared_task(name="messaging.tasks.sweep_queued_messages", soft_time_limit=50, time_limit=60)
 def sweep_queued_messages() -> int:
     """Every minute (beat): enqueue every queued message that is due and not claimed."""
-    message_ids = selectors.message_ids_due()
-    for message_id in message_ids:
-        enqueue_send(message_id)
-    return len(message_ids)
+    return services.messages_sweep()

@@ -8,14 +8,16 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parents[1]
 CELERY_BIN = Path(sys.executable).with_name("celery")
 
 
 @contextmanager
-def celery_worker(env: dict[str, str], log_path: Path, queue: str, *, loglevel: str = "warning",
-                  name: str = "test") -> Iterator[subprocess.Popen]:
+def celery_worker(
+    env: dict[str, str], log_path: Path, queue: str, *, loglevel: str = "warning", name: str = "test"
+) -> Iterator[subprocess.Popen]:
     """One solo-pool worker consuming only `queue`, logging to `log_path`; stopped (terminate, then
     kill) when the block ends, whatever happened in it."""
     command = [
@@ -34,3 +36,19 @@ def celery_worker(env: dict[str, str], log_path: Path, queue: str, *, loglevel: 
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+def test_database_url() -> str:
+    """The URL of the database this test process uses, for a worker subprocess to share it."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "", safe="")
+    if db.get("PASSWORD"):
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    host = db["HOST"] or "127.0.0.1"
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{credentials}@{host}{port}/{db['NAME']}"
+
+
+test_database_url.__test__ = False  # a helper, not a test

@@ -7,7 +7,7 @@
 - `WebhookDelivery`: one event for one endpoint: the outbox row. The sweeper re-enqueues due ones.
 - `WebhookAttempt`: one HTTP try of a delivery, kept for the admin and the partner's support.
 
-Every write is in webhooks/services.py; see docs/webhooks.md.
+Every write is in webhooks/services/; see docs/webhooks.md.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from django.db import models
 
 from core.encryption import EncryptedTextField
 from core.ids import public_id_default
+from core.outbox import OutboxRow
 
 RESPONSE_EXCERPT_BYTES = 2048
 
@@ -80,18 +81,18 @@ class DeliveryStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-class WebhookDelivery(models.Model):
+class WebhookDelivery(OutboxRow):
+    """An outbox row (core.outbox.OutboxRow): `next_attempt_at` is when the next attempt is due,
+    `claimed_until` the lease of the run attempting it now (see services.delivery)."""
+
     event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
     status = models.CharField(max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     # Attempts in the current cycle: a redelivery or recovery starts a new cycle at 0 (the WebhookAttempt
     # rows of every cycle are kept).
     attempt_count = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
     first_attempt_at = models.DateTimeField(null=True, blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
-    # Lease: a run that claimed the delivery owns it until then (see services.webhook_delivery_attempt).
-    claimed_until = models.DateTimeField(null=True, blank=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -38,8 +38,7 @@ from messaging.models import OutboundMessage
 from messaging.tasks import send_message
 from tests.integration.factories import link, make_client, make_therapist
 from tests.servers import LocalServer
-from tests.webhooks.test_worker_e2e import test_database_url
-from tests.workers import celery_worker
+from tests.workers import celery_worker, test_database_url
 from webhooks import services as webhook_services
 
 pytestmark = [pytest.mark.worker, pytest.mark.redis, pytest.mark.postgres]

@@ -17,13 +17,8 @@ from leads.models import Lead
 from messaging.models import OutboundMessage
 from messaging.tasks import send_message
 from tests.leads.factories import INGEST, make_platform
-from tests.messaging import conftest as messaging_conftest
 
 pytestmark = pytest.mark.django_db
-
-# Messaging's fixtures, registered in this module under these names and used through the two below.
-messaging_logs = messaging_conftest.logs
-messaging_twilio = messaging_conftest.twilio
 
 PHONE = "+14155550123"
 PHONE_FORMS = (
@@ -40,19 +35,6 @@ PHONE_FORMS = (
 )
 MESSAGE = "I need help finding a caregiver for my mom who has mobility issues"
 MESSAGE_WORDS = ("caregiver for my mom", "mobility issues")
-
-
-@pytest.fixture
-def logs(request):
-    """Messaging's capture: DEBUG on every logger (httpx, httpcore included), a handler on the root and
-    on every logger that does not propagate."""
-    return request.getfixturevalue("messaging_logs")
-
-
-@pytest.fixture
-def twilio(request):
-    """Messaging's Twilio-like server on 127.0.0.1, with the twilio backend configured."""
-    return request.getfixturevalue("messaging_twilio")
 
 
 @pytest.fixture

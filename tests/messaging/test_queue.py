@@ -8,6 +8,8 @@ import pytest
 from django.db import connection, transaction
 
 from audit.models import AuditEvent
+from core.actors import Actor
+from core.domain import Invalid
 from core.encryption import blind_index, decrypt_str
 from messaging.models import RECIPIENT_INDEX_PURPOSE, OutboundMessage
 from messaging.selectors import messages_to_recipient
@@ -18,8 +20,7 @@ from messaging.services import (
     MessagingError,
     message_queue,
 )
-from tests.messaging.conftest import BODY, EMAIL, PHONE
-from tests.messaging.helpers import queue
+from tests.fixtures.messaging import BODY, EMAIL, PHONE, TEST_ACTOR, queue
 
 pytestmark = pytest.mark.django_db
 
@@ -27,12 +28,13 @@ pytestmark = pytest.mark.django_db
 @pytest.mark.parametrize(
     "channel, recipient",
     [
-        ("sms", "07700900123"),  # national format, no country code
+        ("sms", "07911123456"),  # national format, no country code
         ("sms", "+0447700900123"),  # country code cannot start with 0
         ("sms", "+44"),  # too short
         ("sms", "+4477009001234567890"),  # too long
         ("sms", "not a number"),
-        ("whatsapp", "whatsapp:07700900123"),
+        ("whatsapp", "whatsapp:07911123456"),
+        ("sms", "+447700900123"),  # the right length, but a number reserved for drama: not a valid number
         ("whatsapp", ""),
         ("email", "no-at-sign.example.org"),
         ("email", "two@@example.org"),
@@ -43,7 +45,7 @@ pytestmark = pytest.mark.django_db
 def test_invalid_recipients_are_refused_without_quoting_them(channel, recipient):
     with pytest.raises(InvalidRecipientError) as excinfo:
         queue(channel=channel, recipient=recipient)
-    assert isinstance(excinfo.value, ValueError)
+    assert isinstance(excinfo.value, Invalid)
     if recipient:
         assert recipient not in str(excinfo.value)
     assert OutboundMessage.objects.count() == 0
@@ -63,7 +65,6 @@ def test_unknown_channel_is_refused():
         {"body": "x" * 1601},
         {"subject": "Hello"},  # subject on sms
         {"purpose": "Not A Code!"},
-        {"actor_type": "wizard"},
     ],
 )
 def test_invalid_content_is_refused(kwargs):
@@ -72,17 +73,17 @@ def test_invalid_content_is_refused(kwargs):
     assert OutboundMessage.objects.count() == 0
 
 
-def test_every_refusal_is_a_value_error_subclass():
+def test_every_refusal_is_a_domain_invalid():
     for cls in (InvalidChannelError, InvalidRecipientError, InvalidMessageError):
-        assert issubclass(cls, MessagingError) and issubclass(cls, ValueError)
+        assert issubclass(cls, MessagingError) and issubclass(cls, Invalid)
 
 
 @pytest.mark.parametrize(
     "channel, given, stored",
     [
-        ("sms", "+44 7700 900123", PHONE),
-        ("sms", " +44 (0)7700-900123 ", PHONE),
-        ("whatsapp", "whatsapp:+447700900123", PHONE),
+        ("sms", "+44 7911 123456", PHONE),
+        ("sms", " +44 (0)7911-123456 ", PHONE),
+        ("whatsapp", "whatsapp:+447911123456", PHONE),
         ("sms", "+14155550123", "+14155550123"),
         ("email", f"  {EMAIL} ", EMAIL),
     ],
@@ -122,16 +123,16 @@ def test_blind_index_finds_messages_by_recipient():
     first = queue(channel="sms", recipient=PHONE)
     queue(channel="sms", recipient="+14155550123")
     email = queue(channel="email", recipient=EMAIL.upper())
-    assert list(messages_to_recipient(channel="sms", recipient="+44 7700 900123")) == [first]
+    assert list(messages_to_recipient(channel="sms", recipient="+44 7911 123456")) == [first]
     assert list(messages_to_recipient(channel="email", recipient=EMAIL)) == [email]  # case-insensitive
     assert list(messages_to_recipient(channel="whatsapp", recipient=PHONE)) == []
 
 
 def test_queue_is_audited_without_phi():
-    message = queue(channel="sms", recipient=PHONE, body=BODY, actor_type="partner", actor_id="ptn_1")
+    message = queue(channel="sms", recipient=PHONE, body=BODY, actor=Actor.partner_platform("ptn_1"))
     event = AuditEvent.objects.get(action="messaging.message_queued")
     assert event.subject_id == message.public_id
-    assert (event.actor_type, event.actor_id) == ("partner", "ptn_1")
+    assert (event.actor_type, event.actor_id) == ("partner_platform", "ptn_1")
     assert event.metadata == {"message_id": message.public_id, "channel": "sms", "purpose": "tests.messaging"}
     dumped = json.dumps(event.metadata) + str(event)
     assert PHONE[1:] not in dumped and "Quillfeather" not in dumped
@@ -139,7 +140,7 @@ def test_queue_is_audited_without_phi():
 
 def test_queue_writes_nothing_when_the_callers_transaction_rolls_back():
     with pytest.raises(RuntimeError), transaction.atomic():
-        message_queue(channel="sms", recipient=PHONE, body=BODY)
+        message_queue(channel="sms", recipient=PHONE, body=BODY, actor=TEST_ACTOR)
         raise RuntimeError("the caller's change failed")
     assert OutboundMessage.objects.count() == 0
     assert not AuditEvent.objects.filter(action="messaging.message_queued").exists()
@@ -148,7 +149,7 @@ def test_queue_writes_nothing_when_the_callers_transaction_rolls_back():
 @pytest.mark.django_db(transaction=True)
 def test_send_is_enqueued_only_after_commit(enqueued):
     with transaction.atomic():
-        message = message_queue(channel="sms", recipient=PHONE, body=BODY)
+        message = message_queue(channel="sms", recipient=PHONE, body=BODY, actor=TEST_ACTOR)
         assert enqueued == []  # not before commit
     assert [(call.message_id, call.countdown) for call in enqueued] == [(message.pk, None)]
 
@@ -156,7 +157,7 @@ def test_send_is_enqueued_only_after_commit(enqueued):
 @pytest.mark.django_db(transaction=True)
 def test_nothing_is_enqueued_when_the_transaction_rolls_back(enqueued):
     with pytest.raises(RuntimeError), transaction.atomic():
-        message_queue(channel="sms", recipient=PHONE, body=BODY)
+        message_queue(channel="sms", recipient=PHONE, body=BODY, actor=TEST_ACTOR)
         raise RuntimeError("rolled back")
     assert enqueued == []
     assert OutboundMessage.objects.count() == 0
@@ -171,7 +172,7 @@ def test_a_broker_outage_at_commit_does_not_fail_the_caller(monkeypatch, logs):
 
     monkeypatch.setattr(send_message, "apply_async", broker_down)
     with transaction.atomic():
-        message = message_queue(channel="sms", recipient=PHONE, body=BODY)
+        message = message_queue(channel="sms", recipient=PHONE, body=BODY, actor=TEST_ACTOR)
     message.refresh_from_db()
     assert message.status == "queued"  # the sweeper will send it
     assert "broker unreachable" in logs.text()

@@ -8,8 +8,7 @@ from django.core import mail
 from messaging.backends import RedactedConsoleEmailBackend
 from messaging.models import OutboundMessage
 from messaging.services import message_send
-from tests.messaging.conftest import BODY, EMAIL, PHONE
-from tests.messaging.helpers import queue, run
+from tests.fixtures.messaging import BODY, EMAIL, PHONE, queue, run
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,7 @@ from django.test import Client
 from core.time import utc_now
 from messaging import clients
 from messaging.models import OutboundMessage
-from tests.messaging.conftest import ACCOUNT_SID, AUTH_TOKEN, BODY, CALLBACK_BASE, CALLBACK_URL, PHONE
-from tests.messaging.helpers import queue
+from tests.fixtures.messaging import ACCOUNT_SID, AUTH_TOKEN, BODY, CALLBACK_BASE, CALLBACK_URL, PHONE, queue
 
 pytestmark = pytest.mark.django_db
 
@@ -34,8 +33,13 @@ def expected_signature(token: str, url: str, params: dict[str, str]) -> str:
 
 def test_independent_signature_matches_twilios_published_example():
     # The example of Twilio's docs (auth token 12345) and its published signature.
-    params = {"CallSid": "CA1234567890ABCDE", "Caller": "+12349013030", "Digits": "1234",
-              "From": "+12349013030", "To": "+18005551212"}
+    params = {
+        "CallSid": "CA1234567890ABCDE",
+        "Caller": "+12349013030",
+        "Digits": "1234",
+        "From": "+12349013030",
+        "To": "+18005551212",
+    }
     url = "https://mycompany.com/myapp.php?foo=1&bar=2"
     assert expected_signature("12345", url, params) == "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
     assert clients.compute_signature("12345", url, params) == "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
@@ -60,9 +64,17 @@ def sent_message(callback_settings) -> OutboundMessage:
 
 
 def report(status: str, sid: str = SID, *, signature: str | None = None, extra: dict | None = None, **headers):
-    params = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "SmsStatus": status,
-              "AccountSid": ACCOUNT_SID, "To": PHONE, "From": "+15005550006", "ApiVersion": "2010-04-01",
-              **(extra or {})}
+    params = {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "AccountSid": ACCOUNT_SID,
+        "To": PHONE,
+        "From": "+15005550006",
+        "ApiVersion": "2010-04-01",
+        **(extra or {}),
+    }
     if signature is None:
         signature = expected_signature(AUTH_TOKEN, CALLBACK_URL, params)
     if signature:
@@ -92,8 +104,12 @@ def test_signature_over_other_params_is_refused(sent_message):
     """A valid signature for "failed" cannot be replayed with the status changed to "delivered"."""
     params = {"MessageSid": SID, "MessageStatus": "failed"}
     signature = expected_signature(AUTH_TOKEN, CALLBACK_URL, params)
-    response = Client().post(PATH, urlencode({**params, "MessageStatus": "delivered"}),
-                             content_type="application/x-www-form-urlencoded", HTTP_X_TWILIO_SIGNATURE=signature)
+    response = Client().post(
+        PATH,
+        urlencode({**params, "MessageStatus": "delivered"}),
+        content_type="application/x-www-form-urlencoded",
+        HTTP_X_TWILIO_SIGNATURE=signature,
+    )
     assert response.status_code == 403
     sent_message.refresh_from_db()
     assert sent_message.status == "sent"
@@ -103,8 +119,9 @@ def test_url_is_the_configured_one_not_the_host_header(sent_message):
     """Signed for the URL a proxy would show (its own Host): refused, since Twilio signs the configured URL."""
     params = {"MessageSid": SID, "MessageStatus": "delivered"}
     forged = expected_signature(AUTH_TOKEN, "http://testserver" + PATH, params)
-    response = Client().post(PATH, urlencode(params), content_type="application/x-www-form-urlencoded",
-                             HTTP_X_TWILIO_SIGNATURE=forged)
+    response = Client().post(
+        PATH, urlencode(params), content_type="application/x-www-form-urlencoded", HTTP_X_TWILIO_SIGNATURE=forged
+    )
     assert response.status_code == 403
     sent_message.refresh_from_db()
     assert sent_message.status == "sent"
@@ -126,9 +143,18 @@ def test_failed_is_final_and_records_the_error_code(sent_message):
     assert sent_message.status == "failed"
 
 
-@pytest.mark.parametrize("twilio_status, ours", [("queued", "sent"), ("sending", "sent"), ("sent", "sent"),
-                                                 ("delivered", "delivered"), ("read", "delivered"),
-                                                 ("failed", "failed"), ("undelivered", "failed")])
+@pytest.mark.parametrize(
+    "twilio_status, ours",
+    [
+        ("queued", "sent"),
+        ("sending", "sent"),
+        ("sent", "sent"),
+        ("delivered", "delivered"),
+        ("read", "delivered"),
+        ("failed", "failed"),
+        ("undelivered", "failed"),
+    ],
+)
 def test_status_mapping(callback_settings, twilio_status, ours):
     message = queue()
     OutboundMessage.objects.filter(pk=message.pk).update(status="queued", provider="twilio", provider_message_id=SID)
@@ -169,8 +195,10 @@ def test_refused_when_callbacks_are_not_configured(sent_message, settings):
 def test_json_body_is_refused_in_the_platform_envelope(sent_message):
     response = Client().post(PATH, {"MessageSid": SID, "MessageStatus": "delivered"}, content_type="application/json")
     assert response.status_code == 415
-    assert response.json() == {"error": 'Unsupported media type "application/json" in request.',
-                               "code": "unsupported_media_type"}
+    assert response.json() == {
+        "error": 'Unsupported media type "application/json" in request.',
+        "code": "unsupported_media_type",
+    }
 
 
 def test_get_is_405_in_the_platform_envelope(callback_settings):
@@ -181,8 +209,12 @@ def test_get_is_405_in_the_platform_envelope(callback_settings):
 
 def test_signed_report_missing_fields_is_400(sent_message):
     params = {"AccountSid": ACCOUNT_SID}
-    response = Client().post(PATH, urlencode(params), content_type="application/x-www-form-urlencoded",
-                             HTTP_X_TWILIO_SIGNATURE=expected_signature(AUTH_TOKEN, CALLBACK_URL, params))
+    response = Client().post(
+        PATH,
+        urlencode(params),
+        content_type="application/x-www-form-urlencoded",
+        HTTP_X_TWILIO_SIGNATURE=expected_signature(AUTH_TOKEN, CALLBACK_URL, params),
+    )
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_request"
 

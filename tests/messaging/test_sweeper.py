@@ -12,8 +12,7 @@ from core.time import utc_now
 from messaging.models import OutboundMessage
 from messaging.services import message_queue
 from messaging.tasks import send_message, sweep_queued_messages
-from tests.messaging.conftest import BODY, PHONE
-from tests.messaging.helpers import make_due, queue, run
+from tests.fixtures.messaging import BODY, PHONE, TEST_ACTOR, make_due, queue, run
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.django_db
 @pytest.mark.django_db(transaction=True)
 def test_a_lost_broker_message_is_re_enqueued_and_sent(enqueued, locmem_backend):
     with transaction.atomic():
-        message = message_queue(channel="sms", recipient=PHONE, body=BODY)
+        message = message_queue(channel="sms", recipient=PHONE, body=BODY, actor=TEST_ACTOR)
     assert [call.message_id for call in enqueued] == [message.pk]
     enqueued.clear()  # the broker lost it: no worker will ever run that task
 

@@ -13,7 +13,7 @@ from audit.models import AuditEvent
 from core.time import utc_now
 from messaging.models import OutboundMessage
 from messaging.tasks import send_message
-from tests.messaging.conftest import (
+from tests.fixtures.messaging import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     BODY,
@@ -21,9 +21,11 @@ from tests.messaging.conftest import (
     FROM_NUMBER,
     PHONE,
     WHATSAPP_FROM,
+    make_due,
+    queue,
+    run,
     twilio_error,
 )
-from tests.messaging.helpers import make_due, queue, run
 from tests.servers import Reply
 
 pytestmark = pytest.mark.django_db
@@ -182,8 +184,14 @@ def test_running_the_task_twice_sends_once(twilio):
 def test_two_workers_at_once_send_once(require_postgres, twilio, logs):
     # PostgreSQL only: shared-cache in-memory SQLite raises "table is locked" for concurrent writers
     # instead of waiting. The claim is one conditional UPDATE; run sequentially in the test above.
-    twilio.script = [Reply(201, {"Content-Type": "application/json"},
-                           b'{"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"}', delay=0.5)]
+    twilio.script = [
+        Reply(
+            201,
+            {"Content-Type": "application/json"},
+            b'{"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"}',
+            delay=0.5,
+        )
+    ]
     message = queue()
     barrier = threading.Barrier(2)
     results, errors = [], []

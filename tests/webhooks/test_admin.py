@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from tests.servers import Reply
-from tests.webhooks.conftest import attempt, make_due, publish, register
+from tests.webhooks.factories import attempt, make_due, publish, register
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db

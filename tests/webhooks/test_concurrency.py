@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.servers import LocalServer, Reply
-from tests.webhooks.conftest import attempt, publish, register
+from tests.webhooks.factories import attempt, publish, register
 from webhooks import services
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
 

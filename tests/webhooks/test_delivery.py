@@ -11,9 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from core.actors import Actor
 from messaging.models import OutboundMessage
 from tests.servers import LocalServer, Reply, StaticResolver
-from tests.webhooks.conftest import attempt, make_due, publish, register
+from tests.webhooks.factories import attempt, make_due, publish, register
 from webhooks import retry, services
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -31,10 +32,11 @@ def test_publish_creates_one_delivery_per_subscribed_active_endpoint_and_enqueue
     b, _ = register(receiver.url("/b"), events=["*"], owner_id="p2")
     c, _ = register(receiver.url("/c"), events=["milestone.achieved"], owner_id="p3")
     d, _ = register(receiver.url("/d"), events=["alert.created"], owner_id="p4")
-    services.webhook_endpoint_disable(endpoint=d, actor_type="user", actor_id="1")
+    services.webhook_endpoint_disable(endpoint=d, actor=Actor(type="user", id="1"))
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        event = services.webhook_event_publish(event_type="alert.created", payload={"x": 1},
-                                               endpoints=WebhookEndpoint.objects.all())
+        event = services.webhook_event_publish(
+            event_type="alert.created", payload={"x": 1}, endpoints=WebhookEndpoint.objects.all()
+        )
         assert enqueued == []  # nothing before commit
     deliveries = WebhookDelivery.objects.filter(event=event)
     assert {x.endpoint_id for x in deliveries} == {a.pk, b.pk}
@@ -68,8 +70,9 @@ def test_receiver_down_then_up_is_delivered_by_a_retry(enqueued, django_capture_
     first = WebhookAttempt.objects.get(delivery=delivery)
     assert first.status_code is None and "failed" in first.error
     assert delivery.status == DeliveryStatus.PENDING and delivery.attempt_count == 1
-    assert delivery.next_attempt_at - delivery.last_attempt_at == pytest.approx(timedelta(minutes=1),
-                                                                                abs=timedelta(seconds=2))
+    assert delivery.next_attempt_at - delivery.last_attempt_at == pytest.approx(
+        timedelta(minutes=1), abs=timedelta(seconds=2)
+    )
     assert enqueued and enqueued[-1][0] == delivery.pk and 55 <= enqueued[-1][1] <= 60  # short delay: countdown
     endpoint.refresh_from_db()
     assert endpoint.failing_since == first.attempted_at
@@ -158,8 +161,9 @@ def test_retry_after_http_date_is_honoured_and_capped(receiver, enqueued):
     make_due(delivery)
     attempt(delivery)
     delivery.refresh_from_db()
-    assert delivery.next_attempt_at - delivery.last_attempt_at == pytest.approx(retry.RETRY_AFTER_CAP,
-                                                                                abs=timedelta(seconds=5))
+    assert delivery.next_attempt_at - delivery.last_attempt_at == pytest.approx(
+        retry.RETRY_AFTER_CAP, abs=timedelta(seconds=5)
+    )
 
 
 def test_loverescue_retry_after_never_pushes_past_the_24_hour_window(receiver, enqueued):
@@ -234,8 +238,7 @@ def test_url_fine_at_registration_but_private_at_delivery_is_refused(receiver, e
     assert receiver.requests[0].headers["Host"] == f"hooks.partner.test:{receiver.port}"
 
 
-def test_a_dropped_broker_message_is_delivered_by_the_sweeper(receiver, enqueued,
-                                                              django_capture_on_commit_callbacks):
+def test_a_dropped_broker_message_is_delivered_by_the_sweeper(receiver, enqueued, django_capture_on_commit_callbacks):
     endpoint, _ = register(receiver.url("/hook"))
     with django_capture_on_commit_callbacks(execute=True):
         event = publish(endpoint)
@@ -262,8 +265,9 @@ def test_sweep_task_is_wired(receiver, enqueued, monkeypatch):
 
 def test_failing_for_five_days_disables_notifies_and_audits(receiver, enqueued, settings):
     receiver.state["default"] = fail(500)
-    endpoint, _ = register(receiver.url("/hook"), scheme="standard", events=["*"],
-                           notification_email="owner@partner.example")
+    endpoint, _ = register(
+        receiver.url("/hook"), scheme="standard", events=["*"], notification_email="owner@partner.example"
+    )
     first = WebhookDelivery.objects.get(event=publish(endpoint))
     assert attempt(first) == "retry_scheduled"
     endpoint.refresh_from_db()
@@ -339,18 +343,26 @@ def test_redeliver_and_recover(receiver, enqueued, django_capture_on_commit_call
     receiver.state["default"] = Reply(204, {}, b"")
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.webhook_deliveries_redeliver(delivery_ids=[deliveries[0].pk], actor_type="user",
-                                                     actor_id="7") == 1
+        assert (
+            services.webhook_deliveries_redeliver(delivery_ids=[deliveries[0].pk], actor=Actor(type="user", id="7"))
+            == 1
+        )
     assert enqueued[-1] == (deliveries[0].pk, None)
     assert attempt(deliveries[0]) == "succeeded"
 
-    assert services.webhook_endpoint_recover(endpoint=endpoint, since=timezone.now() - timedelta(hours=1),
-                                             actor_type="user", actor_id="7") == 2
+    assert (
+        services.webhook_endpoint_recover(
+            endpoint=endpoint, since=timezone.now() - timedelta(hours=1), actor=Actor(type="user", id="7")
+        )
+        == 2
+    )
     for delivery in deliveries[1:]:
         assert attempt(delivery) == "succeeded"
     assert AuditEvent.objects.filter(action="webhooks.endpoint_recovered").get().metadata["count"] == 2
-    services.webhook_endpoint_disable(endpoint=endpoint, actor_type="user", actor_id="7")
+    services.webhook_endpoint_disable(endpoint=endpoint, actor=Actor(type="user", id="7"))
     with pytest.raises(services.WebhookEndpointInvalid):
-        services.webhook_endpoint_recover(endpoint=endpoint, since=timezone.now(), actor_type="user", actor_id="7")
-    assert services.webhook_deliveries_redeliver(delivery_ids=[d.pk for d in deliveries], actor_type="user",
-                                                 actor_id="7") == 0
+        services.webhook_endpoint_recover(endpoint=endpoint, since=timezone.now(), actor=Actor(type="user", id="7"))
+    assert (
+        services.webhook_deliveries_redeliver(delivery_ids=[d.pk for d in deliveries], actor=Actor(type="user", id="7"))
+        == 0
+    )

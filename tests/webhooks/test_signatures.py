@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from core.actors import Actor
 from core.time import iso_utc
 from tests.conftest import skip_or_fail
-from tests.webhooks.conftest import attempt, hex_hmac, publish, register
+from tests.webhooks.factories import attempt, hex_hmac, publish, register
 from webhooks import services
 from webhooks.models import WebhookAttempt, WebhookDelivery
 from webhooks.signing import standard_webhooks_secret
@@ -56,8 +57,9 @@ def standard_verify(secret: str, request) -> dict:
 def node_verify(tmp_path: Path, body: bytes, signature: str, secret: str, mode: str = "buffer") -> str:
     script = tmp_path / "verify.js"
     script.write_text(SPEC_NODE_SNIPPET + NODE_HARNESS)
-    result = subprocess.run(["node", str(script), signature, secret, mode], input=body, capture_output=True,
-                            timeout=30, check=True)
+    result = subprocess.run(
+        ["node", str(script), signature, secret, mode], input=body, capture_output=True, timeout=30, check=True
+    )
     return result.stdout.decode()
 
 
@@ -70,8 +72,14 @@ def test_spec_snippet_is_verbatim():
 def test_loverescue_delivery_verifies_with_every_implementation(receiver, enqueued, tmp_path):
     endpoint, secret = register(receiver.url("/hooks/loverescue"), scheme="loverescue")
     assert len(secret) == 64 and int(secret, 16) >= 0  # 32 random bytes, hex, as the spec shows
-    payload = {"alertId": "alert-1", "clientId": "c-1", "alertType": "CRISIS", "severity": "CRITICAL",
-               "message": "Crisis pathway triggered — safety plan activation recommended", "createdAt": "x"}
+    payload = {
+        "alertId": "alert-1",
+        "clientId": "c-1",
+        "alertType": "CRISIS",
+        "severity": "CRITICAL",
+        "message": "Crisis pathway triggered — safety plan activation recommended",
+        "createdAt": "x",
+    }
     event = publish(endpoint, event_type="alert.created", payload=payload)
     delivery = WebhookDelivery.objects.get(event=event)
 
@@ -106,14 +114,24 @@ def test_loverescue_delivery_verifies_with_every_implementation(receiver, enqueu
 
 
 def test_mark_delivery_verifies_and_carries_its_own_event_id(receiver, enqueued):
-    endpoint, secret = register(receiver.url("/webhooks/mark"), scheme="mark", events=["conversation.created"],
-                                secret="your_webhook_secret_123", owner_type="organization", owner_id="org_1")
+    endpoint, secret = register(
+        receiver.url("/webhooks/mark"),
+        scheme="mark",
+        events=["conversation.created"],
+        secret="your_webhook_secret_123",
+        owner_type="organization",
+        owner_id="org_1",
+    )
     assert secret == "your_webhook_secret_123"  # Mark lets the client choose the secret
     event = publish(
         endpoint,
         event_type="conversation.created",
-        payload=lambda event_id, created: {"id": event_id, "type": "conversation.created",
-                                           "created": iso_utc(created), "data": {"conversation_id": "conv_1"}},
+        payload=lambda event_id, created: {
+            "id": event_id,
+            "type": "conversation.created",
+            "created": iso_utc(created),
+            "data": {"conversation_id": "conv_1"},
+        },
     )
     assert attempt(WebhookDelivery.objects.get(event=event)) == "succeeded"
 
@@ -139,12 +157,13 @@ def test_standard_scheme_sends_only_standard_headers(receiver, enqueued):
 
 def test_rotation_overlap_signs_with_both_then_revocation_leaves_the_new(receiver, enqueued):
     endpoint, old_secret = register(receiver.url("/r"), scheme="loverescue")
-    new_secret = services.webhook_endpoint_rotate_secret(endpoint=endpoint, actor_type="user", actor_id="1")
+    new_secret = services.webhook_endpoint_rotate_secret(endpoint=endpoint, actor=Actor(type="user", id="1"))
     assert new_secret != old_secret
     endpoint.refresh_from_db()
     assert endpoint.previous_secret == old_secret
-    assert timedelta(hours=23, minutes=59) < endpoint.previous_secret_expires_at - datetime.now(UTC) <= timedelta(
-        hours=24)
+    assert (
+        timedelta(hours=23, minutes=59) < endpoint.previous_secret_expires_at - datetime.now(UTC) <= timedelta(hours=24)
+    )
 
     attempt(WebhookDelivery.objects.get(event=publish(endpoint)))
     request = receiver.requests[-1]
@@ -158,7 +177,7 @@ def test_rotation_overlap_signs_with_both_then_revocation_leaves_the_new(receive
     # The scheme header is signed with the NEW secret during the overlap.
     assert request.headers["X-LoveRescue-Signature"] == hex_hmac(new_secret, request.body)
 
-    assert services.webhook_endpoint_revoke_previous_secret(endpoint=endpoint, actor_type="user", actor_id="1")
+    assert services.webhook_endpoint_revoke_previous_secret(endpoint=endpoint, actor=Actor(type="user", id="1"))
     attempt(WebhookDelivery.objects.get(event=publish(endpoint)))
     request = receiver.requests[-1]
     assert len(request.headers["webhook-signature"].split(" ")) == 1
@@ -169,10 +188,12 @@ def test_rotation_overlap_signs_with_both_then_revocation_leaves_the_new(receive
 
 def test_previous_secret_stops_signing_when_the_overlap_ends(receiver, enqueued):
     endpoint, old_secret = register(receiver.url("/r"), scheme="mark", events=["*"])
-    new_secret = services.webhook_endpoint_rotate_secret(endpoint=endpoint, overlap=timedelta(hours=1),
-                                                         actor_type="user", actor_id="1")
+    new_secret = services.webhook_endpoint_rotate_secret(
+        endpoint=endpoint, overlap=timedelta(hours=1), actor=Actor(type="user", id="1")
+    )
     type(endpoint).objects.filter(pk=endpoint.pk).update(
-        previous_secret_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        previous_secret_expires_at=datetime.now(UTC) - timedelta(seconds=1)
+    )
     attempt(WebhookDelivery.objects.get(event=publish(endpoint)))
     request = receiver.requests[-1]
     assert len(request.headers["webhook-signature"].split(" ")) == 1

@@ -7,16 +7,14 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from urllib.parse import quote
 
 import pytest
 from celery import Celery
-from django.db import connection
 from standardwebhooks import Webhook
 
 from tests.servers import LocalServer
-from tests.webhooks.conftest import hex_hmac, register
-from tests.workers import celery_worker
+from tests.webhooks.factories import hex_hmac, register
+from tests.workers import celery_worker, test_database_url
 from webhooks import services
 from webhooks.models import DeliveryStatus, WebhookDelivery
 from webhooks.signing import standard_webhooks_secret
@@ -26,34 +24,28 @@ pytestmark = [pytest.mark.worker, pytest.mark.redis, pytest.mark.postgres]
 TIMEOUT = 30.0
 
 
-def test_database_url() -> str:
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "", safe="")
-    if db.get("PASSWORD"):
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    host = db["HOST"] or "127.0.0.1"
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{credentials}@{host}{port}/{db['NAME']}"
-
-
-test_database_url.__test__ = False  # a helper, not a test
-
-
 def test_publish_is_delivered_by_a_real_worker(transactional_db, require_postgres, redis_url, tmp_path, monkeypatch):
     import redis
 
     queue = f"webhooks-e2e-{uuid.uuid4().hex}"
     producer = Celery("webhooks-e2e-producer", broker=redis_url, set_as_current=False)
     monkeypatch.setattr(
-        services, "_enqueue",
+        services,
+        "_enqueue",
         lambda delivery_id, countdown=None: producer.send_task(
-            "webhooks.tasks.deliver_webhook", args=[delivery_id], queue=queue, countdown=countdown),
+            "webhooks.tasks.deliver_webhook", args=[delivery_id], queue=queue, countdown=countdown
+        ),
     )
     env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER")}
     env.update(
-        DJANGO_SETTINGS_MODULE="config.settings", APP_ENV="test", OUTBOUND_ALLOW_LOOPBACK="true",
-        DATABASE_URL=test_database_url(), REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url,
-        CELERY_BROKER_DIR=str(tmp_path / "broker"), PYTHONUNBUFFERED="1",
+        DJANGO_SETTINGS_MODULE="config.settings",
+        APP_ENV="test",
+        OUTBOUND_ALLOW_LOOPBACK="true",
+        DATABASE_URL=test_database_url(),
+        REDIS_URL=redis_url,
+        CELERY_BROKER_URL=redis_url,
+        CELERY_BROKER_DIR=str(tmp_path / "broker"),
+        PYTHONUNBUFFERED="1",
     )
     log_path = tmp_path / "worker.log"
     client = redis.Redis.from_url(redis_url)
@@ -61,8 +53,9 @@ def test_publish_is_delivered_by_a_real_worker(transactional_db, require_postgre
         endpoint, secret = register(receiver.url("/hook"), scheme="loverescue")
         try:
             with celery_worker(env, log_path, queue, loglevel="info", name="webhooks-e2e") as worker:
-                event = services.webhook_event_publish(event_type="alert.created", payload={"alertId": "e2e"},
-                                                       endpoints=[endpoint])
+                event = services.webhook_event_publish(
+                    event_type="alert.created", payload={"alertId": "e2e"}, endpoints=[endpoint]
+                )
                 delivery = WebhookDelivery.objects.get(event=event)
                 deadline = time.monotonic() + TIMEOUT
                 while time.monotonic() < deadline:
@@ -81,5 +74,6 @@ def test_publish_is_delivered_by_a_real_worker(transactional_db, require_postgre
     assert request.body == event.body
     assert request.headers["X-LoveRescue-Signature"] == hex_hmac(secret, request.body)
     assert Webhook(standard_webhooks_secret(secret)).verify(request.body, dict(request.headers.items())) == {
-        "alertId": "e2e"}
+        "alertId": "e2e"
+    }
     assert "deliver_webhook" in log_path.read_text(errors="replace")  # run by the worker process

@@ -1,0 +1,43 @@
+"""Every write of the messaging outbox, one module per job:
+
+- `queueing`: `message_queue` (what other apps call, inside their own transaction: validates and
+  normalizes the recipient, writes the encrypted row and its audit event, enqueues the send task after
+  commit) and `message_retry` (staff re-queue a failed message);
+- `sending`: `message_send` (what the task calls: claim, send outside any transaction, record),
+  `messages_sweep` (the beat sweeper);
+- `status`: `message_status_record` (provider delivery reports).
+
+Errors raised here never quote the recipient or the body.
+"""
+
+from __future__ import annotations
+
+from messaging.services.queueing import (
+    InvalidChannelError,
+    InvalidMessageError,
+    InvalidRecipientError,
+    MessagingError,
+    message_queue,
+    message_retry,
+    normalize_recipient,
+    recipient_index,
+)
+from messaging.services.sending import SendOutcome, message_claim, message_send, messages_sweep, retry_delay
+from messaging.services.status import message_status_record
+
+__all__ = [
+    "InvalidChannelError",
+    "InvalidMessageError",
+    "InvalidRecipientError",
+    "MessagingError",
+    "SendOutcome",
+    "message_claim",
+    "message_queue",
+    "message_retry",
+    "message_send",
+    "message_status_record",
+    "messages_sweep",
+    "normalize_recipient",
+    "recipient_index",
+    "retry_delay",
+]

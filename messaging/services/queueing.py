@@ -1,0 +1,177 @@
+"""Queueing: validate and normalize a message, write the encrypted row and its audit event, enqueue its
+sending after commit; and staff re-queueing of a failed message."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+
+from audit.services import audit_event_record
+from core.actors import Actor
+from core.domain import Invalid
+from core.encryption import blind_index
+from core.phones import WHATSAPP_PREFIX, InvalidPhone, normalize_e164
+from core.time import utc_now
+from messaging.models import RECIPIENT_INDEX_PURPOSE, OutboundMessage
+
+logger = logging.getLogger("messaging")
+
+Channel = OutboundMessage.Channel
+Status = OutboundMessage.Status
+
+MAX_SMS_BODY = 1600  # Twilio's limit for one message body
+MAX_EMAIL_BODY = 100_000
+MAX_SUBJECT = 200
+
+_PURPOSE_RE = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,99}")
+
+
+class MessagingError(Invalid):
+    """Base of the errors message_queue raises for bad input. Messages never quote the values."""
+
+
+class InvalidChannelError(MessagingError):
+    pass
+
+
+class InvalidRecipientError(MessagingError):
+    pass
+
+
+class InvalidMessageError(MessagingError):
+    """Empty or oversized body, a subject on a non-email channel, a malformed purpose."""
+
+
+def normalize_recipient(channel: str, recipient: str) -> str:
+    """The form stored and indexed: E.164 (`+447911123456`, a valid number under core.phones' rule) for
+    sms/whatsapp, the trimmed address for email. Raises InvalidChannelError / InvalidRecipientError
+    (without the value in the message)."""
+    if channel not in Channel.values:
+        raise InvalidChannelError(f"channel must be one of {', '.join(Channel.values)}")
+    if not isinstance(recipient, str):
+        raise InvalidRecipientError("recipient must be a string")
+    value = recipient.strip()
+    if channel == Channel.EMAIL:
+        try:
+            validate_email(value)
+        except ValidationError:
+            raise InvalidRecipientError("recipient is not a valid email address") from None
+        return value
+    # Twilio's `whatsapp:+...` address form; a message has no region to read a national number in.
+    if not value.removeprefix(WHATSAPP_PREFIX).startswith("+"):
+        raise InvalidRecipientError(f"{channel} recipient must be an E.164 phone number (+ and country code)")
+    try:
+        return normalize_e164(value)
+    except InvalidPhone:
+        raise InvalidRecipientError(f"{channel} recipient is not a valid phone number") from None
+
+
+def recipient_index(channel: str, normalized: str) -> str:
+    """Blind index of a normalized recipient (email casefolded): equal for equal destinations."""
+    key = normalized.casefold() if channel == Channel.EMAIL else normalized
+    return blind_index(key, purpose=RECIPIENT_INDEX_PURPOSE)
+
+
+@transaction.atomic
+def message_queue(
+    *,
+    channel: str,
+    recipient: str,
+    body: str,
+    subject: str = "",
+    purpose: str = "",
+    actor: Actor,
+) -> OutboundMessage:
+    """Write a queued message, audit it, and enqueue its sending once the caller's transaction commits.
+
+    Call it inside the transaction of the change that causes the message, so the message exists if and
+    only if that change does. Raises a MessagingError (a core.domain.Invalid) for bad input.
+    """
+    normalized = normalize_recipient(channel, recipient)
+    _validate_content(channel=channel, body=body, subject=subject, purpose=purpose)
+    now = utc_now()
+    message = OutboundMessage.objects.create(
+        channel=channel,
+        recipient=normalized,
+        recipient_index=recipient_index(channel, normalized),
+        subject=subject if channel == Channel.EMAIL else "",
+        body=body,
+        purpose=purpose,
+        status=Status.QUEUED,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    audit_event_record(
+        action="messaging.message_queued",
+        actor=actor,
+        subject_type="messaging.message",
+        subject_id=message.public_id,
+        metadata={"message_id": message.public_id, "channel": channel, "purpose": purpose},
+    )
+    _enqueue_on_commit(message)
+    logger.info("message %s via %s queued (purpose %s)", message.public_id, channel, purpose or "-")
+    return message
+
+
+def _validate_content(*, channel: str, body: str, subject: str, purpose: str) -> None:
+    if not isinstance(body, str) or not body.strip():
+        raise InvalidMessageError("body must be a non-empty string")
+    limit = MAX_EMAIL_BODY if channel == Channel.EMAIL else MAX_SMS_BODY
+    if len(body) > limit:
+        raise InvalidMessageError(f"body is longer than {limit} characters")
+    if not isinstance(subject, str):
+        raise InvalidMessageError("subject must be a string")
+    if subject and channel != Channel.EMAIL:
+        raise InvalidMessageError("subject is for email only")
+    if len(subject) > MAX_SUBJECT or "\n" in subject or "\r" in subject:
+        raise InvalidMessageError(f"subject must be one line of at most {MAX_SUBJECT} characters")
+    if purpose and not _PURPOSE_RE.fullmatch(purpose):
+        raise InvalidMessageError("purpose must be a short lowercase code such as 'careos.welcome'")
+
+
+def _enqueue_on_commit(message: OutboundMessage) -> None:
+    from messaging.tasks import enqueue_send
+
+    message_id = message.pk
+
+    def enqueue_send_after_commit() -> None:  # a named function: Django logs a robust hook's __qualname__
+        enqueue_send(message_id)
+
+    # robust: a broker outage after commit must not fail the caller's request; the sweeper sends it.
+    transaction.on_commit(enqueue_send_after_commit, robust=True)
+
+
+@transaction.atomic
+def message_retry(*, message: OutboundMessage, actor: Actor) -> bool:
+    """Queue a failed message again with a fresh attempt budget. False if it was not failed."""
+    now = utc_now()
+    previous = OutboundMessage.objects.filter(pk=message.pk).values_list("attempts", "last_error").first()
+    updated = OutboundMessage.objects.filter(pk=message.pk, status=Status.FAILED).update(
+        status=Status.QUEUED,
+        attempts=0,
+        next_attempt_at=now,
+        claimed_until=None,
+        # A late report about the failed attempt must not be taken for the new one.
+        provider_message_id="",
+        updated_at=now,
+    )
+    if not updated:
+        return False
+    audit_event_record(
+        action="messaging.message_retried",
+        actor=actor,
+        subject_type="messaging.message",
+        subject_id=message.public_id,
+        metadata={
+            "message_id": message.public_id,
+            "channel": message.channel,
+            "previous_attempts": previous[0],
+            "previous_error": previous[1],
+        },
+    )
+    _enqueue_on_commit(message)
+    return True

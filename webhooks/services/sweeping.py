@@ -1,0 +1,50 @@
+"""Sweeping and redelivery: the beat sweeper that re-enqueues due deliveries (and applies the
+auto-disable rule), and staff redelivery of chosen deliveries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+
+from core.actors import Actor
+from core.time import utc_now
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.services.endpoints import audit, webhook_endpoints_disable_failing
+from webhooks.services.outbox import DELIVERIES
+from webhooks.services.publishing import deliveries_restart
+
+
+def webhook_deliveries_sweep(*, now: datetime | None = None, limit: int | None = None) -> dict[str, int]:
+    """Beat, every minute: apply the auto-disable rule, then re-enqueue pending deliveries of active
+    endpoints that are due (for more than the outbox's grace) and not claimed, oldest first. A lost
+    broker message thus delays a delivery by about a minute; a duplicate message is harmless (the claim
+    lets only one run send)."""
+    now = now or utc_now()
+    disabled = webhook_endpoints_disable_failing(now=now)
+    enqueued = DELIVERIES.sweep(now=now, within=Q(endpoint__is_active=True), limit=limit)
+    return {"enqueued": enqueued, "endpoints_disabled": disabled}
+
+
+@transaction.atomic
+def webhook_deliveries_redeliver(*, delivery_ids: Iterable[int], actor: Actor) -> int:
+    """Send the given deliveries again (whatever their status) with a fresh retry schedule. Deliveries of
+    disabled endpoints are skipped. Returns how many were queued."""
+    now = utc_now()
+    queryset = WebhookDelivery.objects.filter(pk__in=list(delivery_ids), endpoint__is_active=True)
+    ids = deliveries_restart(queryset, now)
+    by_endpoint: dict[int, list[int]] = {}
+    for delivery_id, endpoint_id in WebhookDelivery.objects.filter(pk__in=ids).values_list("pk", "endpoint_id"):
+        by_endpoint.setdefault(endpoint_id, []).append(delivery_id)
+    for endpoint in WebhookEndpoint.objects.filter(pk__in=by_endpoint):
+        delivered = sorted(by_endpoint[endpoint.pk])
+        audit(
+            "webhooks.deliveries_redelivered",
+            endpoint,
+            actor=actor,
+            count=len(delivered),
+            delivery_ids=delivered[:500],
+        )
+    return len(ids)
