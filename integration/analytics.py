@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from core.rounding import percentage, round_half_up
+from core.rounding import ratio as rounded_ratio
 from integration.catalogue import ATTACHMENT_STYLES
 
 # --- Mood baseline and low-mood runs (RISK) ---------------------------------------------------------
@@ -169,20 +171,19 @@ def mood_trend(moods: Sequence[tuple[date, int]]) -> str | None:
 
 
 def round1(value: float | None) -> float | None:
-    if value is None:
-        return None
-    # Half away from zero (6.25 -> 6.3), not Python's banker's rounding, so reports read as people expect.
-    return math.floor(value * 10 + 0.5) / 10 if value >= 0 else -math.floor(-value * 10 + 0.5) / 10
+    """One decimal, half up (6.25 -> 6.3): core.rounding's one rule. Kept for integration.services.alerts,
+    which still calls it; new code calls core.rounding.round_half_up."""
+    return round_half_up(value, 1)
 
 
 def ratio(entries: Sequence[tuple[int, int]]) -> float | None:
-    """Gottman's positive:negative ratio over a period: total positive / total negative (a period with
-    no negative interactions divides by 1). None without entries."""
+    """Gottman's positive:negative ratio over a period, 1 decimal half up (core.rounding.ratio): total
+    positive / total negative (a period with no negative interactions divides by 1). None without entries."""
     if not entries:
         return None
     positive = sum(p for p, _ in entries)
     negative = sum(n for _, n in entries)
-    return positive / max(negative, 1)
+    return rounded_ratio(positive, max(negative, 1))
 
 
 # --- Couple analysis ----------------------------------------------------------------------------------
@@ -350,11 +351,11 @@ def _satisfaction(a: Mapping, b: Mapping) -> Dimension:
 def _conflict(a: Mapping, b: Mapping) -> Dimension:
     weight = WEIGHTS["conflict_resolution"]
     mean = (a["score"] + b["score"]) / 2
-    points = math.floor(weight * mean / 100 + 0.5)
+    points = int(round_half_up(weight * mean / 100, 0))
     if mean >= 50:
-        detail = f"Conflict resolution skills average {round1(mean):g}/100"
+        detail = f"Conflict resolution skills average {round_half_up(mean, 1):g}/100"
     else:
-        detail = f"Conflict resolution skills average only {round1(mean):g}/100"
+        detail = f"Conflict resolution skills average only {round_half_up(mean, 1):g}/100"
     return Dimension("conflict_resolution", points, weight, detail)
 
 
@@ -386,7 +387,7 @@ def matchup(scores1: Mapping[str, Mapping], scores2: Mapping[str, Mapping]) -> t
         return None
     earned = sum(d.points for d in dimensions)
     possible = sum(d.weight for d in dimensions)
-    score = math.floor(100 * earned / possible + 0.5)
+    score = percentage(earned, possible)
     alignments = {
         "compatible": [{"area": d.area, "detail": d.detail} for d in dimensions if d.compatible],
         "misses": [{"area": d.area, "detail": d.detail} for d in dimensions if not d.compatible],

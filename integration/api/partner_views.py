@@ -1,7 +1,9 @@
 """Partner API views (spec: loverescue-integration-api.md, section 2).
 
-Each view is thin: validate the request, call a selector or service scoped to the therapist the token
-acts for (`request.user.therapist`), render. Consent is read from the database on every request:
+Each view is thin: parse the request (integration.api.partner_inputs), call one selector or service
+scoped to the therapist the token acts for (`request.user.therapist`), render with the output serializer
+its schema names (integration.api.partner_outputs). Consent is read from the database on every request;
+the selectors raise core.domain errors that the LoveRescue envelope renders:
 
 - unknown client / couple / alert -> 404 NOT_FOUND;
 - unlinked, unconsented or revoked link (including another therapist's client and the clients of another
@@ -14,76 +16,48 @@ for an existing client is logged with that client's id too (the attempt is part 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework.response import Response
 
 from audit.context import note_subjects
+from core.actors import Actor
 from core.apis import LOVERESCUE
-from core.errors import ApiError
+from core.domain import Invalid
 from core.schema import error_responses
-from core.time import iso_utc
-from integration import selectors
-from integration.api import partner_serializers as s
+from core.validation import validated
+from integration.api import partner_inputs as inputs
+from integration.api import partner_outputs as outputs
 from integration.api.base import PartnerApiView
 from integration.events import OWNER_TYPE
-from integration.models import PermissionLevel
+from integration.models import PermissionLevel, TherapistClientLink
+from integration.selectors import common
+from integration.selectors.alerts import alert_list, visible_alert
+from integration.selectors.clients import client_list
+from integration.selectors.consent import LevelTooLow, NoConsent, client_link_for
+from integration.selectors.couples import couple_dynamics
+from integration.selectors.outcomes import outcomes
+from integration.selectors.progress import client_progress
 from integration.services.assignments import alert_mark_read, task_assign
-from integration.services.reports import ReportInvalid, session_prep_report_generate
+from integration.services.reports import session_prep_report_generate
 from webhooks.models import Scheme
 from webhooks.services import WebhookEndpointInvalid, webhook_endpoint_register
 
 TAGS = [LOVERESCUE.tag]
 
 
-def bad_request(message: str) -> ApiError:
-    return ApiError(400, message, code="BAD_REQUEST")
+def partner_actor(request) -> Actor:
+    return Actor.integration_partner(request.user.partner.pk)
 
 
-def not_found(what: str) -> ApiError:
-    return ApiError(404, f"{what} not found", code="NOT_FOUND")
-
-
-def no_consent() -> ApiError:
-    return ApiError(403, selectors.NO_CONSENT_MESSAGE, code="NO_CONSENT")
-
-
-def consented_link(request, client_id, required_level: str = PermissionLevel.BASIC):
-    """The therapist's consented link to the client at `required_level`, or the API's 404/403."""
+def consented_link(request, client_id, required_level: str = PermissionLevel.BASIC) -> TherapistClientLink:
+    """The therapist's consented link to the client at `required_level` (consent's domain errors else)."""
     try:
-        link = selectors.client_link_for(
-            therapist=request.user.therapist, client_id=client_id, required_level=required_level
-        )
-    except selectors.ClientNotFound:
-        raise not_found("Client") from None
-    except selectors.NoConsent:
-        note_subjects(request, "client", [client_id])
-        raise no_consent() from None
-    except selectors.LevelTooLow:
-        note_subjects(request, "client", [client_id])
-        raise ApiError(403, selectors.LEVEL_TOO_LOW_MESSAGE, code="INSUFFICIENT_PERMISSION") from None
+        link = client_link_for(therapist=request.user.therapist, client_id=client_id, required_level=required_level)
+    except (NoConsent, LevelTooLow):
+        note_subjects(request, "client", [client_id])  # the client exists: the refused attempt is logged
+        raise
     note_subjects(request, "client", [client_id])
     return link
-
-
-def validated(serializer_class, data):
-    serializer = serializer_class(data=data)
-    if not serializer.is_valid():
-        message, _ = _first_error(serializer.errors)
-        raise bad_request(message)
-    return serializer.validated_data
-
-
-def _first_error(errors) -> tuple[str, str]:
-    name, problems = next(iter(errors.items()))
-    if isinstance(problems, dict):  # a list field: {index: [messages]}
-        index, inner = next(iter(problems.items()))
-        return f"{name}[{index}]: {' '.join(str(p) for p in inner)}", name
-    text = " ".join(str(p) for p in problems) if isinstance(problems, list) else str(problems)
-    if name == "non_field_errors":
-        return text, name
-    return f"{name}: {text}", name
 
 
 class ClientListView(PartnerApiView):
@@ -92,7 +66,7 @@ class ClientListView(PartnerApiView):
     @extend_schema(
         tags=TAGS,
         operation_id="integration_clients_list",
-        responses={200: s.ClientListResponseSerializer, **error_responses(LOVERESCUE, 401, 403, 429)},
+        responses={200: outputs.ClientListResponseSerializer, **error_responses(LOVERESCUE, 401, 403, 429)},
         description=(
             "`latestMood` is null below STANDARD. In `couple`, a member who has not consented to this "
             "therapist is shown as `{id, withheld: true}` without names. `unreadAlerts` counts the alerts "
@@ -100,9 +74,9 @@ class ClientListView(PartnerApiView):
         ),
     )
     def get(self, request):
-        clients = selectors.client_list(therapist=request.user.therapist)
-        note_subjects(request, "client", [c["id"] for c in clients])
-        return Response({"clients": clients, "total": len(clients)})
+        rows = client_list(therapist=request.user.therapist)
+        note_subjects(request, "client", [row.client_id for row in rows])
+        return Response(outputs.ClientListResponseSerializer({"clients": rows, "total": len(rows)}).data)
 
 
 class ClientProgressView(PartnerApiView):
@@ -114,11 +88,12 @@ class ClientProgressView(PartnerApiView):
     @extend_schema(
         tags=TAGS,
         operation_id="integration_client_progress",
-        responses={200: s.ProgressResponseSerializer, **error_responses(LOVERESCUE, 401, 403, 404, 429)},
+        responses={200: outputs.ProgressResponseSerializer, **error_responses(LOVERESCUE, 401, 403, 404, 429)},
     )
     def get(self, request, client_id):
         link = consented_link(request, client_id)
-        return Response(selectors.client_progress(therapist=request.user.therapist, link=link))
+        progress = client_progress(therapist=request.user.therapist, link=link)
+        return Response(outputs.ProgressResponseSerializer(progress).data)
 
 
 class SessionPrepView(PartnerApiView):
@@ -139,27 +114,22 @@ class SessionPrepView(PartnerApiView):
                 description="Anchor for 'since last session' data (ISO 8601, not in the future)",
             )
         ],
-        responses={200: s.SessionPrepResponseSerializer, **error_responses(LOVERESCUE, 400, 401, 403, 404, 429)},
+        responses={
+            200: outputs.SessionPrepResponseSerializer,
+            **error_responses(LOVERESCUE, 400, 401, 403, 404, 429),
+        },
     )
     def get(self, request, client_id):
         link = consented_link(request, client_id, PermissionLevel.STANDARD)
-        try:
-            last_session_date = s.last_session_date_from_query(request.query_params)
-        except s.BadParameter as exc:
-            raise bad_request(str(exc)) from None
-        partner = request.user.partner
-        try:
-            report = session_prep_report_generate(
-                therapist=request.user.therapist,
-                client=link.client,
-                last_session_date=last_session_date,
-                now=selectors.utc_now(),
-                actor_type="integration_partner",
-                actor_id=str(partner.pk),
-            )
-        except ReportInvalid as exc:
-            raise bad_request(str(exc)) from None
-        return Response({"report": selectors.report_body(report)})
+        last_session_date = inputs.last_session_date_from_query(request.query_params)
+        report = session_prep_report_generate(
+            therapist=request.user.therapist,
+            client=link.client,
+            last_session_date=last_session_date,
+            now=common.utc_now(),
+            actor=partner_actor(request),
+        )
+        return Response(outputs.SessionPrepResponseSerializer(report).data)
 
 
 class AssignView(PartnerApiView):
@@ -171,12 +141,12 @@ class AssignView(PartnerApiView):
     @extend_schema(
         tags=TAGS,
         operation_id="integration_client_assign",
-        request=s.AssignRequestSerializer,
-        responses={201: s.AssignResponseSerializer, **error_responses(LOVERESCUE, 400, 401, 403, 404, 429)},
+        request=inputs.AssignRequestSerializer,
+        responses={201: outputs.AssignResponseSerializer, **error_responses(LOVERESCUE, 400, 401, 403, 404, 429)},
     )
     def post(self, request, client_id):
         link = consented_link(request, client_id)
-        data = validated(s.AssignRequestSerializer, request.data)
+        data = validated(inputs.AssignRequestSerializer, request.data, first_only=True, code=inputs.BAD_REQUEST)
         principal = request.user
         task = task_assign(
             therapist=principal.therapist,
@@ -188,21 +158,10 @@ class AssignView(PartnerApiView):
             notes=data.get("notes") or None,
             due_date=data.get("dueDate"),
             priority=data["priority"],
+            actor=partner_actor(request),
         )
-        due = task.due_date
-        return Response(
-            {
-                "message": "Activity assigned",
-                "task": {
-                    "id": str(task.pk),
-                    "description": task.description,
-                    "priority": task.priority,
-                    "dueDate": iso_utc(datetime(due.year, due.month, due.day, tzinfo=UTC)) if due else None,
-                    "createdAt": iso_utc(task.created_at),
-                },
-            },
-            status=201,
-        )
+        body = outputs.AssignResponseSerializer({"message": "Activity assigned", "task": task}).data
+        return Response(body, status=201)
 
 
 class CoupleDynamicsView(PartnerApiView):
@@ -215,17 +174,12 @@ class CoupleDynamicsView(PartnerApiView):
     @extend_schema(
         tags=TAGS,
         operation_id="integration_couple_dynamics",
-        responses={200: s.DynamicsResponseSerializer, **error_responses(LOVERESCUE, 401, 403, 404, 429)},
+        responses={200: outputs.DynamicsResponseSerializer, **error_responses(LOVERESCUE, 401, 403, 404, 429)},
     )
     def get(self, request, couple_id):
-        try:
-            body, shown = selectors.couple_dynamics(therapist=request.user.therapist, couple_id=couple_id)
-        except selectors.ClientNotFound:
-            raise not_found("Couple") from None
-        except selectors.NoConsent:
-            raise no_consent() from None
-        note_subjects(request, "client", shown)
-        return Response(body)
+        dynamics = couple_dynamics(therapist=request.user.therapist, couple_id=couple_id)
+        note_subjects(request, "client", dynamics.shown_client_ids)
+        return Response(outputs.DynamicsResponseSerializer(dynamics).data)
 
 
 class AlertListView(PartnerApiView):
@@ -237,23 +191,20 @@ class AlertListView(PartnerApiView):
         tags=TAGS,
         operation_id="integration_alerts_list",
         parameters=[
-            OpenApiParameter("type", OpenApiTypes.STR, enum=list(s.ALERT_TYPES), required=False),
+            OpenApiParameter("type", OpenApiTypes.STR, enum=list(inputs.ALERT_TYPES), required=False),
             OpenApiParameter("unreadOnly", OpenApiTypes.BOOL, required=False, description="true/false/1/0"),
             OpenApiParameter(
                 "since", OpenApiTypes.DATETIME, required=False, description="Alerts created after this instant"
             ),
             OpenApiParameter("limit", OpenApiTypes.INT, required=False, description="1..500, default 100"),
         ],
-        responses={200: s.AlertListResponseSerializer, **error_responses(LOVERESCUE, 400, 401, 403, 429)},
+        responses={200: outputs.AlertListResponseSerializer, **error_responses(LOVERESCUE, 400, 401, 403, 429)},
     )
     def get(self, request):
-        try:
-            filters = s.alert_filters_from_query(request.query_params)
-        except s.BadParameter as exc:
-            raise bad_request(str(exc)) from None
-        alerts, total, unread = selectors.alert_list(therapist=request.user.therapist, filters=filters)
-        note_subjects(request, "client", list(dict.fromkeys(str(a.client_id) for a in alerts)))
-        return Response({"alerts": [selectors.alert_body(a) for a in alerts], "unreadCount": unread, "total": total})
+        filters = inputs.alert_filters_from_query(request.query_params)
+        page = alert_list(therapist=request.user.therapist, filters=filters)
+        note_subjects(request, "client", list(dict.fromkeys(alert.client_id for alert in page.alerts)))
+        return Response(outputs.AlertListResponseSerializer(page).data)
 
 
 class AlertReadView(PartnerApiView):
@@ -265,34 +216,31 @@ class AlertReadView(PartnerApiView):
         tags=TAGS,
         operation_id="integration_alert_read",
         request={"application/json": OpenApiTypes.OBJECT},  # no fields: empty or {}
-        responses={200: s.AlertReadResponseSerializer, **error_responses(LOVERESCUE, 401, 403, 404, 429)},
+        responses={200: outputs.AlertReadResponseSerializer, **error_responses(LOVERESCUE, 401, 403, 404, 429)},
     )
     def post(self, request, alert_id):
-        principal = request.user
-        try:
-            alert = selectors.visible_alert(therapist=principal.therapist, alert_id=alert_id)
-        except selectors.ClientNotFound:
-            raise not_found("Alert") from None
-        recipient = alert_mark_read(alert=alert, therapist=principal.therapist, partner=principal.partner)
-        alert.read_at = recipient.read_at
+        therapist = request.user.therapist
+        alert = visible_alert(therapist=therapist, alert_id=alert_id)
+        recipient = alert_mark_read(alert=alert, therapist=therapist, actor=partner_actor(request))
+        alert.read_at = recipient.read_at  # the body shows this therapist's (first) read time
         note_subjects(request, "client", [alert.client_id])
-        return Response({"alert": selectors.alert_body(alert)})
+        return Response(outputs.AlertReadResponseSerializer({"alert": alert}).data)
 
 
 class OutcomesView(PartnerApiView):
     """Caseload outcomes over clients with consent in force. `activeInCourse`: course active and not
-    completed; `avgCourseWeek`: mean current week of clients with a course (1 decimal, null when none).
-    CRISIS alerts are STANDARD data, so `crisisAlerts` is 0 for BASIC clients."""
+    completed; `avgCourseWeek`: mean current week of clients with a course (1 decimal, half up; null when
+    none). CRISIS alerts are STANDARD data, so `crisisAlerts` is 0 for BASIC clients."""
 
     @extend_schema(
         tags=TAGS,
         operation_id="integration_outcomes",
-        responses={200: s.OutcomesResponseSerializer, **error_responses(LOVERESCUE, 401, 403, 429)},
+        responses={200: outputs.OutcomesResponseSerializer, **error_responses(LOVERESCUE, 401, 403, 429)},
     )
     def get(self, request):
-        result = selectors.outcomes(therapist=request.user.therapist)
-        note_subjects(request, "client", [c["clientId"] for c in result["clients"]])
-        return Response({"outcomes": result})
+        result = outcomes(therapist=request.user.therapist)
+        note_subjects(request, "client", [row.client_id for row in result.clients])
+        return Response(outputs.OutcomesResponseSerializer(result).data)
 
 
 class WebhookRegisterView(PartnerApiView):
@@ -303,11 +251,13 @@ class WebhookRegisterView(PartnerApiView):
     @extend_schema(
         tags=TAGS,
         operation_id="integration_webhook_register",
-        request=s.WebhookRegisterRequestSerializer,
-        responses={200: s.WebhookRegisterResponseSerializer, **error_responses(LOVERESCUE, 400, 401, 403, 429)},
+        request=inputs.WebhookRegisterRequestSerializer,
+        responses={200: outputs.WebhookRegisterResponseSerializer, **error_responses(LOVERESCUE, 400, 401, 403, 429)},
     )
     def post(self, request):
-        data = validated(s.WebhookRegisterRequestSerializer, request.data)
+        data = validated(
+            inputs.WebhookRegisterRequestSerializer, request.data, first_only=True, code=inputs.BAD_REQUEST
+        )
         partner = request.user.partner
         try:
             endpoint, secret = webhook_endpoint_register(
@@ -317,16 +267,15 @@ class WebhookRegisterView(PartnerApiView):
                 events=data["events"],
                 scheme=Scheme.LOVERESCUE,
                 replace_existing=True,
-                actor_type="integration_partner",
-                actor_id=str(partner.pk),
+                actor=partner_actor(request),
             )
         except WebhookEndpointInvalid as exc:
-            raise bad_request(exc.messages[0] if exc.messages else "Invalid webhook registration") from None
-        return Response(
-            {
-                "message": "Webhook registered successfully",
-                "webhookUrl": endpoint.url,
-                "webhookSecret": secret,
-                "events": list(endpoint.events),
-            }
-        )
+            # Same message, in this API's BAD_REQUEST code (the webhook engine's error carries its own).
+            raise Invalid(exc.message or "Invalid webhook registration", code=inputs.BAD_REQUEST) from None
+        body = {
+            "message": "Webhook registered successfully",
+            "webhookUrl": endpoint.url,
+            "webhookSecret": secret,
+            "events": list(endpoint.events),
+        }
+        return Response(outputs.WebhookRegisterResponseSerializer(body).data)

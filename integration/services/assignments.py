@@ -1,6 +1,7 @@
 """What a therapist does through a partner: assign tasks to a client (POST clients/:id/assign) and mark
-alerts read (POST alerts/:id/read). Consent is checked by the caller (integration.selectors) in the
-same request; these services only write, each with its audit event in the same transaction."""
+alerts read (POST alerts/:id/read). Consent is checked by the caller (integration.selectors.consent,
+selectors.alerts) in the same request; these services only write, each with its audit event in the same
+transaction, in the name of `actor` (the partner acting for the therapist, or the therapist)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import date
 from django.db import transaction
 
 from audit.services import audit_event_record
+from core.actors import Actor
 from core.time import utc_now
 from integration.models import Alert, AlertRecipient, Client, IntegrationPartner, Therapist, TherapistTask
 
@@ -25,9 +27,17 @@ def task_assign(
     notes: str | None = None,
     due_date: date | None = None,
     priority: str = TherapistTask.Priority.MEDIUM,
+    actor: Actor | None = None,
 ) -> TherapistTask:
     """Create a pending task for the client from this therapist (description and notes are encrypted at
-    rest; the audit event carries ids and codes only)."""
+    rest; the audit event carries ids and codes only). `partner` is the partner the task came through
+    (stored on the task).
+
+    `actor` None is transitional, for callers outside the partner API that do not pass one yet
+    (integration/demo.py, the app API's tests): the partner when there is one, else the therapist, as
+    before. Remove the default once they pass `actor=`."""
+    if actor is None:
+        actor = Actor.integration_partner(partner.pk) if partner is not None else Actor.therapist(therapist.pk)
     task = TherapistTask.objects.create(
         therapist=therapist,
         client=client,
@@ -41,8 +51,7 @@ def task_assign(
     )
     audit_event_record(
         action="integration.task_assigned",
-        actor_type="integration_partner" if partner is not None else "therapist",
-        actor_id=str(partner.pk) if partner is not None else str(therapist.pk),
+        actor=actor,
         subject_type="client",
         subject_id=str(client.pk),
         metadata={
@@ -58,7 +67,7 @@ def task_assign(
 
 
 @transaction.atomic
-def alert_mark_read(*, alert: Alert, therapist: Therapist, partner: IntegrationPartner | None = None) -> AlertRecipient:
+def alert_mark_read(*, alert: Alert, therapist: Therapist, actor: Actor) -> AlertRecipient:
     """Mark the alert read for this therapist (other therapists' read state is their own). Idempotent: the
     first read time is kept. The caller has checked the alert is visible to the therapist."""
     recipient, _ = AlertRecipient.objects.select_for_update().get_or_create(alert=alert, therapist=therapist)
@@ -67,8 +76,7 @@ def alert_mark_read(*, alert: Alert, therapist: Therapist, partner: IntegrationP
         recipient.save(update_fields=["read_at"])
         audit_event_record(
             action="integration.alert_read",
-            actor_type="integration_partner" if partner is not None else "therapist",
-            actor_id=str(partner.pk) if partner is not None else str(therapist.pk),
+            actor=actor,
             subject_type="client",
             subject_id=str(alert.client_id),
             metadata={"alert_id": str(alert.pk), "therapist_id": str(therapist.pk)},

@@ -17,6 +17,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from audit.services import audit_event_record
+from core.actors import Actor
+from core.domain import Invalid
+from core.rounding import ratio, round_half_up
 from core.time import utc_now
 from integration import analytics
 from integration.models import (
@@ -51,8 +54,11 @@ _SCORED_LABELS = {
 }
 
 
-class ReportInvalid(ValueError):
+class ReportInvalid(Invalid):
     """Bad input (e.g. a last session date in the future); the message is for the API caller."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code="BAD_REQUEST")
 
 
 # --- Session prep ----------------------------------------------------------------------------------------
@@ -84,7 +90,7 @@ def window_days(start: datetime, now: datetime) -> tuple[date, date]:
 
 
 def _fmt(value: float | None) -> str:
-    return f"{analytics.round1(value):.1f}"
+    return f"{round_half_up(value, 1):.1f}"
 
 
 def _gottman_insight(client: Client, first: date, last: date) -> dict | None:
@@ -103,7 +109,7 @@ def _gottman_insight(client: Client, first: date, last: date) -> dict | None:
     if before is None:
         insight = f"5:1 ratio averaged {_fmt(during)} since last session (target 5.0)"
     else:
-        delta = analytics.round1(during) - analytics.round1(before)
+        delta = round_half_up(during, 1) - round_half_up(before, 1)
         if abs(delta) < 0.05:
             insight = f"5:1 ratio unchanged at {_fmt(during)} (target 5.0)"
         else:
@@ -187,7 +193,7 @@ def session_prep_content(*, client: Client, start: datetime, now: datetime) -> d
                 insights.append(insight)
 
     moods = list(CheckIn.objects.filter(client=client, date__gte=first, date__lte=last).values_list("date", "mood"))
-    average = analytics.round1(sum(m for _, m in moods) / len(moods)) if moods else None
+    average = ratio(sum(m for _, m in moods), len(moods)) if moods else None
     mood_trend = analytics.mood_trend(moods)
 
     crisis_alerts = Alert.objects.filter(
@@ -229,8 +235,7 @@ def session_prep_report_generate(
     client: Client,
     last_session_date: datetime | None,
     now: datetime | None = None,
-    actor_type: str = "system",
-    actor_id: str = "integration.reports",
+    actor: Actor,
 ) -> SessionPrepReport:
     """Generate and persist a session-prep report (the caller checks consent and level: STANDARD+).
     `last_session_date` must not be after `now` (ReportInvalid). The stored `last_session_date` is the
@@ -246,8 +251,7 @@ def session_prep_report_generate(
     )
     audit_event_record(
         action="integration.session_prep_generated",
-        actor_type=actor_type,
-        actor_id=actor_id,
+        actor=actor,
         subject_type="client",
         subject_id=str(client.pk),
         metadata={"report_id": str(report.id), "therapist_id": str(therapist.pk)},

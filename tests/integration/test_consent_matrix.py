@@ -1,7 +1,7 @@
 """Every partner endpoint x every consent situation: the status, the error code and the exact set of
 top-level keys (and, for list endpoints, whether the client appears at all).
 
-Cases (see test_partner_api.build_world): a client consented at BASIC, STANDARD or FULL; a revoked link;
+Cases (see tests/integration/partner_world.build_world): a client consented at BASIC, STANDARD or FULL; a revoked link;
 a link never consented; no link; another therapist's client; and a request from another partner (acting
 for another therapist) about our therapist's FULL client.
 """
@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration import partner_world
 from tests.integration.factories import make_client, make_couple
-from tests.integration.test_partner_api import CASES, build_world, now  # noqa: F401  (fixture)
+from tests.integration.partner_world import CASES, build_world
 
 pytestmark = pytest.mark.django_db
+
+now = partner_world.now  # the shared fixture, made visible to this module's tests
 
 BASE = "/api/integration"
 CONSENTED = ("BASIC", "STANDARD", "FULL")
@@ -53,7 +56,7 @@ def _expect_error(response, status, code):
 
 
 @pytest.fixture
-def world(now):  # noqa: F811
+def world(now):
     return build_world(now.date())
 
 

@@ -8,23 +8,21 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from integration import selectors
 from integration.models import JournalEntry, TherapistClientLink
+from integration.selectors.progress import client_progress
+from tests.integration import partner_world
 from tests.integration.factories import make_client, make_couple
-from tests.integration.test_partner_api import (  # noqa: F401  (now is a fixture)
-    HIDDEN_MARKER,
-    VISIBLE_MARKER,
-    build_world,
-    now,
-)
+from tests.integration.partner_world import HIDDEN_MARKER, VISIBLE_MARKER, build_world
 
 pytestmark = pytest.mark.django_db
+
+now = partner_world.now  # the shared fixture, made visible to this module's tests
 
 BASE = "/api/integration"
 
 
 @pytest.fixture
-def world(now, settings):  # noqa: F811
+def world(now, settings):
     settings.WEBHOOK_REQUIRE_HTTPS = False
     world = build_world(now.date())
     # A hidden entry flagged as a crisis too, and one with the marker in a longer text.
@@ -99,10 +97,10 @@ def test_hidden_entries_are_filtered_in_the_database_query(world):
     """The hidden entries are never loaded (and so never decrypted): the query itself excludes them."""
     link = TherapistClientLink.objects.get(therapist=world.therapist, client=world.clients["FULL"])
     with CaptureQueriesContext(connection) as queries:
-        body = selectors.client_progress(therapist=world.therapist, link=link)
+        progress = client_progress(therapist=world.therapist, link=link)
     journal_sql = [q["sql"] for q in queries.captured_queries if "journalentry" in q["sql"].lower()]
     assert len(journal_sql) == 1 and "therapist_hidden" in journal_sql[0]
-    assert len(body["journalEntries"]) == 1
+    assert len(progress.journal_entries) == 1
 
 
 def test_hidden_entries_stay_hidden_when_the_flag_is_the_only_difference(client, world):

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from audit.models import AuditEvent
+from core.actors import Actor
 from integration import analytics
 from integration.models import (
     ActivityEntry,
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 2, 12, 15, 0, tzinfo=UTC)
 SECRET = "a very private journal sentence"
+ACTOR = Actor.system("integration.reports")
 
 
 def d(month: int, day: int) -> date:
@@ -93,7 +95,9 @@ def world():
 def test_default_window_is_the_last_seven_days(world):
     therapist, client, flag, _ = world
 
-    report = session_prep_report_generate(therapist=therapist, client=client, last_session_date=None, now=NOW)
+    report = session_prep_report_generate(
+        therapist=therapist, client=client, last_session_date=None, now=NOW, actor=ACTOR
+    )
 
     content = report.content
     assert report.report_date == NOW and report.last_session_date == NOW - timedelta(days=7)
@@ -133,7 +137,9 @@ def test_default_window_is_the_last_seven_days(world):
 
 def test_report_is_persisted_audited_and_free_of_journal_text(world):
     therapist, client, _, _ = world
-    report = session_prep_report_generate(therapist=therapist, client=client, last_session_date=None, now=NOW)
+    report = session_prep_report_generate(
+        therapist=therapist, client=client, last_session_date=None, now=NOW, actor=ACTOR
+    )
 
     stored = SessionPrepReport.objects.get(pk=report.pk)
     assert stored.content == report.content and stored.therapist_id == therapist.pk
@@ -145,14 +151,18 @@ def test_report_is_persisted_audited_and_free_of_journal_text(world):
 
 def test_explicit_last_session_date_and_then_the_previous_report(world):
     therapist, client, flag, old = world
-    first = session_prep_report_generate(therapist=therapist, client=client, last_session_date=at(1, 29, 15), now=NOW)
+    first = session_prep_report_generate(
+        therapist=therapist, client=client, last_session_date=at(1, 29, 15), now=NOW, actor=ACTOR
+    )
     assert first.last_session_date == at(1, 29, 15)
     assert [f["alertId"] for f in first.content["crisisFlags"]] == [str(old.id), str(flag.id)]
     assert first.content["generatedSummary"].startswith("Since last session, client completed 6/14 daily activities")
     assert first.content["assessmentChanges"]["attachment"]["before"]["anxiety"] == 4.2
 
     later = NOW + timedelta(days=3)
-    second = session_prep_report_generate(therapist=therapist, client=client, last_session_date=None, now=later)
+    second = session_prep_report_generate(
+        therapist=therapist, client=client, last_session_date=None, now=later, actor=ACTOR
+    )
     assert second.last_session_date == NOW  # the previous report of this therapist for this client
     assert second.content["activitiesCompleted"] == [{"date": "2026-02-13", "activity": "too_late"}]
     assert second.content["moodTrends"] == {"average": None, "trend": None}
@@ -164,27 +174,35 @@ def test_explicit_last_session_date_and_then_the_previous_report(world):
     # Another therapist's report does not move this therapist's window.
     other = make_therapist("O")
     link(other, client, "FULL")
-    third = session_prep_report_generate(therapist=other, client=client, last_session_date=None, now=later)
+    third = session_prep_report_generate(therapist=other, client=client, last_session_date=None, now=later, actor=ACTOR)
     assert third.last_session_date == later - timedelta(days=7)
 
 
 def test_same_inputs_give_the_same_report(world):
     therapist, client, _, _ = world
-    a = session_prep_report_generate(therapist=therapist, client=client, last_session_date=at(2, 5, 15), now=NOW)
-    b = session_prep_report_generate(therapist=therapist, client=client, last_session_date=at(2, 5, 15), now=NOW)
+    a = session_prep_report_generate(
+        therapist=therapist, client=client, last_session_date=at(2, 5, 15), now=NOW, actor=ACTOR
+    )
+    b = session_prep_report_generate(
+        therapist=therapist, client=client, last_session_date=at(2, 5, 15), now=NOW, actor=ACTOR
+    )
     assert a.pk != b.pk and a.content == b.content
 
 
 def test_future_last_session_is_refused(world):
     therapist, client, _, _ = world
     with pytest.raises(ReportInvalid):
-        session_prep_report_generate(therapist=therapist, client=client, last_session_date=at(2, 13), now=NOW)
+        session_prep_report_generate(
+            therapist=therapist, client=client, last_session_date=at(2, 13), now=NOW, actor=ACTOR
+        )
     assert not SessionPrepReport.objects.exists()
 
 
 def test_same_day_window_covers_that_day(world):
     therapist, client, _, _ = world
-    report = session_prep_report_generate(therapist=therapist, client=client, last_session_date=at(2, 12, 9), now=NOW)
+    report = session_prep_report_generate(
+        therapist=therapist, client=client, last_session_date=at(2, 12, 9), now=NOW, actor=ACTOR
+    )
     assert report.content["generatedSummary"] == (
         "Since last session, client completed 1/1 daily activities, average mood 8.0, no crisis flags."
     )

@@ -1,0 +1,125 @@
+"""Partner API inputs: request bodies (serializers, through core.validation.validated) and query
+parameters. Every refusal is a core.domain.Invalid with code BAD_REQUEST whose message names the field."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from django.utils.dateparse import parse_date, parse_datetime
+from rest_framework import serializers
+
+from core.domain import Invalid
+from core.errors import ApiError
+from core.pagination import parse_int_param
+from integration.events import EVENT_TYPES
+from integration.models import AlertType, TherapistTask
+from integration.selectors import common
+from integration.selectors.alerts import AlertFilters
+
+ALERT_TYPES = tuple(AlertType.values)
+MAX_ALERT_LIMIT = 500
+DEFAULT_ALERT_LIMIT = 100
+BAD_REQUEST = "BAD_REQUEST"
+
+
+class BadParameter(Invalid):
+    """A query parameter is invalid; the message names it."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code=BAD_REQUEST)
+
+
+def parse_iso_instant(value: str) -> datetime | None:
+    """An ISO 8601 date or datetime as an aware UTC datetime (naive values are UTC); None if invalid."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    # An unencoded "+00:00" offset arrives as " 00:00" (a "+" in a query string is a space).
+    text = re.sub(r"(T[\d:.]+) (\d{2}:?\d{2})$", r"\1+\2", text)
+    try:
+        parsed = parse_datetime(text.replace("z", "Z"))
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        try:
+            day = parse_date(text)
+        except ValueError:
+            day = None
+        if day is None:
+            return None
+        parsed = datetime(day.year, day.month, day.day)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _boolean(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise BadParameter(f"{name} must be true or false")
+
+
+def alert_filters_from_query(params) -> AlertFilters:
+    """GET /alerts query parameters -> AlertFilters; BadParameter names the first bad one."""
+    alert_type = params.get("type")
+    if alert_type is not None and alert_type not in ALERT_TYPES:
+        raise BadParameter(f"type must be one of {', '.join(ALERT_TYPES)}")
+    unread_only = _boolean("unreadOnly", params["unreadOnly"]) if "unreadOnly" in params else False
+    since = None
+    if "since" in params:
+        since = parse_iso_instant(params["since"])
+        if since is None:
+            raise BadParameter("since must be an ISO 8601 date or datetime")
+    try:
+        limit = parse_int_param(
+            params, "limit", default=DEFAULT_ALERT_LIMIT, minimum=1, maximum=MAX_ALERT_LIMIT, code=BAD_REQUEST
+        )
+    except ApiError as exc:
+        # The LoveRescue 400 names the parameter in its message only: no `details` key in the body.
+        raise BadParameter(exc.message) from None
+    return AlertFilters(alert_type=alert_type, unread_only=unread_only, since=since, limit=limit)
+
+
+def last_session_date_from_query(params) -> datetime | None:
+    """`lastSessionDate` (optional): ISO 8601, not in the future."""
+    if "lastSessionDate" not in params:
+        return None
+    parsed = parse_iso_instant(params["lastSessionDate"])
+    if parsed is None:
+        raise BadParameter("lastSessionDate must be an ISO 8601 date or datetime")
+    if parsed > common.utc_now():
+        raise BadParameter("lastSessionDate must not be in the future")
+    return parsed
+
+
+class AssignRequestSerializer(serializers.Serializer):
+    taskDescription = serializers.CharField(max_length=2000)
+    module = serializers.SlugField(max_length=100, required=False, allow_blank=True)
+    activities = serializers.ListField(
+        child=serializers.CharField(max_length=100), max_length=50, required=False, default=list
+    )
+    notes = serializers.CharField(max_length=5000, required=False, allow_blank=True, allow_null=True)
+    dueDate = serializers.DateField(required=False, allow_null=True, input_formats=["%Y-%m-%d"])
+    priority = serializers.ChoiceField(
+        choices=TherapistTask.Priority.values, required=False, default=TherapistTask.Priority.MEDIUM
+    )
+
+    def validate_dueDate(self, value):
+        if value is not None and value < common.today_utc():
+            raise serializers.ValidationError("must not be in the past")
+        return value
+
+
+class WebhookRegisterRequestSerializer(serializers.Serializer):
+    webhookUrl = serializers.CharField(max_length=2000)
+    events = serializers.ListField(child=serializers.CharField(max_length=100), allow_empty=False, max_length=10)
+
+    def validate_events(self, value):
+        unknown = [event for event in value if event not in EVENT_TYPES]
+        if unknown:
+            raise serializers.ValidationError(f"unknown event type {unknown[0]!r}; allowed: {', '.join(EVENT_TYPES)}")
+        return list(dict.fromkeys(value))  # de-duplicated, in the caller's order

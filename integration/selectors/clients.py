@@ -1,0 +1,179 @@
+"""GET /clients: the therapist's consented clients with their couple, latest activity and mood, course
+and unread alerts. Two queries (links, couples) whatever the caseload size."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, NamedTuple
+
+from django.db.models import (
+    BooleanField,
+    Case,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
+
+from integration.models import (
+    ActivityEntry,
+    Alert,
+    AlertRecipient,
+    CheckIn,
+    Couple,
+    PermissionLevel,
+    Therapist,
+)
+from integration.selectors.common import ABSENT, consented_links, count_subquery, iso_utc_sql, level_rank
+
+
+@dataclass(frozen=True, slots=True)
+class CoupleMember:
+    """A couple member as this therapist may see them: named only when consented to this therapist,
+    else an id (`withheld`) whose names are ABSENT."""
+
+    id: uuid.UUID
+    first_name: str | Any = ABSENT
+    last_name: str | Any = ABSENT
+    withheld: bool | Any = ABSENT
+
+
+@dataclass(frozen=True, slots=True)
+class CoupleSummary:
+    id: uuid.UUID
+    status: str
+    partner1: CoupleMember
+    partner2: CoupleMember
+
+
+class ClientRow(NamedTuple):
+    """One consented client (a plain row: tuples are the cheapest rows for a 1,000-client caseload)."""
+
+    link_id: uuid.UUID
+    client_id: uuid.UUID
+    first_name: str
+    last_name: str
+    email: str | None
+    permission_level: str
+    consent_granted_at: str | datetime  # ISO text on PostgreSQL (common.iso_utc_sql), else a datetime
+    latest_activity: date | None
+    latest_mood: int | None  # None below STANDARD: a BASIC client's mood never leaves the database
+    course_week: int | None
+    course_active: bool
+    unread_alerts: int
+    couple: CoupleSummary | None
+
+
+def _latest_mood_subquery() -> Subquery:
+    return Subquery(CheckIn.objects.filter(client_id=OuterRef("client_id")).order_by("-date").values("mood")[:1])
+
+
+def _unread_alerts_subquery(therapist: Therapist):
+    """Alerts of the outer link's client visible at the outer link's level, not read by this therapist."""
+    alerts = (
+        Alert.objects.filter(client_id=OuterRef("client_id"))
+        .annotate(required_rank=level_rank("required_level"))
+        .filter(required_rank__lte=OuterRef("level_rank"))
+        .exclude(
+            Exists(AlertRecipient.objects.filter(alert_id=OuterRef("pk"), therapist=therapist, read_at__isnull=False))
+        )
+    )
+    return count_subquery(alerts)
+
+
+def client_list(*, therapist: Therapist) -> list[ClientRow]:
+    """The therapist's consented clients by last name, first name. Two queries (links, couples).
+
+    Plain rows (values_list), not model instances, and only the columns the body shows: the client's
+    email is the one encrypted column decrypted here (a couple partner's email is never loaded)."""
+    standard_or_more = [PermissionLevel.STANDARD, PermissionLevel.FULL]
+    links = list(
+        consented_links(therapist)
+        .annotate(
+            level_rank=level_rank("permission_level"),
+            latest_activity=Subquery(
+                ActivityEntry.objects.filter(client_id=OuterRef("client_id")).order_by("-date").values("date")[:1]
+            ),
+            latest_mood=Case(
+                When(permission_level__in=standard_or_more, then=_latest_mood_subquery()),
+                default=Value(None),
+                output_field=IntegerField(),
+            ),
+            course_week=F("client__course__current_week"),
+            course_active=Coalesce(F("client__course__is_active"), Value(False), output_field=BooleanField()),
+            consent_granted_iso=iso_utc_sql("consent_granted_at"),
+        )
+        .annotate(unread_alerts=_unread_alerts_subquery(therapist))
+        .order_by("client__last_name", "client__first_name", "client_id")
+        .values_list(
+            "pk",
+            "client_id",
+            "client__first_name",
+            "client__last_name",
+            "client__email",
+            "permission_level",
+            "consent_granted_iso",
+            "latest_activity",
+            "latest_mood",
+            "course_week",
+            "course_active",
+            "unread_alerts",
+        )
+    )
+    couples = _couple_summaries(therapist, {row[1] for row in links})
+    return [ClientRow(*row, couples.get(row[1])) for row in links]
+
+
+def _couple_summaries(therapist: Therapist, consented_ids: set) -> dict[uuid.UUID, CoupleSummary]:
+    """client id -> their couple (an active one first, then the newest), in one query. Members are named
+    only when consented to this therapist (`consented_ids`); the other member is just an id. Reads ids,
+    status and names only (no partner emails, no timestamps)."""
+    consented_client_ids = consented_links(therapist).values("client_id")
+    couples = (
+        Couple.objects.filter(Q(partner1_id__in=consented_client_ids) | Q(partner2_id__in=consented_client_ids))
+        .order_by("created_at", "id")
+        .values_list(
+            "id",
+            "status",
+            "partner1_id",
+            "partner1__first_name",
+            "partner1__last_name",
+            "partner2_id",
+            "partner2__first_name",
+            "partner2__last_name",
+        )
+    )
+    active = Couple.Status.ACTIVE
+    chosen: dict = {}  # member id -> (status, row)
+    for row in couples:
+        status = row[1]
+        for member_id in (row[2], row[5]):
+            if member_id not in consented_ids:
+                continue
+            current = chosen.get(member_id)
+            # Later rows are newer; an active couple beats an inactive one.
+            if current is None or not (current[0] == active and status != active):
+                chosen[member_id] = (status, row)
+
+    def member(client_id, first_name: str, last_name: str) -> CoupleMember:
+        if client_id in consented_ids:
+            return CoupleMember(client_id, first_name, last_name)
+        return CoupleMember(client_id, withheld=True)
+
+    summaries: dict = {}  # couple id -> its summary, built once and shared by both members
+    result: dict = {}
+    for member_id, (_, row) in chosen.items():
+        summary = summaries.get(row[0])
+        if summary is None:
+            summary = summaries[row[0]] = CoupleSummary(
+                row[0], row[1], member(row[2], row[3], row[4]), member(row[5], row[6], row[7])
+            )
+        result[member_id] = summary
+    return result

@@ -1,0 +1,81 @@
+"""The clock and the SQL helpers the partner selectors share.
+
+Tests pin the partner API's clock by replacing `utc_now` here: every selector, input parser and view of
+the partner API reads the time through this module (`common.utc_now()`, `common.today_utc()`).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from django.db import connection
+from django.db.models import Case, CharField, Count, F, Func, IntegerField, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
+
+from core.time import iso_utc, utc_now
+from integration.models import CONSENTED, LEVEL_RANK, Therapist, TherapistClientLink
+
+__all__ = ["utc_now", "today_utc"]
+
+
+def today_utc() -> date:
+    return utc_now().date()
+
+
+def level_rank(field: str) -> Case:
+    """A permission level column as its rank (BASIC 1, STANDARD 2, FULL 3) for comparisons in SQL."""
+    return Case(
+        *(When(**{field: level}, then=Value(rank)) for level, rank in LEVEL_RANK.items()),
+        default=Value(0),
+        output_field=IntegerField(),
+    )
+
+
+def iso_utc_sql(field: str) -> Func | F:
+    """A timestamp column for `iso_text`: on PostgreSQL rendered by the database exactly as
+    core.time.iso_utc renders it ("2025-06-30T12:00:00.000Z": UTC, milliseconds truncated, year unpadded
+    like strftime's %Y), which saves the driver's datetime parsing and Python's formatting per row;
+    elsewhere the column itself, formatted in Python."""
+    if connection.vendor == "postgresql":
+        return Func(
+            F(field),
+            template="""to_char(%(expressions)s AT TIME ZONE 'UTC', 'FMYYYY-MM-DD"T"HH24:MI:SS.MS"Z"')""",
+            output_field=CharField(),
+        )
+    return F(field)
+
+
+def iso_text(value: str | datetime | None) -> str | None:
+    """The ISO 8601 UTC text of an `iso_utc_sql` value (already text on PostgreSQL)."""
+    return value if value.__class__ is str else iso_utc(value)
+
+
+def count_subquery(queryset: QuerySet, group_field: str = "client_id") -> Coalesce:
+    """COUNT(*) of a correlated queryset as a scalar subquery (0 when no rows)."""
+    counted = queryset.order_by().values(group_field).annotate(n=Count("*")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+def consented_links(therapist: Therapist) -> QuerySet[TherapistClientLink]:
+    return TherapistClientLink.objects.filter(CONSENTED, therapist=therapist)
+
+
+class _Absent:
+    """The value of a section the caller may not see at this level: the key is left out of the body
+    (not rendered as null)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+ABSENT = _Absent()
