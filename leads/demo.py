@@ -16,6 +16,8 @@ What it makes, each only when missing (a second run creates and changes nothing,
 from __future__ import annotations
 
 from audit.services import audit_event_record
+from core.actors import Actor
+from core.apikeys import key_digest
 from leads import crypto
 from leads.models import PartnerPlatform, PlatformApiKey
 from leads.services import platforms
@@ -25,7 +27,7 @@ PLATFORM_SLUG = "businessos"
 DEMO_KEY_ID = "demobusinos1"
 DEMO_API_KEY = f"{PLATFORM_SLUG}_live_{DEMO_KEY_ID}_CareosDemoOnlyPublicKeyNeverUseInProd001"
 DEMO_PHONE_HASH_SALT = "demo-only-public-phone-hash-salt-never-use-in-production"
-ACTOR = {"actor_type": "system", "actor_id": "seed_demo"}
+ACTOR = Actor.system("seed_demo")
 
 
 def seed(ctx) -> tuple[str, object]:
@@ -34,7 +36,7 @@ def seed(ctx) -> tuple[str, object]:
     _api_key(ctx, platform)
     public_pem = crypto.current_public_pem()
     if public_pem is None:
-        pair = platforms.keypair_create(**ACTOR)
+        pair = platforms.keypair_create(actor=ACTOR)
         ctx.changed(f"created CareOS RSA-{pair.key_size} key pair {pair.fingerprint[:16]}")
         public_pem = pair.public_pem
     return "careos", {
@@ -53,11 +55,11 @@ def _platform(ctx) -> PartnerPlatform:
             name="BusinessOS (demo)",
             contact_name="BusinessOS demo",
             phone_hash_salt=DEMO_PHONE_HASH_SALT,
-            **ACTOR,
+            actor=ACTOR,
         )
         ctx.changed(f"created CareOS partner platform {PLATFORM_SLUG}")
     elif not platform.is_active:
-        platforms.platform_reactivate(platform=platform, **ACTOR)
+        platforms.platform_reactivate(platform=platform, actor=ACTOR)
         ctx.changed(f"reactivated CareOS partner platform {PLATFORM_SLUG}")
     return platform
 
@@ -69,7 +71,7 @@ def _api_key(ctx, platform: PartnerPlatform) -> PlatformApiKey:
             platform=platform,
             environment=PlatformApiKey.Environment.LIVE,
             key_id=DEMO_KEY_ID,
-            key_digest=platforms.key_digest(DEMO_API_KEY),
+            key_digest=key_digest(DEMO_API_KEY),
             key_hint=f"{PLATFORM_SLUG}_live_{DEMO_KEY_ID}…",
             expires_at=None,
         )
@@ -78,7 +80,7 @@ def _api_key(ctx, platform: PartnerPlatform) -> PlatformApiKey:
             subject_type="leads.platform",
             subject_id=platform.slug,
             metadata={"key_id": DEMO_KEY_ID, "environment": "live", "expires_at": None, "demo": True},
-            **ACTOR,
+            actor=ACTOR,
         )
         ctx.changed(f"created the demo API key of {PLATFORM_SLUG}")
         return api_key
@@ -86,7 +88,7 @@ def _api_key(ctx, platform: PartnerPlatform) -> PlatformApiKey:
     wanted = {
         "platform_id": platform.pk,
         "environment": PlatformApiKey.Environment.LIVE,
-        "key_digest": platforms.key_digest(DEMO_API_KEY),
+        "key_digest": key_digest(DEMO_API_KEY),
         "revoked_at": None,
         "expires_at": None,
     }
@@ -100,7 +102,7 @@ def _api_key(ctx, platform: PartnerPlatform) -> PlatformApiKey:
             subject_type="leads.platform",
             subject_id=platform.slug,
             metadata={"key_id": DEMO_KEY_ID, "demo": True, "fields": sorted(fields)},
-            **ACTOR,
+            actor=ACTOR,
         )
         ctx.changed(f"reset the demo API key of {PLATFORM_SLUG} ({', '.join(sorted(fields))})")
     return api_key

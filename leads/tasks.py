@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from core.actors import Actor
 from leads.services import payouts
-
-ACTOR_TYPE = "system"
 
 
 @shared_task(name="leads.tasks.process_partner_payments", soft_time_limit=1700, time_limit=1800)
 def process_partner_payments() -> dict:
     """Monthly (beat): resume in-flight batches, then pay every platform's due payments."""
-    report = payouts.payouts_process(actor_type=ACTOR_TYPE, actor_id="leads.tasks.process_partner_payments")
+    report = payouts.payouts_process(actor=Actor.system("leads.tasks.process_partner_payments"))
     return report.to_dict()
 
 
@@ -24,4 +23,4 @@ def process_partner_payments() -> dict:
 def resume_payout_batches() -> int:
     """Daily (beat): finish batches a crash or a provider outage left `created`, without waiting a month.
     Creates no new batch. Returns how many batches were looked at."""
-    return len(payouts.payout_batches_resume(actor_type=ACTOR_TYPE, actor_id="leads.tasks.resume_payout_batches"))
+    return len(payouts.payout_batches_resume(actor=Actor.system("leads.tasks.resume_payout_batches")))

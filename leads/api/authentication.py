@@ -14,14 +14,14 @@ from datetime import timedelta
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, permissions
 
-from audit.context import set_actor
+from core.actors import Actor
+from core.context import set_actor
 from core.errors import ApiError
 from core.time import utc_now
 from leads.models import PartnerPlatform, PlatformApiKey
 from leads.services.platforms import find_api_key
 
 INVALID_API_KEY = "Invalid API key"
-ACTOR_TYPE = "partner_platform"
 # `last_used_at` (shown in the admin for rotation) is refreshed at most this often: no write per request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -40,6 +40,11 @@ class PlatformPrincipal:
     is_anonymous: bool = False
     is_staff: bool = False
     pk = None  # not a platform user
+
+    @property
+    def actor(self) -> Actor:
+        """Who acts on this request, for services and the access log."""
+        return Actor.partner_platform(self.platform.slug)
 
     def __str__(self) -> str:
         return f"partner platform {self.platform.slug}"
@@ -63,8 +68,9 @@ class PlatformApiKeyAuthentication(authentication.BaseAuthentication):
             PlatformApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         # CAREOS_RATES counts 100/min per partner (not per key: a partner rotating keys keeps one budget).
         request._request.ratelimit_principal = f"careos:{platform.slug}"
-        set_actor(request, ACTOR_TYPE, platform.slug)
-        return PlatformPrincipal(platform=platform, api_key=api_key), None
+        principal = PlatformPrincipal(platform=platform, api_key=api_key)
+        set_actor(request, principal.actor)
+        return principal, None
 
     def authenticate_header(self, request):
         return 'ApiKey realm="careos"'

@@ -1,10 +1,15 @@
 """Input and output of `POST /api/leads/ingest`.
 
-The body is parsed and validated here by hand rather than by DRF fields, because the contract is
-strict where DRF coerces: JSON types are checked as sent (`"true"` is not `true`, `"15"` is not a
-number), `lead_value_agreed` is read as the exact decimal literal (no float rounding), and missing
-fields are named together in one message. The limits below (characters unless stated) are listed in
-docs/careos.md, "Limits". Error messages name fields, never quote values.
+Input: the body is parsed and validated by `parse_body` + `parse_inbound_lead` rather than by DRF fields,
+because the contract is strict where DRF coerces: JSON types are checked as sent (`"true"` is not
+`true`, `"15"` is not a number), `lead_value_agreed` is read as the exact decimal literal (no float
+rounding), missing fields are named together in one message, and the 400 messages are the API's own.
+`InboundLeadSerializer` publishes exactly what that parser accepts (types, patterns, bounds, required,
+nullable) as the OpenAPI request schema, from the same constants; tests/leads/test_ingest_schema.py
+checks the two agree. The limits below (characters unless stated) are listed in docs/careos.md,
+"Limits". Error messages name fields, never quote values.
+
+Output: `IngestResponseSerializer` renders the 200 body from the stored lead and is the schema's 200.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from decimal import Decimal, InvalidOperation
 import pycountry
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.core.validators import RegexValidator
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.errors import ApiError
@@ -34,21 +42,19 @@ MAX_DETAIL = 500  # each known ai_extracted_details value
 MAX_DETAILS_BYTES = 8 * 1024  # ai_extracted_details as compact JSON
 CLOCK_SKEW = timedelta(minutes=5)
 
-REQUIRED_FIELDS = (
-    "source_platform",
-    "source_conversation_id",
-    "user_phone_hash",
-    "user_phone_encrypted",
-    "user_language",
-    "category",
-    "original_message",
-    "user_consent",
-    "consent_timestamp",
-    "lead_value_agreed",
-)
 DETAIL_KEYS = ("urgency", "person_mentioned", "service_type", "condition_mentioned")
 
 _LANGUAGE_RE = re.compile(r"([A-Za-z]{2})(?:[-_]([A-Za-z]{2}))?")
+# What the published schema says of the same rules (ECMA regexes, searched, so anchored; the parser strips
+# surrounding whitespace first). Codes must also exist in ISO 639-1 / ISO 3166-1 (pycountry), and a
+# timestamp must be a real date: the descriptions say so, a pattern cannot.
+NOT_BLANK_PATTERN = r"\S"
+LANGUAGE_PATTERN = r"^\s*[A-Za-z]{2}(?:[-_][A-Za-z]{2})?\s*$"
+COUNTRY_PATTERN = r"^\s*(?:[A-Za-z]{2})?\s*$"
+TIMESTAMP_PATTERN = (
+    r"^\s*(?!0000)\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d"
+    r"(?::[0-5]\d(?:\.\d{1,9})?)?(?:Z|[+-](?:[01]\d|2[0-3]):?\d{2})\s*$"
+)
 _COUNTRY_RE = re.compile(r"[A-Za-z]{2}")
 # ISO 8601 extended date-time with an offset (the RFC 3339 profile; JavaScript's toISOString() matches).
 # datetime.fromisoformat then checks the values (month 13, hour 25...).
@@ -238,53 +244,113 @@ def parse_inbound_lead(data: dict, *, now: datetime) -> LeadInput:
     )
 
 
-# --- OpenAPI shapes and the response -------------------------------------------------------------------
+# --- The published request schema ------------------------------------------------------------------
+
+
+def _pattern(regex: str) -> RegexValidator:
+    return RegexValidator(regex)
+
+
+def _optional_text(max_length: int | None = None, **kwargs) -> serializers.CharField:
+    """An optional string the parser also takes as null or blank."""
+    if max_length is not None:
+        kwargs["max_length"] = max_length
+    return serializers.CharField(required=False, allow_null=True, allow_blank=True, trim_whitespace=False, **kwargs)
+
+
+def _required_text(max_length: int | None = None, *, allow_blank: bool = False, **kwargs) -> serializers.CharField:
+    """A required string (null counts as missing); unless blank is allowed, it needs a non-space character."""
+    if max_length is not None:
+        kwargs["max_length"] = max_length
+    validators = [*kwargs.pop("validators", []), *([] if allow_blank else [_pattern(NOT_BLANK_PATTERN)])]
+    return serializers.CharField(allow_blank=allow_blank, trim_whitespace=False, validators=validators, **kwargs)
+
+
+@extend_schema_field({"type": "boolean", "enum": [True], "description": "Must be true (the JSON literal)."})
+class ConsentField(serializers.BooleanField):
+    pass
+
+
+class LeadValueField(serializers.Field):
+    """`lead_value_agreed`: a JSON number, > 0, at most 2 decimal places, at most CAREOS_MAX_LEAD_VALUE."""
+
+
+class LeadValueFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = LeadValueField
+
+    def map_serializer_field(self, auto_schema, direction):
+        # OpenAPI 3.0: exclusiveMinimum is a boolean beside minimum. The maximum is the setting's value.
+        return {
+            "type": "number",
+            "minimum": 0,
+            "exclusiveMinimum": True,
+            "maximum": float(max_lead_value()),
+            "multipleOf": 0.01,
+            "description": "USD as a JSON number (not a string): > 0, at most 2 decimal places, at most "
+            f'{max_lead_value()} (CAREOS_MAX_LEAD_VALUE). 10, 15.5 and 15.00 are accepted; "15.00" is not.',
+            "example": 15.0,
+        }
 
 
 class AiExtractedDetailsSerializer(serializers.Serializer):
-    urgency = serializers.CharField(required=False, max_length=MAX_DETAIL, help_text="'low', 'medium', 'high'")
-    person_mentioned = serializers.CharField(required=False, max_length=MAX_DETAIL)
-    service_type = serializers.CharField(required=False, max_length=MAX_DETAIL)
-    condition_mentioned = serializers.CharField(required=False, max_length=MAX_DETAIL)
+    """Known keys are strings (or null); other keys are kept as sent. At most MAX_DETAILS_BYTES as JSON."""
+
+    urgency = _optional_text(MAX_DETAIL, help_text="'low', 'medium', 'high'")
+    person_mentioned = _optional_text(MAX_DETAIL, help_text="'mom', 'dad', ...")
+    service_type = _optional_text(MAX_DETAIL, help_text="'caregiver', 'doctor', ...")
+    condition_mentioned = _optional_text(MAX_DETAIL, help_text="A medical condition, if mentioned")
 
 
 class InboundLeadSerializer(serializers.Serializer):
-    """The spec's `InboundLead` (documentation only: validation is `parse_inbound_lead`)."""
+    """The spec's `InboundLead`, as `parse_inbound_lead` accepts it (schema only: the parser validates)."""
 
-    source_platform = serializers.CharField(help_text="Must equal X-Platform, e.g. 'businessos'")
-    source_conversation_id = serializers.CharField(max_length=MAX_ID, help_text="Idempotency key per platform")
-    user_phone_hash = serializers.CharField(help_text="hex SHA-256 of phone + PHONE_HASH_SALT")
-    user_phone_encrypted = serializers.CharField(help_text="base64 RSA-OAEP (SHA-256) ciphertext of the phone")
-    user_name = serializers.CharField(required=False, max_length=MAX_NAME)
-    user_language = serializers.CharField(help_text="ISO 639-1, optionally with a region: 'en', 'es', 'en-US'")
-    user_location_state = serializers.CharField(required=False, max_length=MAX_STATE)
-    user_location_country = serializers.CharField(required=False, help_text="ISO 3166-1 alpha-2")
-    user_location_city = serializers.CharField(required=False, max_length=MAX_CITY)
-    category = serializers.CharField(max_length=MAX_CATEGORY)
-    subcategory = serializers.CharField(required=False, max_length=MAX_CATEGORY)
-    original_message = serializers.CharField(max_length=MAX_MESSAGE)
-    ai_extracted_details = AiExtractedDetailsSerializer(required=False)
-    user_consent = serializers.BooleanField(help_text="Must be true")
-    consent_timestamp = serializers.DateTimeField(help_text="ISO 8601 with a timezone; not in the future")
-    lead_value_agreed = serializers.DecimalField(
-        max_digits=12, decimal_places=2, help_text="USD, > 0, at most 2 decimals, at most CAREOS_MAX_LEAD_VALUE"
+    source_platform = _required_text(MAX_ID, help_text="Must equal X-Platform, e.g. 'businessos' (else 401)")
+    source_conversation_id = _required_text(MAX_ID, help_text="Idempotency key per platform")
+    user_phone_hash = _required_text(
+        MAX_ID, allow_blank=True, help_text="hex SHA-256 of phone + PHONE_HASH_SALT (hex case ignored)"
     )
+    user_phone_encrypted = _required_text(
+        allow_blank=True, help_text="base64 RSA-OAEP (SHA-256) ciphertext of the phone (within the 64 KiB body)"
+    )
+    user_name = _optional_text(MAX_NAME)
+    user_language = _required_text(
+        validators=[_pattern(LANGUAGE_PATTERN)],
+        help_text="An ISO 639-1 code, optionally with an ISO 3166-1 region: 'en', 'es', 'en-US' (any case)",
+    )
+    user_location_state = _optional_text(MAX_STATE)
+    user_location_country = _optional_text(
+        validators=[_pattern(COUNTRY_PATTERN)], help_text="ISO 3166-1 alpha-2 (any case), e.g. 'US'; blank for none"
+    )
+    user_location_city = _optional_text(MAX_CITY)
+    category = _required_text(MAX_CATEGORY, help_text="'healthcare', 'caregiver', ... (mapped to a CareOS category)")
+    subcategory = _optional_text(MAX_CATEGORY)
+    original_message = _required_text(MAX_MESSAGE)
+    ai_extracted_details = AiExtractedDetailsSerializer(
+        required=False, allow_null=True, help_text=f"At most {MAX_DETAILS_BYTES} bytes as compact JSON"
+    )
+    user_consent = ConsentField()
+    consent_timestamp = _required_text(
+        validators=[_pattern(TIMESTAMP_PATTERN)],
+        help_text="ISO 8601 date-time with Z or an offset (seconds optional), a real date, not more than 5 "
+        "minutes in the future, e.g. 2025-01-08T12:00:00Z",
+    )
+    lead_value_agreed = LeadValueField()
+
+
+REQUIRED_FIELDS = tuple(name for name, field in InboundLeadSerializer().fields.items() if field.required)
+
+
+# --- The response ----------------------------------------------------------------------------------------
 
 
 class IngestResponseSerializer(serializers.Serializer):
-    success = serializers.BooleanField()
-    careos_lead_id = serializers.CharField()
-    careos_user_id = serializers.CharField()
-    careos_will_contact = serializers.BooleanField()
+    """The spec's success body, rendered from the stored lead (so a replay answers exactly as the first time)."""
+
+    success = serializers.SerializerMethodField()
+    careos_lead_id = serializers.CharField(source="public_id")
+    careos_user_id = serializers.CharField(source="user.public_id")
+    careos_will_contact = serializers.BooleanField(source="will_contact")
     is_new_user = serializers.BooleanField()
 
-
-def ingest_response(lead) -> dict:
-    """The spec's success body, from the stored lead (so a replay answers exactly as the first time)."""
-    return {
-        "success": True,
-        "careos_lead_id": lead.public_id,
-        "careos_user_id": lead.user.public_id,
-        "careos_will_contact": lead.will_contact,
-        "is_new_user": lead.is_new_user,
-    }
+    def get_success(self, lead) -> bool:
+        return True

@@ -1,5 +1,6 @@
 """CareOS leads API (spec: careos-leads-api.md). Thin: authenticate, parse and validate, call the
-service, render. Errors are the spec's `{"error": msg}` (core.apis.CAREOS)."""
+service, render. Errors are the spec's `{"error": msg}` (core.apis.CAREOS): the parser's 400s, and the
+service's domain errors (IngestRejected, a core.domain.Invalid) mapped to 400 by the envelope."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
-from audit.context import note_subjects
 from core.api import ApiView
 from core.apis import CAREOS
-from core.errors import ApiError
+from core.context import note_subjects
 from core.schema import error_responses
 from core.time import utc_now
 from leads.api import serializers as s
@@ -20,7 +20,7 @@ from leads.api.authentication import (
     check_source_platform,
     invalid_api_key,
 )
-from leads.services.ingest import IngestRejected, lead_ingest
+from leads.services.ingest import lead_ingest
 
 TAGS = [CAREOS.tag]
 
@@ -57,10 +57,7 @@ class LeadIngestView(ApiView):
         data = s.parse_body(request._request)
         check_source_platform(principal, data.get("source_platform"))
         payload = s.parse_inbound_lead(data, now=utc_now())
-        try:
-            result = lead_ingest(platform=principal.platform, payload=payload)
-        except IngestRejected as exc:
-            raise ApiError(400, str(exc)) from None
+        result = lead_ingest(platform=principal.platform, payload=payload, actor=principal.actor)
         note_subjects(request, "lead", [result.lead.public_id])
         note_subjects(request, "careos_user", [result.lead.user.public_id])
-        return Response(s.ingest_response(result.lead))
+        return Response(s.IngestResponseSerializer(result.lead).data)

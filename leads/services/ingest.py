@@ -8,14 +8,15 @@
    alone (a retry with a different body gets the first answer, as with any idempotency key).
 2. The phone: RSA-OAEP decryption (`leads.crypto.decrypt_phone`, every failure the same), then the
    spec's hash `hex(sha256(phone + PHONE_HASH_SALT))` over the exact decrypted text, compared in
-   constant time (hex case ignored), then E.164 with `phonenumbers` (the lead's country as the region
-   hint for national numbers; without a country only international "+..." numbers parse).
+   constant time (hex case ignored), then E.164 by the platform's one rule (`core.phones.normalize_e164`,
+   the lead's country as the region hint for national numbers; without a country only international
+   "+..." numbers parse).
 3. One transaction, the only writes: the user, deduplicated by `blind_index(E.164,
    purpose="leads.user.phone")` (a UNIQUE column): reused, or created with the platform's `user_source`
    ("businessos_referral"); the welcome SMS (`messaging.message_queue`, in the lead's language: en, es,
    fr, else en; it quotes neither the user's message nor any health detail), the lead (CareOS category
    from `leads.categories`), a pending PartnerPayment of `lead_value_agreed` due 30 days after the lead,
-   and the audit event `leads.lead_ingested` (ids and codes only).
+   and the audit event `leads.lead_ingested` (ids and codes only), all by the partner platform's actor.
 Steps 1 and 2 only read, so they run before the transaction opens: a replay costs one read, and the
 RSA work never holds a transaction (or, on SQLite, the write lock) open.
 
@@ -26,7 +27,8 @@ took this conversation: the transaction (including the user, the SMS row and its
 rolled back, and the other request's lead is returned as a replay. Under READ COMMITTED the re-reads
 after a conflict see the other transaction's rows (the conflicting INSERT waits for it to commit).
 
-Nothing here logs or raises with a phone number, a name or message text.
+Refusals are `IngestRejected` (a `core.domain.Invalid`: the API answers 400 with its message). Nothing
+here logs or raises with a phone number, a name or message text.
 """
 
 from __future__ import annotations
@@ -38,11 +40,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-import phonenumbers
 from django.db import IntegrityError, transaction
 
 from audit.services import audit_event_record
+from core.actors import Actor
+from core.domain import Invalid
 from core.encryption import blind_index
+from core.phones import InvalidPhone, normalize_e164
 from leads import crypto, selectors
 from leads.categories import careos_category
 from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform
@@ -53,8 +57,6 @@ logger = logging.getLogger("leads.ingest")
 PHONE_INDEX_PURPOSE = "leads.user.phone"
 PAYMENT_DUE_AFTER = timedelta(days=30)
 WELCOME_PURPOSE = "careos.welcome"
-AUDIT_ACTOR_TYPE = "partner_platform"
-MESSAGE_ACTOR_TYPE = "partner"  # messaging's vocabulary for the same actor
 
 DECRYPTION_FAILED = "Failed to decrypt user data"
 PHONE_HASH_MISMATCH = "Phone hash mismatch"
@@ -79,8 +81,8 @@ DEFAULT_WELCOME_LANGUAGE = "en"
 MAX_NAME_IN_SMS = 40
 
 
-class IngestRejected(ValueError):
-    """A lead refused after validation (decryption, hash, phone). `str()` is the API's error message."""
+class IngestRejected(Invalid):
+    """A lead refused after validation (decryption, hash, phone). The message is the API's 400 message."""
 
 
 @dataclass(frozen=True)
@@ -136,12 +138,10 @@ def verified_phone(*, platform: PartnerPlatform, payload: LeadInput, keys=None) 
 
 def e164(phone: str, *, region: str | None) -> str:
     try:
-        parsed = phonenumbers.parse(phone, region)
-    except phonenumbers.NumberParseException:
+        return normalize_e164(phone, region=region)
+    except InvalidPhone:
+        # One message for every refusal (core's own texts differ by cause; the API's 400 does not).
         raise IngestRejected(INVALID_PHONE) from None
-    if not phonenumbers.is_valid_number(parsed):
-        raise IngestRejected(INVALID_PHONE)
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 # --- The welcome SMS -------------------------------------------------------------------------------------
@@ -158,16 +158,20 @@ def welcome_text(*, language: str, user_name: str | None, partner_name: str) -> 
 # --- The write -------------------------------------------------------------------------------------------
 
 
-def lead_ingest(*, platform: PartnerPlatform, payload: LeadInput, keys=None) -> IngestResult:
+def lead_ingest(*, platform: PartnerPlatform, payload: LeadInput, actor: Actor, keys=None) -> IngestResult:
     """Replay or create the lead for (platform, source_conversation_id); see the module docstring.
-    Raises IngestRejected (nothing written) for an undecryptable, mismatched or invalid phone."""
+    `actor` is the calling platform (`Actor.partner_platform(slug)`). Raises IngestRejected (nothing
+    written) for an undecryptable, mismatched or invalid phone.
+
+    Not `@transaction.atomic` as a whole on purpose: the replay read and the RSA work run before the one
+    write transaction (`_lead_create`), so they never hold it (or SQLite's write lock) open."""
     existing = selectors.lead_for_conversation(platform=platform, source_conversation_id=payload.source_conversation_id)
     if existing is not None:
         return IngestResult(lead=existing, replayed=True)
     phone = verified_phone(platform=platform, payload=payload, keys=keys)
     try:
         with transaction.atomic():
-            lead = _lead_create(platform=platform, payload=payload, phone=phone)
+            lead = _lead_create(platform=platform, payload=payload, phone=phone, actor=actor)
     except IntegrityError:
         # Another request took this conversation between our read and our insert (everything this
         # transaction wrote is rolled back; a savepoint if a caller's transaction was already open).
@@ -215,7 +219,7 @@ def _insert_unless_conflict(user: CareUser) -> bool:
     return True
 
 
-def _lead_create(*, platform: PartnerPlatform, payload: LeadInput, phone: str) -> Lead:
+def _lead_create(*, platform: PartnerPlatform, payload: LeadInput, phone: str, actor: Actor) -> Lead:
     user, is_new_user = _user_get_or_create(platform=platform, payload=payload, phone=phone)
     welcome_id = ""
     try:
@@ -224,8 +228,7 @@ def _lead_create(*, platform: PartnerPlatform, payload: LeadInput, phone: str) -
             recipient=phone,
             body=welcome_text(language=payload.user_language, user_name=payload.user_name, partner_name=platform.name),
             purpose=WELCOME_PURPOSE,
-            actor_type=MESSAGE_ACTOR_TYPE,
-            actor_id=platform.slug,
+            actor=actor,
         )
         welcome_id = message.public_id
     except InvalidRecipientError:
@@ -261,8 +264,7 @@ def _lead_create(*, platform: PartnerPlatform, payload: LeadInput, phone: str) -
     )
     audit_event_record(
         action="leads.lead_ingested",
-        actor_type=AUDIT_ACTOR_TYPE,
-        actor_id=platform.slug,
+        actor=actor,
         subject_type="leads.lead",
         subject_id=lead.public_id,
         metadata={

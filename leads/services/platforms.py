@@ -2,17 +2,19 @@
 
 - Platforms: `platform_create`, `platform_update` (contact, payout settings), `platform_suspend` /
   `platform_reactivate` (a suspended platform's keys are refused at once; nothing is deleted).
-- API keys `{slug}_{live|test}_{key_id}_{secret}`: `api_key_create` (shown once, stored as a SHA-256
-  digest; default expiry API_KEY_DEFAULT_DAYS = 90 days, the spec's rotation period), `api_key_revoke`,
-  `find_api_key`. Several keys may be valid at once: rotation is "create the new key, let the partner
-  switch, revoke (or let expire) the old one", without downtime.
+- API keys `{slug}_{live|test}_{key_id}_{secret}`: `api_key_create` (shown once, stored as its SHA-256
+  digest `core.apikeys.key_digest`; default expiry API_KEY_DEFAULT_DAYS = 90 days, the spec's rotation
+  period), `api_key_revoke`, `find_api_key`. Several keys may be valid at once: rotation is "create the
+  new key, let the partner switch, revoke (or let expire) the old one", without downtime.
 - RSA pairs: `keypair_create` (the newest active pair is the public key handed out; older active pairs
   still decrypt), `keypair_retire` (refused for the last key that can decrypt).
+
+Every write takes the acting party as `actor` (a `core.actors.Actor`); refusals are `PlatformInvalid`
+(a `core.domain.Invalid`), with a message for staff.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -22,7 +24,9 @@ from decimal import Decimal
 from django.db import transaction
 
 from audit.services import audit_event_record
-from core.apikeys import constant_time_equals, generate_api_key, parse_api_key
+from core.actors import Actor
+from core.apikeys import constant_time_equals, generate_api_key, key_digest, parse_api_key
+from core.domain import Invalid
 from core.time import utc_now
 from leads import crypto
 from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
@@ -33,7 +37,7 @@ API_KEY_DEFAULT_DAYS = 90  # spec: "API Keys: Rotate every 90 days"
 API_KEY_MAX_DAYS = 3650
 
 
-class PlatformInvalid(ValueError):
+class PlatformInvalid(Invalid):
     """Bad input for a platform/key write; the message is for staff."""
 
 
@@ -76,15 +80,10 @@ class IssuedApiKey:
     full_key: str = field(repr=False)  # show once, never store or log
 
 
-def key_digest(full_key: str) -> str:
-    return hashlib.sha256(full_key.encode("utf-8")).hexdigest()
-
-
-def _audit(action: str, *, subject_type: str, subject_id: str, actor_type: str, actor_id: str, **metadata) -> None:
+def _audit(action: str, *, subject_type: str, subject_id: str, actor: Actor, **metadata) -> None:
     audit_event_record(
         action=action,
-        actor_type=actor_type,
-        actor_id=str(actor_id),
+        actor=actor,
         subject_type=subject_type,
         subject_id=str(subject_id),
         metadata=metadata,
@@ -102,8 +101,7 @@ def platform_create(
     payout_backend: str = PartnerPlatform.PayoutBackend.MANUAL,
     stripe_account_id: str = "",
     phone_hash_salt: str | None = None,
-    actor_type: str,
-    actor_id: str,
+    actor: Actor,
 ) -> PartnerPlatform:
     """A platform with a fresh phone-hash salt (32 random bytes, hex) unless one is agreed already."""
     if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
@@ -126,8 +124,7 @@ def platform_create(
         "leads.platform_created",
         subject_type="leads.platform",
         subject_id=platform.slug,
-        actor_type=actor_type,
-        actor_id=actor_id,
+        actor=actor,
         payout_backend=payout_backend,
     )
     return platform
@@ -135,7 +132,7 @@ def platform_create(
 
 @transaction.atomic
 def api_key_create(
-    *, platform: PartnerPlatform, environment: str, expires_at: datetime | None = None, actor_type: str, actor_id: str
+    *, platform: PartnerPlatform, environment: str, expires_at: datetime | None = None, actor: Actor
 ) -> IssuedApiKey:
     """A new key `{slug}_{environment}_{key_id}_{secret}`; older keys stay valid (rotation)."""
     if environment not in PlatformApiKey.Environment.values:
@@ -156,8 +153,7 @@ def api_key_create(
         "leads.api_key_created",
         subject_type="leads.platform",
         subject_id=platform.slug,
-        actor_type=actor_type,
-        actor_id=actor_id,
+        actor=actor,
         key_id=generated.key_id,
         environment=environment,
         expires_at=expires_at.isoformat() if expires_at else None,
@@ -193,7 +189,7 @@ def find_api_key(*, platform_slug: str, presented: str, now: datetime | None = N
 
 
 @transaction.atomic
-def keypair_create(*, key_size: int = crypto.DEFAULT_KEY_SIZE, actor_type: str, actor_id: str) -> CareosKeyPair:
+def keypair_create(*, key_size: int = crypto.DEFAULT_KEY_SIZE, actor: Actor) -> CareosKeyPair:
     """A new RSA pair; it becomes the public key handed to partners. Older active pairs still decrypt."""
     generated = crypto.generate_pair(key_size)
     pair = CareosKeyPair.objects.create(
@@ -206,8 +202,7 @@ def keypair_create(*, key_size: int = crypto.DEFAULT_KEY_SIZE, actor_type: str, 
         "leads.rsa_key_created",
         subject_type="leads.rsa_key",
         subject_id=pair.fingerprint,
-        actor_type=actor_type,
-        actor_id=actor_id,
+        actor=actor,
         key_size=key_size,
     )
     return pair
@@ -217,8 +212,7 @@ def keypair_create(*, key_size: int = crypto.DEFAULT_KEY_SIZE, actor_type: str, 
 def platform_update(
     *,
     platform: PartnerPlatform,
-    actor_type: str,
-    actor_id: str,
+    actor: Actor,
     name=UNSET,
     contact_name=UNSET,
     contact_email=UNSET,
@@ -261,40 +255,39 @@ def platform_update(
             "leads.platform_updated",
             subject_type="leads.platform",
             subject_id=current.slug,
-            actor_type=actor_type,
-            actor_id=actor_id,
+            actor=actor,
             changed=sorted(changed),
             **{key: value for key, value in changed.items() if value is not True},
         )
     return current
 
 
-def _set_status(platform: PartnerPlatform, status: str, action: str, actor_type: str, actor_id: str) -> bool:
+def _set_status(platform: PartnerPlatform, status: str, action: str, actor: Actor) -> bool:
     current = PartnerPlatform.objects.select_for_update().get(pk=platform.pk)
     if current.status == status:
         return False
     current.status = status
     current.save(update_fields=["status", "updated_at"])
     platform.status = status
-    _audit(action, subject_type="leads.platform", subject_id=current.slug, actor_type=actor_type, actor_id=actor_id)
+    _audit(action, subject_type="leads.platform", subject_id=current.slug, actor=actor)
     return True
 
 
 @transaction.atomic
-def platform_suspend(*, platform: PartnerPlatform, actor_type: str, actor_id: str) -> bool:
+def platform_suspend(*, platform: PartnerPlatform, actor: Actor) -> bool:
     """Refuse the platform's keys from its next request on (401, like an unknown key). Its leads and
     payments stay. False when it was already suspended."""
-    return _set_status(platform, PartnerPlatform.Status.SUSPENDED, "leads.platform_suspended", actor_type, actor_id)
+    return _set_status(platform, PartnerPlatform.Status.SUSPENDED, "leads.platform_suspended", actor)
 
 
 @transaction.atomic
-def platform_reactivate(*, platform: PartnerPlatform, actor_type: str, actor_id: str) -> bool:
+def platform_reactivate(*, platform: PartnerPlatform, actor: Actor) -> bool:
     """Accept the platform's (unrevoked, unexpired) keys again. False when it was already active."""
-    return _set_status(platform, PartnerPlatform.Status.ACTIVE, "leads.platform_reactivated", actor_type, actor_id)
+    return _set_status(platform, PartnerPlatform.Status.ACTIVE, "leads.platform_reactivated", actor)
 
 
 @transaction.atomic
-def api_key_revoke(*, api_key: PlatformApiKey, actor_type: str, actor_id: str, now: datetime | None = None) -> bool:
+def api_key_revoke(*, api_key: PlatformApiKey, actor: Actor, now: datetime | None = None) -> bool:
     """Stop accepting a key from now on (irreversible: issue a new key instead). False if already revoked."""
     current = PlatformApiKey.objects.select_for_update().select_related("platform").get(pk=api_key.pk)
     if current.revoked_at is not None:
@@ -306,8 +299,7 @@ def api_key_revoke(*, api_key: PlatformApiKey, actor_type: str, actor_id: str, n
         "leads.api_key_revoked",
         subject_type="leads.platform",
         subject_id=current.platform.slug,
-        actor_type=actor_type,
-        actor_id=actor_id,
+        actor=actor,
         key_id=current.key_id,
         environment=current.environment,
     )
@@ -315,7 +307,7 @@ def api_key_revoke(*, api_key: PlatformApiKey, actor_type: str, actor_id: str, n
 
 
 @transaction.atomic
-def keypair_retire(*, pair: CareosKeyPair, actor_type: str, actor_id: str, now: datetime | None = None) -> bool:
+def keypair_retire(*, pair: CareosKeyPair, actor: Actor, now: datetime | None = None) -> bool:
     """Stop decrypting with `pair` (after the partners moved to a newer public key). Refused when it is
     the last key able to decrypt (no other active pair and no CAREOS_PRIVATE_KEY): every lead would fail.
     False when it was already retired."""
@@ -336,7 +328,6 @@ def keypair_retire(*, pair: CareosKeyPair, actor_type: str, actor_id: str, now: 
         "leads.rsa_key_retired",
         subject_type="leads.rsa_key",
         subject_id=current.fingerprint,
-        actor_type=actor_type,
-        actor_id=actor_id,
+        actor=actor,
     )
     return True

@@ -3,6 +3,9 @@
 setup = make_platform()            # businessos, one live key, one RSA-2048 pair in the database
 body = setup.lead(phone="+14155550123")   # a valid request body, phone encrypted + hashed
 client.post(INGEST, body, content_type="application/json", **setup.headers())
+
+Payouts: `make_payment(platform, amount="15.00")` (a user, lead and payment written with factory-boy),
+`run()` (a payout run at NOW by ACTOR), `platform_report`, `snapshot`, `payout_emails`.
 """
 
 from __future__ import annotations
@@ -10,16 +13,29 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 
+import factory
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from factory.django import DjangoModelFactory
 
+from audit.models import AuditEvent
+from core.actors import Actor
+from core.encryption import blind_index
 from leads import crypto
-from leads.models import CareosKeyPair, PartnerPlatform
+from leads.models import CareosKeyPair, CareUser, Lead, PartnerPayment, PartnerPlatform, PayoutBatch
+from leads.services import payouts
+from leads.services.ingest import PHONE_INDEX_PURPOSE
 from leads.services.platforms import api_key_create, platform_create
+from messaging.models import OutboundMessage
 
 INGEST = "/api/leads/ingest"
+ACTOR = Actor.system("tests")
+NOW = datetime(2025, 3, 1, 6, 0, tzinfo=UTC)
+PARTNER_EMAIL = "payouts@businessos.example"
 
 
 @lru_cache(maxsize=4)
@@ -85,9 +101,82 @@ class PlatformSetup:
 
 
 def make_platform(slug: str = "businessos", *, pair_index: int = 0, **platform_fields) -> PlatformSetup:
-    platform = platform_create(slug=slug, actor_type="system", actor_id="tests", **platform_fields)
-    issued = api_key_create(platform=platform, environment="live", actor_type="system", actor_id="tests")
+    platform = platform_create(slug=slug, actor=ACTOR, **platform_fields)
+    issued = api_key_create(platform=platform, environment="live", actor=ACTOR)
     pair = CareosKeyPair.objects.filter(fingerprint=rsa_pair(pair_index).fingerprint).first() or store_pair(
         rsa_pair(pair_index)
     )
     return PlatformSetup(platform=platform, api_key=issued.full_key, pair=pair)
+
+
+# --- Payouts -----------------------------------------------------------------------------------------
+
+
+class CareUserFactory(DjangoModelFactory):
+    class Meta:
+        model = CareUser
+
+    phone = factory.Sequence(lambda n: f"+1415555{n % 10000:04d}")
+    phone_index = factory.LazyAttribute(lambda user: blind_index(user.phone, purpose=PHONE_INDEX_PURPOSE))
+    source = factory.LazyAttribute(lambda user: user.source_platform.user_source)
+
+
+class LeadFactory(DjangoModelFactory):
+    class Meta:
+        model = Lead
+
+    source_conversation_id = factory.Sequence(lambda n: f"conv-{n}")
+    user = factory.SubFactory(CareUserFactory, source_platform=factory.SelfAttribute("..platform"))
+    is_new_user = True
+    language = "en"
+    source_category = "healthcare"
+    category = "healthcare"
+    original_message = "test lead"
+    consent_timestamp = NOW - timedelta(days=40)
+    lead_value = Decimal("15.00")
+
+
+class PartnerPaymentFactory(DjangoModelFactory):
+    class Meta:
+        model = PartnerPayment
+
+    lead = factory.SubFactory(
+        LeadFactory, platform=factory.SelfAttribute("..platform"), lead_value=factory.SelfAttribute("..amount")
+    )
+    amount = Decimal("15.00")
+    status = PartnerPayment.Status.PENDING
+    due_at = NOW - timedelta(days=1)
+    paid_at = factory.LazyAttribute(lambda payment: NOW - timedelta(days=1) if payment.status == "paid" else None)
+
+
+def make_payment(
+    platform, *, amount: str = "15.00", due_at: datetime | None = None, status: str = "pending", **fields
+) -> PartnerPayment:
+    """A lead (and its user) of `platform` with a payment, written directly with the ORM."""
+    if due_at is not None:
+        fields["due_at"] = due_at
+    return PartnerPaymentFactory(platform=platform, amount=Decimal(amount), status=status, **fields)
+
+
+def run(**kwargs) -> payouts.PayoutReport:
+    """A payout run at NOW (or `now=`) by ACTOR."""
+    return payouts.payouts_process(now=kwargs.pop("now", NOW), actor=ACTOR, **kwargs)
+
+
+def platform_report(report: payouts.PayoutReport, slug: str) -> payouts.PlatformReport:
+    [item] = [item for item in report.platforms if item.platform == slug]
+    return item
+
+
+def snapshot() -> dict:
+    """Everything a payout run could write."""
+    return {
+        "payments": sorted(PartnerPayment.objects.values_list("pk", "status", "batch_id", "paid_at", "updated_at")),
+        "batches": sorted(PayoutBatch.objects.values_list("pk", "status", "provider_reference", "error", "paid_at")),
+        "audit": AuditEvent.objects.count(),
+        "messages": OutboundMessage.objects.count(),
+    }
+
+
+def payout_emails():
+    return OutboundMessage.objects.filter(purpose="careos.payout_paid")

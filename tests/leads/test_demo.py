@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.db import transaction
 
 from audit.models import AuditEvent
+from core.actors import Actor
 from leads import crypto, demo
 from leads.models import CareosKeyPair, CareUser, Lead, PartnerPlatform, PlatformApiKey
 from leads.services.platforms import api_key_revoke, find_api_key, platform_suspend
@@ -102,8 +103,8 @@ def test_repairs_a_revoked_key_and_a_suspended_platform():
     seed()
     platform = PartnerPlatform.objects.get(slug="businessos")
     key = PlatformApiKey.objects.get(key_id=demo.DEMO_KEY_ID)
-    api_key_revoke(api_key=key, actor_type="system", actor_id="tests")
-    platform_suspend(platform=platform, actor_type="system", actor_id="tests")
+    api_key_revoke(api_key=key, actor=Actor.system("tests"))
+    platform_suspend(platform=platform, actor=Actor.system("tests"))
     assert find_api_key(platform_slug="businessos", presented=demo.DEMO_API_KEY) is None
 
     seed()
@@ -117,7 +118,7 @@ def test_repairs_a_revoked_key_and_a_suspended_platform():
 def test_an_existing_platform_keeps_its_own_salt():
     from leads.services.platforms import platform_create
 
-    platform = platform_create(slug="businessos", actor_type="system", actor_id="tests")
+    platform = platform_create(slug="businessos", actor=Actor.system("tests"))
     data = seed()
     assert data["phoneHashSalt"] == platform.phone_hash_salt != demo.DEMO_PHONE_HASH_SALT
 

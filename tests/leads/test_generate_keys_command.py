@@ -10,6 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
+from core.actors import Actor
 from core.time import utc_now
 from leads import crypto
 from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
@@ -176,7 +177,7 @@ def test_text_output_shows_the_key_salt_and_public_key():
 
 def test_a_suspended_platform_gets_a_key_and_a_warning():
     generate_json("businessos", "live")
-    platform_suspend(platform=PartnerPlatform.objects.get(slug="businessos"), actor_type="system", actor_id="t")
+    platform_suspend(platform=PartnerPlatform.objects.get(slug="businessos"), actor=Actor.system("t"))
     out, err = generate("businessos", "live", "--json")
     assert json.loads(out)["createdPlatform"] is False
     assert "suspended" in err

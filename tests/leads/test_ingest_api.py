@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 
 from audit.models import AccessLog, AuditEvent
+from core.actors import Actor
 from core.encryption import blind_index
 from core.time import utc_now
 from leads import categories
@@ -262,8 +263,7 @@ def _expired_key(setup):
     issued = api_key_create(
         platform=setup.platform,
         environment="live",
-        actor_type="system",
-        actor_id="t",
+        actor=Actor.system("t"),
         expires_at=utc_now() + timedelta(seconds=1),
     )
     type(issued.api_key).objects.filter(pk=issued.api_key.pk).update(expires_at=utc_now() - timedelta(seconds=1))
@@ -271,7 +271,7 @@ def _expired_key(setup):
 
 
 def _revoked_key(setup):
-    issued = api_key_create(platform=setup.platform, environment="live", actor_type="system", actor_id="t")
+    issued = api_key_create(platform=setup.platform, environment="live", actor=Actor.system("t"))
     type(issued.api_key).objects.filter(pk=issued.api_key.pk).update(revoked_at=utc_now())
     return issued.full_key
 
@@ -684,7 +684,7 @@ def test_100_requests_a_minute_per_partner(client, setup, frozen_ratelimit_clock
     assert Lead.objects.count() == 0  # refused before the body was read
     # Another partner has its own budget; a second key of the same partner does not add one.
     assert post(client, other, other.lead()).status_code == 200
-    second_key = api_key_create(platform=setup.platform, environment="live", actor_type="system", actor_id="t")
+    second_key = api_key_create(platform=setup.platform, environment="live", actor=Actor.system("t"))
     assert post(client, setup, setup.lead(), **setup.headers(api_key=second_key.full_key)).status_code == 429
     frozen_ratelimit_clock.now += 61
     assert post(client, setup, setup.lead()).status_code == 200

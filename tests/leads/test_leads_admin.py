@@ -11,10 +11,12 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
 from audit.models import AuditEvent
+from core.actors import Actor
 from core.encryption import blind_index
+from core.phones import mask as mask_phone
 from core.time import utc_now
 from leads import crypto
-from leads.admin import mask_phone, phone_search_index
+from leads.admin import phone_search_index
 from leads.models import CareosKeyPair, CareUser, Lead, PartnerPlatform, PlatformApiKey
 from leads.services import platforms
 from tests.leads.factories import make_platform, rsa_pair, store_pair
@@ -153,13 +155,13 @@ def test_edit_platform_goes_through_the_service_and_the_slug_stays(staff):
 def test_salt_shown_on_the_platform_page_only_and_live_keys_counted(staff):
     setup = make_platform()
     platform = setup.platform
-    platforms.api_key_create(platform=platform, environment="test", actor_type="system", actor_id="t")
+    platforms.api_key_create(platform=platform, environment="test", actor=Actor.system("t"))
     expired = platforms.api_key_create(
-        platform=platform, environment="live", expires_at=utc_now() + timedelta(seconds=1), actor_type="s", actor_id="t"
+        platform=platform, environment="live", expires_at=utc_now() + timedelta(seconds=1), actor=Actor.system("t")
     )
     PlatformApiKey.objects.filter(pk=expired.api_key.pk).update(expires_at=utc_now() - timedelta(seconds=1))
-    revoked = platforms.api_key_create(platform=platform, environment="live", actor_type="system", actor_id="t")
-    platforms.api_key_revoke(api_key=revoked.api_key, actor_type="system", actor_id="t")
+    revoked = platforms.api_key_create(platform=platform, environment="live", actor=Actor.system("t"))
+    platforms.api_key_revoke(api_key=revoked.api_key, actor=Actor.system("t"))
 
     listing = staff.get(reverse("admin:leads_partnerplatform_changelist"))
     assert listing.status_code == 200

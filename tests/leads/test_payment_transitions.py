@@ -10,8 +10,7 @@ import pytest
 from audit.models import AuditEvent
 from leads.models import PayoutBatch
 from leads.services import payouts
-from tests.leads.factories import make_platform
-from tests.leads.test_payouts import ACTOR, make_payment, run
+from tests.leads.factories import ACTOR, make_payment, make_platform, run
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +49,7 @@ def test_transition_table(platform, start, action):
 
     if expected is None:
         with pytest.raises(payouts.PaymentTransitionError) as caught:
-            SERVICES[action](payment=payment, reason="staff reason", **ACTOR)
+            SERVICES[action](payment=payment, reason="staff reason", actor=ACTOR)
         assert payment.lead.public_id in str(caught.value)
         assert ("paid payment cannot be" in str(caught.value)) == (start == "paid")
         payment.refresh_from_db()
@@ -58,7 +57,7 @@ def test_transition_table(platform, start, action):
         assert AuditEvent.objects.count() == events
         return
 
-    result = SERVICES[action](payment=payment, reason="duplicate lead", **ACTOR)
+    result = SERVICES[action](payment=payment, reason="duplicate lead", actor=ACTOR)
 
     payment.refresh_from_db()
     assert result.status == payment.status == expected
@@ -76,7 +75,7 @@ def test_dispute_and_cancel_need_a_short_reason(platform, action, reason):
     payment = make_payment(platform)
 
     with pytest.raises(payouts.PaymentTransitionError, match="reason"):
-        SERVICES[action](payment=payment, reason=reason, **ACTOR)
+        SERVICES[action](payment=payment, reason=reason, actor=ACTOR)
 
     payment.refresh_from_db()
     assert payment.status == "pending"
@@ -84,10 +83,10 @@ def test_dispute_and_cancel_need_a_short_reason(platform, action, reason):
 
 def test_reinstate_needs_no_reason_and_the_payment_is_paid_next_run(platform):
     payment = make_payment(platform, amount="20.00")
-    payouts.payment_dispute(payment=payment, reason="checking consent", **ACTOR)
+    payouts.payment_dispute(payment=payment, reason="checking consent", actor=ACTOR)
     assert run().platforms[0].status == "nothing_due"  # a disputed payment is not paid
 
-    payouts.payment_reinstate(payment=payment, **ACTOR)
+    payouts.payment_reinstate(payment=payment, actor=ACTOR)
     run()
 
     payment.refresh_from_db()
@@ -104,7 +103,7 @@ def test_a_payment_in_a_batch_in_flight_cannot_change(platform, batch_status, ac
     PayoutBatch.objects.filter(pk=batch.pk).update(status=batch_status)
 
     with pytest.raises(payouts.PaymentTransitionError, match=f"is in payout batch {batch.public_id}"):
-        SERVICES[action](payment=payment, reason="too late", **ACTOR)
+        SERVICES[action](payment=payment, reason="too late", actor=ACTOR)
 
     payment.refresh_from_db()
     assert (payment.status, payment.batch_id) == ("pending", batch.pk)
@@ -113,11 +112,11 @@ def test_a_payment_in_a_batch_in_flight_cannot_change(platform, batch_status, ac
 def test_payments_of_a_paid_batch_are_final(platform):
     payment = make_payment(platform, amount="20.00")
     run()
-    payouts.payout_batch_mark_paid(batch=PayoutBatch.objects.get(), reference="REF", **ACTOR)
+    payouts.payout_batch_mark_paid(batch=PayoutBatch.objects.get(), reference="REF", actor=ACTOR)
 
     for service in SERVICES.values():
         with pytest.raises(payouts.PaymentTransitionError, match="paid payment cannot be"):
-            service(payment=payment, reason="after the fact", **ACTOR)
+            service(payment=payment, reason="after the fact", actor=ACTOR)
 
     payment.refresh_from_db()
     assert payment.status == "paid"

@@ -15,9 +15,8 @@ import pytest
 from audit.models import AuditEvent
 from leads.clients import StripeClient, StripeTransientError
 from leads.models import PartnerPayment, PayoutBatch
-from leads.services import payouts
-from tests.leads.factories import make_platform
-from tests.leads.test_payouts import NOW, make_payment, payout_emails, platform_report, run, snapshot
+from leads.services.payouts import batches
+from tests.leads.factories import NOW, make_payment, make_platform, payout_emails, platform_report, run, snapshot
 from tests.servers import LocalServer, Recorded, Reply
 
 pytestmark = pytest.mark.django_db
@@ -157,7 +156,7 @@ def test_crash_between_the_transfer_and_the_database_update_then_rerun_pays_once
         calls.append(reference)  # the backend has answered with the transfer...
         raise RuntimeError("worker killed before the database update")  # ...and the process dies
 
-    monkeypatch.setattr(payouts, "_batch_complete", crash)
+    monkeypatch.setattr(batches, "_batch_complete", crash)
     report = run()
 
     batch = PayoutBatch.objects.get()
@@ -272,7 +271,7 @@ def test_idempotency_conflict_on_resume_is_never_treated_as_failed(stripe, platf
     """The destination changed after a first attempt that may have paid: Stripe refuses the key with
     other parameters. The batch must stay in flight for staff, not release its payments."""
     make_payment(platform, amount="60.00")
-    monkeypatch.setattr(payouts, "_batch_complete", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
+    monkeypatch.setattr(batches, "_batch_complete", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
     run()
     monkeypatch.undo()
     platform.stripe_account_id = "acct_SomethingElse"
@@ -308,7 +307,7 @@ def test_missing_configuration_fails_clearly_without_calling_stripe(stripe, plat
 
 def test_missing_configuration_on_resume_keeps_the_batch_in_flight(stripe, platform, settings, monkeypatch):
     make_payment(platform, amount="60.00")
-    monkeypatch.setattr(payouts, "_batch_complete", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
+    monkeypatch.setattr(batches, "_batch_complete", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
     run()  # transfer made, database not updated
     monkeypatch.undo()
     settings.STRIPE_API_KEY = ""
@@ -324,7 +323,7 @@ def test_credentials_refused_on_resume_keep_the_batch_but_fail_a_first_attempt(s
     """401 is answered before Stripe looks at the idempotency key: on a resumed batch it proves nothing
     about the earlier attempt (which did pay here), so the batch stays in flight."""
     make_payment(platform, amount="60.00")
-    monkeypatch.setattr(payouts, "_batch_complete", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
+    monkeypatch.setattr(batches, "_batch_complete", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
     run()
     monkeypatch.undo()
     stripe.script = [stripe_error(401, "invalid_request_error")]
@@ -347,7 +346,7 @@ def test_credentials_refused_on_resume_keep_the_batch_but_fail_a_first_attempt(s
 
 def test_dry_run_calls_no_provider(stripe, platform, monkeypatch):
     make_payment(platform, amount="60.00")
-    monkeypatch.setattr(payouts, "_batch_complete", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
+    monkeypatch.setattr(batches, "_batch_complete", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
     run()
     monkeypatch.undo()
     make_payment(platform, amount="70.00")

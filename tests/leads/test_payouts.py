@@ -1,12 +1,11 @@
 """Partner payouts: the run (threshold, due date, manual flow, email, dry run), the command, the beat task,
 and concurrent runs on PostgreSQL. Stripe (and the crash test) is in test_payout_stripe.py.
 
-Helpers here (`make_payment`, `NOW`, `snapshot`) are shared by the other payout test files."""
+Shared helpers (`make_payment`, `run`, `NOW`, `snapshot`...) live in tests/leads/factories.py."""
 
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -19,78 +18,23 @@ from django.db import connection
 from audit.models import AuditEvent
 from config import schedules
 from config.schedules import Crontab
-from core.encryption import blind_index
 from leads import tasks
-from leads.models import CareUser, Lead, PartnerPayment, PayoutBatch
+from leads.models import PartnerPayment, PayoutBatch
 from leads.services import payouts
-from messaging.models import OutboundMessage
-from tests.leads.factories import make_platform
+from leads.services.payouts import batches
+from tests.leads.factories import (
+    ACTOR,
+    NOW,
+    PARTNER_EMAIL,
+    make_payment,
+    make_platform,
+    payout_emails,
+    platform_report,
+    run,
+    snapshot,
+)
 
 pytestmark = pytest.mark.django_db
-
-NOW = datetime(2025, 3, 1, 6, 0, tzinfo=UTC)
-ACTOR = {"actor_type": "system", "actor_id": "tests"}
-PARTNER_EMAIL = "payouts@businessos.example"
-_numbers = itertools.count(1)
-
-
-def make_payment(
-    platform, *, amount: str = "15.00", due_at: datetime | None = None, status: str = "pending", **fields
-) -> PartnerPayment:
-    """A lead (and its user) of `platform` with a payment, written directly with the ORM."""
-    n = next(_numbers)
-    phone = f"+1415555{n:04d}"
-    user = CareUser.objects.create(
-        phone=phone,
-        phone_index=blind_index(phone, purpose="leads.user.phone"),
-        source=platform.user_source,
-        source_platform=platform,
-    )
-    lead = Lead.objects.create(
-        platform=platform,
-        source_conversation_id=f"conv-{n}",
-        user=user,
-        is_new_user=True,
-        language="en",
-        source_category="healthcare",
-        category="healthcare",
-        original_message="test lead",
-        consent_timestamp=NOW - timedelta(days=40),
-        lead_value=Decimal(amount),
-    )
-    if status == "paid":
-        fields.setdefault("paid_at", NOW - timedelta(days=1))
-    return PartnerPayment.objects.create(
-        lead=lead,
-        platform=platform,
-        amount=Decimal(amount),
-        status=status,
-        due_at=due_at or NOW - timedelta(days=1),
-        **fields,
-    )
-
-
-def run(**kwargs) -> payouts.PayoutReport:
-    return payouts.payouts_process(now=kwargs.pop("now", NOW), **ACTOR, **kwargs)
-
-
-def platform_report(report: payouts.PayoutReport, slug: str) -> payouts.PlatformReport:
-    [item] = [item for item in report.platforms if item.platform == slug]
-    return item
-
-
-def snapshot() -> dict:
-    """Everything a payout run could write."""
-    return {
-        "payments": sorted(PartnerPayment.objects.values_list("pk", "status", "batch_id", "paid_at", "updated_at")),
-        "batches": sorted(PayoutBatch.objects.values_list("pk", "status", "provider_reference", "error", "paid_at")),
-        "audit": AuditEvent.objects.count(),
-        "messages": OutboundMessage.objects.count(),
-    }
-
-
-def payout_emails():
-    return OutboundMessage.objects.filter(purpose="careos.payout_paid")
 
 
 @pytest.fixture
@@ -192,7 +136,7 @@ def test_manual_flow_awaits_staff_then_mark_paid_pays_and_emails(platform):
     assert platform_report(again, "businessos").status == "nothing_due" and snapshot() == before
 
     paid_at = NOW + timedelta(days=2)
-    payouts.payout_batch_mark_paid(batch=batch, reference="  BANK-REF-0042 ", now=paid_at, **ACTOR)
+    payouts.payout_batch_mark_paid(batch=batch, reference="  BANK-REF-0042 ", now=paid_at, actor=ACTOR)
 
     batch.refresh_from_db()
     assert (batch.status, batch.provider_reference, batch.paid_at) == ("paid", "BANK-REF-0042", paid_at)
@@ -215,7 +159,7 @@ def test_mark_paid_needs_a_reference(platform, reference):
     batch = PayoutBatch.objects.get()
 
     with pytest.raises(payouts.PayoutBatchError, match="reference"):
-        payouts.payout_batch_mark_paid(batch=batch, reference=reference, **ACTOR)
+        payouts.payout_batch_mark_paid(batch=batch, reference=reference, actor=ACTOR)
 
     batch.refresh_from_db()
     assert batch.status == "awaiting_manual"
@@ -225,10 +169,10 @@ def test_mark_paid_twice_is_refused_and_pays_once(platform):
     make_payment(platform, amount="60.00")
     run()
     batch = PayoutBatch.objects.get()
-    payouts.payout_batch_mark_paid(batch=batch, reference="REF-1", **ACTOR)
+    payouts.payout_batch_mark_paid(batch=batch, reference="REF-1", actor=ACTOR)
 
     with pytest.raises(payouts.PayoutBatchError, match="only a batch awaiting manual payment"):
-        payouts.payout_batch_mark_paid(batch=batch, reference="REF-2", **ACTOR)
+        payouts.payout_batch_mark_paid(batch=batch, reference="REF-2", actor=ACTOR)
 
     batch.refresh_from_db()
     assert batch.provider_reference == "REF-1"
@@ -241,7 +185,7 @@ def test_no_contact_email_pays_without_an_email():
     make_payment(platform, amount="20.00")
     run()
 
-    payouts.payout_batch_mark_paid(batch=PayoutBatch.objects.get(), reference="REF", **ACTOR)
+    payouts.payout_batch_mark_paid(batch=PayoutBatch.objects.get(), reference="REF", actor=ACTOR)
 
     assert PayoutBatch.objects.get().status == "paid"
     assert not payout_emails().exists()
@@ -253,7 +197,7 @@ def test_a_manual_batch_left_created_by_a_crash_is_resumed(platform, monkeypatch
     def crash(*args, **kwargs):
         raise RuntimeError("worker killed")
 
-    monkeypatch.setattr(payouts, "_batch_await_manual", crash)
+    monkeypatch.setattr(batches, "_batch_await_manual", crash)
     report = run()
     assert platform_report(report, "businessos").status == "error"
     assert PayoutBatch.objects.get().status == "created"
@@ -358,7 +302,7 @@ def test_concurrent_runs_never_attach_a_payment_twice(require_postgres, monkeypa
     ]
     payments = [make_payment(p, amount="12.50") for p in platforms for _ in range(5)]
     # Hold the claiming transaction open a while so the runs overlap on the locked rows.
-    original_audit = payouts._audit
+    original_audit = batches._audit
     created_in = []
 
     def slow_audit(action, batch, actor, **metadata):
@@ -367,7 +311,7 @@ def test_concurrent_runs_never_attach_a_payment_twice(require_postgres, monkeypa
             created_in.append(threading.get_ident())
             threading.Event().wait(0.4)
 
-    monkeypatch.setattr(payouts, "_audit", slow_audit)
+    monkeypatch.setattr(batches, "_audit", slow_audit)
     workers = 4
     barrier = threading.Barrier(workers)
     reports, errors = [], []
@@ -375,7 +319,7 @@ def test_concurrent_runs_never_attach_a_payment_twice(require_postgres, monkeypa
     def worker():
         try:
             barrier.wait()
-            reports.append(payouts.payouts_process(now=NOW, **ACTOR))
+            reports.append(payouts.payouts_process(now=NOW, actor=ACTOR))
         except Exception as exc:  # surfaced below
             errors.append(exc)
         finally:
@@ -389,9 +333,9 @@ def test_concurrent_runs_never_attach_a_payment_twice(require_postgres, monkeypa
 
     assert not errors, errors
     assert len(reports) == workers
-    batches = list(PayoutBatch.objects.all())
-    assert len(batches) == 2 and len(created_in) == 2  # one batch per platform, however many runs
-    for batch in batches:
+    made = list(PayoutBatch.objects.all())
+    assert len(made) == 2 and len(created_in) == 2  # one batch per platform, however many runs
+    for batch in made:
         attached = PartnerPayment.objects.filter(batch=batch)
         assert attached.count() == 5
         assert sum(p.amount for p in attached) == batch.amount == Decimal("62.50")
@@ -408,8 +352,8 @@ def test_staff_cancel_a_manual_batch_releases_its_payments_for_the_next_run(plat
     batch = PayoutBatch.objects.get()
 
     with pytest.raises(payouts.PayoutBatchError):
-        payouts.payout_batch_cancel_manual(batch=batch, reason="  ", **ACTOR)
-    payouts.payout_batch_cancel_manual(batch=batch, reason="partner changed bank", **ACTOR)
+        payouts.payout_batch_cancel_manual(batch=batch, reason="  ", actor=ACTOR)
+    payouts.payout_batch_cancel_manual(batch=batch, reason="partner changed bank", actor=ACTOR)
 
     batch.refresh_from_db()
     assert (batch.status, batch.paid_at) == ("failed", None)
@@ -419,7 +363,7 @@ def test_staff_cancel_a_manual_batch_releases_its_payments_for_the_next_run(plat
     assert sorted(event.metadata["released"]) == sorted(p.lead.public_id for p in payments)
     assert "bank" not in str(event.metadata)  # the staff's free text stays on the batch
     with pytest.raises(payouts.PayoutBatchError):  # only a batch awaiting manual payment
-        payouts.payout_batch_cancel_manual(batch=batch, reason="again", **ACTOR)
+        payouts.payout_batch_cancel_manual(batch=batch, reason="again", actor=ACTOR)
 
     run()
     new_batch = PayoutBatch.objects.exclude(pk=batch.pk).get()

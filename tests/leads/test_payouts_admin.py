@@ -13,11 +13,9 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-import leads.admin_payouts  # noqa: F401  registers the admin even before leads/admin.py imports it
 from audit.models import AuditEvent
 from leads.models import PartnerPayment, PayoutBatch
-from tests.leads.factories import make_platform
-from tests.leads.test_payouts import make_payment, payout_emails, run
+from tests.leads.factories import make_payment, make_platform, payout_emails, run
 
 pytestmark = pytest.mark.django_db
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from audit.models import AuditEvent
+from core.actors import Actor
 from core.time import utc_now
 from leads import crypto
 from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
@@ -17,7 +18,7 @@ from tests.leads.factories import encrypt_phone, make_platform, rsa_pair, store_
 
 pytestmark = pytest.mark.django_db
 
-ACTOR = {"actor_type": "system", "actor_id": "tests"}
+ACTOR = Actor.system("tests")
 
 
 def audit_text() -> str:
@@ -28,8 +29,8 @@ def audit_text() -> str:
 
 
 def test_platform_create_has_a_fresh_salt_and_is_audited():
-    first = platforms.platform_create(slug="businessos", **ACTOR)
-    second = platforms.platform_create(slug="otheros", minimum_payout=10, **ACTOR)
+    first = platforms.platform_create(slug="businessos", actor=ACTOR)
+    second = platforms.platform_create(slug="otheros", minimum_payout=10, actor=ACTOR)
     assert len(first.phone_hash_salt) == 64 and first.phone_hash_salt != second.phone_hash_salt
     assert second.minimum_payout == Decimal("10.00") and first.name == "businessos"
     event = AuditEvent.objects.get(action="leads.platform_created", subject_id="businessos")
@@ -54,18 +55,18 @@ def test_platform_create_has_a_fresh_salt_and_is_audited():
 )
 def test_platform_create_refuses_bad_input_and_writes_nothing(fields, message):
     with pytest.raises(platforms.PlatformInvalid, match=message):
-        platforms.platform_create(**fields, **ACTOR)
+        platforms.platform_create(**fields, actor=ACTOR)
     assert not PartnerPlatform.objects.exists() and not AuditEvent.objects.exists()
 
 
 def test_platform_create_refuses_a_duplicate():
-    platforms.platform_create(slug="businessos", **ACTOR)
+    platforms.platform_create(slug="businessos", actor=ACTOR)
     with pytest.raises(platforms.PlatformInvalid, match="already exists"):
-        platforms.platform_create(slug="businessos", **ACTOR)
+        platforms.platform_create(slug="businessos", actor=ACTOR)
 
 
 def test_platform_update_changes_only_what_is_given_and_audits_without_contact_details():
-    platform = platforms.platform_create(slug="businessos", contact_email="old@example.com", **ACTOR)
+    platform = platforms.platform_create(slug="businessos", contact_email="old@example.com", actor=ACTOR)
     salt = platform.phone_hash_salt
 
     updated = platforms.platform_update(
@@ -74,7 +75,7 @@ def test_platform_update_changes_only_what_is_given_and_audits_without_contact_d
         minimum_payout="75",
         payout_backend="stripe",
         stripe_account_id="acct_1Abc",
-        **ACTOR,
+        actor=ACTOR,
     )
 
     fresh = PartnerPlatform.objects.get(pk=platform.pk)
@@ -91,14 +92,14 @@ def test_platform_update_changes_only_what_is_given_and_audits_without_contact_d
     assert "pay@businessos.example" not in audit_text() and "old@example.com" not in audit_text()
 
     # Nothing changed: no event.
-    platforms.platform_update(platform=fresh, minimum_payout=Decimal("75"), **ACTOR)
+    platforms.platform_update(platform=fresh, minimum_payout=Decimal("75"), actor=ACTOR)
     assert AuditEvent.objects.filter(action="leads.platform_updated").count() == 1
 
 
 def test_platform_update_refuses_stripe_without_an_account():
-    platform = platforms.platform_create(slug="businessos", **ACTOR)
+    platform = platforms.platform_create(slug="businessos", actor=ACTOR)
     with pytest.raises(platforms.PlatformInvalid, match="connected account"):
-        platforms.platform_update(platform=platform, payout_backend="stripe", **ACTOR)
+        platforms.platform_update(platform=platform, payout_backend="stripe", actor=ACTOR)
     assert PartnerPlatform.objects.get(pk=platform.pk).payout_backend == "manual"
     assert not AuditEvent.objects.filter(action="leads.platform_updated").exists()
 
@@ -108,12 +109,12 @@ def test_suspend_refuses_the_keys_and_reactivate_accepts_them_again():
     platform = setup.platform
     assert platforms.find_api_key(platform_slug="businessos", presented=setup.api_key) is not None
 
-    assert platforms.platform_suspend(platform=platform, **ACTOR) is True
-    assert platforms.platform_suspend(platform=platform, **ACTOR) is False
+    assert platforms.platform_suspend(platform=platform, actor=ACTOR) is True
+    assert platforms.platform_suspend(platform=platform, actor=ACTOR) is False
     assert platforms.find_api_key(platform_slug="businessos", presented=setup.api_key) is None
 
-    assert platforms.platform_reactivate(platform=platform, **ACTOR) is True
-    assert platforms.platform_reactivate(platform=platform, **ACTOR) is False
+    assert platforms.platform_reactivate(platform=platform, actor=ACTOR) is True
+    assert platforms.platform_reactivate(platform=platform, actor=ACTOR) is False
     assert platforms.find_api_key(platform_slug="businessos", presented=setup.api_key) is not None
     actions = list(AuditEvent.objects.filter(subject_id="businessos").values_list("action", flat=True))
     assert actions.count("leads.platform_suspended") == 1 and actions.count("leads.platform_reactivated") == 1
@@ -123,11 +124,13 @@ def test_suspend_refuses_the_keys_and_reactivate_accepts_them_again():
 
 
 def test_two_keys_are_valid_at_once_until_expiry_or_revocation():
-    platform = platforms.platform_create(slug="businessos", **ACTOR)
+    platform = platforms.platform_create(slug="businessos", actor=ACTOR)
     now = utc_now()
-    old = platforms.api_key_create(platform=platform, environment="live", expires_at=now + timedelta(days=1), **ACTOR)
+    old = platforms.api_key_create(
+        platform=platform, environment="live", expires_at=now + timedelta(days=1), actor=ACTOR
+    )
     new = platforms.api_key_create(
-        platform=platform, environment="live", expires_at=platforms.default_api_key_expiry(now), **ACTOR
+        platform=platform, environment="live", expires_at=platforms.default_api_key_expiry(now), actor=ACTOR
     )
     assert new.api_key.expires_at == now + timedelta(days=90)
     assert new.full_key.startswith("businessos_live_") and new.full_key != old.full_key
@@ -141,8 +144,8 @@ def test_two_keys_are_valid_at_once_until_expiry_or_revocation():
     assert platforms.find_api_key(platform_slug="businessos", presented=old.full_key, now=later) is None
     assert platforms.find_api_key(platform_slug="businessos", presented=new.full_key, now=later) is not None
 
-    assert platforms.api_key_revoke(api_key=new.api_key, now=now, **ACTOR) is True
-    assert platforms.api_key_revoke(api_key=new.api_key, **ACTOR) is False
+    assert platforms.api_key_revoke(api_key=new.api_key, now=now, actor=ACTOR) is True
+    assert platforms.api_key_revoke(api_key=new.api_key, actor=ACTOR) is False
     assert PlatformApiKey.objects.get(pk=new.api_key.pk).revoked_at == now
     assert platforms.find_api_key(platform_slug="businessos", presented=new.full_key, now=now) is None
     event = AuditEvent.objects.get(action="leads.api_key_revoked")
@@ -154,7 +157,7 @@ def test_two_keys_are_valid_at_once_until_expiry_or_revocation():
 def test_a_key_only_works_for_its_own_platform_and_test_keys_work_too():
     businessos = make_platform("businessos")
     other = make_platform("otheros")
-    test_key = platforms.api_key_create(platform=businessos.platform, environment="test", **ACTOR)
+    test_key = platforms.api_key_create(platform=businessos.platform, environment="test", actor=ACTOR)
     assert platforms.find_api_key(platform_slug="businessos", presented=test_key.full_key) == test_key.api_key
     assert platforms.find_api_key(platform_slug="otheros", presented=businessos.api_key) is None
     assert platforms.find_api_key(platform_slug="businessos", presented=other.api_key) is None
@@ -163,12 +166,12 @@ def test_a_key_only_works_for_its_own_platform_and_test_keys_work_too():
 
 
 def test_api_key_create_refuses_a_bad_environment_or_a_past_expiry():
-    platform = platforms.platform_create(slug="businessos", **ACTOR)
+    platform = platforms.platform_create(slug="businessos", actor=ACTOR)
     with pytest.raises(platforms.PlatformInvalid, match="'live' or 'test'"):
-        platforms.api_key_create(platform=platform, environment="prod", **ACTOR)
+        platforms.api_key_create(platform=platform, environment="prod", actor=ACTOR)
     with pytest.raises(platforms.PlatformInvalid, match="future"):
         platforms.api_key_create(
-            platform=platform, environment="live", expires_at=utc_now() - timedelta(seconds=1), **ACTOR
+            platform=platform, environment="live", expires_at=utc_now() - timedelta(seconds=1), actor=ACTOR
         )
     assert not PlatformApiKey.objects.exists()
 
@@ -178,7 +181,7 @@ def test_api_key_create_refuses_a_bad_environment_or_a_past_expiry():
 
 def test_rotation_then_retirement_of_the_old_pair():
     old = store_pair(rsa_pair(0))
-    new = platforms.keypair_create(key_size=2048, **ACTOR)
+    new = platforms.keypair_create(key_size=2048, actor=ACTOR)
     assert crypto.current_public_pem() == new.public_pem
     to_old = encrypt_phone("+14155550123", old.public_pem)
     to_new = encrypt_phone("+14155550124", new.public_pem)
@@ -186,8 +189,8 @@ def test_rotation_then_retirement_of_the_old_pair():
     assert crypto.decrypt_phone(to_new) == "+14155550124"
 
     now = utc_now()
-    assert platforms.keypair_retire(pair=old, now=now, **ACTOR) is True
-    assert platforms.keypair_retire(pair=old, **ACTOR) is False
+    assert platforms.keypair_retire(pair=old, now=now, actor=ACTOR) is True
+    assert platforms.keypair_retire(pair=old, actor=ACTOR) is False
     assert CareosKeyPair.objects.get(pk=old.pk).retired_at == now
     with pytest.raises(crypto.DecryptionFailed):
         crypto.decrypt_phone(to_old)
@@ -202,10 +205,10 @@ def test_the_last_pair_able_to_decrypt_cannot_be_retired(settings):
     settings.CAREOS_PRIVATE_KEY = ""
     only = store_pair(rsa_pair(0))
     with pytest.raises(platforms.PlatformInvalid, match="only key pair"):
-        platforms.keypair_retire(pair=only, **ACTOR)
+        platforms.keypair_retire(pair=only, actor=ACTOR)
     assert CareosKeyPair.objects.get(pk=only.pk).retired_at is None
 
     # With CAREOS_PRIVATE_KEY set, something still decrypts: allowed.
     settings.CAREOS_PRIVATE_KEY = rsa_pair(1).private_pem
-    assert platforms.keypair_retire(pair=only, **ACTOR) is True
+    assert platforms.keypair_retire(pair=only, actor=ACTOR) is True
     assert crypto.decrypt_phone(encrypt_phone("+14155550123", rsa_pair(1).public_pem)) == "+14155550123"

@@ -23,12 +23,13 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from core.actors import Actor
 from core.time import iso_utc, utc_now
 from leads import crypto
 from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
 from leads.services import platforms
 
-ACTOR = {"actor_type": "system", "actor_id": "generate_partner_keys"}
+ACTOR = Actor.system("generate_partner_keys")
 RSA_SIZES = (2048, 3072, 4096)
 
 
@@ -75,17 +76,17 @@ class Command(BaseCommand):
                 platform = PartnerPlatform.objects.select_for_update().filter(slug=slug).first()
                 created_platform = platform is None
                 if platform is None:
-                    platform = platforms.platform_create(slug=slug, **ACTOR)
+                    platform = platforms.platform_create(slug=slug, actor=ACTOR)
                 issued = platforms.api_key_create(
                     platform=platform,
                     environment=environment,
                     expires_at=platforms.default_api_key_expiry(now, days) if days else None,
-                    **ACTOR,
+                    actor=ACTOR,
                 )
                 has_pair = CareosKeyPair.objects.filter(retired_at__isnull=True).exists()
                 created_pair = options["rotate_rsa"] or not (has_pair or crypto.env_private_key() is not None)
                 if created_pair:
-                    platforms.keypair_create(key_size=options["rsa_bits"], **ACTOR)
+                    platforms.keypair_create(key_size=options["rsa_bits"], actor=ACTOR)
                 public_key = crypto.current_public_pem()
         except platforms.PlatformInvalid as exc:
             raise CommandError(str(exc)) from None

@@ -13,9 +13,10 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from core.actors import Actor
 from leads.services import payouts
 
-ACTOR = ("system", "process_partner_payments")
+ACTOR = Actor.system("process_partner_payments")
 
 
 class Command(BaseCommand):
@@ -26,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
     def handle(self, *args, **options):
-        report = payouts.payouts_process(dry_run=options["dry_run"], actor_type=ACTOR[0], actor_id=ACTOR[1])
+        report = payouts.payouts_process(dry_run=options["dry_run"], actor=ACTOR)
         if options["json"]:
             self.stdout.write(json.dumps(report.to_dict(), indent=2))
             return

@@ -1,4 +1,4 @@
-"""CareOS leads admin (staff side).
+"""CareOS admin: partner platforms, their API keys, and CareOS's RSA key pairs.
 
 Partner platforms: created and edited through leads.services.platforms (audited), never deleted. Actions:
 "Create live/test API key" (shown once, as a message rendered on the action's own no-store response:
@@ -8,18 +8,11 @@ API keys are read-only rows with a "Revoke" action. CareOS RSA key pairs show th
 (the private key is never displayed); actions "Rotate" (a new pair becomes the public key handed out,
 older ones keep decrypting) and "Retire" (refused for the last pair able to decrypt).
 
-Leads and CareOS users are read-only (no edit of personal data here). Phones are masked everywhere
-("+1 ••• ••• 0123"); a user can be found by exact phone through the blind index (search box). A lead's
-original message and extracted details appear on its own page only, not in lists.
-
-Payments and payout batches: leads/admin_payouts.py (imported at the end).
+Every write goes through leads.services.platforms with the staff user as actor (core.admin.admin_actor).
 """
 
 from __future__ import annotations
 
-import re
-
-import phonenumbers
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
@@ -28,49 +21,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from core.admin import ReadOnlyAdminMixin, admin_actor, shown_once_response
-from core.encryption import blind_index
 from core.time import utc_now
-from leads.models import CareosKeyPair, CareUser, Lead, PartnerPlatform, PlatformApiKey
+from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
 from leads.services import platforms
-
-PHONE_INDEX_PURPOSE = "leads.user.phone"
-_MASK = "•••"
-_EXPIRY = f"expires in {platforms.API_KEY_DEFAULT_DAYS} days"
-_PHONE_SEARCH_RE = re.compile(r"[+(]?[0-9][0-9 ().-]{5,24}")
-
-
-_actor = admin_actor
-
-
-def mask_phone(phone: str | None) -> str:
-    """ "+14155550123" -> "+1 ••• ••• 0123": the country code and the last four digits only."""
-    if not phone:
-        return ""
-    digits = re.sub(r"\D", "", phone)
-    try:
-        country_code = phonenumbers.parse(phone, None).country_code
-    except phonenumbers.NumberParseException:
-        country_code = None
-    if country_code is None or len(digits) < len(str(country_code)) + 6:
-        return f"{_MASK} {digits[-2:]}" if len(digits) >= 6 else _MASK
-    return f"+{country_code} {_MASK} {_MASK} {digits[-4:]}"
-
-
-def phone_search_index(term: str) -> str | None:
-    """The blind index of a search term that reads as a phone number (E.164, or a US national number),
-    else None. Matches what the ingest stores: blind_index(E.164, purpose="leads.user.phone")."""
-    term = (term or "").strip()
-    if not _PHONE_SEARCH_RE.fullmatch(term):
-        return None
-    try:
-        parsed = phonenumbers.parse(term, None if term.startswith("+") else "US")
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(parsed):
-        return None
-    return blind_index(
-        phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), purpose=PHONE_INDEX_PURPOSE
-    )
 
 
 def _shown_once(admin_site, request, title: str) -> HttpResponse:
@@ -198,9 +151,9 @@ class PartnerPlatformAdmin(admin.ModelAdmin):
             "stripe_account_id": (data.get("stripe_account_id") or "").strip(),
         }
         if change:
-            saved = platforms.platform_update(platform=obj, **fields, **_actor(request))
+            saved = platforms.platform_update(platform=obj, **fields, actor=admin_actor(request))
         else:
-            saved = platforms.platform_create(slug=data["slug"], **fields, **_actor(request))
+            saved = platforms.platform_create(slug=data["slug"], **fields, actor=admin_actor(request))
             obj.pk = saved.pk
             obj._state.adding = False
         obj.refresh_from_db()
@@ -217,7 +170,7 @@ class PartnerPlatformAdmin(admin.ModelAdmin):
         expires_at = platforms.default_api_key_expiry()
         for platform in queryset:
             issued = platforms.api_key_create(
-                platform=platform, environment=environment, expires_at=expires_at, **_actor(request)
+                platform=platform, environment=environment, expires_at=expires_at, actor=admin_actor(request)
             )
             messages.success(
                 request,
@@ -249,12 +202,12 @@ class PartnerPlatformAdmin(admin.ModelAdmin):
 
     @admin.action(description="Suspend (its keys are refused at once)", permissions=["manage"])
     def suspend(self, request, queryset):
-        count = sum(platforms.platform_suspend(platform=p, **_actor(request)) for p in queryset)
+        count = sum(platforms.platform_suspend(platform=p, actor=admin_actor(request)) for p in queryset)
         self.message_user(request, f"Suspended {count} platform(s); their API keys are refused now.", messages.SUCCESS)
 
     @admin.action(description="Reactivate", permissions=["manage"])
     def reactivate(self, request, queryset):
-        count = sum(platforms.platform_reactivate(platform=p, **_actor(request)) for p in queryset)
+        count = sum(platforms.platform_reactivate(platform=p, actor=admin_actor(request)) for p in queryset)
         self.message_user(request, f"Reactivated {count} platform(s).", messages.SUCCESS)
 
 
@@ -291,7 +244,7 @@ class PlatformApiKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke (refused from now on; irreversible)", permissions=["manage"])
     def revoke(self, request, queryset):
-        count = sum(platforms.api_key_revoke(api_key=key, **_actor(request)) for key in queryset)
+        count = sum(platforms.api_key_revoke(api_key=key, actor=admin_actor(request)) for key in queryset)
         self.message_user(request, f"Revoked {count} API key(s).", messages.SUCCESS)
 
 
@@ -333,7 +286,7 @@ class CareosKeyPairAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Rotate: create a new key pair (selected pairs keep decrypting)", permissions=["manage"])
     def rotate(self, request, queryset):
-        pair = platforms.keypair_create(**_actor(request))
+        pair = platforms.keypair_create(actor=admin_actor(request))
         self.message_user(
             request,
             f"Created RSA-{pair.key_size} pair {pair.fingerprint[:16]}…: it is now the public key handed to "
@@ -347,131 +300,7 @@ class CareosKeyPairAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         count = 0
         for pair in queryset.order_by("created_at"):
             try:
-                count += platforms.keypair_retire(pair=pair, **_actor(request))
+                count += platforms.keypair_retire(pair=pair, actor=admin_actor(request))
             except platforms.PlatformInvalid as exc:
                 self.message_user(request, f"{pair}: {exc}", messages.ERROR)
         self.message_user(request, f"Retired {count} key pair(s).", messages.SUCCESS if count else messages.WARNING)
-
-
-# --- Leads and CareOS users: read-only --------------------------------------------------------------
-
-
-class PhoneSearchMixin:
-    """Exact phone search through the blind index (`phone_index_lookup`); other terms search as usual."""
-
-    phone_index_lookup = "phone_index"
-
-    def get_search_results(self, request, queryset, search_term):
-        index = phone_search_index(search_term)
-        if index is not None:
-            return queryset.filter(**{self.phone_index_lookup: index}), False
-        return super().get_search_results(request, queryset, search_term)
-
-
-@admin.register(Lead)
-class LeadAdmin(PhoneSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    phone_index_lookup = "user__phone_index"
-    list_display = (
-        "public_id",
-        "platform",
-        "created_at",
-        "category",
-        "source_category",
-        "is_new_user",
-        "lead_value",
-        "masked_phone",
-        "payment_status",
-    )
-    list_filter = ("platform", "category", "is_new_user", "created_at")
-    date_hierarchy = "created_at"
-    search_fields = ("=public_id", "=source_conversation_id", "=user__public_id")
-    search_help_text = "Lead id, conversation id, user id (user_...) or an exact phone number."
-    list_select_related = ("platform", "user", "payment")
-    ordering = ("-created_at",)
-    fieldsets = (
-        (None, {"fields": ("public_id", "platform", "source_conversation_id", "created_at")}),
-        ("User", {"fields": ("user_link", "is_new_user", "masked_phone", "user_name", "language")}),
-        ("Location", {"fields": ("location_country", "location_state", "location_city")}),
-        (
-            "Request",
-            {
-                "fields": (
-                    "source_category",
-                    "category",
-                    "subcategory",
-                    "original_message",
-                    "ai_extracted_details",
-                    "consent_timestamp",
-                )
-            },
-        ),
-        ("Partner payment", {"fields": ("lead_value", "payment_status", "will_contact", "welcome_message_id")}),
-    )
-    readonly_fields = (
-        "public_id",
-        "platform",
-        "source_conversation_id",
-        "created_at",
-        "user_link",
-        "is_new_user",
-        "masked_phone",
-        "user_name",
-        "language",
-        "location_country",
-        "location_state",
-        "location_city",
-        "source_category",
-        "category",
-        "subcategory",
-        "original_message",
-        "ai_extracted_details",
-        "consent_timestamp",
-        "lead_value",
-        "payment_status",
-        "will_contact",
-        "welcome_message_id",
-    )
-
-    @admin.display(description="phone")
-    def masked_phone(self, obj: Lead) -> str:
-        return mask_phone(obj.user.phone)
-
-    @admin.display(description="payment")
-    def payment_status(self, obj: Lead) -> str:
-        payment = getattr(obj, "payment", None)
-        return payment.get_status_display() if payment is not None else "-"
-
-    @admin.display(description="user")
-    def user_link(self, obj: Lead) -> str:
-        url = reverse("admin:leads_careuser_change", args=[obj.user_id])
-        return format_html('<a href="{}">{}</a>', url, obj.user.public_id)
-
-
-class UserLeadInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = Lead
-    extra = 0
-    can_delete = False
-    fields = ("public_id", "platform", "category", "created_at", "lead_value")
-    readonly_fields = fields
-    ordering = ("-created_at",)
-    show_change_link = True
-
-
-@admin.register(CareUser)
-class CareUserAdmin(PhoneSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("public_id", "masked_phone", "source", "source_platform", "language", "created_at")
-    list_filter = ("source", "source_platform", "language", "created_at")
-    search_fields = ("=public_id",)
-    search_help_text = "User id (user_...) or an exact phone number (E.164, e.g. +14155552671)."
-    list_select_related = ("source_platform",)
-    ordering = ("-created_at",)
-    fields = ("public_id", "masked_phone", "name", "language", "source", "source_platform", "created_at")
-    readonly_fields = fields
-    inlines = (UserLeadInline,)
-
-    @admin.display(description="phone")
-    def masked_phone(self, obj: CareUser) -> str:
-        return mask_phone(obj.phone)
-
-
-from leads import admin_payouts  # noqa: E402,F401  payments and payout batches

@@ -1,7 +1,8 @@
-"""Admin for the money side of CareOS: partner payments and payout batches (registered from leads/admin.py).
+"""CareOS admin, the money side: partner payments and payout batches.
 
-Rows are read-only forms: every change goes through leads.services.payouts, so each is audited and
-checked (an invalid transition shows an error message, never a 500):
+Rows are read-only forms: every change goes through leads.services.payouts with the staff user as actor
+(core.admin.admin_actor), so each is audited and checked (an invalid transition shows an error message,
+never a 500):
 
 - payments: dispute / cancel (with the reason typed in the action bar) / reinstate; "Process due payouts
   now" runs a payout run immediately (it needs no selection: it covers every platform);
@@ -22,16 +23,12 @@ from django.http import HttpResponseRedirect, StreamingHttpResponse
 
 from audit.admin import _Echo, csv_safe
 from audit.services import audit_event_record
-from core.admin import ReadOnlyAdminMixin
+from core.admin import ReadOnlyAdminMixin, admin_actor
 from core.time import utc_now
 from leads.models import PartnerPayment, PayoutBatch
 from leads.services import payouts
 
 EXPORT_HEADER = ("batch", "lead_id", "amount", "currency", "created", "due")
-
-
-def _actor(request) -> dict[str, str]:
-    return {"actor_type": "user", "actor_id": str(request.user.pk)}
 
 
 class PaymentActionForm(ActionForm):
@@ -116,7 +113,7 @@ class PartnerPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         changed, errors = 0, []
         for payment in queryset.select_related("lead"):
             try:
-                service(payment=payment, reason=reason, **_actor(request))
+                service(payment=payment, reason=reason, actor=admin_actor(request))
                 changed += 1
             except payouts.PaymentTransitionError as exc:
                 errors.append(str(exc))
@@ -141,7 +138,7 @@ class PartnerPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Process due payouts now (all platforms; no selection needed)", permissions=["manage"])
     def process_due_payouts(self, request, queryset):
-        report = payouts.payouts_process(**_actor(request))
+        report = payouts.payouts_process(actor=admin_actor(request))
         for outcome in report.resumed:
             level = messages.ERROR if outcome.status in ("failed", "error", "created") else messages.SUCCESS
             text = f"Unfinished batch {outcome.batch_id} ({outcome.platform}, {outcome.amount}): {outcome.status}"
@@ -228,7 +225,7 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         reference = request.POST.get("reference", "")
         for batch in queryset:
             try:
-                payouts.payout_batch_mark_paid(batch=batch, reference=reference, **_actor(request))
+                payouts.payout_batch_mark_paid(batch=batch, reference=reference, actor=admin_actor(request))
             except payouts.PayoutBatchError as exc:
                 self.message_user(request, f"{batch.public_id}: {exc}", messages.ERROR)
             else:
@@ -242,7 +239,7 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         reason = request.POST.get("reference", "")
         for batch in queryset:
             try:
-                payouts.payout_batch_cancel_manual(batch=batch, reason=reason, **_actor(request))
+                payouts.payout_batch_cancel_manual(batch=batch, reason=reason, actor=admin_actor(request))
             except payouts.PayoutBatchError as exc:
                 self.message_user(request, f"{batch.public_id}: {exc}", messages.ERROR)
             else:
@@ -254,8 +251,7 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         with transaction.atomic():
             audit_event_record(
                 action="leads.payout_export",
-                actor_type="user",
-                actor_id=str(request.user.pk),
+                actor=admin_actor(request),
                 subject_type="leads.payout_batch",
                 subject_id=batch_ids[0][1] if len(batch_ids) == 1 else "",
                 metadata={"batches": [public_id for _, public_id in batch_ids]},

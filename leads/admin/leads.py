@@ -1,0 +1,146 @@
+"""CareOS admin: leads and CareOS users, read-only (no edit of personal data here).
+
+Phones are masked everywhere ("+1 ••• ••• 0123", core.phones.mask); a user can be found by exact phone
+through the blind index (search box: E.164, or a US national number). A lead's original message and
+extracted details appear on its own page only, not in lists.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+
+from core.admin import ReadOnlyAdminMixin
+from core.encryption import blind_index
+from core.phones import e164_or_none, mask
+from leads.models import CareUser, Lead
+from leads.services.ingest import PHONE_INDEX_PURPOSE
+
+# The region a search term without "+" is read in (staff mostly type US numbers).
+SEARCH_REGION = "US"
+
+
+def phone_search_index(term: str) -> str | None:
+    """The blind index of a search term that is a phone number (E.164, or a US national number), else
+    None. Matches what the ingest stores: blind_index(E.164, purpose="leads.user.phone")."""
+    phone = e164_or_none(term, region=SEARCH_REGION)
+    return blind_index(phone, purpose=PHONE_INDEX_PURPOSE) if phone else None
+
+
+class PhoneSearchMixin:
+    """Exact phone search through the blind index (`phone_index_lookup`); other terms search as usual."""
+
+    phone_index_lookup = "phone_index"
+
+    def get_search_results(self, request, queryset, search_term):
+        index = phone_search_index(search_term)
+        if index is not None:
+            return queryset.filter(**{self.phone_index_lookup: index}), False
+        return super().get_search_results(request, queryset, search_term)
+
+
+@admin.register(Lead)
+class LeadAdmin(PhoneSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    phone_index_lookup = "user__phone_index"
+    list_display = (
+        "public_id",
+        "platform",
+        "created_at",
+        "category",
+        "source_category",
+        "is_new_user",
+        "lead_value",
+        "masked_phone",
+        "payment_status",
+    )
+    list_filter = ("platform", "category", "is_new_user", "created_at")
+    date_hierarchy = "created_at"
+    search_fields = ("=public_id", "=source_conversation_id", "=user__public_id")
+    search_help_text = "Lead id, conversation id, user id (user_...) or an exact phone number."
+    list_select_related = ("platform", "user", "payment")
+    ordering = ("-created_at",)
+    fieldsets = (
+        (None, {"fields": ("public_id", "platform", "source_conversation_id", "created_at")}),
+        ("User", {"fields": ("user_link", "is_new_user", "masked_phone", "user_name", "language")}),
+        ("Location", {"fields": ("location_country", "location_state", "location_city")}),
+        (
+            "Request",
+            {
+                "fields": (
+                    "source_category",
+                    "category",
+                    "subcategory",
+                    "original_message",
+                    "ai_extracted_details",
+                    "consent_timestamp",
+                )
+            },
+        ),
+        ("Partner payment", {"fields": ("lead_value", "payment_status", "will_contact", "welcome_message_id")}),
+    )
+    readonly_fields = (
+        "public_id",
+        "platform",
+        "source_conversation_id",
+        "created_at",
+        "user_link",
+        "is_new_user",
+        "masked_phone",
+        "user_name",
+        "language",
+        "location_country",
+        "location_state",
+        "location_city",
+        "source_category",
+        "category",
+        "subcategory",
+        "original_message",
+        "ai_extracted_details",
+        "consent_timestamp",
+        "lead_value",
+        "payment_status",
+        "will_contact",
+        "welcome_message_id",
+    )
+
+    @admin.display(description="phone")
+    def masked_phone(self, obj: Lead) -> str:
+        return mask(obj.user.phone)
+
+    @admin.display(description="payment")
+    def payment_status(self, obj: Lead) -> str:
+        payment = getattr(obj, "payment", None)
+        return payment.get_status_display() if payment is not None else "-"
+
+    @admin.display(description="user")
+    def user_link(self, obj: Lead) -> str:
+        url = reverse("admin:leads_careuser_change", args=[obj.user_id])
+        return format_html('<a href="{}">{}</a>', url, obj.user.public_id)
+
+
+class UserLeadInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Lead
+    extra = 0
+    can_delete = False
+    fields = ("public_id", "platform", "category", "created_at", "lead_value")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+    show_change_link = True
+
+
+@admin.register(CareUser)
+class CareUserAdmin(PhoneSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("public_id", "masked_phone", "source", "source_platform", "language", "created_at")
+    list_filter = ("source", "source_platform", "language", "created_at")
+    search_fields = ("=public_id",)
+    search_help_text = "User id (user_...) or an exact phone number (E.164, e.g. +14155552671)."
+    list_select_related = ("source_platform",)
+    ordering = ("-created_at",)
+    fields = ("public_id", "masked_phone", "name", "language", "source", "source_platform", "created_at")
+    readonly_fields = fields
+    inlines = (UserLeadInline,)
+
+    @admin.display(description="phone")
+    def masked_phone(self, obj: CareUser) -> str:
+        return mask(obj.phone)
