@@ -31,7 +31,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "channel", "provider", "purpose")
     search_fields = ("=public_id", "=provider_message_id")
-    search_help_text = "Public id, provider message id, or a full phone number (+447911123456) or email address."
+    search_help_text = "Public id, provider message id, or a full phone number (+447400000000) or email address."
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
     list_per_page = 100
