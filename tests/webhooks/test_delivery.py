@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from core.actors import Actor
+from core.domain import Invalid
 from messaging.models import OutboundMessage
 from tests.servers import LocalServer, Reply, StaticResolver
 from tests.webhooks.factories import attempt, make_due, publish, register
@@ -220,6 +221,9 @@ def test_registration_requires_https_by_default(settings):
     with pytest.raises(services.WebhookEndpointInvalid) as excinfo:
         register("http://127.0.0.1:9/hook")
     assert excinfo.value.code == "https_required"
+    # A domain error (no HTTP in the service); the LoveRescue register endpoint shows this text in its 400.
+    assert isinstance(excinfo.value, Invalid)
+    assert excinfo.value.message == "The webhook URL must use https."
 
 
 def test_url_fine_at_registration_but_private_at_delivery_is_refused(receiver, enqueued, monkeypatch):

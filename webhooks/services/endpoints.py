@@ -32,13 +32,8 @@ AUTO_DISABLE_ACTOR = Actor.system("webhooks")
 
 
 class WebhookEndpointInvalid(Invalid):
-    """A registration (or an action on an endpoint) is refused; `.message` says why, for the caller."""
-
-    @property
-    def messages(self) -> list[str]:
-        # Transitional: the LoveRescue register view still reads `exc.messages[0]` (Django's
-        # ValidationError API, this class's former base); it should read `exc.message`.
-        return [self.message]
+    """A registration (or an action on an endpoint) is refused; `.message` says why, for the caller (the
+    LoveRescue register endpoint returns it verbatim in its 400), `.code` names the rule."""
 
 
 def generate_secret() -> str:
