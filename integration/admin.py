@@ -22,7 +22,6 @@ from django.db.models import Count
 from django.http import HttpResponse
 from django.utils.html import format_html
 
-from audit.services import audit_event_record
 from core.admin import ReadOnlyAdminMixin, admin_actor, shown_once_response
 from integration.models import (
     Alert,
@@ -34,9 +33,7 @@ from integration.models import (
     Therapist,
     TherapistClientLink,
 )
-from integration.services import partners
-
-_actor = admin_actor
+from integration.services import client_data, partners
 
 
 def _shown_once(admin_site, request, title: str) -> HttpResponse:
@@ -160,7 +157,7 @@ class IntegrationPartnerAdmin(admin.ModelAdmin):
                 allowed_ips=data.get("allowed_ips", []),
                 rate_limit_per_minute=data.get("rate_limit_per_minute"),
                 therapists=list(data.get("therapists") or []),
-                **_actor(request),
+                actor=admin_actor(request),
             )
         else:
             with transaction.atomic():
@@ -171,10 +168,12 @@ class IntegrationPartnerAdmin(admin.ModelAdmin):
                     baa_signer=data.get("baa_signer", ""),
                     allowed_ips=data.get("allowed_ips", []),
                     rate_limit_per_minute=data.get("rate_limit_per_minute"),
-                    **_actor(request),
+                    actor=admin_actor(request),
                 )
                 if data.get("baa_document"):
-                    partners.partner_update(partner=created, baa_document=data["baa_document"], **_actor(request))
+                    partners.partner_update(
+                        partner=created, baa_document=data["baa_document"], actor=admin_actor(request)
+                    )
             obj.pk = created.pk
             obj._state.adding = False
         obj.refresh_from_db()
@@ -190,7 +189,7 @@ class IntegrationPartnerAdmin(admin.ModelAdmin):
     @admin.action(description="Create API key + secret (shown once)", permissions=["manage"])
     def create_credential(self, request, queryset):
         for partner in queryset:
-            issued = partners.partner_credential_create(partner=partner, **_actor(request))
+            issued = partners.partner_credential_create(partner=partner, actor=admin_actor(request))
             messages.success(
                 request,
                 format_html(
@@ -210,7 +209,7 @@ class IntegrationPartnerAdmin(admin.ModelAdmin):
         rotated = 0
         for partner in queryset:
             for credential in partner.credentials.filter(revoked_at__isnull=True).order_by("created_at"):
-                secret = partners.partner_credential_rotate_secret(credential=credential, **_actor(request))
+                secret = partners.partner_credential_rotate_secret(credential=credential, actor=admin_actor(request))
                 credential.refresh_from_db()
                 rotated += 1
                 messages.success(
@@ -233,17 +232,17 @@ class IntegrationPartnerAdmin(admin.ModelAdmin):
         count = 0
         for partner in queryset:
             for credential in partner.credentials.filter(revoked_at__isnull=True):
-                count += partners.partner_credential_revoke(credential=credential, **_actor(request))
+                count += partners.partner_credential_revoke(credential=credential, actor=admin_actor(request))
         self.message_user(request, f"Revoked {count} API key(s); their tokens stop working now.", messages.SUCCESS)
 
     @admin.action(description="Suspend", permissions=["manage"])
     def suspend(self, request, queryset):
-        count = sum(partners.partner_suspend(partner=p, **_actor(request)) for p in queryset)
+        count = sum(partners.partner_suspend(partner=p, actor=admin_actor(request)) for p in queryset)
         self.message_user(request, f"Suspended {count} partner(s); their tokens stop working now.", messages.SUCCESS)
 
     @admin.action(description="Reactivate", permissions=["manage"])
     def reactivate(self, request, queryset):
-        count = sum(partners.partner_reactivate(partner=p, **_actor(request)) for p in queryset)
+        count = sum(partners.partner_reactivate(partner=p, actor=admin_actor(request)) for p in queryset)
         self.message_user(request, f"Reactivated {count} partner(s).", messages.SUCCESS)
 
 
@@ -318,21 +317,16 @@ class TherapistClientLinkAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:  # read-only; nothing to save
             return
-        with transaction.atomic():
-            obj.consent_granted_at = None
-            obj.consent_revoked_at = None
-            obj.save()
-            audit_event_record(
-                action="integration.link_created",
-                subject_type="client",
-                subject_id=str(obj.client_id),
-                metadata={
-                    "link_id": str(obj.pk),
-                    "therapist_id": str(obj.therapist_id),
-                    "permission_level": obj.permission_level,
-                },
-                **_actor(request),
-            )
+        # Through the service: the link and its audit event in one transaction, consent pending.
+        created = client_data.link_create(
+            therapist=obj.therapist,
+            client=obj.client,
+            permission_level=obj.permission_level,
+            actor=admin_actor(request),
+        )
+        obj.pk = created.pk
+        obj._state.adding = False
+        obj.refresh_from_db()
 
 
 @admin.register(Couple)

@@ -27,7 +27,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from accounts.models import User
 from audit.services import audit_event_record
-from core.apikeys import hash_secret, verify_secret
+from core.actors import Actor
+from core.apikeys import hash_secret, key_digest, verify_secret
 from core.time import utc_now
 from integration.models import (
     CheckIn,
@@ -42,14 +43,14 @@ from integration.models import (
 )
 from integration.services import alerts, client_data, partners
 from integration.services.assignments import task_assign
-from integration.services.auth import API_KEY_PREFIX, key_digest
+from integration.services.auth import API_KEY_PREFIX
 
 # DEMO ONLY: public by design (this file is public), refused in production by seed_demo.
 DEMO_KEY_ID = "demosupertl1"
 DEMO_API_KEY = f"{API_KEY_PREFIX}_{DEMO_KEY_ID}_DemoOnlyPublicKeyNeverUseInProduction001"
 DEMO_API_SECRET = "sk_live_DemoOnlyPublicSecretNeverUseInProductn01"
 PARTNER_NAME = "SuperTool (demo)"
-ACTOR = {"actor_type": "system", "actor_id": "seed_demo"}
+ACTOR = Actor.system("seed_demo")
 
 _NAMESPACE = uuid.UUID("6096e6e6-ca14-4c5a-b821-d1fa22d9a49a")
 
@@ -148,13 +149,13 @@ def _partner(ctx, therapist: Therapist) -> IntegrationPartner:
             therapists=[therapist],
             baa_signed_at=utc_now().date(),
             baa_signer="Demo Signer",
-            **ACTOR,
+            actor=ACTOR,
         )
         ctx.changed(f"created integration partner {PARTNER_NAME}")
         return partner
     # Repair what would stop the printed credentials from working.
     if not partner.is_active:
-        partners.partner_reactivate(partner=partner, **ACTOR)
+        partners.partner_reactivate(partner=partner, actor=ACTOR)
         ctx.changed(f"reactivated {PARTNER_NAME}")
     changes = {}
     if not partner.has_baa:
@@ -164,7 +165,7 @@ def _partner(ctx, therapist: Therapist) -> IntegrationPartner:
     if not partner.therapists.filter(pk=therapist.pk).exists():
         changes["therapists"] = [*partner.therapists.all(), therapist]
     if changes:
-        partner = partners.partner_update(partner=partner, **changes, **ACTOR)
+        partner = partners.partner_update(partner=partner, **changes, actor=ACTOR)
         ctx.changed(f"repaired {PARTNER_NAME} ({', '.join(sorted(changes))})")
     return partner
 
@@ -184,7 +185,7 @@ def _credential(ctx, partner: IntegrationPartner) -> PartnerCredential:
             subject_type="integration_partner",
             subject_id=str(partner.pk),
             metadata={"partner": partner.name, "key_id": DEMO_KEY_ID, "demo": True},
-            **ACTOR,
+            actor=ACTOR,
         )
         ctx.changed(f"created the demo API key of {PARTNER_NAME}")
         return credential
@@ -207,7 +208,7 @@ def _credential(ctx, partner: IntegrationPartner) -> PartnerCredential:
             subject_type="integration_partner",
             subject_id=str(partner.pk),
             metadata={"partner": partner.name, "key_id": DEMO_KEY_ID, "demo": True, "fields": fields},
-            **ACTOR,
+            actor=ACTOR,
         )
         ctx.changed(f"reset the demo API key of {PARTNER_NAME} ({', '.join(fields)})")
     return credential
@@ -223,7 +224,7 @@ def _client(ctx, key: str, spec, therapist: Therapist) -> Client:
             subject_type="user",
             subject_id=str(user.pk),
             metadata={"source": "seed_demo", "is_staff": False},
-            **ACTOR,
+            actor=ACTOR,
         )
         ctx.changed(f"created platform user {username} (LoveRescue {key} client)")
     elif not user.is_active or not user.check_password(ctx.password):
@@ -241,18 +242,14 @@ def _client(ctx, key: str, spec, therapist: Therapist) -> Client:
 
     if not TherapistClientLink.objects.filter(therapist=therapist, client=client).exists():
         granted_at = utc_now() - timedelta(days=DAYS)
-        link = TherapistClientLink.objects.create(
-            therapist=therapist, client=client, permission_level=level, consent_granted_at=granted_at
-        )
-        audit_event_record(
-            action="integration.link_created",
-            subject_type="client",
-            subject_id=str(client.pk),
-            metadata={"link_id": str(link.pk), "therapist_id": str(therapist.pk), "permission_level": level},
-            **ACTOR,
+        # Demo clients consented when they were linked (in the app, the client grants it).
+        link = client_data.link_create(
+            therapist=therapist, client=client, permission_level=level, consent_granted_at=granted_at, actor=ACTOR
         )
         if revoked:
-            client_data.link_update(client=client, link=link, consent=client_data.CONSENT_REVOKED)
+            client_data.link_update(
+                client=client, link_id=link.pk, consent=client_data.CONSENT_REVOKED, actor=Actor.client(client.pk)
+            )
         ctx.changed(f"linked the {key} client to the demo therapist")
     return client
 
@@ -321,6 +318,7 @@ def _generate(ctx, therapist: Therapist, partner: IntegrationPartner, clients: d
     start = today - timedelta(days=DAYS - 1)
     rng = random.Random(SEED)  # noqa: S311 - demo data, not security
     for key, client in clients.items():
+        as_client = Actor.client(client.pk)  # what their app would record, as they would
         profile = PROFILES[key]
         assessments = sorted(ASSESSMENTS[key], key=lambda item: -item[0])
         journal_count = 0
@@ -331,21 +329,32 @@ def _generate(ctx, therapist: Therapist, partner: IntegrationPartner, clients: d
             if low or rng.random() < profile["checkin"]:
                 mood = rng.choice((2, 3, 3)) if low else rng.choice((6, 7, 7, 8, 8, 7))
                 closeness = max(1, min(10, mood + rng.choice((-1, 0, 0, 1))))
-                client_data.checkin_record(client=client, date=day, mood=mood, closeness=closeness, today=today)
+                client_data.checkin_record(
+                    client=client, date=day, mood=mood, closeness=closeness, today=today, actor=as_client
+                )
             if rng.random() < profile["ratio"]:
                 positive = rng.randint(1, 4) if low else rng.randint(4, 12)
                 negative = rng.randint(2, 5) if low else rng.randint(0, 3)
-                client_data.ratio_record(client=client, date=day, positive=positive, negative=negative, today=today)
+                client_data.ratio_record(
+                    client=client, date=day, positive=positive, negative=negative, today=today, actor=as_client
+                )
             stopped = days_ago < STOPPED_DAYS_AGO.get(key, 0)
             if not stopped and not low and rng.random() < profile["course"]:
                 course = CourseProgress.objects.filter(client=client).first()
                 if course is None or course.is_active:
                     week = course.current_week if course else 1
                     client_data.activity_record(
-                        client=client, date=day, activity=WEEK_ACTIVITIES[week], week_number=week, today=today
+                        client=client,
+                        date=day,
+                        activity=WEEK_ACTIVITIES[week],
+                        week_number=week,
+                        today=today,
+                        actor=as_client,
                     )
             if not stopped and rng.random() < profile["extra"]:
-                client_data.activity_record(client=client, date=day, activity=rng.choice(EXTRA_ACTIVITIES), today=today)
+                client_data.activity_record(
+                    client=client, date=day, activity=rng.choice(EXTRA_ACTIVITIES), today=today, actor=as_client
+                )
             while assessments and assessments[0][0] == days_ago:
                 _, assessment_type, score = assessments.pop(0)
                 responses = {f"q{i}": rng.randint(1, 7) for i in range(1, 11)} if key == "full" else None
@@ -355,15 +364,18 @@ def _generate(ctx, therapist: Therapist, partner: IntegrationPartner, clients: d
                     score=score,
                     responses=responses,
                     completed_at=_at(day, 19, 30),
+                    actor=as_client,
                 )
             every = profile["journal_every"]
             if every and offset % every == every - 1:
                 text = JOURNAL_TEXTS[journal_count % len(JOURNAL_TEXTS)]
                 journal_count += 1
-                client_data.journal_record(client=client, text=text, therapist_hidden=False, created_at=_at(day, 21))
+                client_data.journal_record(
+                    client=client, text=text, therapist_hidden=False, created_at=_at(day, 21), actor=as_client
+                )
             if key == "full" and days_ago == 12:
                 client_data.journal_record(
-                    client=client, text=HIDDEN_TEXT, therapist_hidden=True, created_at=_at(day, 22)
+                    client=client, text=HIDDEN_TEXT, therapist_hidden=True, created_at=_at(day, 22), actor=as_client
                 )
 
     full = clients["full"]
@@ -387,7 +399,7 @@ def _generate(ctx, therapist: Therapist, partner: IntegrationPartner, clients: d
         activities=["soft_startup_practice"],
         priority="medium",
     )
-    client_data.task_complete(client=full, task=done)
+    client_data.task_complete(client=full, task_id=done.pk, actor=Actor.client(full.pk))
     created = alerts.alerts_evaluate_daily(today=today)
     ctx.changed(
         f"recorded {DAYS} days of LoveRescue app data for {len(clients)} demo clients "

@@ -1,6 +1,7 @@
 """LoveRescue app API (`/api/app/...`): input serializers check types and shapes (the services check the
-domain rules); output serializers describe the responses for the OpenAPI schema; `*_body` functions
-build the response bodies."""
+domain rules); output serializers render each response from the models the services and selectors
+return, and are what the views' `extend_schema(responses=...)` names, so body and schema are one
+declaration."""
 
 from __future__ import annotations
 
@@ -8,20 +9,10 @@ from datetime import UTC, datetime
 
 from rest_framework import serializers
 
+from core.rounding import ratio
 from core.time import iso_utc
 from integration import catalogue
-from integration.models import (
-    ActivityEntry,
-    Assessment,
-    CheckIn,
-    CourseProgress,
-    JournalEntry,
-    PermissionLevel,
-    RatioEntry,
-    TherapistClientLink,
-    TherapistTask,
-    WeeklyStrategy,
-)
+from integration.models import PermissionLevel, TherapistTask
 from integration.services import client_data
 
 DATE_FORMATS = ["%Y-%m-%d"]
@@ -111,113 +102,45 @@ class LinkUpdateInput(serializers.Serializer):
         return attrs
 
 
-# --- Bodies ----------------------------------------------------------------------------------------
+# --- Output fields ---------------------------------------------------------------------------------
 
 
-def checkin_body(checkin: CheckIn) -> dict:
-    return {
-        "date": checkin.date.isoformat(),
-        "mood": checkin.mood,
-        "closeness": checkin.closeness,
-        "crisis": checkin.crisis,
-        "updatedAt": iso_utc(checkin.updated_at),
-    }
+class IsoDateTimeField(serializers.DateTimeField):
+    """A timestamp as every LoveRescue response shows it: `2026-02-12T09:30:00.000Z` (core.time.iso_utc)."""
+
+    def to_representation(self, value):
+        return iso_utc(value)
 
 
-def ratio_body(entry: RatioEntry) -> dict:
-    ratio = round(entry.positive / entry.negative, 1) if entry.negative else None
-    return {"date": entry.date.isoformat(), "positive": entry.positive, "negative": entry.negative, "ratio": ratio}
+class DueDateField(serializers.CharField):
+    """A task's due day as the partner API's assign response shows it: midnight UTC of that day."""
+
+    def to_representation(self, value):
+        return iso_utc(datetime(value.year, value.month, value.day, tzinfo=UTC))
 
 
-def strategy_body(strategy: WeeklyStrategy | None) -> dict | None:
-    if strategy is None:
-        return None
-    return {
-        "weekNumber": strategy.week_number,
-        "theme": strategy.theme,
-        "completedDays": strategy.completed_days,
-        "completedAt": iso_utc(strategy.completed_at),
-    }
+class RatioField(serializers.FloatField):
+    """positive / negative of a ratio entry (the whole row is the source), core.rounding.ratio's rule."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="*", read_only=True, allow_null=True, **kwargs)
+
+    def to_representation(self, entry):
+        return ratio(entry.positive, entry.negative)
 
 
-def course_body(course: CourseProgress | None) -> dict | None:
-    if course is None:
-        return None
-    return {
-        "currentWeek": course.current_week,
-        "isActive": course.is_active,
-        "completedAt": iso_utc(course.completed_at),
-    }
+class ConsentField(serializers.ChoiceField):
+    """A therapist link's consent state (the whole link is the source): granted, revoked or pending."""
+
+    def __init__(self, **kwargs):
+        choices = [client_data.CONSENT_GRANTED, client_data.CONSENT_REVOKED, client_data.CONSENT_PENDING]
+        super().__init__(choices=choices, source="*", read_only=True, **kwargs)
+
+    def to_representation(self, link):
+        return client_data.consent_state(link)
 
 
-def activity_body(entry: ActivityEntry) -> dict:
-    strategy = None
-    if entry.week_number is not None:
-        strategy = WeeklyStrategy.objects.filter(client_id=entry.client_id, week_number=entry.week_number).first()
-    return {
-        "id": entry.pk,
-        "date": entry.date.isoformat(),
-        "activity": entry.activity,
-        "weekNumber": entry.week_number,
-        "weeklyStrategy": strategy_body(strategy),
-        "course": course_body(CourseProgress.objects.filter(client_id=entry.client_id).first()),
-    }
-
-
-def assessment_body(assessment: Assessment) -> dict:
-    return {
-        "id": assessment.pk,
-        "type": assessment.type,
-        "score": assessment.score,
-        "completedAt": iso_utc(assessment.completed_at),
-    }
-
-
-def journal_body(entry: JournalEntry) -> dict:
-    # The text is never echoed back (the app has it; responses and logs stay free of it).
-    return {
-        "id": str(entry.pk),
-        "therapistHidden": entry.therapist_hidden,
-        "crisis": entry.crisis,
-        "createdAt": iso_utc(entry.created_at),
-    }
-
-
-def link_body(link: TherapistClientLink) -> dict:
-    therapist = link.therapist
-    return {
-        "linkId": str(link.pk),
-        "therapist": {"id": str(therapist.pk), "firstName": therapist.first_name, "lastName": therapist.last_name},
-        "permissionLevel": link.permission_level,
-        "consent": client_data.consent_state(link),
-        "consentGrantedAt": iso_utc(link.consent_granted_at),
-        "consentRevokedAt": iso_utc(link.consent_revoked_at),
-    }
-
-
-def _due(task: TherapistTask) -> str | None:
-    # As the partner API's assign response shows it: midnight UTC of the due day.
-    if task.due_date is None:
-        return None
-    return iso_utc(datetime(task.due_date.year, task.due_date.month, task.due_date.day, tzinfo=UTC))
-
-
-def task_body(task: TherapistTask) -> dict:
-    return {
-        "id": str(task.pk),
-        "description": task.description,
-        "module": task.module,
-        "activities": list(task.activities or []),
-        "notes": task.notes,
-        "dueDate": _due(task),
-        "priority": task.priority,
-        "status": task.status,
-        "createdAt": iso_utc(task.created_at),
-        "completedAt": iso_utc(task.completed_at),
-    }
-
-
-# --- Outputs (schema) -------------------------------------------------------------------------------
+# --- Outputs: each renders its response and is its schema -------------------------------------------
 
 
 class CheckInOutput(serializers.Serializer):
@@ -225,35 +148,37 @@ class CheckInOutput(serializers.Serializer):
     mood = serializers.IntegerField()
     closeness = serializers.IntegerField()
     crisis = serializers.BooleanField()
-    updatedAt = serializers.DateTimeField()
+    updatedAt = IsoDateTimeField(source="updated_at")
 
 
 class RatioOutput(serializers.Serializer):
     date = serializers.DateField()
     positive = serializers.IntegerField()
     negative = serializers.IntegerField()
-    ratio = serializers.FloatField(allow_null=True, help_text="positive / negative, 1 decimal; null when negative is 0")
+    ratio = RatioField(help_text="positive / negative, 1 decimal (half up); null when negative is 0")
 
 
 class WeeklyStrategyOutput(serializers.Serializer):
-    weekNumber = serializers.IntegerField()
+    weekNumber = serializers.IntegerField(source="week_number")
     theme = serializers.CharField()
-    completedDays = serializers.IntegerField()
-    completedAt = serializers.DateTimeField(allow_null=True)
+    completedDays = serializers.IntegerField(source="completed_days")
+    completedAt = IsoDateTimeField(source="completed_at", allow_null=True)
 
 
 class CourseOutput(serializers.Serializer):
-    currentWeek = serializers.IntegerField()
-    isActive = serializers.BooleanField()
-    completedAt = serializers.DateTimeField(allow_null=True)
+    currentWeek = serializers.IntegerField(source="current_week")
+    isActive = serializers.BooleanField(source="is_active")
+    completedAt = IsoDateTimeField(source="completed_at", allow_null=True)
 
 
 class ActivityOutput(serializers.Serializer):
-    id = serializers.IntegerField()
-    date = serializers.DateField()
-    activity = serializers.CharField()
-    weekNumber = serializers.IntegerField(allow_null=True)
-    weeklyStrategy = WeeklyStrategyOutput(allow_null=True)
+    """Renders client_data.ActivityRecorded."""
+
+    id = serializers.IntegerField(source="entry.id")
+    date = serializers.DateField(source="entry.date")
+    activity = serializers.CharField(source="entry.activity")
+    weekNumber = serializers.IntegerField(source="entry.week_number", allow_null=True)
+    weeklyStrategy = WeeklyStrategyOutput(source="weekly_strategy", allow_null=True)
     course = CourseOutput(allow_null=True)
 
 
@@ -261,31 +186,31 @@ class AssessmentOutput(serializers.Serializer):
     id = serializers.IntegerField()
     type = serializers.CharField()
     score = serializers.JSONField()
-    completedAt = serializers.DateTimeField()
+    completedAt = IsoDateTimeField(source="completed_at")
 
 
 class JournalOutput(serializers.Serializer):
+    """The text is never echoed back (the app has it; responses and logs stay free of it)."""
+
     id = serializers.UUIDField()
-    therapistHidden = serializers.BooleanField()
+    therapistHidden = serializers.BooleanField(source="therapist_hidden")
     crisis = serializers.BooleanField()
-    createdAt = serializers.DateTimeField()
+    createdAt = IsoDateTimeField(source="created_at")
 
 
 class TherapistOutput(serializers.Serializer):
     id = serializers.UUIDField()
-    firstName = serializers.CharField()
-    lastName = serializers.CharField()
+    firstName = serializers.CharField(source="first_name")
+    lastName = serializers.CharField(source="last_name")
 
 
 class LinkOutput(serializers.Serializer):
-    linkId = serializers.UUIDField()
+    linkId = serializers.UUIDField(source="id")
     therapist = TherapistOutput()
-    permissionLevel = serializers.ChoiceField(choices=PermissionLevel.values)
-    consent = serializers.ChoiceField(
-        choices=[client_data.CONSENT_GRANTED, client_data.CONSENT_REVOKED, client_data.CONSENT_PENDING]
-    )
-    consentGrantedAt = serializers.DateTimeField(allow_null=True)
-    consentRevokedAt = serializers.DateTimeField(allow_null=True)
+    permissionLevel = serializers.ChoiceField(source="permission_level", choices=PermissionLevel.values)
+    consent = ConsentField()
+    consentGrantedAt = IsoDateTimeField(source="consent_granted_at", allow_null=True)
+    consentRevokedAt = IsoDateTimeField(source="consent_revoked_at", allow_null=True)
 
 
 class LinkListOutput(serializers.Serializer):
@@ -302,11 +227,13 @@ class TaskOutput(serializers.Serializer):
     module = serializers.CharField()
     activities = serializers.ListField(child=serializers.CharField())
     notes = serializers.CharField(allow_null=True)
-    dueDate = serializers.CharField(allow_null=True, help_text='"2026-02-19T00:00:00.000Z" (midnight UTC) or null')
+    dueDate = DueDateField(
+        source="due_date", allow_null=True, help_text='"2026-02-19T00:00:00.000Z" (midnight UTC) or null'
+    )
     priority = serializers.ChoiceField(choices=TherapistTask.Priority.values)
     status = serializers.ChoiceField(choices=TherapistTask.Status.values)
-    createdAt = serializers.DateTimeField()
-    completedAt = serializers.DateTimeField(allow_null=True)
+    createdAt = IsoDateTimeField(source="created_at")
+    completedAt = IsoDateTimeField(source="completed_at", allow_null=True)
 
 
 class TaskListOutput(serializers.Serializer):

@@ -2,8 +2,11 @@
 control over each therapist link (permission level, consent). Authenticated with a platform token
 (POST /api/v1/auth/token) of a user who is a LoveRescue client; errors in the LoveRescue body.
 
-Views are thin: an input serializer checks types, a service in integration.services.client_data
-writes (audited, running the alert rules), and the response names the client in the access log.
+Views are thin: an input serializer checks types (core.validation), one service in
+integration.services.client_data writes (audited, running the alert rules) or one selector in
+integration.selectors.app reads, scoped to the client; one output serializer per response renders the
+body and is the schema. Services' domain errors (ClientDataInvalid 400 BAD_REQUEST, NotFound 404) are
+rendered by the LoveRescue envelope. The access log names the client.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from audit.context import note_subjects
+from core.actors import Actor
 from core.apis import LOVERESCUE
-from core.errors import ApiError
 from core.schema import error_responses
+from core.validation import validated
 from integration.api import app_serializers as s
 from integration.api.base import ClientAppView
-from integration.models import TherapistClientLink, TherapistTask
+from integration.selectors import app as selectors
 from integration.services import client_data
 
 API = "LoveRescue app (client) API"
@@ -39,36 +43,19 @@ def _schema(summary: str, description: str, *, request=None, responses: dict, er
     )
 
 
-def _flatten(detail) -> str:
-    if isinstance(detail, dict):
-        parts = []
-        for name, errors in detail.items():
-            text = _flatten(errors)
-            parts.append(text if name == "non_field_errors" else f"{name}: {text}")
-        return "; ".join(parts)
-    if isinstance(detail, list):
-        return " ".join(_flatten(item) for item in detail)
-    return str(detail)
+def _input(serializer_class, request) -> dict:
+    """The request body checked by its input serializer, or 400 BAD_REQUEST naming each bad field."""
+    return validated(serializer_class, request.data, code="BAD_REQUEST")
 
 
-def validated(serializer_class, data) -> dict:
-    """The serializer's validated data, or 400 BAD_REQUEST naming each bad field."""
-    serializer = serializer_class(data=data)
-    if not serializer.is_valid():
-        raise ApiError(400, _flatten(serializer.errors) or "Invalid request", code="BAD_REQUEST")
-    return serializer.validated_data
+def _actor(request) -> Actor:
+    return Actor.client(request.lr_client.pk)
 
 
 class _AppView(ClientAppView):
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         note_subjects(request, "client", [request.lr_client.pk])
-
-    def handle_exception(self, exc):
-        # Services refuse bad input with ClientDataInvalid: one 400 for every view of the app API.
-        if isinstance(exc, client_data.ClientDataInvalid):
-            exc = ApiError(400, str(exc), code="BAD_REQUEST")
-        return super().handle_exception(exc)
 
 
 class CheckInView(_AppView):
@@ -80,15 +67,18 @@ class CheckInView(_AppView):
         responses={201: s.CheckInOutput, 200: s.CheckInOutput},
     )
     def post(self, request):
-        data = validated(s.CheckInInput, request.data)
+        data = _input(s.CheckInInput, request)
         checkin, created = client_data.checkin_record(
             client=request.lr_client,
             date=data["date"],
             mood=data["mood"],
             closeness=data["closeness"],
             crisis=data["crisis"],
+            actor=_actor(request),
         )
-        return Response(s.checkin_body(checkin), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            s.CheckInOutput(checkin).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class RatioView(_AppView):
@@ -99,11 +89,15 @@ class RatioView(_AppView):
         responses={201: s.RatioOutput, 200: s.RatioOutput},
     )
     def post(self, request):
-        data = validated(s.RatioInput, request.data)
+        data = _input(s.RatioInput, request)
         entry, created = client_data.ratio_record(
-            client=request.lr_client, date=data["date"], positive=data["positive"], negative=data["negative"]
+            client=request.lr_client,
+            date=data["date"],
+            positive=data["positive"],
+            negative=data["negative"],
+            actor=_actor(request),
         )
-        return Response(s.ratio_body(entry), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(s.RatioOutput(entry).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class ActivityView(_AppView):
@@ -115,14 +109,15 @@ class ActivityView(_AppView):
         responses={201: s.ActivityOutput},
     )
     def post(self, request):
-        data = validated(s.ActivityInput, request.data)
-        entry = client_data.activity_record(
+        data = _input(s.ActivityInput, request)
+        recorded = client_data.activity_record(
             client=request.lr_client,
             date=data["date"],
             activity=data["activity"],
             week_number=data.get("weekNumber"),
+            actor=_actor(request),
         )
-        return Response(s.activity_body(entry), status=status.HTTP_201_CREATED)
+        return Response(s.ActivityOutput(recorded).data, status=status.HTTP_201_CREATED)
 
 
 class AssessmentView(_AppView):
@@ -135,11 +130,15 @@ class AssessmentView(_AppView):
         responses={201: s.AssessmentOutput},
     )
     def post(self, request):
-        data = validated(s.AssessmentInput, request.data)
+        data = _input(s.AssessmentInput, request)
         assessment = client_data.assessment_record(
-            client=request.lr_client, type=data["type"], score=data["score"], responses=data.get("responses")
+            client=request.lr_client,
+            type=data["type"],
+            score=data["score"],
+            responses=data.get("responses"),
+            actor=_actor(request),
         )
-        return Response(s.assessment_body(assessment), status=status.HTTP_201_CREATED)
+        return Response(s.AssessmentOutput(assessment).data, status=status.HTTP_201_CREATED)
 
 
 class JournalView(_AppView):
@@ -151,14 +150,15 @@ class JournalView(_AppView):
         responses={201: s.JournalOutput},
     )
     def post(self, request):
-        data = validated(s.JournalInput, request.data)
+        data = _input(s.JournalInput, request)
         entry = client_data.journal_record(
             client=request.lr_client,
             text=data["text"],
             therapist_hidden=data["therapistHidden"],
             crisis=data["crisis"],
+            actor=_actor(request),
         )
-        return Response(s.journal_body(entry), status=status.HTTP_201_CREATED)
+        return Response(s.JournalOutput(entry).data, status=status.HTTP_201_CREATED)
 
 
 class TherapistLinkListView(_AppView):
@@ -169,12 +169,7 @@ class TherapistLinkListView(_AppView):
         errors=(401, 403, 429),
     )
     def get(self, request):
-        links = (
-            TherapistClientLink.objects.filter(client=request.lr_client)
-            .select_related("therapist")
-            .order_by("created_at", "id")
-        )
-        return Response({"links": [s.link_body(link) for link in links]})
+        return Response(s.LinkListOutput({"links": selectors.client_links(client=request.lr_client)}).data)
 
 
 class TherapistLinkView(_AppView):
@@ -187,17 +182,15 @@ class TherapistLinkView(_AppView):
         errors=(400, 401, 403, 404, 429),
     )
     def patch(self, request, link_id):
-        data = validated(s.LinkUpdateInput, request.data)
-        link = TherapistClientLink.objects.filter(pk=link_id, client=request.lr_client).first()
-        if link is None:
-            raise ApiError(404, "Therapist link not found", code="NOT_FOUND")
+        data = _input(s.LinkUpdateInput, request)
         link = client_data.link_update(
             client=request.lr_client,
-            link=link,
+            link_id=link_id,
             permission_level=data.get("permissionLevel"),
             consent=data.get("consent"),
+            actor=_actor(request),
         )
-        return Response({"link": s.link_body(link)})
+        return Response(s.LinkUpdateOutput({"link": link}).data)
 
 
 class TaskListView(_AppView):
@@ -208,8 +201,7 @@ class TaskListView(_AppView):
         errors=(401, 403, 429),
     )
     def get(self, request):
-        tasks = TherapistTask.objects.filter(client=request.lr_client).order_by("-created_at", "id")
-        return Response({"tasks": [s.task_body(task) for task in tasks]})
+        return Response(s.TaskListOutput({"tasks": selectors.client_tasks(client=request.lr_client)}).data)
 
 
 class TaskCompleteView(_AppView):
@@ -221,8 +213,5 @@ class TaskCompleteView(_AppView):
         errors=(401, 403, 404, 429),
     )
     def post(self, request, task_id):
-        task = TherapistTask.objects.filter(pk=task_id, client=request.lr_client).first()
-        if task is None:
-            raise ApiError(404, "Task not found", code="NOT_FOUND")
-        task = client_data.task_complete(client=request.lr_client, task=task)
-        return Response({"task": s.task_body(task)})
+        task = client_data.task_complete(client=request.lr_client, task_id=task_id, actor=_actor(request))
+        return Response(s.TaskCompleteOutput({"task": task}).data)

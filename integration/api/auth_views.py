@@ -8,6 +8,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from audit.context import set_actor
+from core.actors import Actor
 from core.api import ApiView, public
 from core.apis import LOVERESCUE, LOVERESCUE_AUTH_RATES
 from core.errors import ApiError
@@ -58,5 +59,5 @@ class IntegrationAuthView(ApiView):
             therapist_id=values["therapistId"],
             ip=client_ip(request._request),
         )
-        set_actor(request, "integration_partner", issued.partner.pk)
+        set_actor(request, Actor.integration_partner(issued.partner.pk))
         return Response({"token": issued.token, "expiresIn": issued.expires_in, "tokenType": "Bearer"})

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from rest_framework import authentication, permissions
 
 from audit.context import set_actor
+from core.actors import Actor
 from core.errors import ApiError
 from core.net import client_ip
 from integration import tokens
-from integration.models import Client, IntegrationPartner, PartnerCredential, Therapist
-from integration.services.auth import acting_therapist, check_partner_access, invalid_key
+from integration.models import IntegrationPartner, PartnerCredential, Therapist
+from integration.selectors.app import client_for_user
+from integration.services.auth import acting_therapist, check_partner_access, invalid_key, token_credential
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,7 @@ class IntegrationTokenAuthentication(authentication.BaseAuthentication):
             raise ApiError(401, "Token expired", code="TOKEN_EXPIRED") from None
         except tokens.TokenInvalid:
             raise ApiError(401, "Invalid token", code="AUTH_FAILED") from None
-        credential = (
-            PartnerCredential.objects.select_related("partner")
-            .filter(pk=claims.credential_id, partner_id=claims.partner_id, revoked_at__isnull=True)
-            .first()
-        )
+        credential = token_credential(credential_id=claims.credential_id, partner_id=claims.partner_id)
         if credential is None:
             raise invalid_key()
         partner = credential.partner
@@ -62,7 +60,7 @@ class IntegrationTokenAuthentication(authentication.BaseAuthentication):
         # Counted per API key, at the partner's own limit when it has one (spec section 4).
         http_request.ratelimit_principal = f"lr_int:{credential.key_id}"
         http_request.ratelimit_override = partner.rate_limit_per_minute
-        set_actor(request, "integration_partner", partner.pk)
+        set_actor(request, Actor.integration_partner(partner.pk))
         check_partner_access(partner, client_ip(http_request))
         therapist = acting_therapist(partner, claims.therapist_id)
         return PartnerPrincipal(partner=partner, credential=credential, therapist=therapist), None
@@ -85,9 +83,9 @@ class IsLoveRescueClient(permissions.BasePermission):
         user = request.user
         if not (user and user.is_authenticated):
             return False
-        client = Client.objects.filter(user_id=user.pk).first()
+        client = client_for_user(user.pk)
         if client is None:
             return False
         request.lr_client = client
-        set_actor(request, "client", client.pk)
+        set_actor(request, Actor.client(client.pk))
         return True

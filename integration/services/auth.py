@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 
 from django.db import transaction
 
-from core.apikeys import constant_time_equals, parse_api_key, verify_missing, verify_secret
-from core.errors import ApiError
+from core.apikeys import constant_time_equals, key_digest, parse_api_key, verify_missing, verify_secret
+from core.domain import AuthenticationFailed, NotFound, PermissionDenied
 from core.net import ip_allowed
 from core.time import utc_now
 from integration import tokens
@@ -19,33 +18,30 @@ API_KEY_PREFIX = "lr_int"
 SECRET_PREFIX = "sk_live"
 
 
-def key_digest(full_key: str) -> str:
-    return hashlib.sha256(full_key.encode("utf-8")).hexdigest()
+# The spec's messages for the token exchange, and the codes of its error table (a fresh error per raise).
+# Domain errors: the LoveRescue envelope gives them their status (401/403/404) and body.
+def invalid_key() -> AuthenticationFailed:
+    return AuthenticationFailed("Invalid API key", code="AUTH_FAILED")
 
 
-# The spec's messages for the token exchange, and the codes of its error table (a fresh ApiError per raise).
-def invalid_key() -> ApiError:
-    return ApiError(401, "Invalid API key", code="AUTH_FAILED")
+def invalid_secret() -> AuthenticationFailed:
+    return AuthenticationFailed("Invalid API secret", code="AUTH_FAILED")
 
 
-def invalid_secret() -> ApiError:
-    return ApiError(401, "Invalid API secret", code="AUTH_FAILED")
+def therapist_not_found() -> NotFound:
+    return NotFound("Therapist not found or inactive", code="NOT_FOUND")
 
 
-def therapist_not_found() -> ApiError:
-    return ApiError(404, "Therapist not found or inactive", code="NOT_FOUND")
+def ip_blocked() -> PermissionDenied:
+    return PermissionDenied("Request from an IP address outside the partner's allowlist", code="IP_BLOCKED")
 
 
-def ip_blocked() -> ApiError:
-    return ApiError(403, "Request from an IP address outside the partner's allowlist", code="IP_BLOCKED")
+def not_configured() -> PermissionDenied:
+    return PermissionDenied("Integration not configured: no signed BAA on file for this partner", code="NOT_CONFIGURED")
 
 
-def not_configured() -> ApiError:
-    return ApiError(403, "Integration not configured: no signed BAA on file for this partner", code="NOT_CONFIGURED")
-
-
-def partner_suspended() -> ApiError:
-    return ApiError(401, "Integration partner suspended", code="AUTH_FAILED")
+def partner_suspended() -> AuthenticationFailed:
+    return AuthenticationFailed("Integration partner suspended", code="AUTH_FAILED")
 
 
 @dataclass(frozen=True)
@@ -68,6 +64,15 @@ def find_credential(api_key: str) -> PartnerCredential | None:
     if credential is None or not constant_time_equals(credential.key_digest, key_digest(api_key)):
         return None
     return credential
+
+
+def token_credential(*, credential_id: int, partner_id) -> PartnerCredential | None:
+    """The live credential a token was issued with, with its partner, or None once revoked (one query)."""
+    return (
+        PartnerCredential.objects.select_related("partner")
+        .filter(pk=credential_id, partner_id=partner_id, revoked_at__isnull=True)
+        .first()
+    )
 
 
 def secret_matches(credential: PartnerCredential, api_secret: str, now) -> bool:
@@ -106,8 +111,9 @@ def acting_therapist(partner: IntegrationPartner, therapist_id) -> Therapist:
 
 @transaction.atomic
 def partner_authenticate(*, api_key: str, api_secret: str, therapist_id, ip: str) -> IssuedToken:
-    """Check the credentials in the spec's order and issue a token; raises ApiError with the spec's
-    status and message. An unknown key spends the same bcrypt time as a wrong secret."""
+    """Check the credentials in the spec's order and issue a token; raises a core.domain error with the
+    spec's message and code (AuthenticationFailed 401, PermissionDenied 403, NotFound 404). An unknown
+    key spends the same bcrypt time as a wrong secret."""
     now = utc_now()
     credential = find_credential(api_key)
     if credential is None:

@@ -1,9 +1,11 @@
 """What the LoveRescue app records for its client (`/api/app/...`), and the client's consent changes.
 
-Every function is keyword-only and `@transaction.atomic`, writes one audit event (ids and codes only:
-never journal text, moods or scores) and runs the alert rules that react to the write
-(integration.services.alerts) in the same transaction, so an alert exists iff the data it is about does.
-Bad input raises ClientDataInvalid (a ValueError) whose message is for the app; views answer 400.
+Every function is keyword-only and `@transaction.atomic`, takes the acting `actor` (the client in the
+app; staff for links added in the admin), writes one audit event (ids and codes only: never journal
+text, moods or scores) and runs the alert rules that react to the write (integration.services.alerts)
+in the same transaction, so an alert exists iff the data it is about does. Bad input raises
+ClientDataInvalid (a core.domain.Invalid, code BAD_REQUEST) whose message is for the app; a link or
+task that is not the client's raises NotFound. The LoveRescue envelope renders both.
 
 Dates: a day the app reports must not be after tomorrow (UTC; a client east of UTC is already in the
 next day) nor more than MAX_PAST_DAYS in the past.
@@ -17,12 +19,15 @@ the last week the course is completed (inactive).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q
 
 from audit.services import audit_event_record
+from core.actors import Actor
+from core.domain import Invalid, NotFound
 from core.time import iso_utc, utc_now
 from integration import catalogue
 from integration.events import publish_to_partners
@@ -36,6 +41,7 @@ from integration.models import (
     JournalEntry,
     PermissionLevel,
     RatioEntry,
+    Therapist,
     TherapistClientLink,
     TherapistTask,
     WeeklyStrategy,
@@ -52,8 +58,20 @@ ACTIVITY_RE = re.compile(r"[a-z0-9]+(?:[_-][a-z0-9]+)*")
 CONSENT_GRANTED, CONSENT_REVOKED, CONSENT_PENDING = "granted", "revoked", "pending"
 
 
-class ClientDataInvalid(ValueError):
-    """Bad input from the app; the message says what is wrong (answered as 400)."""
+class ClientDataInvalid(Invalid):
+    """Bad input from the app; the message says what is wrong (400 BAD_REQUEST in the LoveRescue body)."""
+
+    def __init__(self, message: str, *, code: str = "BAD_REQUEST", details=None):
+        super().__init__(message, code=code, details=details)
+
+
+@dataclass(frozen=True)
+class ActivityRecorded:
+    """A recorded activity with the course state the app shows next to it (read in the same transaction)."""
+
+    entry: ActivityEntry
+    weekly_strategy: WeeklyStrategy | None
+    course: CourseProgress | None
 
 
 def _alerts():
@@ -63,11 +81,10 @@ def _alerts():
     return alerts
 
 
-def _audit(action: str, client: Client, **metadata) -> None:
+def _audit(action: str, client: Client, *, actor: Actor, **metadata) -> None:
     audit_event_record(
         action=action,
-        actor_type="client",
-        actor_id=str(client.pk),
+        actor=actor,
         subject_type="client",
         subject_id=str(client.pk),
         metadata=metadata,
@@ -106,7 +123,14 @@ def _check_bool(value, *, name: str) -> bool:
 
 @transaction.atomic
 def checkin_record(
-    *, client: Client, date: date, mood: int, closeness: int, crisis: bool = False, today: date | None = None
+    *,
+    client: Client,
+    date: date,
+    mood: int,
+    closeness: int,
+    crisis: bool = False,
+    today: date | None = None,
+    actor: Actor,
 ) -> tuple[CheckIn, bool]:
     """Record the day's check-in; a second one for the same date replaces it. Returns (check-in, created)."""
     _check_day(date, today=today)
@@ -116,14 +140,14 @@ def checkin_record(
     checkin, created = CheckIn.objects.update_or_create(
         client=client, date=date, defaults={"mood": mood, "closeness": closeness, "crisis": crisis}
     )
-    _audit("integration.checkin_recorded", client, checkin_id=checkin.pk, replaced=not created)
+    _audit("integration.checkin_recorded", client, actor=actor, checkin_id=checkin.pk, replaced=not created)
     _alerts().alerts_on_checkin(checkin=checkin)
     return checkin, created
 
 
 @transaction.atomic
 def ratio_record(
-    *, client: Client, date: date, positive: int, negative: int, today: date | None = None
+    *, client: Client, date: date, positive: int, negative: int, today: date | None = None, actor: Actor
 ) -> tuple[RatioEntry, bool]:
     """Record the day's positive and negative interactions (replacing that day's). Returns (entry, created)."""
     _check_day(date, today=today)
@@ -132,7 +156,7 @@ def ratio_record(
     entry, created = RatioEntry.objects.update_or_create(
         client=client, date=date, defaults={"positive": positive, "negative": negative}
     )
-    _audit("integration.ratio_recorded", client, ratio_id=entry.pk, replaced=not created)
+    _audit("integration.ratio_recorded", client, actor=actor, ratio_id=entry.pk, replaced=not created)
     return entry, created
 
 
@@ -155,9 +179,17 @@ def course_progress_for(client: Client, *, lock: bool = False) -> CourseProgress
 
 @transaction.atomic
 def activity_record(
-    *, client: Client, date: date, activity: str, week_number: int | None = None, today: date | None = None
-) -> ActivityEntry:
-    """Record a completed activity; with `week_number` it is a day of that (current) course week."""
+    *,
+    client: Client,
+    date: date,
+    activity: str,
+    week_number: int | None = None,
+    today: date | None = None,
+    actor: Actor,
+) -> ActivityRecorded:
+    """Record a completed activity; with `week_number` it is a day of that (current) course week.
+    Returns the entry with that week's strategy (None without a week) and the client's course (None
+    before the client's first course activity)."""
     _check_day(date, today=today)
     if not isinstance(activity, str) or not (1 <= len(activity) <= ACTIVITY_MAX_CHARS):
         raise ClientDataInvalid(f"activity must be 1 to {ACTIVITY_MAX_CHARS} characters")
@@ -173,12 +205,15 @@ def activity_record(
             raise ClientDataInvalid(f"weekNumber must be the current course week ({course.current_week})")
 
     entry = ActivityEntry.objects.create(client=client, date=date, activity=activity, week_number=week_number)
-    week_completed = False
+    week_completed, strategy = False, None
     if course is not None:
-        week_completed = _count_course_day(client, course, week_number)
+        week_completed, strategy = _count_course_day(client, course, week_number)
+    else:
+        course = CourseProgress.objects.filter(client=client).first()
     _audit(
         "integration.activity_recorded",
         client,
+        actor=actor,
         activity_id=entry.pk,
         week_number=week_number,
         week_completed=week_completed,
@@ -186,12 +221,12 @@ def activity_record(
     if week_completed:
         _alerts().alerts_on_week_completed(client=client, week_number=week_number)
     _alerts().alerts_on_activity(activity=entry)
-    return entry
+    return ActivityRecorded(entry=entry, weekly_strategy=strategy, course=course)
 
 
-def _count_course_day(client: Client, course: CourseProgress, week_number: int) -> bool:
+def _count_course_day(client: Client, course: CourseProgress, week_number: int) -> tuple[bool, WeeklyStrategy]:
     """Update the week's completed days; complete the week (and the course) when they reach
-    DAYS_PER_WEEK. True when this call completed the week."""
+    DAYS_PER_WEEK. Returns (True when this call completed the week, the week's strategy as saved)."""
     strategy = _strategy(client, week_number)
     days = ActivityEntry.objects.filter(client=client, week_number=week_number).values("date").distinct().count()
     strategy.completed_days = min(days, catalogue.DAYS_PER_WEEK)
@@ -210,7 +245,7 @@ def _count_course_day(client: Client, course: CourseProgress, week_number: int) 
             course.current_week = week_number + 1
             _strategy(client, course.current_week)
         course.save(update_fields=["current_week", "is_active", "completed_at"])
-    return completed
+    return completed, strategy
 
 
 # --- Assessments and journal ---------------------------------------------------------------------------
@@ -222,7 +257,7 @@ def couples_of(client: Client):
 
 @transaction.atomic
 def assessment_record(
-    *, client: Client, type: str, score, responses=None, completed_at: datetime | None = None
+    *, client: Client, type: str, score, responses=None, completed_at: datetime | None = None, actor: Actor
 ) -> Assessment:
     """Record a completed assessment (score validated by the catalogue; `responses` are the client's
     individual answers, FULL-level data). Refreshes the analysis of each of the client's couples.
@@ -240,7 +275,7 @@ def assessment_record(
     assessment = Assessment.objects.create(
         client=client, type=type, score=normalized, responses=responses or None, completed_at=completed_at
     )
-    _audit("integration.assessment_recorded", client, assessment_id=assessment.pk, type=type)
+    _audit("integration.assessment_recorded", client, actor=actor, assessment_id=assessment.pk, type=type)
     _alerts().alerts_on_assessment(assessment=assessment)
     from integration.services.reports import couple_analysis_refresh
 
@@ -257,6 +292,7 @@ def journal_record(
     therapist_hidden: bool,
     crisis: bool = False,
     created_at: datetime | None = None,
+    actor: Actor,
 ) -> JournalEntry:
     """Store a journal entry (encrypted). `therapist_hidden` entries are never shown to any therapist."""
     if not isinstance(text, str) or not text.strip():
@@ -273,7 +309,9 @@ def journal_record(
         client=client, text=text, therapist_hidden=therapist_hidden, crisis=crisis, created_at=created_at
     )
     # No text, no length: only that an entry exists and whether therapists may see it.
-    _audit("integration.journal_recorded", client, entry_id=str(entry.pk), therapist_hidden=therapist_hidden)
+    _audit(
+        "integration.journal_recorded", client, actor=actor, entry_id=str(entry.pk), therapist_hidden=therapist_hidden
+    )
     _alerts().alerts_on_journal(entry=entry)
     return entry
 
@@ -289,27 +327,69 @@ def consent_state(link: TherapistClientLink) -> str:
     return CONSENT_PENDING
 
 
+def link_not_found() -> NotFound:
+    return NotFound("Therapist link not found", code="NOT_FOUND")
+
+
+@transaction.atomic
+def link_create(
+    *,
+    therapist: Therapist,
+    client: Client,
+    permission_level: str,
+    consent_granted_at: datetime | None = None,
+    actor: Actor,
+) -> TherapistClientLink:
+    """Link a therapist to a client (staff in the admin). Consent belongs to the client: the link starts
+    pending; only demo data and imports of consent given elsewhere pass `consent_granted_at`."""
+    if permission_level not in PermissionLevel.values:
+        raise ClientDataInvalid(f"permissionLevel must be one of {', '.join(PermissionLevel.values)}")
+    link = TherapistClientLink.objects.create(
+        therapist=therapist,
+        client=client,
+        permission_level=permission_level,
+        consent_granted_at=consent_granted_at,
+        consent_revoked_at=None,
+    )
+    _audit(
+        "integration.link_created",
+        client,
+        actor=actor,
+        link_id=str(link.pk),
+        therapist_id=str(therapist.pk),
+        permission_level=permission_level,
+    )
+    return link
+
+
 @transaction.atomic
 def link_update(
     *,
     client: Client,
-    link: TherapistClientLink,
+    link_id,
     permission_level: str | None = None,
     consent: str | None = None,
+    actor: Actor,
 ) -> TherapistClientLink:
     """The client changes what one therapist may see: the permission level and/or consent ("granted" /
     "revoked"). Applies to the therapist's partners on their very next request (nothing is cached).
     Revoking consent in force publishes `consent.revoked` to those partners (ids only, no PHI).
-    Each actual change is audited; repeating the current state changes nothing."""
+    Each actual change is audited; repeating the current state changes nothing. NotFound when the link
+    is not this client's (the same answer as for an unknown id)."""
     if permission_level is None and consent is None:
         raise ClientDataInvalid("permissionLevel or consent is required")
     if permission_level is not None and permission_level not in PermissionLevel.values:
         raise ClientDataInvalid(f"permissionLevel must be one of {', '.join(PermissionLevel.values)}")
     if consent is not None and consent not in (CONSENT_GRANTED, CONSENT_REVOKED):
         raise ClientDataInvalid("consent must be granted or revoked")
-    link = TherapistClientLink.objects.select_for_update().select_related("therapist").get(pk=link.pk)
-    if link.client_id != client.pk:
-        raise ClientDataInvalid("not this client's therapist link")  # callers look links up by client
+    link = (
+        TherapistClientLink.objects.select_for_update()
+        .select_related("therapist")
+        .filter(pk=link_id, client=client)
+        .first()
+    )
+    if link is None:
+        raise link_not_found()
     now = utc_now()
     common = {"link_id": str(link.pk), "therapist_id": str(link.therapist_id)}
 
@@ -317,13 +397,15 @@ def link_update(
         old = link.permission_level
         link.permission_level = permission_level
         link.save(update_fields=["permission_level", "updated_at"])
-        _audit("integration.permission_changed", client, old_level=old, new_level=permission_level, **common)
+        _audit(
+            "integration.permission_changed", client, actor=actor, old_level=old, new_level=permission_level, **common
+        )
 
     if consent == CONSENT_REVOKED and link.consent_revoked_at is None:
         was_in_force = link.has_consent
         link.consent_revoked_at = now
         link.save(update_fields=["consent_revoked_at", "updated_at"])
-        _audit("integration.consent_revoked", client, was_in_force=was_in_force, **common)
+        _audit("integration.consent_revoked", client, actor=actor, was_in_force=was_in_force, **common)
         if was_in_force:
             publish_to_partners(
                 event_type="consent.revoked",
@@ -340,7 +422,7 @@ def link_update(
         link.consent_granted_at = now
         link.consent_revoked_at = None
         link.save(update_fields=["consent_granted_at", "consent_revoked_at", "updated_at"])
-        _audit("integration.consent_granted", client, **common)
+        _audit("integration.consent_granted", client, actor=actor, **common)
     return link
 
 
@@ -348,14 +430,21 @@ def link_update(
 
 
 @transaction.atomic
-def task_complete(*, client: Client, task: TherapistTask) -> TherapistTask:
-    """Mark one of the client's tasks completed (idempotent: the first completion time is kept)."""
-    task = TherapistTask.objects.select_for_update().get(pk=task.pk)
-    if task.client_id != client.pk:
-        raise ClientDataInvalid("not this client's task")  # callers look tasks up by client
+def task_complete(*, client: Client, task_id, actor: Actor) -> TherapistTask:
+    """Mark one of the client's tasks completed (idempotent: the first completion time is kept).
+    NotFound when the task is not this client's."""
+    task = TherapistTask.objects.select_for_update().filter(pk=task_id, client=client).first()
+    if task is None:
+        raise NotFound("Task not found", code="NOT_FOUND")
     if task.status != TherapistTask.Status.COMPLETED:
         task.status = TherapistTask.Status.COMPLETED
         task.completed_at = utc_now()
         task.save(update_fields=["status", "completed_at"])
-        _audit("integration.task_completed", client, task_id=str(task.pk), therapist_id=str(task.therapist_id))
+        _audit(
+            "integration.task_completed",
+            client,
+            actor=actor,
+            task_id=str(task.pk),
+            therapist_id=str(task.therapist_id),
+        )
     return task

@@ -9,14 +9,16 @@ from django.conf import settings
 from django.db import transaction
 
 from audit.services import audit_event_record
-from core.apikeys import generate_api_key, generate_secret
+from core.actors import Actor
+from core.apikeys import generate_api_key, generate_secret, key_digest
+from core.domain import Invalid
 from core.net import parse_networks
 from core.time import utc_now
 from integration.models import IntegrationPartner, PartnerCredential, Therapist
-from integration.services.auth import API_KEY_PREFIX, SECRET_PREFIX, key_digest
+from integration.services.auth import API_KEY_PREFIX, SECRET_PREFIX
 
 
-class PartnerInvalid(ValueError):
+class PartnerInvalid(Invalid):
     """Bad input for a partner write; the message is for staff."""
 
 
@@ -29,11 +31,10 @@ class IssuedCredential:
     api_secret: str = field(repr=False)
 
 
-def _audit(action: str, partner: IntegrationPartner, *, actor_type: str, actor_id: str, **metadata) -> None:
+def _audit(action: str, partner: IntegrationPartner, *, actor: Actor, **metadata) -> None:
     audit_event_record(
         action=action,
-        actor_type=actor_type,
-        actor_id=str(actor_id),
+        actor=actor,
         subject_type="integration_partner",
         subject_id=str(partner.pk),
         metadata={"partner": partner.name, **metadata},
@@ -77,8 +78,7 @@ def partner_create(
     baa_signer: str = "",
     allowed_ips: list[str] = (),
     rate_limit_per_minute: int | None = None,
-    actor_type: str,
-    actor_id: str,
+    actor: Actor,
 ) -> IntegrationPartner:
     name = (name or "").strip()
     if not name:
@@ -97,8 +97,7 @@ def partner_create(
     _audit(
         "integration.partner_created",
         partner,
-        actor_type=actor_type,
-        actor_id=actor_id,
+        actor=actor,
         therapists=[str(t.pk) for t in therapists],
         baa_on_file=baa_signed_at is not None,
         allowed_ips=partner.allowed_ips,
@@ -108,7 +107,7 @@ def partner_create(
 
 
 @transaction.atomic
-def partner_credential_create(*, partner: IntegrationPartner, actor_type: str, actor_id: str) -> IssuedCredential:
+def partner_credential_create(*, partner: IntegrationPartner, actor: Actor) -> IssuedCredential:
     """A new API key (`lr_int_...`) and secret (`sk_live_...`) for the partner."""
     key = generate_api_key(API_KEY_PREFIX)
     secret = generate_secret(SECRET_PREFIX)
@@ -119,13 +118,13 @@ def partner_credential_create(*, partner: IntegrationPartner, actor_type: str, a
         key_hint=f"{API_KEY_PREFIX}_{key.key_id}…",
         secret_hash=secret.secret_hash,
     )
-    _audit("integration.credential_created", partner, actor_type=actor_type, actor_id=actor_id, key_id=key.key_id)
+    _audit("integration.credential_created", partner, actor=actor, key_id=key.key_id)
     return IssuedCredential(credential=credential, api_key=key.full_key, api_secret=secret.secret)
 
 
 @transaction.atomic
 def partner_credential_rotate_secret(
-    *, credential: PartnerCredential, overlap: timedelta | None = None, actor_type: str, actor_id: str
+    *, credential: PartnerCredential, overlap: timedelta | None = None, actor: Actor
 ) -> str:
     """A new secret for the same API key, returned once. The old secret keeps working for `overlap`
     (default LOVERESCUE_SECRET_OVERLAP_HOURS) so the partner can deploy the new one without downtime."""
@@ -144,8 +143,7 @@ def partner_credential_rotate_secret(
     _audit(
         "integration.credential_secret_rotated",
         credential.partner,
-        actor_type=actor_type,
-        actor_id=actor_id,
+        actor=actor,
         key_id=credential.key_id,
         overlap_seconds=int(overlap.total_seconds()),
     )
@@ -153,7 +151,7 @@ def partner_credential_rotate_secret(
 
 
 @transaction.atomic
-def partner_credential_revoke(*, credential: PartnerCredential, actor_type: str, actor_id: str) -> bool:
+def partner_credential_revoke(*, credential: PartnerCredential, actor: Actor) -> bool:
     """Revoke an API key: token exchange and tokens already issued with it stop working at once
     (checked on every request). False when it was already revoked."""
     credential = PartnerCredential.objects.select_for_update().select_related("partner").get(pk=credential.pk)
@@ -164,15 +162,14 @@ def partner_credential_revoke(*, credential: PartnerCredential, actor_type: str,
     _audit(
         "integration.credential_revoked",
         credential.partner,
-        actor_type=actor_type,
-        actor_id=actor_id,
+        actor=actor,
         key_id=credential.key_id,
     )
     return True
 
 
 @transaction.atomic
-def partner_suspend(*, partner: IntegrationPartner, actor_type: str, actor_id: str) -> bool:
+def partner_suspend(*, partner: IntegrationPartner, actor: Actor) -> bool:
     """Suspend a partner: its live tokens stop working on their next request and the token exchange
     refuses its keys. False when it was already suspended."""
     partner = IntegrationPartner.objects.select_for_update().get(pk=partner.pk)
@@ -181,12 +178,12 @@ def partner_suspend(*, partner: IntegrationPartner, actor_type: str, actor_id: s
     partner.status = IntegrationPartner.Status.SUSPENDED
     partner.suspended_at = utc_now()
     partner.save(update_fields=["status", "suspended_at", "updated_at"])
-    _audit("integration.partner_suspended", partner, actor_type=actor_type, actor_id=actor_id)
+    _audit("integration.partner_suspended", partner, actor=actor)
     return True
 
 
 @transaction.atomic
-def partner_reactivate(*, partner: IntegrationPartner, actor_type: str, actor_id: str) -> bool:
+def partner_reactivate(*, partner: IntegrationPartner, actor: Actor) -> bool:
     """Lift a suspension (credentials revoked meanwhile stay revoked). False when it was active."""
     partner = IntegrationPartner.objects.select_for_update().get(pk=partner.pk)
     if partner.status == IntegrationPartner.Status.ACTIVE:
@@ -194,7 +191,7 @@ def partner_reactivate(*, partner: IntegrationPartner, actor_type: str, actor_id
     partner.status = IntegrationPartner.Status.ACTIVE
     partner.suspended_at = None
     partner.save(update_fields=["status", "suspended_at", "updated_at"])
-    _audit("integration.partner_reactivated", partner, actor_type=actor_type, actor_id=actor_id)
+    _audit("integration.partner_reactivated", partner, actor=actor)
     return True
 
 
@@ -210,8 +207,7 @@ UNSET = _Unset()
 def partner_update(
     *,
     partner: IntegrationPartner,
-    actor_type: str,
-    actor_id: str,
+    actor: Actor,
     name=UNSET,
     baa_signed_at=UNSET,
     baa_signer=UNSET,
@@ -273,8 +269,7 @@ def partner_update(
         _audit(
             "integration.partner_updated",
             current,
-            actor_type=actor_type,
-            actor_id=actor_id,
+            actor=actor,
             changed=sorted(changed),
             **{
                 k: v

@@ -8,6 +8,8 @@ from datetime import date, timedelta
 
 import pytest
 
+from core.actors import Actor
+from core.time import iso_utc, utc_now
 from integration import tasks
 from integration.models import ActivityEntry, AlertRecipient, CheckIn, IntegrationPartner, TherapistClientLink
 from integration.services import alerts
@@ -35,8 +37,7 @@ def register(partner, path="/x"):
         url=f"https://hooks.example.com{path}",
         events=EVENTS,
         scheme="loverescue",
-        actor_type="system",
-        actor_id="tests",
+        actor=Actor.system("tests"),
     )
     return endpoint
 
@@ -89,7 +90,7 @@ def test_critical_alert_publishes_created_and_critical_to_the_therapists_partner
         "severity": "CRITICAL",
         "message": "Crisis pathway triggered — safety plan activation recommended",
         "metadata": {"source": "checkin"},
-        "createdAt": alerts.iso_utc(alert.created_at),
+        "createdAt": iso_utc(alert.created_at),
     }
     assert all(payload == expected for _, payload in sent)
     assert "Jane" not in json.dumps(sent) and "Doe" not in json.dumps(sent)
@@ -215,7 +216,7 @@ def test_high_is_not_sent_after_consent_is_revoked_or_lowered():
     link(revoked, client, "STANDARD")
     link(lowered, client, "FULL")
     risk(client)
-    TherapistClientLink.objects.filter(therapist=revoked).update(consent_revoked_at=alerts.utc_now())
+    TherapistClientLink.objects.filter(therapist=revoked).update(consent_revoked_at=utc_now())
     TherapistClientLink.objects.filter(therapist=lowered).update(permission_level="BASIC")
 
     assert alerts.alert_notifications_send_high() == 0

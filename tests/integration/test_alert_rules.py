@@ -9,6 +9,7 @@ import pytest
 from django.db import transaction
 
 from audit.models import AuditEvent
+from core.time import utc_now
 from integration import analytics
 from integration.models import (
     ActivityEntry,
@@ -20,6 +21,7 @@ from integration.models import (
     JournalEntry,
 )
 from integration.services import alerts
+from integration.services.alerts import rules as alert_rules
 from tests.integration.factories import link, make_client, make_therapist
 
 pytestmark = pytest.mark.django_db
@@ -191,15 +193,13 @@ def test_crisis_checkin_alerts_once_per_date(client_):
 def test_crisis_journal_never_reveals_the_entry(client_, hidden):
     secret = "I wrote something private about my partner"
     entry = JournalEntry.objects.create(
-        client=client_, text=secret, therapist_hidden=hidden, crisis=True, created_at=alerts.utc_now()
+        client=client_, text=secret, therapist_hidden=hidden, crisis=True, created_at=utc_now()
     )
     [alert] = alerts.alerts_on_journal(entry=entry)
     assert alert.metadata == {"source": "self_report"}  # the same for hidden and visible entries
     assert secret not in alert.message and "private" not in str(alert.metadata)
     assert alerts.alerts_on_journal(entry=entry) == []
-    quiet = JournalEntry.objects.create(
-        client=client_, text="fine", therapist_hidden=False, created_at=alerts.utc_now()
-    )
+    quiet = JournalEntry.objects.create(client=client_, text="fine", therapist_hidden=False, created_at=utc_now())
     assert alerts.alerts_on_journal(entry=quiet) == []
 
 
@@ -245,7 +245,7 @@ def test_stagnation_skips_unlinked_clients_and_completed_courses(client_):
     link(make_therapist(), revoked, "FULL", revoked=True)
     finished = make_client()
     link(make_therapist(), finished, "BASIC")
-    CourseProgress.objects.create(client=finished, current_week=12, is_active=False, completed_at=alerts.utc_now())
+    CourseProgress.objects.create(client=finished, current_week=12, is_active=False, completed_at=utc_now())
     for client in (client_, unlinked, revoked, finished):
         ActivityEntry.objects.create(client=client, date=day(0), activity="x")
 
@@ -291,7 +291,7 @@ def test_week_completed_milestone_once_and_the_course(client_):
 
 def assess(client, type_name, score, n):
     row = Assessment.objects.create(
-        client=client, type=type_name, score=score, completed_at=alerts.utc_now() - timedelta(days=100 - n)
+        client=client, type=type_name, score=score, completed_at=utc_now() - timedelta(days=100 - n)
     )
     return alerts.alerts_on_assessment(assessment=row)
 
@@ -360,7 +360,7 @@ def test_recipients_are_the_therapists_at_the_required_level():
 def test_a_concurrently_created_episode_is_not_duplicated(client_, monkeypatch):
     [alert] = checkin(client_, day(0), 3, crisis=True)
     # The other transaction's insert won between our check and our insert.
-    monkeypatch.setattr(alerts, "_episode_exists", lambda **kwargs: False)
+    monkeypatch.setattr(alert_rules, "_episode_exists", lambda **kwargs: False)
     with transaction.atomic():
         assert checkin(client_, day(0), 3, crisis=True) == []
         assert Alert.objects.filter(client=client_).count() == 1  # the transaction is still usable

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from core.actors import Actor
 from integration import tokens
 from integration.models import IntegrationPartner, PartnerCredential
 from integration.services.partners import partner_credential_rotate_secret
@@ -182,7 +183,7 @@ def test_revoked_credential_tokens_stop_working(client, setup):
 def test_secret_rotation_keeps_the_old_secret_for_the_overlap(client, setup):
     therapist, partner = setup
     new_secret = partner_credential_rotate_secret(
-        credential=partner.credential, overlap=timedelta(hours=1), actor_type="system", actor_id="tests"
+        credential=partner.credential, overlap=timedelta(hours=1), actor=Actor.system("tests")
     )
     assert exchange(client, partner, therapist).status_code == 200
     assert exchange(client, partner, therapist, apiSecret=new_secret).status_code == 200

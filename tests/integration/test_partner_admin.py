@@ -11,9 +11,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from audit.models import AuditEvent
+from core.actors import Actor
 from core.time import utc_now
 from integration.models import Alert, IntegrationPartner, JournalEntry, PartnerCredential, TherapistClientLink
-from integration.services import partners
+from integration.services import client_data, partners
 from integration.services.auth import find_credential, secret_matches
 from tests.integration.factories import link, make_client, make_partner, make_therapist
 
@@ -189,7 +190,7 @@ def test_suspend_and_reactivate(staff, client, therapist):
 
 def test_partner_services_are_idempotent_and_validate(therapist):
     partner = make_partner("SuperTool", therapists=[therapist]).partner
-    actor = {"actor_type": "system", "actor_id": "tests"}
+    actor = {"actor": Actor.system("tests")}
     assert partners.partner_suspend(partner=partner, **actor) is True
     assert partners.partner_suspend(partner=partner, **actor) is False
     assert partners.partner_reactivate(partner=partner, **actor) is True
@@ -219,7 +220,7 @@ def test_removing_the_baa_refuses_the_next_request(client, therapist):
     test_partner = make_partner("SuperTool", therapists=[therapist])
     headers = test_partner.headers(therapist)
     assert client.get(CLIENTS, **headers).status_code == 200
-    partners.partner_update(partner=test_partner.partner, baa_signed_at=None, actor_type="system", actor_id="t")
+    partners.partner_update(partner=test_partner.partner, baa_signed_at=None, actor=Actor.system("t"))
     response = client.get(CLIENTS, **headers)
     assert response.status_code == 403 and response.json()["code"] == "NOT_CONFIGURED"
 
@@ -271,3 +272,35 @@ def test_staff_added_link_starts_pending_and_is_read_only(staff, therapist):
     )
     created.refresh_from_db()
     assert created.permission_level == "STANDARD"
+
+
+def test_staff_added_link_is_audited_as_the_staff_user(staff, therapist, django_user_model):
+    jane = make_client("Jane", "Doe")
+    staff.post(
+        reverse("admin:integration_therapistclientlink_add"),
+        {"therapist": str(therapist.pk), "client": str(jane.pk), "permission_level": "BASIC"},
+    )
+    created = TherapistClientLink.objects.get()
+    event = AuditEvent.objects.get(action="integration.link_created")
+    admin_user = django_user_model.objects.get(username="admin")
+    assert (event.actor_type, event.actor_id) == ("user", str(admin_user.pk))
+    assert (event.subject_type, event.subject_id) == ("client", str(jane.pk))
+    assert event.metadata == {
+        "link_id": str(created.pk),
+        "therapist_id": str(therapist.pk),
+        "permission_level": "BASIC",
+    }
+
+
+def test_a_link_is_never_written_without_its_audit_event(therapist, monkeypatch):
+    jane = make_client("Jane", "Doe")
+
+    def audit_down(**kwargs):
+        raise RuntimeError("audit unavailable")
+
+    monkeypatch.setattr(client_data, "audit_event_record", audit_down)
+    with pytest.raises(RuntimeError):
+        client_data.link_create(
+            therapist=therapist, client=jane, permission_level="STANDARD", actor=Actor.system("tests")
+        )
+    assert not TherapistClientLink.objects.exists()

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pytest
 
+from core.actors import Actor
 from integration.services.partners import partner_credential_create
 from tests.integration.factories import make_partner, make_therapist
 
@@ -40,7 +41,7 @@ def test_default_limit_is_100_per_minute_per_key(client, frozen_ratelimit_clock)
 def test_limit_is_per_api_key_not_per_partner_or_ip(client, frozen_ratelimit_clock):
     therapist = make_therapist()
     partner = make_partner(therapists=[therapist], rate_limit=3)
-    second = partner_credential_create(partner=partner.partner, actor_type="system", actor_id="tests")
+    second = partner_credential_create(partner=partner.partner, actor=Actor.system("tests"))
     first_headers = partner.headers(therapist)
     assert [client.get(CLIENTS, **first_headers).status_code for _ in range(4)] == [200, 200, 200, 429]
     from integration import tokens
@@ -72,7 +73,8 @@ def test_window_resets_after_a_minute(client, frozen_ratelimit_clock):
 def test_error_responses_carry_rate_headers(client, frozen_ratelimit_clock):
     therapist = make_therapist()
     partner = make_partner(therapists=[therapist])
-    response = client.get("/api/integration/clients/00000000-0000-0000-0000-000000000000/progress",
-                          **partner.headers(therapist))
+    response = client.get(
+        "/api/integration/clients/00000000-0000-0000-0000-000000000000/progress", **partner.headers(therapist)
+    )
     assert response.status_code in (403, 404)
     assert response.headers["X-RateLimit-Limit"] == "100"

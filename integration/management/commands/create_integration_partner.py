@@ -17,11 +17,12 @@ import uuid
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from core.actors import Actor
 from core.time import utc_now
 from integration.models import Therapist
 from integration.services import partners
 
-ACTOR = ("system", "create_integration_partner")
+ACTOR = Actor.system("create_integration_partner")
 
 
 class Command(BaseCommand):
@@ -53,10 +54,9 @@ class Command(BaseCommand):
                     baa_signer=options["baa_signer"],
                     allowed_ips=allowed_ips,
                     rate_limit_per_minute=rate_limit,
-                    actor_type=ACTOR[0],
-                    actor_id=ACTOR[1],
+                    actor=ACTOR,
                 )
-                issued = partners.partner_credential_create(partner=partner, actor_type=ACTOR[0], actor_id=ACTOR[1])
+                issued = partners.partner_credential_create(partner=partner, actor=ACTOR)
         except partners.PartnerInvalid as exc:
             raise CommandError(str(exc)) from None
 

@@ -1,39 +1,29 @@
-"""The LoveRescue alert rules, the alerts they create, and the therapist notifications they cause.
+"""The LoveRescue alert rules: which alerts exist (CRISIS, RISK mood episodes, STAGNATION, MILESTONE).
 
 Hooks (`alerts_on_*`) run inside the caller's transaction (client_data's writes) and return the alerts
-they created. `alerts_evaluate_daily` runs the time-based rule (STAGNATION) for every client; the two
-`alert_notifications_*` functions are the hourly HIGH email and the daily LOW digest. Rules, thresholds
-and message texts are documented in docs/loverescue.md ("Alert rules", "Notifications").
+they created. `alerts_evaluate_daily` runs the time-based rule (STAGNATION) for every client. Rules,
+thresholds and message texts are documented in docs/loverescue.md ("Alert rules").
 
 One alert per episode: `Alert(client, rule, episode_key)` is unique. An alert is created with
 check-then-insert inside a savepoint; a concurrent insert of the same episode loses on the unique
-constraint (IntegrityError, rolled back to the savepoint) and the hook returns nothing for it.
-
-On creation: AlertRecipient rows for every active therapist consented to the client at the alert's
-required level; per such therapist the partner webhooks (`alert.created`, plus `alert.critical` /
-`milestone.achieved`); CRITICAL (SMS + email) and MEDIUM (email) notifications at once; one audit event.
-Nothing here ever carries client free text: messages are generated, metadata holds numbers and codes,
-notifications carry neither names nor health details (SMS and email are not a secure channel).
+constraint (IntegrityError, rolled back to the savepoint) and the hook returns nothing for it. A created
+alert is handed to fanout.alert_dispatch (recipients, webhooks, immediate notifications, audit).
+Nothing here ever carries client free text: messages are generated, metadata holds numbers and codes.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import date, datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q
 
-from audit.services import audit_event_record
-from core.time import iso_utc, utc_now
+from core.time import utc_now
 from integration import analytics, catalogue
-from integration.events import publish_to_partners
 from integration.models import (
     CONSENTED,
-    LEVEL_RANK,
     ActivityEntry,
     Alert,
-    AlertRecipient,
     AlertType,
     Assessment,
     CheckIn,
@@ -41,14 +31,9 @@ from integration.models import (
     JournalEntry,
     PermissionLevel,
     Severity,
-    Therapist,
     TherapistClientLink,
 )
-from messaging.services import MessagingError, message_queue
-
-logger = logging.getLogger("integration.alerts")
-
-ACTOR_TYPE, ACTOR_ID = "system", "integration.alerts"
+from integration.services.alerts.fanout import alert_dispatch
 
 SEVERITY = {
     AlertType.CRISIS: Severity.CRITICAL,
@@ -79,48 +64,6 @@ RISK_LOOKBACK_DAYS = 365 + analytics.BASELINE_DAYS
 
 
 # --- Creating an alert -----------------------------------------------------------------------------------
-
-
-def _levels_at_or_above(required: str) -> list[str]:
-    return [level for level, rank in LEVEL_RANK.items() if rank >= LEVEL_RANK[required]]
-
-
-def audience(*, client_id, required_level: str) -> list[Therapist]:
-    """Active therapists consented to the client at `required_level` or above (read now, no cache)."""
-    links = (
-        TherapistClientLink.objects.filter(
-            CONSENTED,
-            client_id=client_id,
-            therapist__is_active=True,
-            permission_level__in=_levels_at_or_above(required_level),
-        )
-        .select_related("therapist")
-        .order_by("therapist_id")
-    )
-    return [link.therapist for link in links]
-
-
-def webhook_payload(alert: Alert, therapist: Therapist) -> dict:
-    """The spec's webhook body plus `therapistId` (a partner may act for several therapists)."""
-    return {
-        "alertId": str(alert.id),
-        "clientId": str(alert.client_id),
-        "therapistId": str(therapist.id),
-        "alertType": alert.alert_type,
-        "severity": alert.severity,
-        "message": alert.message,
-        "metadata": alert.metadata,
-        "createdAt": iso_utc(alert.created_at),
-    }
-
-
-def _events_for(alert: Alert) -> list[str]:
-    events = ["alert.created"]
-    if alert.severity == Severity.CRITICAL:
-        events.append("alert.critical")
-    if alert.alert_type == AlertType.MILESTONE:
-        events.append("milestone.achieved")
-    return events
 
 
 def _episode_exists(*, client_id, rule: str, episode_key: str) -> bool:
@@ -156,176 +99,12 @@ def _create(
             )
     except IntegrityError:
         return None
-    _dispatch(alert)
+    alert_dispatch(alert)
     return alert
-
-
-def _dispatch(alert: Alert) -> None:
-    """Recipients, webhooks, immediate notifications and the audit event of a new alert."""
-    therapists = audience(client_id=alert.client_id, required_level=alert.required_level)
-    now = utc_now()
-    recipients = []
-    for therapist in therapists:
-        notified = _notify_now(alert, therapist)
-        recipients.append(AlertRecipient(alert=alert, therapist=therapist, notified_at=now if notified else None))
-        for event_type in _events_for(alert):
-            publish_to_partners(event_type=event_type, payload=webhook_payload(alert, therapist), therapist=therapist)
-    AlertRecipient.objects.bulk_create(recipients, ignore_conflicts=True)
-    audit_event_record(
-        action="integration.alert_created",
-        actor_type=ACTOR_TYPE,
-        actor_id=ACTOR_ID,
-        subject_type="client",
-        subject_id=str(alert.client_id),
-        metadata={
-            "alert_id": str(alert.id),
-            "alert_type": alert.alert_type,
-            "severity": alert.severity,
-            "rule": alert.rule,
-            "recipients": len(recipients),
-        },
-    )
 
 
 def _resolve(queryset, now: datetime | None = None) -> int:
     return queryset.filter(resolved_at__isnull=True).update(resolved_at=now or utc_now())
-
-
-# --- Notifications ---------------------------------------------------------------------------------------
-
-CRITICAL_SMS = "LoveRescue: 1 critical alert needs your attention. Open LoveRescue to review."
-_FOOTER = (
-    "\n\nOpen LoveRescue to review. For your clients' privacy this message contains no names or details."
-    "\n\n— LoveRescue"
-)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _queue(therapist: Therapist, *, channel: str, body: str, subject: str = "", purpose: str) -> bool:
-    """Queue one message to the therapist's phone or email; False when they have none or it is unusable
-    (logged without the value)."""
-    recipient = therapist.phone if channel == "sms" else therapist.email
-    if not recipient:
-        return False
-    try:
-        message_queue(
-            channel=channel,
-            recipient=recipient,
-            body=body,
-            subject=subject,
-            purpose=purpose,
-            actor_type=ACTOR_TYPE,
-            actor_id=ACTOR_ID,
-        )
-    except MessagingError as exc:
-        logger.warning(
-            "alert notification not queued: therapist=%s channel=%s error=%s",
-            therapist.pk,
-            channel,
-            type(exc).__name__,
-        )
-        return False
-    return True
-
-
-def _notify_now(alert: Alert, therapist: Therapist) -> bool:
-    """CRITICAL: SMS + email now; MEDIUM: email now. True when handled now (even with no contact
-    details); HIGH and LOW wait for their batch tasks."""
-    if alert.severity == Severity.CRITICAL:
-        _queue(therapist, channel="sms", body=CRITICAL_SMS, purpose="integration.alert_critical")
-        _queue(
-            therapist,
-            channel="email",
-            subject="LoveRescue: critical alert",
-            body="A client alert marked CRITICAL needs your attention now." + _FOOTER,
-            purpose="integration.alert_critical",
-        )
-        return True
-    if alert.severity == Severity.MEDIUM:
-        _queue(
-            therapist,
-            channel="email",
-            subject="LoveRescue: new alert",
-            body="A new client alert (medium priority) is waiting for you." + _FOOTER,
-            purpose="integration.alert_medium",
-        )
-        return True
-    return False
-
-
-def _send_batched(*, severity: str, now: datetime | None, compose) -> int:
-    """One email per therapist covering their un-notified alerts of `severity`; returns emails queued.
-
-    Each therapist is handled in its own transaction with their rows locked (SKIP LOCKED), so two runs
-    at once never notify twice; `notified_at` is set on every row handled, including rows whose
-    therapist is inactive now or no longer consented at the alert's level (nothing is sent for them)."""
-    now = now or utc_now()
-    pending = AlertRecipient.objects.filter(
-        notified_at__isnull=True, alert__severity=severity, alert__created_at__lte=now
-    )
-    therapist_ids = sorted(set(pending.values_list("therapist_id", flat=True)))
-    sent = 0
-    for therapist_id in therapist_ids:
-        with transaction.atomic():
-            rows = list(
-                pending.filter(therapist_id=therapist_id)
-                .select_for_update(skip_locked=True, of=("self",))
-                .select_related("alert", "therapist")
-                .order_by("pk")
-            )
-            if not rows:
-                continue
-            therapist = rows[0].therapist
-            eligible = []
-            if therapist.is_active:
-                granted = dict(
-                    TherapistClientLink.objects.filter(
-                        CONSENTED, therapist_id=therapist_id, client_id__in={row.alert.client_id for row in rows}
-                    ).values_list("client_id", "permission_level")
-                )
-                eligible = [
-                    row
-                    for row in rows
-                    if row.alert.client_id in granted
-                    and LEVEL_RANK[granted[row.alert.client_id]] >= LEVEL_RANK[row.alert.required_level]
-                ]
-            if eligible:
-                subject, body, purpose = compose(len(eligible))
-                if _queue(therapist, channel="email", subject=subject, body=body, purpose=purpose):
-                    sent += 1
-            AlertRecipient.objects.filter(pk__in=[row.pk for row in rows]).update(notified_at=now)
-    return sent
-
-
-def _compose_high(count: int) -> tuple[str, str, str]:
-    noun = _plural(count, "high-priority alert")
-    return (
-        f"LoveRescue: {noun}",
-        f"LoveRescue: {noun} {'needs' if count == 1 else 'need'} your attention." + _FOOTER,
-        "integration.alert_high",
-    )
-
-
-def _compose_digest(count: int) -> tuple[str, str, str]:
-    noun = _plural(count, "new update")
-    return (
-        f"LoveRescue daily digest: {noun}",
-        f"LoveRescue daily digest: {noun} (such as milestones) since your last digest." + _FOOTER,
-        "integration.alert_digest",
-    )
-
-
-def alert_notifications_send_high(*, now: datetime | None = None) -> int:
-    """Every 30 minutes (beat): each therapist gets one email for their un-notified HIGH alerts."""
-    return _send_batched(severity=Severity.HIGH, now=now, compose=_compose_high)
-
-
-def alert_notifications_send_digest(*, now: datetime | None = None) -> int:
-    """Daily (beat): each therapist gets one digest email for their un-notified LOW alerts."""
-    return _send_batched(severity=Severity.LOW, now=now, compose=_compose_digest)
 
 
 # --- CRISIS ----------------------------------------------------------------------------------------------
