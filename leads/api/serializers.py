@@ -271,6 +271,19 @@ class ConsentField(serializers.BooleanField):
     pass
 
 
+# A pattern that also matches blank: DRF's allow_blank would publish it as a oneOf that blank matches twice.
+@extend_schema_field(
+    {
+        "type": "string",
+        "nullable": True,
+        "pattern": COUNTRY_PATTERN,
+        "description": "ISO 3166-1 alpha-2 (any case), e.g. 'US'; blank or null for none",
+    }
+)
+class CountryField(serializers.Field):
+    pass
+
+
 class LeadValueField(serializers.Field):
     """`lead_value_agreed`: a JSON number, > 0, at most 2 decimal places, at most CAREOS_MAX_LEAD_VALUE."""
 
@@ -293,7 +306,7 @@ class LeadValueFieldSchema(OpenApiSerializerFieldExtension):
 
 
 class AiExtractedDetailsSerializer(serializers.Serializer):
-    """Known keys are strings (or null); other keys are kept as sent. At most MAX_DETAILS_BYTES as JSON."""
+    """Known keys are strings (or null); other keys are kept as sent."""
 
     urgency = _optional_text(MAX_DETAIL, help_text="'low', 'medium', 'high'")
     person_mentioned = _optional_text(MAX_DETAIL, help_text="'mom', 'dad', ...")
@@ -318,9 +331,7 @@ class InboundLeadSerializer(serializers.Serializer):
         help_text="An ISO 639-1 code, optionally with an ISO 3166-1 region: 'en', 'es', 'en-US' (any case)",
     )
     user_location_state = _optional_text(MAX_STATE)
-    user_location_country = _optional_text(
-        validators=[_pattern(COUNTRY_PATTERN)], help_text="ISO 3166-1 alpha-2 (any case), e.g. 'US'; blank for none"
-    )
+    user_location_country = CountryField(required=False)
     user_location_city = _optional_text(MAX_CITY)
     category = _required_text(MAX_CATEGORY, help_text="'healthcare', 'caregiver', ... (mapped to a CareOS category)")
     subcategory = _optional_text(MAX_CATEGORY)
