@@ -547,3 +547,9 @@ def test_schema_documents_the_app_api(client):
     journal_ref = paths["/api/app/journal"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     journal_schema = schema["components"]["schemas"][journal_ref.rsplit("/", 1)[1]]
     assert set(journal_schema["required"]) == {"text", "therapistHidden"}
+
+
+def test_ratio_is_rounded_half_up(app, today):
+    """One rounding rule (core.rounding): 25 positive and 4 negative is 6.25, shown as 6.3."""
+    response = app.post("ratios", {"date": today.isoformat(), "positive": 25, "negative": 4})
+    assert response.status_code == 201 and response.json()["ratio"] == 6.3
