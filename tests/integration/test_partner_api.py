@@ -20,6 +20,7 @@ from integration.models import (
     CheckIn,
     Client,
     CourseProgress,
+    RatioEntry,
     TherapistClientLink,
     TherapistTask,
 )
@@ -266,6 +267,26 @@ def test_streak_is_zero_when_the_last_activity_is_two_days_old(client, now):
     body = client.get(f"{CLIENTS}/{person.pk}/progress", **partner.headers(therapist)).json()
     assert body["activityCompletion"]["streak"] == 0
     assert body["activityCompletion"]["daysActive"] == 3
+
+
+def test_gottman_ratio_rounds_half_up_in_progress_and_in_the_session_prep_report(client, now):
+    """One rounding rule (core.rounding): a day of 25 positive / 4 negative (6.25) shows 6.3 in the
+    progress ratioTrends and in the session-prep report (the progress endpoint used to show 6.2)."""
+    therapist = make_therapist()
+    partner = make_partner(therapists=[therapist])
+    person = make_client()
+    link(therapist, person, "STANDARD")
+    RatioEntry.objects.create(client=person, date=now.date(), positive=25, negative=4)
+    progress = client.get(f"{CLIENTS}/{person.pk}/progress", **partner.headers(therapist)).json()
+    assert progress["ratioTrends"] == [{"date": now.date().isoformat(), "positive": 25, "negative": 4, "ratio": 6.3}]
+    since = (now - timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    response = client.get(
+        f"{CLIENTS}/{person.pk}/session-prep", {"lastSessionDate": since}, **partner.headers(therapist)
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["report"]["expertInsights"] == [
+        {"expert": "Gottman", "insight": "5:1 ratio averaged 6.3 since last session (target 5.0)"}
+    ]
 
 
 def test_progress_unknown_client_is_404(client, world):

@@ -1,6 +1,7 @@
 """The partner list reads stay lean without changing a byte: timestamps rendered by the database match
-core.time.iso_utc exactly, only rendered encrypted columns are decrypted, and the couple lookup picks
-the same couple (active first, then newest) with non-consented members withheld."""
+core.time.iso_utc exactly, only rendered encrypted columns are decrypted, the couple lookup picks the
+same couple (active first, then newest) with non-consented members withheld, and the outputs' compiled
+(and hand-written caseload) renderers give exactly DRF's rendering of their declared fields."""
 
 from __future__ import annotations
 
@@ -10,13 +11,21 @@ from unittest import mock
 import pytest
 
 from core import encryption
+from core.actors import Actor
 from core.time import iso_utc, utc_now
+from integration.api import partner_outputs
 from integration.api.partner_outputs import ClientListResponseSerializer
 from integration.models import Couple, TherapistClientLink
 from integration.selectors.clients import client_list
+from integration.services.assignments import task_assign
+from integration.services.reports import session_prep_report_generate
+from tests.integration import partner_world
 from tests.integration.factories import link, make_client, make_couple, make_therapist
+from tests.integration.partner_world import build_world
 
 pytestmark = pytest.mark.django_db
+
+now = partner_world.now  # the shared fixture, made visible to this module's tests
 
 
 def rendered_clients(therapist) -> list[dict]:
@@ -90,3 +99,60 @@ def test_couple_choice_and_withheld_member():
         "partner1": {"id": str(outsider.pk), "withheld": True},
         "partner2": {"id": str(cleo.pk), "firstName": "Cleo", "lastName": "C"},
     }
+
+
+# --- The compiled renderers give exactly DRF's rendering of the declared fields -------------------
+
+
+def _reference_rendering(monkeypatch) -> None:
+    """Render every partner output field by field, as DRF does (the schema's own declaration)."""
+    monkeypatch.setattr(partner_outputs.PartnerOutput, "to_representation", partner_outputs.PartnerOutput.render_fields)
+
+
+@pytest.mark.parametrize("case", ["BASIC", "STANDARD", "FULL"])
+def test_every_partner_body_is_the_declared_fields_rendering(client, now, monkeypatch, case):
+    world = build_world(now.date())
+    target = world.clients[case]
+    couple = make_couple(target, world.clients["FULL" if case != "FULL" else "STANDARD"])
+    alert = target.alerts.order_by("created_at", "id").first()
+    client.post(f"/api/integration/alerts/{alert.pk}/read", **world.headers(case))
+    paths = [
+        "/api/integration/clients",
+        f"/api/integration/clients/{target.pk}/progress",
+        f"/api/integration/couples/{couple.pk}/dynamics",
+        "/api/integration/alerts?limit=500",
+        "/api/integration/outcomes",
+    ]
+    compiled = {path: client.get(path, **world.headers(case)) for path in paths}
+    read = client.post(f"/api/integration/alerts/{alert.pk}/read", **world.headers(case))
+    _reference_rendering(monkeypatch)
+    for path in paths:
+        assert compiled[path].status_code == 200, compiled[path].content
+        assert compiled[path].content == client.get(path, **world.headers(case)).content, path
+    assert read.content == client.post(f"/api/integration/alerts/{alert.pk}/read", **world.headers(case)).content
+
+
+def test_report_and_task_bodies_are_the_declared_fields_rendering(now, monkeypatch):
+    world = build_world(now.date())
+    standard = world.clients["STANDARD"]
+    report = session_prep_report_generate(
+        therapist=world.therapist, client=standard, last_session_date=None, now=now, actor=Actor.system("tests")
+    )
+    task = task_assign(
+        therapist=world.therapist,
+        client=standard,
+        partner=world.partner.partner,
+        description="Love map",
+        due_date=now.date(),
+        actor=Actor.system("tests"),
+    )
+    compiled = (
+        partner_outputs.SessionPrepResponseSerializer(report).data,
+        partner_outputs.AssignResponseSerializer({"message": "Activity assigned", "task": task}).data,
+    )
+    _reference_rendering(monkeypatch)
+    assert compiled == (
+        partner_outputs.SessionPrepResponseSerializer(report).data,
+        partner_outputs.AssignResponseSerializer({"message": "Activity assigned", "task": task}).data,
+    )
+    assert list(compiled[0]["report"])[:5] == ["id", "therapistId", "clientId", "reportDate", "lastSessionDate"]
