@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from leads.models import CareUser, Lead, PartnerPlatform
+from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform
 
 
 def _one(queryset: QuerySet):
@@ -29,3 +29,13 @@ def lead_for_conversation(*, platform: PartnerPlatform, source_conversation_id: 
 
 def user_by_phone_index(*, phone_index: str) -> CareUser | None:
     return _one(CareUser.objects.filter(phone_index=phone_index))
+
+
+def payout_export_rows(*, batch_pks: list[int]):
+    """The payments of these batches as CSV rows (batch, lead_id, amount, currency, created, due), in
+    batch then payment order; a values_list to stream with `.iterator()`."""
+    return (
+        PartnerPayment.objects.filter(batch_id__in=batch_pks)
+        .order_by("batch__created_at", "batch_id", "pk")
+        .values_list("batch__public_id", "lead__public_id", "amount", "currency", "created_at", "due_at")
+    )

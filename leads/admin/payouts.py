@@ -17,14 +17,13 @@ import csv
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME, ActionForm
-from django.db import transaction
 from django.db.models import Count
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 
 from audit.admin import _Echo, csv_safe
-from audit.services import audit_event_record
 from core.admin import ReadOnlyAdminMixin, admin_actor
 from core.time import utc_now
+from leads import selectors
 from leads.models import PartnerPayment, PayoutBatch
 from leads.services import payouts
 
@@ -248,19 +247,10 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Export CSV of the selected batches' payments", permissions=["view"])
     def export_csv(self, request, queryset):
         batch_ids = list(queryset.order_by("created_at", "pk").values_list("pk", "public_id"))
-        with transaction.atomic():
-            audit_event_record(
-                action="leads.payout_export",
-                actor=admin_actor(request),
-                subject_type="leads.payout_batch",
-                subject_id=batch_ids[0][1] if len(batch_ids) == 1 else "",
-                metadata={"batches": [public_id for _, public_id in batch_ids]},
-            )
-        rows = (
-            PartnerPayment.objects.filter(batch_id__in=[pk for pk, _ in batch_ids])
-            .order_by("batch__created_at", "batch_id", "pk")
-            .values_list("batch__public_id", "lead__public_id", "amount", "currency", "created_at", "due_at")
+        payouts.payout_batches_export_record(
+            batch_public_ids=[public_id for _, public_id in batch_ids], actor=admin_actor(request)
         )
+        rows = selectors.payout_export_rows(batch_pks=[pk for pk, _ in batch_ids])
         writer = csv.writer(_Echo())
 
         def lines():

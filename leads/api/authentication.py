@@ -19,7 +19,7 @@ from core.context import set_actor
 from core.errors import ApiError
 from core.time import utc_now
 from leads.models import PartnerPlatform, PlatformApiKey
-from leads.services.platforms import find_api_key
+from leads.services.platforms import api_key_mark_used, find_api_key
 
 INVALID_API_KEY = "Invalid API key"
 # `last_used_at` (shown in the admin for rotation) is refreshed at most this often: no write per request.
@@ -63,9 +63,7 @@ class PlatformApiKeyAuthentication(authentication.BaseAuthentication):
         if api_key is None:
             raise invalid_api_key()
         platform = api_key.platform
-        now = utc_now()
-        if api_key.last_used_at is None or api_key.last_used_at < now - LAST_USED_RESOLUTION:
-            PlatformApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key_mark_used(api_key=api_key, now=utc_now(), resolution=LAST_USED_RESOLUTION)
         # CAREOS_RATES counts 100/min per partner (not per key: a partner rotating keys keeps one budget).
         request._request.ratelimit_principal = f"careos:{platform.slug}"
         principal = PlatformPrincipal(platform=platform, api_key=api_key)

@@ -188,6 +188,14 @@ def find_api_key(*, platform_slug: str, presented: str, now: datetime | None = N
     return None
 
 
+def api_key_mark_used(*, api_key: PlatformApiKey, now: datetime, resolution: timedelta) -> None:
+    """Refresh `last_used_at` (shown in the admin for rotation) at most once per `resolution`: no write on
+    most requests. Bookkeeping, not an audited change (the access log records every request)."""
+    if api_key.last_used_at is None or api_key.last_used_at < now - resolution:
+        PlatformApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+
+
 @transaction.atomic
 def keypair_create(*, key_size: int = crypto.DEFAULT_KEY_SIZE, actor: Actor) -> CareosKeyPair:
     """A new RSA pair; it becomes the public key handed to partners. Older active pairs still decrypt."""

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from cryptography.hazmat.primitives import hashes
+from django.test import Client
 
 from audit.models import AccessLog, AuditEvent
 from core.actors import Actor
@@ -118,6 +119,9 @@ def test_a_lead_creates_user_lead_payment_sms_and_audit(client, setup, enqueued,
         "welcome_message_id": message.public_id,
         "amount": "15.00",
     }
+    # The welcome SMS is queued by the same actor (it was "partner", outside the actor vocabulary).
+    queued = AuditEvent.objects.get(action="messaging.message_queued")
+    assert (queued.actor_type, queued.actor_id) == ("partner_platform", "businessos")
     log = AccessLog.objects.get(path=INGEST)
     assert (log.api, log.actor_type, log.actor_id, log.status_code) == ("careos", "partner_platform", "businessos", 200)
     assert f"lead:{lead.public_id}" in log.subject_ids
@@ -688,3 +692,41 @@ def test_100_requests_a_minute_per_partner(client, setup, frozen_ratelimit_clock
     assert post(client, setup, setup.lead(), **setup.headers(api_key=second_key.full_key)).status_code == 429
     frozen_ratelimit_clock.now += 61
     assert post(client, setup, setup.lead()).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("plaintext", "country", "expected"),
+    [
+        ("+14155550123", "", "+14155550123"),
+        ("+1 (415) 555-0123", "", "+14155550123"),
+        (" +1 415 555 0123 ", "", "+14155550123"),
+        ("whatsapp:+14155550123", "", "+14155550123"),
+        ("(415) 555-0123", "US", "+14155550123"),
+        ("415-555-0123", "us", "+14155550123"),
+        ("020 7946 0958", "GB", "+442079460958"),
+        ("+44 20 7946 0958", "US", "+442079460958"),
+    ],
+)
+def test_the_phone_forms_partners_send_are_normalized_by_the_one_rule(plaintext, country, expected):
+    setup = make_platform()
+    body = setup.lead(
+        phone=plaintext, user_location_country=country or None, source_conversation_id=f"c-{plaintext}-{country}"
+    )
+
+    response = Client().post(INGEST, body, content_type="application/json", **setup.headers())
+
+    assert response.status_code == 200, response.content
+    assert CareUser.objects.get().phone == expected
+
+
+@pytest.mark.parametrize(
+    ("plaintext", "country"), [("4155550123", ""), ("(415) 555-0123", ""), ("+1 415 555", ""), ("12", "US")]
+)
+def test_numbers_the_rule_refuses_answer_invalid_phone(plaintext, country):
+    setup = make_platform()
+    body = setup.lead(phone=plaintext, user_location_country=country or None)
+
+    response = Client().post(INGEST, body, content_type="application/json", **setup.headers())
+
+    assert (response.status_code, response.json()) == (400, {"error": "Invalid phone number"})
+    assert not CareUser.objects.exists()

@@ -354,3 +354,16 @@ def test_users_masked_and_found_by_exact_phone_or_public_id(staff):
     assert page.status_code == 200 and PHONE not in page.content.decode()
     assert lead.public_id in page.content.decode()
     assert staff.post(reverse("admin:leads_careuser_change", args=[lead.user.pk]), {}).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "term",
+    ["+14155550123", "+1 415 555 0123", "+1 (415) 555-0123", "(415) 555-0123", "415.555.0123", "4155550123"],
+)
+def test_phone_search_reads_the_forms_staff_type(term):
+    assert phone_search_index(term) == blind_index("+14155550123", purpose="leads.user.phone")
+
+
+@pytest.mark.parametrize("term", ["", "lead_abc", "12345", "+1 415 555", "+999 1234567"])
+def test_phone_search_leaves_other_terms_to_the_normal_search(term):
+    assert phone_search_index(term) is None

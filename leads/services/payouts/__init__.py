@@ -17,6 +17,7 @@ from leads.services.payouts.batches import (
     due_payments,
     payout_batch_cancel_manual,
     payout_batch_mark_paid,
+    payout_batches_export_record,
     payout_batches_resume,
 )
 from leads.services.payouts.reports import BatchOutcome, PayoutReport, PlatformReport
@@ -47,6 +48,7 @@ __all__ = [
     "payment_reinstate",
     "payout_batch_cancel_manual",
     "payout_batch_mark_paid",
+    "payout_batches_export_record",
     "payout_batches_resume",
     "payouts_process",
 ]

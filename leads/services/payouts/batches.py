@@ -301,6 +301,18 @@ def payout_batch_cancel_manual(*, batch: PayoutBatch, reason: str, actor: Actor)
     return locked
 
 
+@transaction.atomic
+def payout_batches_export_record(*, batch_public_ids: list[str], actor: Actor) -> None:
+    """Audit a CSV export of these batches' payments (before the file is streamed)."""
+    audit_event_record(
+        action="leads.payout_export",
+        actor=actor,
+        subject_type="leads.payout_batch",
+        subject_id=batch_public_ids[0] if len(batch_public_ids) == 1 else "",
+        metadata={"batches": list(batch_public_ids)},
+    )
+
+
 # --- Helpers ---------------------------------------------------------------------------------------
 
 
