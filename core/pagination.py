@@ -36,7 +36,7 @@ def parse_int_param(
     value = int(raw) if raw.isdigit() else None
     if value is None or value < minimum or (maximum is not None and value > maximum):
         bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
-        raise ApiError(400, f"{name} must be an integer {bounds}", code=code, details={"parameter": name})
+        raise ApiError(400, f"{name} must be an integer {bounds}", code=code)
     return value
 
 

@@ -170,12 +170,6 @@ def mood_trend(moods: Sequence[tuple[date, int]]) -> str | None:
     return trend(least_squares_slope([((d - origin).days, m) for d, m in moods]))
 
 
-def round1(value: float | None) -> float | None:
-    """One decimal, half up (6.25 -> 6.3): core.rounding's one rule. Kept for integration.services.alerts,
-    which still calls it; new code calls core.rounding.round_half_up."""
-    return round_half_up(value, 1)
-
-
 def ratio(entries: Sequence[tuple[int, int]]) -> float | None:
     """Gottman's positive:negative ratio over a period, 1 decimal half up (core.rounding.ratio): total
     positive / total negative (a period with no negative interactions divides by 1). None without entries."""

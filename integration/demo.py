@@ -389,6 +389,7 @@ def _generate(ctx, therapist: Therapist, partner: IntegrationPartner, clients: d
         notes="Focus on curiosity about your partner's inner world",
         due_date=today + timedelta(days=7),
         priority="high",
+        actor=Actor.integration_partner(partner.pk),
     )
     done = task_assign(
         therapist=therapist,
@@ -398,6 +399,7 @@ def _generate(ctx, therapist: Therapist, partner: IntegrationPartner, clients: d
         module="soft_startup",
         activities=["soft_startup_practice"],
         priority="medium",
+        actor=Actor.integration_partner(partner.pk),
     )
     client_data.task_complete(client=full, task_id=done.pk, actor=Actor.client(full.pk))
     created = alerts.alerts_evaluate_daily(today=today)

@@ -10,7 +10,6 @@ from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import serializers
 
 from core.domain import Invalid
-from core.errors import ApiError
 from core.pagination import parse_int_param
 from integration.events import EVENT_TYPES
 from integration.models import AlertType, TherapistTask
@@ -74,13 +73,9 @@ def alert_filters_from_query(params) -> AlertFilters:
         since = parse_iso_instant(params["since"])
         if since is None:
             raise BadParameter("since must be an ISO 8601 date or datetime")
-    try:
-        limit = parse_int_param(
-            params, "limit", default=DEFAULT_ALERT_LIMIT, minimum=1, maximum=MAX_ALERT_LIMIT, code=BAD_REQUEST
-        )
-    except ApiError as exc:
-        # The LoveRescue 400 names the parameter in its message only: no `details` key in the body.
-        raise BadParameter(exc.message) from None
+    limit = parse_int_param(
+        params, "limit", default=DEFAULT_ALERT_LIMIT, minimum=1, maximum=MAX_ALERT_LIMIT, code=BAD_REQUEST
+    )
     return AlertFilters(alert_type=alert_type, unread_only=unread_only, since=since, limit=limit)
 
 

@@ -27,17 +27,11 @@ def task_assign(
     notes: str | None = None,
     due_date: date | None = None,
     priority: str = TherapistTask.Priority.MEDIUM,
-    actor: Actor | None = None,
+    actor: Actor,
 ) -> TherapistTask:
     """Create a pending task for the client from this therapist (description and notes are encrypted at
     rest; the audit event carries ids and codes only). `partner` is the partner the task came through
-    (stored on the task).
-
-    `actor` None is transitional, for callers outside the partner API that do not pass one yet
-    (integration/demo.py, the app API's tests): the partner when there is one, else the therapist, as
-    before. Remove the default once they pass `actor=`."""
-    if actor is None:
-        actor = Actor.integration_partner(partner.pk) if partner is not None else Actor.therapist(therapist.pk)
+    (stored on the task)."""
     task = TherapistTask.objects.create(
         therapist=therapist,
         client=client,

@@ -9,6 +9,7 @@ import pytest
 
 from accounts.models import User
 from audit.models import AuditEvent
+from core.actors import Actor
 from core.time import utc_now
 from integration import catalogue
 from integration.models import (
@@ -477,8 +478,15 @@ def test_tasks_list_and_complete(app, jane, today):
         notes="Be curious",
         due_date=today + timedelta(days=7),
         priority="high",
+        actor=Actor.therapist(therapist.pk),
     )
-    other = task_assign(therapist=therapist, client=make_client(), partner=None, description="Not Jane's")
+    other = task_assign(
+        therapist=therapist,
+        client=make_client(),
+        partner=None,
+        description="Not Jane's",
+        actor=Actor.therapist(therapist.pk),
+    )
 
     listing = app.get("tasks")
     assert listing.status_code == 200

@@ -282,7 +282,10 @@ def test_link_update_refuses_bad_input_and_other_clients_links(jane):
 
 
 def test_task_complete_is_idempotent_and_scoped(jane):
-    task = task_assign(therapist=make_therapist(), client=jane, partner=None, description="Do it")
+    therapist = make_therapist()
+    task = task_assign(
+        therapist=therapist, client=jane, partner=None, description="Do it", actor=Actor.therapist(therapist.pk)
+    )
     first = cd.task_complete(client=jane, actor=Actor.client(jane.pk), task_id=task.pk)
     second = cd.task_complete(client=jane, actor=Actor.client(jane.pk), task_id=task.pk)
     assert first.status == "completed" and second.completed_at == first.completed_at

@@ -9,6 +9,7 @@ import pytest
 
 from audit.models import AuditEvent
 from core.actors import Actor
+from core.rounding import round_half_up
 from integration import analytics
 from integration.models import (
     ActivityEntry,
@@ -217,7 +218,7 @@ def test_trend_thresholds():
     assert analytics.mood_trend([(d(1, 1), 5), (d(1, 21), 6)]) == "stable"  # 0.05/day
     assert analytics.mood_trend([(d(1, 1), 8), (d(1, 2), 6), (d(1, 3), 4)]) == "declining"
     assert analytics.mood_trend([(d(1, 1), 8)]) is None
-    assert analytics.round1(6.25) == 6.3 and analytics.round1(6.2857) == 6.3
+    assert round_half_up(6.25, 1) == 6.3 and round_half_up(6.2857, 1) == 6.3
 
 
 def test_session_prep_through_the_partner_api(client, world):

@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q
 
+from core.rounding import round_half_up
 from core.time import utc_now
 from integration import analytics, catalogue
 from integration.models import (
@@ -174,7 +175,7 @@ def _risk_mood(checkin: CheckIn) -> Alert | None:
                 episode_key=run.start.isoformat(),
                 message=risk_message(run.length),
                 metadata={
-                    "moodBaseline": analytics.round1(run.baseline.mean),
+                    "moodBaseline": round_half_up(run.baseline.mean),
                     "currentMood": run.latest_mood,
                     "daysBelow": run.length,
                 },
@@ -307,7 +308,7 @@ def alerts_on_assessment(*, assessment: Assessment) -> list[Alert]:
         metadata={
             "milestone": "assessment_breakthrough",
             "assessmentType": assessment.type,
-            "improvement": analytics.round1(improvement),
+            "improvement": round_half_up(improvement),
         },
     )
     return [alert] if alert else []
