@@ -18,7 +18,7 @@ MASK = "•••"
 WHATSAPP_PREFIX = "whatsapp:"
 # What a person might type for a phone number: digits with spaces, dots, dashes, brackets, one leading +.
 _PHONE_LIKE_RE = re.compile(r"[+(]?[0-9][0-9 ().-]{5,24}")
-MAX_INPUT_LENGTH = 64
+MAX_INPUT_LENGTH = 250  # phonenumbers' own cap on what it will parse
 
 
 class InvalidPhone(Invalid):
@@ -32,12 +32,14 @@ def normalize_e164(raw: str, *, region: str | None = None) -> str:
         value = value[len(WHATSAPP_PREFIX) :]
     if not value or len(value) > MAX_INPUT_LENGTH:
         raise InvalidPhone()
-    hint = None if value.startswith("+") else (region or "").upper() or None
-    if hint is None and not value.startswith("+"):
-        raise InvalidPhone("Phone number must start with + and the country code")
+    # phonenumbers decides what is international (`+`, a full-width `＋`, `tel:+...`); the hint serves
+    # only numbers written without one.
+    hint = (region or "").upper() or None
     try:
         parsed = phonenumbers.parse(value, hint)
-    except phonenumbers.NumberParseException:
+    except phonenumbers.NumberParseException as exc:
+        if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE and hint is None:
+            raise InvalidPhone("Phone number must start with + and the country code") from None
         raise InvalidPhone() from None
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidPhone()

@@ -185,6 +185,8 @@ def test_page_serializer_renders_the_page_shape():
         ("whatsapp:+14155550123", None, "+14155550123"),
         ("020 7946 0958", "GB", "+442079460958"),
         ("+44 20 7946 0958", "US", "+442079460958"),  # an international number ignores the hint
+        ("tel:+1-415-555-0123", None, "+14155550123"),
+        ("\uff0b14155550123", None, "+14155550123"),  # full-width plus
     ],
 )
 def test_normalize_e164(raw, region, expected):
@@ -199,7 +201,7 @@ def test_normalize_e164(raw, region, expected):
         ("+1555555", None),  # too short
         ("+15555550123", None),  # possible length, but not a valid number
         ("not a phone", "US"),
-        ("+1" + "2" * 80, None),
+        ("+1" + "2" * 300, None),
     ],
 )
 def test_normalize_e164_refuses(raw, region):
