@@ -20,6 +20,7 @@ from __future__ import annotations
 from accounts.models import Membership, Organization, User
 from accounts.services import membership_set, organization_create
 from audit.services import audit_event_record
+from core.actors import Actor
 from core.registry import SeedContext
 
 DEMO_PASSWORD = "demo-password-123!"  # demo only: public by design, refused in production without --force
@@ -32,8 +33,7 @@ SEED_ACTOR = "seed_demo"
 def _user_created(user: User) -> None:
     audit_event_record(
         action="accounts.user_created",
-        actor_type="system",
-        actor_id=SEED_ACTOR,
+        actor=Actor.system(SEED_ACTOR),
         subject_type="user",
         subject_id=str(user.pk),
         metadata={"source": SEED_ACTOR, "is_staff": user.is_staff},
@@ -44,7 +44,7 @@ def seed_base(ctx: SeedContext) -> None:
     """Demo Clinic and its owner `demo`, provided to later contributors. Runs inside seed_demo's transaction."""
     organization = Organization.objects.filter(name=DEMO_ORGANIZATION_NAME).order_by("pk").first()
     if organization is None:
-        organization = organization_create(name=DEMO_ORGANIZATION_NAME, actor="system")
+        organization = organization_create(name=DEMO_ORGANIZATION_NAME, actor=Actor.system(SEED_ACTOR))
         ctx.changed(f"created organization {organization.name} ({organization.public_id})")
 
     user = User.objects.filter(username=DEMO_USERNAME).first()
@@ -60,7 +60,7 @@ def seed_base(ctx: SeedContext) -> None:
 
     membership = Membership.objects.filter(user=user, organization=organization).first()
     if membership is None or membership.role != Membership.Role.OWNER:
-        membership_set(user=user, organization=organization, role=Membership.Role.OWNER, actor="system")
+        membership_set(user=user, organization=organization, role=Membership.Role.OWNER, actor=Actor.system(SEED_ACTOR))
         ctx.changed(f"made {DEMO_USERNAME} owner of {organization.name}")
 
     ctx.provide(organization=organization, demo_user=user, password=DEMO_PASSWORD)

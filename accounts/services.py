@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import ExternalIdentity, Membership, Organization, User
 from audit.services import audit_event_record
+from core.actors import Actor
 
 
 @transaction.atomic
@@ -28,8 +29,7 @@ def external_identity_resolve(*, issuer: str, subject: str, claims: dict) -> Use
         return ExternalIdentity.objects.select_related("user").get(issuer=issuer, subject=subject).user
     audit_event_record(
         action="accounts.external_identity_provisioned",
-        actor_type="system",
-        actor_id="oidc",
+        actor=Actor.system("oidc"),
         subject_type="user",
         subject_id=str(user.pk),
         metadata={"issuer": issuer},
@@ -38,12 +38,11 @@ def external_identity_resolve(*, issuer: str, subject: str, claims: dict) -> Use
 
 
 @transaction.atomic
-def organization_create(*, name: str, actor: str = "system") -> Organization:
+def organization_create(*, name: str, actor: Actor) -> Organization:
     organization = Organization.objects.create(name=name)
     audit_event_record(
         action="accounts.organization_created",
-        actor_type="user" if actor != "system" else "system",
-        actor_id=actor,
+        actor=actor,
         organization_id=organization.public_id,
         subject_type="organization",
         subject_id=organization.public_id,
@@ -52,14 +51,11 @@ def organization_create(*, name: str, actor: str = "system") -> Organization:
 
 
 @transaction.atomic
-def membership_set(*, user: User, organization: Organization, role: str, actor: str = "system") -> Membership:
-    membership, _ = Membership.objects.update_or_create(
-        user=user, organization=organization, defaults={"role": role}
-    )
+def membership_set(*, user: User, organization: Organization, role: str, actor: Actor) -> Membership:
+    membership, _ = Membership.objects.update_or_create(user=user, organization=organization, defaults={"role": role})
     audit_event_record(
         action="accounts.membership_set",
-        actor_type="system" if actor == "system" else "user",
-        actor_id=actor,
+        actor=actor,
         organization_id=organization.public_id,
         subject_type="user",
         subject_id=str(user.pk),

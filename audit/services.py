@@ -21,9 +21,7 @@ PURGE_BATCH = 5000
 def audit_event_record(
     *,
     action: str,
-    actor: Actor | None = None,
-    actor_type: str = "",
-    actor_id: str = "",
+    actor: Actor,
     organization_id: str = "",
     subject_type: str = "",
     subject_id: str = "",
@@ -35,8 +33,6 @@ def audit_event_record(
     """
     if not connection.in_atomic_block:
         raise RuntimeError("audit_event_record must run inside the service's transaction.atomic block")
-    if actor is None:  # transitional: callers still passing actor_type/actor_id
-        actor = Actor(actor_type, actor_id)
     return AuditEvent.objects.create(
         created_at=utc_now(),
         action=action,

@@ -16,9 +16,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from audit.context import note_subjects
 from core.actors import Actor
 from core.apis import LOVERESCUE
+from core.context import note_subjects
 from core.schema import error_responses
 from core.validation import validated
 from integration.api import app_serializers as s

@@ -7,10 +7,10 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from audit.context import set_actor
 from core.actors import Actor
 from core.api import ApiView, public
 from core.apis import LOVERESCUE, LOVERESCUE_AUTH_RATES
+from core.context import set_actor
 from core.errors import ApiError
 from core.net import client_ip
 from core.schema import error_responses

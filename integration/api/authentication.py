@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from rest_framework import authentication, permissions
 
-from audit.context import set_actor
 from core.actors import Actor
+from core.context import set_actor
 from core.errors import ApiError
 from core.net import client_ip
 from integration import tokens

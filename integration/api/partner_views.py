@@ -19,9 +19,9 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework.response import Response
 
-from audit.context import note_subjects
 from core.actors import Actor
 from core.apis import LOVERESCUE
+from core.context import note_subjects
 from core.domain import Invalid
 from core.schema import error_responses
 from core.validation import validated

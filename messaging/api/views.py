@@ -21,9 +21,9 @@ from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from audit.context import note_subjects
 from core.api import ApiView, public
 from core.apis import PLATFORM
+from core.context import note_subjects
 from core.errors import ApiError
 from core.schema import error_responses
 from messaging import clients, services

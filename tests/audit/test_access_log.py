@@ -11,12 +11,12 @@ from django.urls import include, path
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from audit.context import note_subjects, set_actor, set_organization
 from audit.models import AccessLog, AuditEvent
 from audit.services import audit_event_record
+from core.actors import Actor
 from core.api import ApiView
 from core.apis import CAREOS
-from core.context import request_id_var
+from core.context import note_subjects, request_id_var, set_actor, set_organization
 
 
 class _TouchesSubjects(ApiView):
@@ -27,7 +27,7 @@ class _TouchesSubjects(ApiView):
     permission_classes = [AllowAny]
 
     def get(self, request):
-        set_actor(request, "partner", 42)
+        set_actor(request, Actor.partner_platform("acme"))
         set_organization(request, "org_abc")
         note_subjects(request, "lead", ["lead_1", "lead_2"])
         note_subjects(request, "client", ["c-9"])
@@ -98,7 +98,8 @@ def test_token_request_records_the_user_as_actor(client, user):
 
 def test_failed_token_request_is_anonymous(client, user):
     response = client.post(
-        "/api/v1/auth/token", data={"username": "auditor", "password": "wrong-password-x"},
+        "/api/v1/auth/token",
+        data={"username": "auditor", "password": "wrong-password-x"},
         content_type="application/json",
     )
     assert response.status_code == 401
@@ -128,7 +129,7 @@ def test_view_reported_actor_organization_and_subjects_are_logged(client):
     response = client.get("/api/leads/probe-subjects")
     assert response.status_code == 200, response.content
     row = _only_row()
-    assert (row.actor_type, row.actor_id) == ("partner", "42")
+    assert (row.actor_type, row.actor_id) == ("partner_platform", "acme")
     assert row.organization_id == "org_abc"
     assert row.subject_ids == ["lead:lead_1", "lead:lead_2", "client:c-9"]
     assert (row.api, row.status_code) == ("careos", 200)
@@ -153,7 +154,7 @@ def test_access_log_write_is_a_single_insert(client):
 def test_audit_event_record_refuses_to_run_outside_a_transaction():
     assert not connection.in_atomic_block
     with pytest.raises(RuntimeError, match="inside the service's transaction"):
-        audit_event_record(action="test.outside", actor_type="system", actor_id="test")
+        audit_event_record(action="test.outside", actor=Actor.system("test"))
     assert AuditEvent.objects.count() == 0
 
 
@@ -164,8 +165,7 @@ def test_audit_event_record_inside_a_transaction_writes_with_the_request_id():
         with transaction.atomic():
             event = audit_event_record(
                 action="consent.revoked",
-                actor_type="user",
-                actor_id=7,
+                actor=Actor("user", 7),
                 organization_id="org_x",
                 subject_type="client",
                 subject_id="c-1",
@@ -186,9 +186,9 @@ def test_audit_event_record_inside_a_transaction_writes_with_the_request_id():
 def test_audit_event_rolls_back_with_its_transaction():
     with pytest.raises(ZeroDivisionError):
         with transaction.atomic():
-            audit_event_record(action="test.rolled_back", actor_type="system", actor_id="test")
+            audit_event_record(action="test.rolled_back", actor=Actor.system("test"))
             1 / 0  # noqa: B018
     assert not AuditEvent.objects.filter(action="test.rolled_back").exists()
     with transaction.atomic():
-        event = audit_event_record(action="test.no_request", actor_type="system", actor_id="test")
+        event = audit_event_record(action="test.no_request", actor=Actor.system("test"))
     assert AuditEvent.objects.get(pk=event.pk).request_id == ""

@@ -71,6 +71,7 @@ def _rows(response) -> list[list[str]]:
 
 # --- Changelists, filters, search -------------------------------------------------------------------
 
+
 def test_access_log_changelist_renders_with_filters(admin_client):
     _log(api="careos", path="/api/leads/lead_1", status_code=404)
     _log(api="mark", path="/api/v1/patients/pat_2")
@@ -128,6 +129,7 @@ def test_changelist_queries_do_not_grow_with_rows(admin_client):
 
 # --- Read-only, superusers included --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("url", [LOGS, EVENTS])
 def test_add_is_refused(admin_client, url):
     assert admin_client.get(f"{url}add/").status_code == 403
@@ -182,8 +184,9 @@ def test_staff_without_view_permission_sees_nothing(client):
 
 # --- CSV export --------------------------------------------------------------------------------------
 
+
 def test_export_selected_rows_as_csv(admin_client, superuser):
-    first = _log(user_agent="=HYPERLINK(\"http://evil\")", actor_id="@SUM(A1)", subject_ids=["client:c1", "lead:l2"])
+    first = _log(user_agent='=HYPERLINK("http://evil")', actor_id="@SUM(A1)", subject_ids=["client:c1", "lead:l2"])
     second = _log(api="careos", path="/api/leads/lead_7", status_code=201, user_agent="+1-555", actor_id="-2+3")
     _log(path="/api/v1/not-selected")
 
@@ -195,15 +198,26 @@ def test_export_selected_rows_as_csv(admin_client, superuser):
     rows = _rows(response)
     header = rows[0]
     assert header == [
-        "created_at", "api", "actor_type", "actor_id", "organization_id", "method", "path", "subject_ids",
-        "status_code", "ip", "user_agent", "request_id", "duration_ms",
+        "created_at",
+        "api",
+        "actor_type",
+        "actor_id",
+        "organization_id",
+        "method",
+        "path",
+        "subject_ids",
+        "status_code",
+        "ip",
+        "user_agent",
+        "request_id",
+        "duration_ms",
     ]
     assert len(rows) == 3  # header + the two selected rows
     by_path = {row[header.index("path")]: dict(zip(header, row, strict=True)) for row in rows[1:]}
     assert set(by_path) == {"/api/v1/patients/pat_1", "/api/leads/lead_7"}
 
     formula = by_path["/api/v1/patients/pat_1"]
-    assert formula["user_agent"] == "'=HYPERLINK(\"http://evil\")"
+    assert formula["user_agent"] == '\'=HYPERLINK("http://evil")'
     assert formula["actor_id"] == "'@SUM(A1)"
     assert formula["subject_ids"] == "client:c1 lead:l2"
     assert formula["created_at"].endswith("Z")
@@ -281,3 +295,17 @@ def test_export_queries_do_not_grow_with_rows(admin_client):
 )
 def test_csv_safe(value, expected):
     assert csv_safe(value) == expected
+
+
+def test_actor_type_filter_offers_the_one_vocabulary_and_finds_partner_rows(admin_client):
+    from audit.admin import ActorTypeFilter
+    from core.actors import ActorType
+
+    assert ActorTypeFilter.lookups(None, None, None) == ActorType.choices
+    _log(actor_type=ActorType.INTEGRATION_PARTNER, actor_id="p-1", path="/api/integration/clients")
+    _log(actor_type=ActorType.PARTNER_PLATFORM, actor_id="acme", path="/api/leads/ingest")
+    _log(actor_type=ActorType.ANONYMOUS, actor_id="", path="/api/leads/ingest")
+    for value, path in [("integration_partner", "/api/integration/clients"), ("partner_platform", "/api/leads/ingest")]:
+        response = admin_client.get(LOGS, {"actor_type": value})
+        assert response.status_code == 200
+        assert list(response.context["cl"].queryset.values_list("path", flat=True)) == [path]
