@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import SuspiciousOperation
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 
 from core import domain
@@ -169,35 +169,6 @@ def _drf_code(code: str | None, status: int) -> str | None:
     return code
 
 
-def render_api_error(request, error: ApiError, family=None) -> JsonResponse:
-    from core.apis import family_for_request
-
-    family = family or family_for_request(request)
-    body = family.render(request, error)
-    response = JsonResponse(body, status=error.status, json_dumps_params={"ensure_ascii": False})
-    for name, value in error.headers.items():
-        response[name] = value
-    return response
-
-
 def log_unhandled(request, exc: BaseException) -> None:
     # Path and method only: request bodies and query strings may carry PHI.
     logger.error("Unhandled error on %s %s", request.method, request.path, exc_info=exc)
-
-
-def api_exception_handler(exc, context):
-    """DRF EXCEPTION_HANDLER: every error raised in an API view, in its API's envelope."""
-    from rest_framework.views import exception_handler as drf_default_exception_handler
-
-    request = context["request"]
-    drf_response = drf_default_exception_handler(exc, context)
-    error = api_error_from_exception(exc)
-    if error.status >= 500:
-        log_unhandled(request, exc)
-    if drf_response is not None:
-        for name in ("WWW-Authenticate", "Retry-After", "Allow"):
-            if name in drf_response and name not in error.headers:
-                error.headers[name] = drf_response[name]
-    view = context.get("view")
-    family = getattr(view, "api_family", None)
-    return render_api_error(request._request if hasattr(request, "_request") else request, error, family)

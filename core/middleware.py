@@ -7,7 +7,8 @@ import uuid
 
 from core.apis import family_for_request
 from core.context import request_id_var
-from core.errors import ApiError, api_error_from_exception, log_unhandled, render_api_error
+from core.envelopes import render_api_error
+from core.errors import ApiError, api_error_from_exception, log_unhandled
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
 

@@ -34,14 +34,6 @@ SCANNED = (
 )
 CORE = "core"
 
-# Import cycles through core that exist today in files this change does not own: the exact set of modules
-# of each cycle's strongly connected component (a new module joining the cycle is reported).
-KNOWN_CORE_CYCLES: set[frozenset[str]] = {
-    # core.apis imports core.errors and core.ratelimit (which imports core.errors); core.errors'
-    # render_api_error imports core.apis inside the function (core/errors.py:155).
-    frozenset({"core.apis", "core.errors", "core.ratelimit"}),
-}
-
 
 @dataclass(frozen=True)
 class Edge:
@@ -334,14 +326,8 @@ def test_core_imports_no_other_project_package(project):
 
 
 def test_no_import_cycle_passes_through_core(project):
-    cycles = [cycle for cycle in cycles_through(project) if cycle.component not in KNOWN_CORE_CYCLES]
+    cycles = list(cycles_through(project))
     assert not cycles, "import cycles through core:\n" + "\n\n".join(str(cycle) for cycle in cycles)
-
-
-def test_known_core_cycles_still_exist(project):
-    """Remove an entry from KNOWN_CORE_CYCLES once the cycle is gone from the code."""
-    cycles = {cycle.component for cycle in cycles_through(project)}
-    assert KNOWN_CORE_CYCLES <= cycles, KNOWN_CORE_CYCLES - cycles
 
 
 def test_the_scan_sees_the_project(project):

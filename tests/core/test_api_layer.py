@@ -13,7 +13,8 @@ from rest_framework import serializers
 from core import domain, rounding
 from core.actors import Actor, ActorType
 from core.apis import CAREOS, LOVERESCUE, MARK, ROUTIQ, THERAPIST
-from core.errors import ApiError, api_error_from_exception, render_api_error
+from core.envelopes import render_api_error
+from core.errors import ApiError, api_error_from_exception
 from core.pagination import (
     MAX_OFFSET,
     Page,
