@@ -106,11 +106,12 @@ def main() -> int:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
+    from core.actors import Actor
     from leads import crypto
     from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform
     from leads.services import platforms
 
-    actor = {"actor_type": "system", "actor_id": "bench"}
+    actor = {"actor": Actor.system("bench")}
     platform = PartnerPlatform.objects.filter(slug=PLATFORM).first()
     if platform is None:
         platform = platforms.platform_create(slug=PLATFORM, name="CareOS profile partner", **actor)

@@ -27,6 +27,7 @@ from datetime import time as dtime
 from django.db import connection, transaction
 
 from accounts.models import User
+from core.actors import Actor
 from core.time import utc_now
 from integration.catalogue import COURSE_WEEKS, DAYS_PER_WEEK
 from integration.models import (
@@ -184,8 +185,7 @@ def _generate(n_clients: int, today: date, rng: random.Random) -> int:
         baa_signed_at=date(2026, 1, 1),
         baa_signer="Bench Signer",
         rate_limit_per_minute=PARTNER_RATE_LIMIT,
-        actor_type="system",
-        actor_id="bench",
+        actor=Actor.system("bench"),
     )
 
     users = User.objects.bulk_create(

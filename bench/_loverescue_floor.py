@@ -16,7 +16,7 @@ from pathlib import Path
 
 from django.http import HttpResponse
 
-from audit.context import note_subjects
+from core.context import note_subjects
 from integration.api.base import PartnerApiView
 
 

@@ -106,6 +106,7 @@ def main() -> int:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
+    from core.actors import Actor
     from core.time import utc_now
     from leads import crypto
     from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform
@@ -115,7 +116,7 @@ def main() -> int:
     load_at_start = os.getloadavg()
     started_at = utc_now()
     call_command("migrate", verbosity=0)
-    actor = {"actor_type": "system", "actor_id": "bench"}
+    actor = {"actor": Actor.system("bench")}
     platform = PartnerPlatform.objects.filter(slug=PLATFORM).first()
     if platform is None:
         platform = platforms.platform_create(slug=PLATFORM, name="CareOS bench partner", **actor)

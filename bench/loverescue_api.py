@@ -105,6 +105,7 @@ def main() -> int:
     from django.test.utils import CaptureQueriesContext
 
     from bench._loverescue_data import bench_data
+    from core.actors import Actor
     from integration import tokens
     from integration.models import PermissionLevel
     from integration.services.partners import partner_credential_create
@@ -112,7 +113,7 @@ def main() -> int:
     load_at_start = os.getloadavg()
     call_command("migrate", verbosity=0)
     data = bench_data(N_CLIENTS)
-    issued = partner_credential_create(partner=data.partner, actor_type="system", actor_id="bench")
+    issued = partner_credential_create(partner=data.partner, actor=Actor.system("bench"))
     cache = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-loverescue-"))

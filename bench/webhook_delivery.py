@@ -185,6 +185,7 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
 
+    from core.actors import Actor
     from webhooks.tasks import deliver_webhook
 
     # The bench's own queue, so other workers on the same broker never take its tasks.
@@ -197,8 +198,7 @@ def main() -> None:
         url=url,
         events=["alert.created"],
         scheme="loverescue",
-        actor_type="system",
-        actor_id="bench",
+        actor=Actor.system("bench"),
     )
     workers = start_workers(TMP)
     try:

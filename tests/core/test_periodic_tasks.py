@@ -270,13 +270,6 @@ def test_installed_rows_are_what_the_apps_declare():
             ) == (when.minute, when.hour, when.day_of_week, when.day_of_month, when.month_of_year, "UTC")
 
 
-def test_config_schedules_still_reads_the_registry():
-    from config import schedules
-
-    assert schedules.PERIODIC_TASKS == registry.periodic_tasks()
-    assert (schedules.Crontab, schedules.Interval, schedules.Schedule) == (Crontab, Interval, Schedule)
-
-
 def test_register_replaces_an_apps_entries_and_ignores_apps_not_installed(monkeypatch):
     monkeypatch.setattr(registry, "_contributions", dict(registry._contributions))
     ping = Schedule(name="core: ping", task="core.tasks.ping", when=Interval(seconds=60))

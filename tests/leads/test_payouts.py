@@ -16,8 +16,8 @@ from django.core.management import call_command
 from django.db import connection
 
 from audit.models import AuditEvent
-from config import schedules
-from config.schedules import Crontab
+from core.registry import Crontab
+from leads.schedules import PERIODIC_TASKS
 from leads import tasks
 from leads.models import PartnerPayment, PayoutBatch
 from leads.services import payouts
@@ -281,13 +281,13 @@ def test_task_runs_a_payout_and_is_idempotent(platform):
 
 
 def test_monthly_schedule_is_declared():
-    [entry] = [e for e in schedules.PERIODIC_TASKS if e.task == "leads.tasks.process_partner_payments"]
+    [entry] = [e for e in PERIODIC_TASKS if e.task == "leads.tasks.process_partner_payments"]
     assert entry.name == "leads: monthly partner payouts"
     assert isinstance(entry.when, Crontab)
     assert (entry.when.day_of_month, entry.when.month_of_year, entry.when.day_of_week) == ("1", "*", "*")
     assert entry.when.hour.isdigit() and entry.when.minute.isdigit()
     assert tasks.process_partner_payments.name == entry.task
-    [resume] = [e for e in schedules.PERIODIC_TASKS if e.task == "leads.tasks.resume_payout_batches"]
+    [resume] = [e for e in PERIODIC_TASKS if e.task == "leads.tasks.resume_payout_batches"]
     assert resume.when.day_of_month == "*"
 
 

@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 
-from config.schedules import PERIODIC_TASKS, Interval
+from core.registry import Interval
+from messaging.schedules import PERIODIC_TASKS
 from core.time import utc_now
 from messaging.models import OutboundMessage
 from messaging.services import message_queue
