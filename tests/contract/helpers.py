@@ -31,8 +31,15 @@ from django.test import Client
 from django.utils import timezone
 
 SNAPSHOT_DIR = Path(__file__).parent / "snapshots"
-RECORDED_HEADERS = ("Content-Type", "X-RateLimit-Limit", "X-RateLimit-Remaining", "Retry-After",
-                    "WWW-Authenticate", "Allow", "Cache-Control")
+RECORDED_HEADERS = (
+    "Content-Type",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "Retry-After",
+    "WWW-Authenticate",
+    "Allow",
+    "Cache-Control",
+)
 PRESENCE_HEADERS = ("X-RateLimit-Reset",)
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
 PUBLIC_WEBHOOK_URL = "https://93.184.216.34/hooks/loverescue"  # a public IP literal: no DNS needed
@@ -58,9 +65,19 @@ class Api:
         self.client = Client()
         self.log: list[dict] = []
 
-    def call(self, name: str, method: str, path: str, body: Any = None, *, raw: str | bytes | None = None,
-             content_type: str = "application/json", token: str | None = None, headers: dict | None = None,
-             expect_valid: bool = False):
+    def call(
+        self,
+        name: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: str | bytes | None = None,
+        content_type: str = "application/json",
+        token: str | None = None,
+        headers: dict | None = None,
+        expect_valid: bool = False,
+    ):
         """One request. `body` is sent as JSON; `raw` as is. `expect_valid`: the request is meant to be
         valid (the schema walk checks its body against the documented requestBody)."""
         extra = {}
@@ -72,28 +89,39 @@ class Api:
         kwargs = {"content_type": content_type} if data is not None else {}
         handler = getattr(self.client, method.lower())
         response = handler(path, data, **kwargs, **extra) if data is not None else handler(path, **extra)
-        self.log.append({
-            "name": name,
-            "method": method.upper(),
-            "path": path,
-            "request_body": body,
-            "request_extra": extra,
-            "request_content_type": content_type if data is not None else None,
-            "expect_valid": expect_valid,
-            "status": response.status_code,
-            "headers": recorded_headers(response),
-            "body": json_body(response),
-        })
+        self.log.append(
+            {
+                "name": name,
+                "method": method.upper(),
+                "path": path,
+                "request_body": body,
+                "request_extra": extra,
+                "request_content_type": content_type if data is not None else None,
+                "expect_valid": expect_valid,
+                "status": response.status_code,
+                "headers": recorded_headers(response),
+                "body": json_body(response),
+            }
+        )
         return response
 
     def resend(self, exchange: dict, name: str, body: Any):
         """The same request (method, path, credentials), with another JSON body."""
         handler = getattr(self.client, exchange["method"].lower())
-        response = handler(exchange["path"], json.dumps(body), content_type="application/json",
-                           **exchange["request_extra"])
-        self.log.append({**exchange, "name": name, "request_body": body, "request_content_type": "application/json",
-                         "status": response.status_code, "headers": recorded_headers(response),
-                         "body": json_body(response)})
+        response = handler(
+            exchange["path"], json.dumps(body), content_type="application/json", **exchange["request_extra"]
+        )
+        self.log.append(
+            {
+                **exchange,
+                "name": name,
+                "request_body": body,
+                "request_content_type": "application/json",
+                "status": response.status_code,
+                "headers": recorded_headers(response),
+                "body": json_body(response),
+            }
+        )
         return response
 
 
@@ -206,13 +234,15 @@ def known_ids(demo: dict) -> dict[str, str]:
 def snapshot_entries(log: list[dict], normaliser: Normaliser) -> list[dict]:
     entries = []
     for exchange in log:
-        entries.append({
-            "name": normaliser.string(exchange["name"]),
-            "request": f"{exchange['method']} {normaliser.string(exchange['path'])}",
-            "status": exchange["status"],
-            "headers": normaliser(exchange["headers"]),
-            "body": normaliser(exchange["body"]),
-        })
+        entries.append(
+            {
+                "name": normaliser.string(exchange["name"]),
+                "request": f"{exchange['method']} {normaliser.string(exchange['path'])}",
+                "status": exchange["status"],
+                "headers": normaliser(exchange["headers"]),
+                "body": normaliser(exchange["body"]),
+            }
+        )
     return entries
 
 
@@ -239,11 +269,18 @@ def snapshot_diff(name: str, golden: list[dict], actual: list[dict], shown: int 
     lines = [f"{name}: responses differ from the golden file snapshots/{name}.json"]
     if len(golden) != len(actual):
         lines.append(f"  {len(golden)} exchanges recorded in the golden file, {len(actual)} now")
-    differing = [i for i in range(max(len(golden), len(actual)))
-                 if i >= len(golden) or i >= len(actual) or golden[i] != actual[i]]
-    lines.append(f"  {len(differing)} differing exchange(s): "
-                 + ", ".join(f"#{i} {(golden + actual)[i]['name'] if i < len(golden) else actual[i]['name']}"
-                             for i in differing[:40]) + (" ..." if len(differing) > 40 else ""))
+    differing = [
+        i
+        for i in range(max(len(golden), len(actual)))
+        if i >= len(golden) or i >= len(actual) or golden[i] != actual[i]
+    ]
+    lines.append(
+        f"  {len(differing)} differing exchange(s): "
+        + ", ".join(
+            f"#{i} {(golden + actual)[i]['name'] if i < len(golden) else actual[i]['name']}" for i in differing[:40]
+        )
+        + (" ..." if len(differing) > 40 else "")
+    )
     for i in differing[:shown]:
         before = json.dumps(golden[i], indent=2, sort_keys=True).splitlines() if i < len(golden) else []
         after = json.dumps(actual[i], indent=2, sort_keys=True).splitlines() if i < len(actual) else []
@@ -258,9 +295,13 @@ def snapshot_diff(name: str, golden: list[dict], actual: list[dict], shown: int 
 
 def partner_token(api: Api, demo: dict, name: str = "auth: good credentials") -> str:
     lr = demo["loverescue"]
-    response = api.call(name, "POST", "/api/integration/auth",
-                        {"apiKey": lr["apiKey"], "apiSecret": lr["apiSecret"], "therapistId": lr["therapistId"]},
-                        expect_valid=True)
+    response = api.call(
+        name,
+        "POST",
+        "/api/integration/auth",
+        {"apiKey": lr["apiKey"], "apiSecret": lr["apiSecret"], "therapistId": lr["therapistId"]},
+        expect_valid=True,
+    )
     assert response.status_code == 200, response.content
     return response.json()["token"]
 
@@ -272,8 +313,12 @@ def expired_partner_token(token: str) -> str:
     from integration.tokens import issue_token
 
     claims = jwt.decode(token, options={"verify_signature": False})
-    return issue_token(partner_id=claims["sub"], credential_id=claims["cid"], therapist_id=claims["tid"],
-                       now=timezone.now() - timedelta(hours=2))
+    return issue_token(
+        partner_id=claims["sub"],
+        credential_id=claims["cid"],
+        therapist_id=claims["tid"],
+        now=timezone.now() - timedelta(hours=2),
+    )
 
 
 def platform_token(api: Api, demo: dict, name: str = "platform token: good login") -> str:
@@ -291,8 +336,8 @@ def encrypt_phone(phone: str, public_pem: str) -> str:
 
     key = serialization.load_pem_public_key(public_pem.encode())
     ciphertext = key.encrypt(
-        phone.encode("utf-8"), padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(),
-                                            label=None)
+        phone.encode("utf-8"),
+        padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None),
     )
     return base64.b64encode(ciphertext).decode("ascii")
 
@@ -350,12 +395,24 @@ def loverescue_scenario(api: Api, demo: dict) -> None:
 
     # Partner token exchange
     api.call("auth: missing apiSecret", "POST", auth, {"apiKey": lr["apiKey"], "therapistId": lr["therapistId"]})
-    api.call("auth: unknown key", "POST", auth,
-             {"apiKey": "lr_int_nosuchkey000_x", "apiSecret": lr["apiSecret"], "therapistId": lr["therapistId"]})
-    api.call("auth: wrong secret", "POST", auth,
-             {"apiKey": lr["apiKey"], "apiSecret": "sk_live_wrong", "therapistId": lr["therapistId"]})
-    api.call("auth: unknown therapist", "POST", auth,
-             {"apiKey": lr["apiKey"], "apiSecret": lr["apiSecret"], "therapistId": UNKNOWN_UUID})
+    api.call(
+        "auth: unknown key",
+        "POST",
+        auth,
+        {"apiKey": "lr_int_nosuchkey000_x", "apiSecret": lr["apiSecret"], "therapistId": lr["therapistId"]},
+    )
+    api.call(
+        "auth: wrong secret",
+        "POST",
+        auth,
+        {"apiKey": lr["apiKey"], "apiSecret": "sk_live_wrong", "therapistId": lr["therapistId"]},
+    )
+    api.call(
+        "auth: unknown therapist",
+        "POST",
+        auth,
+        {"apiKey": lr["apiKey"], "apiSecret": lr["apiSecret"], "therapistId": UNKNOWN_UUID},
+    )
     api.call("auth: not JSON", "POST", auth, raw="apiKey=x", content_type="application/json")
     api.call("auth: GET not allowed", "GET", auth)
     token = partner_token(api, demo)
@@ -380,8 +437,9 @@ def loverescue_scenario(api: Api, demo: dict) -> None:
     api.call("session-prep: lastSessionDate 14 days ago", "GET", f"{base}?lastSessionDate={_day(-14)}", token=token)
     api.call("session-prep: lastSessionDate bad", "GET", f"{base}?lastSessionDate=yesterday", token=token)
     api.call("session-prep: lastSessionDate future", "GET", f"{base}?lastSessionDate={_day(3)}", token=token)
-    api.call("session-prep: unknown client", "GET", f"/api/integration/clients/{UNKNOWN_UUID}/session-prep",
-             token=token)
+    api.call(
+        "session-prep: unknown client", "GET", f"/api/integration/clients/{UNKNOWN_UUID}/session-prep", token=token
+    )
 
     # Couple dynamics
     api.call("dynamics", "GET", f"/api/integration/couples/{lr['coupleId']}/dynamics", token=token)
@@ -390,12 +448,30 @@ def loverescue_scenario(api: Api, demo: dict) -> None:
     # Alerts and filters
     alerts = "/api/integration/alerts"
     response = api.call("alerts", "GET", alerts, token=token)
-    for query in ("type=RISK", "type=STAGNATION", "type=CRISIS", "type=MILESTONE", "unreadOnly=true",
-                  "unreadOnly=false", f"since={_day(-7)}", f"since={_day(-30)}T00:00:00Z", "limit=1", "limit=500",
-                  "type=MILESTONE&unreadOnly=true&limit=2"):
+    for query in (
+        "type=RISK",
+        "type=STAGNATION",
+        "type=CRISIS",
+        "type=MILESTONE",
+        "unreadOnly=true",
+        "unreadOnly=false",
+        f"since={_day(-7)}",
+        f"since={_day(-30)}T00:00:00Z",
+        "limit=1",
+        "limit=500",
+        "type=MILESTONE&unreadOnly=true&limit=2",
+    ):
         api.call(f"alerts: {query}", "GET", f"{alerts}?{query}", token=token)
-    for query in ("type=BOGUS", "type=risk", "unreadOnly=maybe", "since=not-a-date", "limit=0", "limit=501",
-                  "limit=abc", "limit=-1"):
+    for query in (
+        "type=BOGUS",
+        "type=risk",
+        "unreadOnly=maybe",
+        "since=not-a-date",
+        "limit=0",
+        "limit=501",
+        "limit=abc",
+        "limit=-1",
+    ):
         api.call(f"alerts: bad {query}", "GET", f"{alerts}?{query}", token=token)
 
     # Mark read
@@ -418,17 +494,30 @@ def loverescue_scenario(api: Api, demo: dict) -> None:
         "priority": "high",
     }
     api.call("assign: standard client", "POST", assign, good, token=token, expect_valid=True)
-    api.call("assign: minimal body", "POST", assign, {"taskDescription": "Write three appreciations"}, token=token,
-             expect_valid=True)
-    api.call("assign: basic client", "POST", f"/api/integration/clients/{clients['basic']}/assign",
-             {"taskDescription": "Weekly check-in"}, token=token, expect_valid=True)
+    api.call(
+        "assign: minimal body",
+        "POST",
+        assign,
+        {"taskDescription": "Write three appreciations"},
+        token=token,
+        expect_valid=True,
+    )
+    api.call(
+        "assign: basic client",
+        "POST",
+        f"/api/integration/clients/{clients['basic']}/assign",
+        {"taskDescription": "Weekly check-in"},
+        token=token,
+        expect_valid=True,
+    )
     api.call("assign: missing taskDescription", "POST", assign, {"module": "x"}, token=token)
     api.call("assign: dueDate in the past", "POST", assign, {**good, "dueDate": _day(-1)}, token=token)
     api.call("assign: bad dueDate format", "POST", assign, {**good, "dueDate": "19/02/2026"}, token=token)
     api.call("assign: bad priority", "POST", assign, {**good, "priority": "urgent"}, token=token)
     api.call("assign: activities not a list", "POST", assign, {**good, "activities": "love_map_quiz"}, token=token)
-    api.call("assign: revoked client", "POST", f"/api/integration/clients/{clients['revoked']}/assign", good,
-             token=token)
+    api.call(
+        "assign: revoked client", "POST", f"/api/integration/clients/{clients['revoked']}/assign", good, token=token
+    )
     api.call("assign: unknown client", "POST", f"/api/integration/clients/{UNKNOWN_UUID}/assign", good, token=token)
 
     # Outcomes
@@ -437,17 +526,38 @@ def loverescue_scenario(api: Api, demo: dict) -> None:
     # Webhook registration
     webhook = "/api/integration/webhook/register"
     events = ["alert.created", "alert.critical", "milestone.achieved"]
-    api.call("webhook register: public https URL", "POST", webhook, {"webhookUrl": PUBLIC_WEBHOOK_URL,
-                                                                     "events": events},
-             token=token, expect_valid=True)
-    api.call("webhook register: http URL", "POST", webhook,
-             {"webhookUrl": "http://93.184.216.34/hook", "events": events}, token=token)
-    api.call("webhook register: private address", "POST", webhook,
-             {"webhookUrl": "https://10.0.0.1/hook", "events": events}, token=token)
-    api.call("webhook register: unknown event", "POST", webhook,
-             {"webhookUrl": PUBLIC_WEBHOOK_URL, "events": ["alert.deleted"]}, token=token)
-    api.call("webhook register: no events", "POST", webhook, {"webhookUrl": PUBLIC_WEBHOOK_URL, "events": []},
-             token=token)
+    api.call(
+        "webhook register: public https URL",
+        "POST",
+        webhook,
+        {"webhookUrl": PUBLIC_WEBHOOK_URL, "events": events},
+        token=token,
+        expect_valid=True,
+    )
+    api.call(
+        "webhook register: http URL",
+        "POST",
+        webhook,
+        {"webhookUrl": "http://93.184.216.34/hook", "events": events},
+        token=token,
+    )
+    api.call(
+        "webhook register: private address",
+        "POST",
+        webhook,
+        {"webhookUrl": "https://10.0.0.1/hook", "events": events},
+        token=token,
+    )
+    api.call(
+        "webhook register: unknown event",
+        "POST",
+        webhook,
+        {"webhookUrl": PUBLIC_WEBHOOK_URL, "events": ["alert.deleted"]},
+        token=token,
+    )
+    api.call(
+        "webhook register: no events", "POST", webhook, {"webhookUrl": PUBLIC_WEBHOOK_URL, "events": []}, token=token
+    )
     api.call("webhook register: missing url", "POST", webhook, {"events": events}, token=token)
 
     # Unknown path under the API
@@ -458,8 +568,9 @@ def loverescue_scenario(api: Api, demo: dict) -> None:
 
     # What the partner sees after the client's changes
     api.call("clients: after app changes", "GET", "/api/integration/clients", token=token)
-    api.call("progress: full after app changes", "GET", f"/api/integration/clients/{clients['full']}/progress",
-             token=token)
+    api.call(
+        "progress: full after app changes", "GET", f"/api/integration/clients/{clients['full']}/progress", token=token
+    )
     api.call("partner API with a platform token", "GET", "/api/integration/clients", token=app_token)
 
 
@@ -474,58 +585,139 @@ def client_app_scenario(api: Api, demo: dict, *, partner_token: str) -> str:
     api.call("app: partner token", "GET", "/api/app/therapist-links", token=partner_token)
 
     today, yesterday = _day(0), _day(-1)
-    api.call("app checkin: new day", "POST", "/api/app/checkins",
-             {"date": _day(1), "mood": 7, "closeness": 6}, token=token, expect_valid=True)
-    api.call("app checkin: replace today", "POST", "/api/app/checkins",
-             {"date": today, "mood": 8, "closeness": 7, "crisis": False}, token=token, expect_valid=True)
-    api.call("app checkin: mood 11", "POST", "/api/app/checkins", {"date": today, "mood": 11, "closeness": 6},
-             token=token)
-    api.call("app checkin: mood as string", "POST", "/api/app/checkins", {"date": today, "mood": "7", "closeness": 6},
-             token=token)
-    api.call("app checkin: too far in the future", "POST", "/api/app/checkins",
-             {"date": _day(5), "mood": 7, "closeness": 6}, token=token)
+    api.call(
+        "app checkin: new day",
+        "POST",
+        "/api/app/checkins",
+        {"date": _day(1), "mood": 7, "closeness": 6},
+        token=token,
+        expect_valid=True,
+    )
+    api.call(
+        "app checkin: replace today",
+        "POST",
+        "/api/app/checkins",
+        {"date": today, "mood": 8, "closeness": 7, "crisis": False},
+        token=token,
+        expect_valid=True,
+    )
+    api.call(
+        "app checkin: mood 11", "POST", "/api/app/checkins", {"date": today, "mood": 11, "closeness": 6}, token=token
+    )
+    api.call(
+        "app checkin: mood as string",
+        "POST",
+        "/api/app/checkins",
+        {"date": today, "mood": "7", "closeness": 6},
+        token=token,
+    )
+    api.call(
+        "app checkin: too far in the future",
+        "POST",
+        "/api/app/checkins",
+        {"date": _day(5), "mood": 7, "closeness": 6},
+        token=token,
+    )
 
-    api.call("app ratio: new day", "POST", "/api/app/ratios", {"date": _day(1), "positive": 10, "negative": 3},
-             token=token, expect_valid=True)
-    api.call("app ratio: replace yesterday", "POST", "/api/app/ratios",
-             {"date": yesterday, "positive": 6, "negative": 0}, token=token, expect_valid=True)
-    api.call("app ratio: negative -1", "POST", "/api/app/ratios", {"date": today, "positive": 5, "negative": -1},
-             token=token)
+    api.call(
+        "app ratio: new day",
+        "POST",
+        "/api/app/ratios",
+        {"date": _day(1), "positive": 10, "negative": 3},
+        token=token,
+        expect_valid=True,
+    )
+    api.call(
+        "app ratio: replace yesterday",
+        "POST",
+        "/api/app/ratios",
+        {"date": yesterday, "positive": 6, "negative": 0},
+        token=token,
+        expect_valid=True,
+    )
+    api.call(
+        "app ratio: negative -1", "POST", "/api/app/ratios", {"date": today, "positive": 5, "negative": -1}, token=token
+    )
 
-    api.call("app activity: extra", "POST", "/api/app/activities", {"date": today, "activity": "gratitude_note"},
-             token=token, expect_valid=True)
+    api.call(
+        "app activity: extra",
+        "POST",
+        "/api/app/activities",
+        {"date": today, "activity": "gratitude_note"},
+        token=token,
+        expect_valid=True,
+    )
     api.call("app activity: missing activity", "POST", "/api/app/activities", {"date": today}, token=token)
-    api.call("app activity: week 13", "POST", "/api/app/activities",
-             {"date": today, "activity": "x", "weekNumber": 13}, token=token)
+    api.call(
+        "app activity: week 13",
+        "POST",
+        "/api/app/activities",
+        {"date": today, "activity": "x", "weekNumber": 13},
+        token=token,
+    )
 
-    api.call("app assessment", "POST", "/api/app/assessments",
-             {"type": "attachment", "score": {"style": "secure", "anxiety": 2.5, "avoidance": 1.75},
-              "responses": {"q1": 3}}, token=token, expect_valid=True)
-    api.call("app assessment: unknown type", "POST", "/api/app/assessments", {"type": "bogus", "score": {}},
-             token=token)
-    api.call("app assessment: score not an object", "POST", "/api/app/assessments",
-             {"type": "attachment", "score": 5}, token=token)
+    api.call(
+        "app assessment",
+        "POST",
+        "/api/app/assessments",
+        {"type": "attachment", "score": {"style": "secure", "anxiety": 2.5, "avoidance": 1.75}, "responses": {"q1": 3}},
+        token=token,
+        expect_valid=True,
+    )
+    api.call(
+        "app assessment: unknown type", "POST", "/api/app/assessments", {"type": "bogus", "score": {}}, token=token
+    )
+    api.call(
+        "app assessment: score not an object",
+        "POST",
+        "/api/app/assessments",
+        {"type": "attachment", "score": 5},
+        token=token,
+    )
 
-    api.call("app journal", "POST", "/api/app/journal",
-             {"text": "We cooked together tonight.", "therapistHidden": False}, token=token, expect_valid=True)
-    api.call("app journal: hidden", "POST", "/api/app/journal",
-             {"text": "Private thought.", "therapistHidden": True}, token=token, expect_valid=True)
+    api.call(
+        "app journal",
+        "POST",
+        "/api/app/journal",
+        {"text": "We cooked together tonight.", "therapistHidden": False},
+        token=token,
+        expect_valid=True,
+    )
+    api.call(
+        "app journal: hidden",
+        "POST",
+        "/api/app/journal",
+        {"text": "Private thought.", "therapistHidden": True},
+        token=token,
+        expect_valid=True,
+    )
     api.call("app journal: missing therapistHidden", "POST", "/api/app/journal", {"text": "x"}, token=token)
-    api.call("app journal: empty text", "POST", "/api/app/journal", {"text": "", "therapistHidden": False},
-             token=token)
+    api.call("app journal: empty text", "POST", "/api/app/journal", {"text": "", "therapistHidden": False}, token=token)
 
     response = api.call("app therapist-links", "GET", "/api/app/therapist-links", token=token)
     links = response.json().get("links", []) if response.status_code == 200 else []
     if links:
         link = f"/api/app/therapist-links/{links[0]['linkId']}"
-        api.call("app link: to STANDARD", "PATCH", link, {"permissionLevel": "STANDARD"}, token=token,
-                 expect_valid=True)
-        api.call("app link: back to FULL", "PATCH", link, {"permissionLevel": "FULL", "consent": "granted"},
-                 token=token, expect_valid=True)
+        api.call(
+            "app link: to STANDARD", "PATCH", link, {"permissionLevel": "STANDARD"}, token=token, expect_valid=True
+        )
+        api.call(
+            "app link: back to FULL",
+            "PATCH",
+            link,
+            {"permissionLevel": "FULL", "consent": "granted"},
+            token=token,
+            expect_valid=True,
+        )
         api.call("app link: empty body", "PATCH", link, {}, token=token)
         api.call("app link: bad level", "PATCH", link, {"permissionLevel": "SUPER"}, token=token)
-    api.call("app link: unknown", "PATCH", f"/api/app/therapist-links/{UNKNOWN_UUID}",
-             {"permissionLevel": "FULL"}, token=token)
+    api.call(
+        "app link: unknown",
+        "PATCH",
+        f"/api/app/therapist-links/{UNKNOWN_UUID}",
+        {"permissionLevel": "FULL"},
+        token=token,
+    )
 
     response = api.call("app tasks", "GET", "/api/app/tasks", token=token)
     tasks = response.json().get("tasks", []) if response.status_code == 200 else []
@@ -544,43 +736,66 @@ def careos_scenario(api: Api, demo: dict) -> None:
     headers = careos_headers(demo)
 
     def post(name, body=None, *, raw=None, hdrs=None, valid=False):
-        return api.call(name, "POST", ingest, body, raw=raw, headers=headers if hdrs is None else hdrs,
-                        expect_valid=valid)
+        return api.call(
+            name, "POST", ingest, body, raw=raw, headers=headers if hdrs is None else hdrs, expect_valid=valid
+        )
 
     good = lead_body(demo, "contract-lead-1")
     post("ingest: good lead", good, valid=True)
     post("ingest: replay of the same conversation", good, valid=True)
     post("ingest: same phone, new conversation", lead_body(demo, "contract-lead-2"), valid=True)
-    post("ingest: new phone, minimal fields", {
-        key: value for key, value in lead_body(demo, "contract-lead-3", phone="+14155550199").items()
-        if key not in {"user_name", "user_location_state", "user_location_country", "user_location_city",
-                       "subcategory"}
-    }, valid=True)
+    post(
+        "ingest: new phone, minimal fields",
+        {
+            key: value
+            for key, value in lead_body(demo, "contract-lead-3", phone="+14155550199").items()
+            if key
+            not in {"user_name", "user_location_state", "user_location_country", "user_location_city", "subcategory"}
+        },
+        valid=True,
+    )
     post("ingest: lead_value_agreed 15.5", lead_body(demo, "contract-lead-4", lead_value_agreed=15.5), valid=True)
 
-    missing = {key: value for key, value in lead_body(demo, "contract-lead-5").items()
-               if key not in {"user_phone_encrypted", "original_message"}}
+    missing = {
+        key: value
+        for key, value in lead_body(demo, "contract-lead-5").items()
+        if key not in {"user_phone_encrypted", "original_message"}
+    }
     post("ingest: missing user_phone_encrypted and original_message", missing)
     post("ingest: missing category", {k: v for k, v in lead_body(demo, "contract-lead-5").items() if k != "category"})
     post("ingest: no API key", lead_body(demo, "contract-lead-6"), hdrs={"X-Platform": demo["careos"]["platform"]})
-    post("ingest: bad API key", lead_body(demo, "contract-lead-6"),
-         hdrs=careos_headers(demo, **{"X-API-Key": "businessos_live_nosuchkey000_x"}))
-    post("ingest: unknown platform header", lead_body(demo, "contract-lead-6"),
-         hdrs=careos_headers(demo, **{"X-Platform": "othertool"}))
-    post("ingest: source_platform differs from X-Platform",
-         lead_body(demo, "contract-lead-6", source_platform="othertool"))
-    post("ingest: bad ciphertext (valid base64)",
-         lead_body(demo, "contract-lead-7", user_phone_encrypted=base64.b64encode(b"x" * 256).decode()))
+    post(
+        "ingest: bad API key",
+        lead_body(demo, "contract-lead-6"),
+        hdrs=careos_headers(demo, **{"X-API-Key": "businessos_live_nosuchkey000_x"}),
+    )
+    post(
+        "ingest: unknown platform header",
+        lead_body(demo, "contract-lead-6"),
+        hdrs=careos_headers(demo, **{"X-Platform": "othertool"}),
+    )
+    post(
+        "ingest: source_platform differs from X-Platform",
+        lead_body(demo, "contract-lead-6", source_platform="othertool"),
+    )
+    post(
+        "ingest: bad ciphertext (valid base64)",
+        lead_body(demo, "contract-lead-7", user_phone_encrypted=base64.b64encode(b"x" * 256).decode()),
+    )
     post("ingest: ciphertext not base64", lead_body(demo, "contract-lead-7", user_phone_encrypted="%%%not-base64%%%"))
-    post("ingest: phone hash mismatch",
-         lead_body(demo, "contract-lead-8", user_phone_hash=hash_phone("+14155550000", demo["careos"]["phoneHashSalt"])))
+    post(
+        "ingest: phone hash mismatch",
+        lead_body(demo, "contract-lead-8", user_phone_hash=hash_phone("+14155550000", demo["careos"]["phoneHashSalt"])),
+    )
     for value in ("15.00", -1, 1.234, 0, True, None, "abc"):
         post(f"ingest: lead_value_agreed {value!r}", lead_body(demo, "contract-lead-9", lead_value_agreed=value))
     post("ingest: consent false", lead_body(demo, "contract-lead-10", user_consent=False))
     post("ingest: consent as string", lead_body(demo, "contract-lead-10", user_consent="true"))
     post("ingest: consent_timestamp bad", lead_body(demo, "contract-lead-10", consent_timestamp="yesterday"))
-    post("ingest: consent_timestamp in the future",
-         lead_body(demo, "contract-lead-10", consent_timestamp=f"{_day(3)}T12:00:00Z"))
+    post(
+        "ingest: consent_timestamp in the future",
+        lead_body(demo, "contract-lead-10", consent_timestamp=f"{_day(3)}T12:00:00Z"),
+    )
     post("ingest: ai_extracted_details not an object", lead_body(demo, "contract-lead-11", ai_extracted_details="x"))
     post("ingest: body not JSON", raw="not json")
     post("ingest: body a JSON array", raw="[]")
@@ -617,7 +832,7 @@ def to_json_schema(node):
     converted = {}
     for key, value in node.items():
         if key == "$ref" and isinstance(value, str) and value.startswith(REF_PREFIX):
-            converted[key] = "#/$defs/" + value[len(REF_PREFIX):]
+            converted[key] = "#/$defs/" + value[len(REF_PREFIX) :]
         elif key in ("properties", "patternProperties"):
             converted[key] = {name: to_json_schema(sub) for name, sub in value.items()}
         elif key in ("items", "additionalProperties", "not", "allOf", "anyOf", "oneOf"):
@@ -634,8 +849,9 @@ class SchemaBook:
 
     def __init__(self, document: dict):
         self.document = document
-        self.defs = {name: to_json_schema(schema)
-                     for name, schema in document.get("components", {}).get("schemas", {}).items()}
+        self.defs = {
+            name: to_json_schema(schema) for name, schema in document.get("components", {}).get("schemas", {}).items()
+        }
         self.operations: dict[tuple[str, str], dict] = {}
         self._patterns: list[tuple[re.Pattern, str, str]] = []
         for template, item in document.get("paths", {}).items():
@@ -713,8 +929,9 @@ def conform(value, schema: dict | None, book: SchemaBook, depth: int = 0):
     if schema is None or depth > 20:
         return value
     if "$ref" in schema:
-        return conform(value, book.document["components"]["schemas"][schema["$ref"][len(REF_PREFIX):]], book,
-                       depth + 1)
+        return conform(
+            value, book.document["components"]["schemas"][schema["$ref"][len(REF_PREFIX) :]], book, depth + 1
+        )
     for keyword in ("allOf", "oneOf", "anyOf"):
         if keyword in schema and schema[keyword]:
             return conform(value, schema[keyword][0], book, depth + 1)

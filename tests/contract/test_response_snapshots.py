@@ -10,8 +10,15 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from tests.contract.helpers import Api, Normaliser, careos_scenario, check_snapshot, known_ids, \
-    loverescue_scenario, snapshot_entries
+from tests.contract.helpers import (
+    Api,
+    Normaliser,
+    careos_scenario,
+    check_snapshot,
+    known_ids,
+    loverescue_scenario,
+    snapshot_entries,
+)
 
 
 def _normaliser(demo) -> Normaliser:

@@ -18,8 +18,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.contract.helpers import Api, SchemaBook, careos_scenario, conform, loverescue_scenario, \
-    twilio_signature
+from tests.contract.helpers import Api, SchemaBook, careos_scenario, conform, loverescue_scenario, twilio_signature
 
 TWILIO_TOKEN = "contract-walk-twilio-auth-token"
 TWILIO_BASE = "https://platform.example.com"
@@ -39,16 +38,41 @@ def platform_scenario(api: Api) -> None:
     api.call("root", "GET", "/")
     api.call("health", "GET", "/health")
     path = "/api/messaging/twilio/status"
-    params = {"MessageSid": "SM" + "0f" * 16, "MessageStatus": "delivered",
-              "AccountSid": "AC" + "0123456789abcdef" * 2, "To": "+14155550123", "From": "+15005550006"}
+    params = {
+        "MessageSid": "SM" + "0f" * 16,
+        "MessageStatus": "delivered",
+        "AccountSid": "AC" + "0123456789abcdef" * 2,
+        "To": "+14155550123",
+        "From": "+15005550006",
+    }
     signature = twilio_signature(TWILIO_TOKEN, TWILIO_BASE + path, params)
-    api.call("twilio status: unknown MessageSid (ignored)", "POST", path, params, raw=urlencode(params),
-             content_type="application/x-www-form-urlencoded", headers={"X-Twilio-Signature": signature},
-             expect_valid=True)
-    api.call("twilio status: bad signature", "POST", path, params, raw=urlencode(params),
-             content_type="application/x-www-form-urlencoded", headers={"X-Twilio-Signature": "bad"})
-    api.call("twilio status: JSON body", "POST", path, raw=json.dumps(params), content_type="application/json",
-             headers={"X-Twilio-Signature": signature})
+    api.call(
+        "twilio status: unknown MessageSid (ignored)",
+        "POST",
+        path,
+        params,
+        raw=urlencode(params),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Twilio-Signature": signature},
+        expect_valid=True,
+    )
+    api.call(
+        "twilio status: bad signature",
+        "POST",
+        path,
+        params,
+        raw=urlencode(params),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Twilio-Signature": "bad"},
+    )
+    api.call(
+        "twilio status: JSON body",
+        "POST",
+        path,
+        raw=json.dumps(params),
+        content_type="application/json",
+        headers={"X-Twilio-Signature": signature},
+    )
 
 
 def _fresh(body):
@@ -94,33 +118,47 @@ def test_every_documented_operation_answers_as_documented(demo, twilio_settings)
             if exchange["request_body"] is not None and request_schema is not None:
                 errors = book.errors(request_schema, exchange["request_body"])
                 if errors:
-                    problems[key].append(f"{label}: the request body the API accepts does not match the documented "
-                                         "requestBody: " + "; ".join(errors[:5]))
+                    problems[key].append(
+                        f"{label}: the request body the API accepts does not match the documented "
+                        "requestBody: " + "; ".join(errors[:5])
+                    )
                 documented = conform(exchange["request_body"], request_schema, book)
                 if documented != exchange["request_body"] and key not in resent:
                     resent.add(key)
                     still = book.errors(request_schema, documented)
                     if still:
-                        problems[key].append(f"{label}: even in the documented types, the body is invalid against "
-                                             "the documented requestBody: " + "; ".join(still[:5]))
-                    changes = {k: v for k, v in documented.items() if exchange["request_body"].get(k) != v} \
-                        if isinstance(documented, dict) else documented
-                    api.resend(exchange, f"{exchange['name']} (documented types: {json.dumps(changes)[:120]})",
-                               _fresh(documented))
+                        problems[key].append(
+                            f"{label}: even in the documented types, the body is invalid against "
+                            "the documented requestBody: " + "; ".join(still[:5])
+                        )
+                    changes = (
+                        {k: v for k, v in documented.items() if exchange["request_body"].get(k) != v}
+                        if isinstance(documented, dict)
+                        else documented
+                    )
+                    api.resend(
+                        exchange,
+                        f"{exchange['name']} (documented types: {json.dumps(changes)[:120]})",
+                        _fresh(documented),
+                    )
 
         # Response body
         if status in IGNORED_STATUSES:
             continue
         doc = book.response_doc(key, status)
         if doc is None:
-            problems[key].append(f"{label}: status {status} is not documented "
-                                 f"(documented: {', '.join(sorted(book.operations[key].get('responses', {})))}); "
-                                 f"body {json.dumps(exchange['body'])[:200]}")
+            problems[key].append(
+                f"{label}: status {status} is not documented "
+                f"(documented: {', '.join(sorted(book.operations[key].get('responses', {})))}); "
+                f"body {json.dumps(exchange['body'])[:200]}"
+            )
             continue
         content = doc.get("content") or {}
         if not content:
             if exchange["body"] not in (None, {}, ""):
-                problems[key].append(f"{label}: documented without a body, answered {json.dumps(exchange['body'])[:200]}")
+                problems[key].append(
+                    f"{label}: documented without a body, answered {json.dumps(exchange['body'])[:200]}"
+                )
             continue
         media = content.get("application/json") or next(iter(content.values()))
         schema = media.get("schema")
@@ -128,8 +166,11 @@ def test_every_documented_operation_answers_as_documented(demo, twilio_settings)
             continue
         errors = book.errors(schema, exchange["body"])
         if errors:
-            problems[key].append(f"{label}: response body does not match the documented schema: "
-                                 + "; ".join(errors[:8]) + (f" (+{len(errors) - 8} more)" if len(errors) > 8 else ""))
+            problems[key].append(
+                f"{label}: response body does not match the documented schema: "
+                + "; ".join(errors[:8])
+                + (f" (+{len(errors) - 8} more)" if len(errors) > 8 else "")
+            )
 
     for key in book.operations:
         if key not in called:

@@ -17,9 +17,9 @@ from django.db import connection
 
 from audit.models import AuditEvent
 from core.registry import Crontab
-from leads.schedules import PERIODIC_TASKS
 from leads import tasks
 from leads.models import PartnerPayment, PayoutBatch
+from leads.schedules import PERIODIC_TASKS
 from leads.services import payouts
 from leads.services.payouts import batches
 from tests.leads.factories import (

@@ -8,9 +8,9 @@ import pytest
 from django.db import transaction
 
 from core.registry import Interval
-from messaging.schedules import PERIODIC_TASKS
 from core.time import utc_now
 from messaging.models import OutboundMessage
+from messaging.schedules import PERIODIC_TASKS
 from messaging.services import message_queue
 from messaging.tasks import send_message, sweep_queued_messages
 from tests.fixtures.messaging import BODY, PHONE, TEST_ACTOR, make_due, queue, run
