@@ -19,14 +19,14 @@ _TARGET_OPS = {"<=": lambda ratio, target: ratio <= target, ">=": lambda ratio, 
 def report(name: str, ratio: float, op: str, target: float) -> str:
     """Print one measure's summary line, which `make bench` collects and repeats at the end:
 
-        BENCH <name> ratio=<x> target<op><y> ok|miss
+        BENCH <name> ratio=<x> target=<op><y> ok|miss   (e.g. target=<=1.5, target=>=0.5)
 
     `ratio` is the measure over its floor, both measured in the same run; `op` is "<=" (a cost: at most
     `target` times the floor) or ">=" (a throughput: at least that fraction of the floor's)."""
     if op not in _TARGET_OPS:
         raise ValueError(f"op must be one of {sorted(_TARGET_OPS)}, not {op!r}")
     verdict = "ok" if _TARGET_OPS[op](ratio, target) else "miss"
-    line = f"BENCH {name} ratio={ratio:.2f} target{op}{target:g} {verdict}"
+    line = f"BENCH {name} ratio={ratio:.2f} target={op}{target:g} {verdict}"
     print(line, flush=True)
     return line
 
@@ -35,7 +35,7 @@ def not_run(name: str, op: str, target: float, reason: str) -> str:
     """The summary line of a measure that was not run (e.g. no PostgreSQL), so the summary says so."""
     if op not in _TARGET_OPS:
         raise ValueError(f"op must be one of {sorted(_TARGET_OPS)}, not {op!r}")
-    line = f"BENCH {name} ratio=n/a target{op}{target:g} not-run ({reason})"
+    line = f"BENCH {name} ratio=n/a target={op}{target:g} not-run ({reason})"
     print(line, flush=True)
     return line
 
