@@ -7,6 +7,12 @@ are shown once, as a success message rendered on the action's own response (no r
 no-store): the message is consumed by that page, so it is never kept in the session or a cookie, and
 only the bcrypt hash of the secret (and a digest of the key) is stored.
 
+People: therapists, clients and couples are created and edited through integration.services.therapists
+and client_data (each change audited, the staff user as actor); deactivating a therapist (checkbox or
+action) cuts their partners' access on the next request and is audited as such. A client's login and a
+couple's two partners are fixed once created. Nobody deletes partners, therapists, clients, couples or
+links here: the records, consent history and audit trail refer to them (deactivate instead).
+
 Clinical data: alerts and session-prep reports are read-only; journal entries are not registered at
 all (their text is never shown in the admin, and therapist-hidden entries are nobody's business).
 Consent belongs to the client: a link added here starts "pending" until the client grants it in the app.
@@ -23,6 +29,7 @@ from django.http import HttpResponse
 from django.utils.html import format_html
 
 from core.admin import ReadOnlyAdminMixin, admin_actor, shown_once_response
+from core.domain import Invalid
 from integration.models import (
     Alert,
     Client,
@@ -33,7 +40,7 @@ from integration.models import (
     Therapist,
     TherapistClientLink,
 )
-from integration.services import client_data, partners
+from integration.services import client_data, partners, therapists
 
 
 def _shown_once(admin_site, request, title: str) -> HttpResponse:
@@ -44,6 +51,13 @@ def _shown_once(admin_site, request, title: str) -> HttpResponse:
         back_url_name="admin:integration_integrationpartner_changelist",
         back_label="integration partners",
     )
+
+
+def _adopt(obj, saved) -> None:
+    """Make the admin's unsaved form instance the row the service wrote (for the log entry and redirect)."""
+    obj.pk = saved.pk
+    obj._state.adding = False
+    obj.refresh_from_db()
 
 
 # --- Partners ---------------------------------------------------------------------------------------
@@ -249,24 +263,115 @@ class IntegrationPartnerAdmin(admin.ModelAdmin):
 # --- People and links -----------------------------------------------------------------------------
 
 
+def _form_error(exc: Invalid) -> forms.ValidationError:
+    return forms.ValidationError(exc.message)
+
+
+class TherapistForm(forms.ModelForm):
+    # Declared: the model's encrypted text columns would render as text areas with no validation.
+    email = forms.EmailField(required=False, help_text="Alert notifications by email go here.")
+    phone = forms.CharField(
+        required=False, max_length=40, help_text="E.164 with the country code, e.g. +14155550123 (alert SMS)."
+    )
+
+    class Meta:
+        model = Therapist
+        fields = ("user", "first_name", "last_name", "email", "phone", "is_active")
+
+    def clean_phone(self):
+        try:
+            return therapists.clean_phone(self.cleaned_data.get("phone"))
+        except Invalid as exc:
+            raise _form_error(exc) from None
+
+
 @admin.register(Therapist)
 class TherapistAdmin(admin.ModelAdmin):
+    """Created and edited through integration.services.therapists (audited). Deactivating a therapist
+    cuts their partners' access on the next request, so it is an audited change of its own (the
+    checkbox or the actions). Never deleted: links, tasks, alerts and the audit trail refer to them."""
+
+    form = TherapistForm
     list_display = ("last_name", "first_name", "id", "is_active", "created_at")
     list_filter = ("is_active", "created_at")
     search_fields = ("first_name", "last_name", "=id")
     fields = ("id", "user", "first_name", "last_name", "email", "phone", "is_active", "created_at")
     readonly_fields = ("id", "created_at")
     raw_id_fields = ("user",)
+    actions = ("deactivate", "reactivate")
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        fields = {
+            "first_name": data["first_name"],
+            "last_name": data["last_name"],
+            "email": data.get("email"),
+            "phone": data.get("phone"),
+            "user": data.get("user"),
+            "is_active": data.get("is_active", False),
+        }
+        if change:
+            saved = therapists.therapist_update(therapist=obj, **fields, actor=admin_actor(request))
+        else:
+            saved = therapists.therapist_create(**fields, actor=admin_actor(request))
+        _adopt(obj, saved)
+
+    def has_manage_permission(self, request) -> bool:
+        return request.user.has_perm("integration.change_therapist")
+
+    @admin.action(description="Deactivate (their partners lose access on the next request)", permissions=["manage"])
+    def deactivate(self, request, queryset):
+        count = sum(
+            therapists.therapist_set_active(therapist=t, is_active=False, actor=admin_actor(request)) for t in queryset
+        )
+        self.message_user(request, f"Deactivated {count} therapist(s).", messages.SUCCESS)
+
+    @admin.action(description="Reactivate", permissions=["manage"])
+    def reactivate(self, request, queryset):
+        count = sum(
+            therapists.therapist_set_active(therapist=t, is_active=True, actor=admin_actor(request)) for t in queryset
+        )
+        self.message_user(request, f"Reactivated {count} therapist(s).", messages.SUCCESS)
+
+
+class ClientForm(forms.ModelForm):
+    email = forms.EmailField(required=False)
+
+    class Meta:
+        model = Client
+        fields = ("user", "first_name", "last_name", "email")
 
 
 @admin.register(Client)
 class ClientAdmin(admin.ModelAdmin):
+    """Created and edited through integration.services.client_data (audited). The login (`user`) is fixed
+    at creation: changing it would hand the client's records to another sign-in. Never deleted here:
+    their check-ins, journal, links and the audit trail refer to them."""
+
+    form = ClientForm
     list_display = ("last_name", "first_name", "id", "created_at")
     list_filter = ("created_at",)
     search_fields = ("first_name", "last_name", "=id", "user__username")
     fields = ("id", "user", "first_name", "last_name", "email", "created_at")
-    readonly_fields = ("id", "created_at")
     raw_id_fields = ("user",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("id", "created_at") if obj is None else ("id", "user", "created_at")
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        names = {"first_name": data["first_name"], "last_name": data["last_name"], "email": data.get("email")}
+        if change:
+            saved = client_data.client_update(client=obj, **names, actor=admin_actor(request))
+        else:
+            saved = client_data.client_create(user=data["user"], **names, actor=admin_actor(request))
+        _adopt(obj, saved)
 
 
 @admin.register(TherapistClientLink)
@@ -324,19 +429,53 @@ class TherapistClientLinkAdmin(admin.ModelAdmin):
             permission_level=obj.permission_level,
             actor=admin_actor(request),
         )
-        obj.pk = created.pk
-        obj._state.adding = False
-        obj.refresh_from_db()
+        _adopt(obj, created)
+
+
+class CoupleForm(forms.ModelForm):
+    class Meta:
+        model = Couple
+        fields = ("partner1", "partner2", "status")
+
+    def clean(self):
+        cleaned = super().clean()
+        first, second = cleaned.get("partner1"), cleaned.get("partner2")
+        if self.instance._state.adding and first is not None and second is not None:
+            try:
+                client_data.couple_pair_check(first, second)
+            except Invalid as exc:
+                raise _form_error(exc) from None
+        return cleaned
 
 
 @admin.register(Couple)
 class CoupleAdmin(admin.ModelAdmin):
+    """Created and re-statused through integration.services.client_data (audited; partners see the
+    status). The two partners are fixed once created; a couple is made inactive, never deleted."""
+
+    form = CoupleForm
     list_display = ("id", "partner1", "partner2", "status", "created_at")
     list_filter = ("status", "created_at")
     search_fields = ("partner1__first_name", "partner1__last_name", "partner2__first_name", "partner2__last_name")
     list_select_related = ("partner1", "partner2")
     raw_id_fields = ("partner1", "partner2")
-    readonly_fields = ("id", "created_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("id", "created_at") if obj is None else ("id", "partner1", "partner2", "created_at")
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            client_data.couple_set_status(couple=obj, status=data["status"], actor=admin_actor(request))
+            obj.refresh_from_db()
+            return
+        saved = client_data.couple_create(
+            partner1=data["partner1"], partner2=data["partner2"], status=data["status"], actor=admin_actor(request)
+        )
+        _adopt(obj, saved)
 
 
 # --- Clinical data: read-only ----------------------------------------------------------------------

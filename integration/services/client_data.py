@@ -46,6 +46,7 @@ from integration.models import (
     TherapistTask,
     WeeklyStrategy,
 )
+from integration.services.therapists import TherapistInvalid, clean_email, clean_name
 
 MAX_PAST_DAYS = 365
 FUTURE_TOLERANCE_DAYS = 1
@@ -424,6 +425,89 @@ def link_update(
         link.save(update_fields=["consent_granted_at", "consent_revoked_at", "updated_at"])
         _audit("integration.consent_granted", client, actor=actor, **common)
     return link
+
+
+# --- Staff writes on clients and couples (the admin) -----------------------------------------------------
+
+
+@transaction.atomic
+def client_create(*, user, first_name: str, last_name: str, email: str | None = None, actor: Actor) -> Client:
+    """Register a LoveRescue client for a platform login (`user`, who then signs in to the app as them).
+    Bad input raises TherapistInvalid (a core.domain.Invalid, message for staff)."""
+    if user is None:
+        raise TherapistInvalid("A client needs a platform user to sign in with.")
+    if Client.objects.filter(user=user).exists():
+        raise TherapistInvalid("This user is already a client.")
+    client = Client.objects.create(
+        user=user,
+        first_name=clean_name(first_name, label="First name"),
+        last_name=clean_name(last_name, label="Last name"),
+        email=clean_email(email),
+    )
+    _audit("integration.client_created", client, actor=actor, user_id=str(user.pk))
+    return client
+
+
+@transaction.atomic
+def client_update(*, client: Client, first_name: str, last_name: str, email: str | None, actor: Actor) -> Client:
+    """Replace a client's name and email (the login is fixed at creation). One audit event names the
+    fields that changed (never their values); nothing changed: nothing written."""
+    current = Client.objects.select_for_update().get(pk=client.pk)
+    wanted = {
+        "first_name": clean_name(first_name, label="First name"),
+        "last_name": clean_name(last_name, label="Last name"),
+        "email": clean_email(email),
+    }
+    changed = [name for name, value in wanted.items() if getattr(current, name) != value]
+    if changed:
+        for name in changed:
+            setattr(current, name, wanted[name])
+        current.save(update_fields=changed)
+        _audit("integration.client_updated", current, actor=actor, changed=changed)
+    return current
+
+
+def couple_pair_check(partner1: Client, partner2: Client) -> None:
+    """Invalid when the two cannot form a new couple: the same client, or already a couple (either order)."""
+    if partner1.pk == partner2.pk:
+        raise TherapistInvalid("A couple is two different clients.")
+    pair = Q(partner1=partner1, partner2=partner2) | Q(partner1=partner2, partner2=partner1)
+    if Couple.objects.filter(pair).exists():
+        raise TherapistInvalid("These two clients are already a couple.")
+
+
+def _audit_couple(action: str, couple: Couple, *, actor: Actor, **metadata) -> None:
+    audit_event_record(
+        action=action,
+        actor=actor,
+        subject_type="couple",
+        subject_id=str(couple.pk),
+        metadata={"partner1_id": str(couple.partner1_id), "partner2_id": str(couple.partner2_id), **metadata},
+    )
+
+
+@transaction.atomic
+def couple_create(*, partner1: Client, partner2: Client, status: str = Couple.Status.ACTIVE, actor: Actor) -> Couple:
+    if status not in Couple.Status.values:
+        raise TherapistInvalid(f"status must be one of {', '.join(Couple.Status.values)}")
+    couple_pair_check(partner1, partner2)
+    couple = Couple.objects.create(partner1=partner1, partner2=partner2, status=status)
+    _audit_couple("integration.couple_created", couple, actor=actor, status=status)
+    return couple
+
+
+@transaction.atomic
+def couple_set_status(*, couple: Couple, status: str, actor: Actor) -> bool:
+    """Active or inactive (what partners see as the couple's status). True when it changed anything."""
+    if status not in Couple.Status.values:
+        raise TherapistInvalid(f"status must be one of {', '.join(Couple.Status.values)}")
+    current = Couple.objects.select_for_update().get(pk=couple.pk)
+    if current.status == status:
+        return False
+    old, current.status = current.status, status
+    current.save(update_fields=["status"])
+    _audit_couple("integration.couple_status_changed", current, actor=actor, old_status=old, new_status=status)
+    return True
 
 
 # --- Tasks ---------------------------------------------------------------------------------------------
