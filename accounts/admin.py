@@ -1,18 +1,120 @@
-from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin
+"""Accounts admin: who may sign in, with which powers, in which organization. Every write here is an
+access-control change, so each goes through accounts.services with the staff user as actor and is audited
+in the same transaction:
 
+- users: created (user_create), edited (user_update: names, active/staff/superuser flags, groups,
+  permissions), password set or disabled (user_password_set); login dates are read-only. Never deleted
+  here (their client record, memberships and the audit trail would go with them): deactivate instead.
+- memberships (inline on the user): set or changed (membership_set), removed (membership_remove);
+- organizations: created (organization_create), edited (organization_update: name, Clerk id, active);
+  never deleted (memberships and the audit trail refer to them): deactivate instead;
+- groups: created and edited (group_create / group_update); never deleted here;
+- external identities: read-only. They are provisioned by sign-in only (external_identity_resolve); an
+  identity decides who signs in as a user, so nobody adds or re-points one by hand.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.contrib.auth.models import Group
+
+from accounts import services
 from accounts.models import ExternalIdentity, Membership, Organization, User
+from core.actors import Actor
+from core.admin import ReadOnlyAdminMixin, admin_actor
+
+# The staff user changing a password: UserAdmin builds the password form itself (no request in reach),
+# so the view hands the actor to the form's save through this context variable (per thread / task).
+_password_actor: ContextVar[Actor | None] = ContextVar("accounts_password_actor", default=None)
+
+
+def _adopt(obj, saved) -> None:
+    """Make the admin's unsaved form instance the row the service wrote (for the log entry and redirect)."""
+    obj.pk = saved.pk
+    obj._state.adding = False
+    obj.refresh_from_db()
+
+
+class AuditedPasswordChangeForm(AdminPasswordChangeForm):
+    def save(self, commit=True):
+        actor = _password_actor.get()
+        if actor is None:
+            raise RuntimeError("AuditedPasswordChangeForm saves only inside PlatformUserAdmin.user_change_password")
+        password = self.cleaned_data["password1"] if self.cleaned_data["set_usable_password"] else None
+        return services.user_password_set(user=self.user, password=password, actor=actor)
 
 
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
     autocomplete_fields = ["organization"]
+    fields = ["organization", "role", "created_at"]
+    readonly_fields = ["created_at"]
+
+
+def _save_memberships(request, user: User, formset) -> None:
+    """Each added, changed or removed membership through its service (audited); the formset itself writes
+    nothing. Moving a row to another organization is a removal there and a membership here."""
+    actor = admin_actor(request)
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+    for form in formset.deleted_forms:
+        if form.instance.pk is not None:
+            services.membership_remove(user=user, organization=form.instance.organization, actor=actor)
+            formset.deleted_objects.append(form.instance)
+    for form in formset.forms:
+        if form in formset.deleted_forms or not form.has_changed():
+            continue
+        organization, role = form.cleaned_data["organization"], form.cleaned_data["role"]
+        existing = form.instance.pk is not None
+        if existing and "organization" in form.changed_data:
+            previous = Organization.objects.get(pk=form.initial["organization"])
+            services.membership_remove(user=user, organization=previous, actor=actor)
+        membership = services.membership_set(user=user, organization=organization, role=role, actor=actor)
+        if existing:
+            formset.changed_objects.append((membership, form.changed_data))
+        else:
+            formset.new_objects.append(membership)
 
 
 @admin.register(User)
 class PlatformUserAdmin(UserAdmin):
     inlines = [MembershipInline]
+    change_password_form = AuditedPasswordChangeForm
+    readonly_fields = ("last_login", "date_joined")
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def user_change_password(self, request, id, form_url=""):
+        token = _password_actor.set(admin_actor(request))
+        try:
+            return super().user_change_password(request, id, form_url)
+        finally:
+            _password_actor.reset(token)
+
+    def save_form(self, request, form, change):
+        # Not form.save(): it would hash the password and queue the group/permission writes itself.
+        return form.instance
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        actor = admin_actor(request)
+        if not change:
+            password = data.get("password1") if data.get("set_usable_password") else None
+            _adopt(obj, services.user_create(username=data["username"], password=password, actor=actor))
+            return
+        fields = {name: data[name] for name in services.USER_FIELDS if name in data}
+        relations = {name: list(data[name]) for name in ("groups", "user_permissions") if name in data}
+        _adopt(obj, services.user_update(user=obj, **fields, **relations, actor=actor))
+
+    def save_related(self, request, form, formsets, change):
+        # Groups and permissions were written by user_update; memberships go through their services.
+        for formset in formsets:
+            _save_memberships(request, form.instance, formset)
 
 
 @admin.register(Organization)
@@ -22,9 +124,55 @@ class OrganizationAdmin(admin.ModelAdmin):
     search_fields = ["name", "public_id", "clerk_organization_id"]
     readonly_fields = ["public_id", "created_at"]
 
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        fields = {
+            "name": data["name"],
+            "clerk_organization_id": data.get("clerk_organization_id"),
+            "is_active": data.get("is_active", False),
+        }
+        if change:
+            saved = services.organization_update(organization=obj, **fields, actor=admin_actor(request))
+        else:
+            saved = services.organization_create(**fields, actor=admin_actor(request))
+        _adopt(obj, saved)
+
 
 @admin.register(ExternalIdentity)
-class ExternalIdentityAdmin(admin.ModelAdmin):
+class ExternalIdentityAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["user", "issuer", "subject", "created_at"]
     search_fields = ["subject", "user__username"]
-    raw_id_fields = ["user"]
+    list_select_related = ["user"]
+    fields = ["user", "issuer", "subject", "created_at"]
+    readonly_fields = fields
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class AuditedGroupAdmin(GroupAdmin):
+    """A group's permissions are every member's: created and edited through audited services."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_form(self, request, form, change):
+        return form.instance
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        permissions = list(data.get("permissions") or [])
+        if change:
+            saved = services.group_update(
+                group=obj, name=data["name"], permissions=permissions, actor=admin_actor(request)
+            )
+        else:
+            saved = services.group_create(name=data["name"], permissions=permissions, actor=admin_actor(request))
+        _adopt(obj, saved)
+
+    def save_related(self, request, form, formsets, change):
+        pass  # the permissions were written by the service
