@@ -3,7 +3,8 @@
 The list shows the recipient masked (`+44•••••1234`) and never the body; the change page shows every
 field read-only, recipient masked and body/subject as a length only. Search takes a public id, a
 provider message id, or a full phone number / email address (matched through the blind index, never
-by decrypting rows). "Retry failed messages" goes through `messaging.services.message_retry` (audited).
+by decrypting rows). "Retry failed messages" goes through `messaging.services.message_retry` (audited)
+and is the only write: nobody adds, edits or deletes a message here (the change page is view-only).
 """
 
 from __future__ import annotations
@@ -65,8 +66,16 @@ class OutboundMessageAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # messages are written by services only
 
+    def has_change_permission(self, request, obj=None):
+        # Every field is read-only, but saving the change form would still UPDATE the whole row (status,
+        # attempts, lease) from what the page loaded, racing the sender: the page is view-only.
+        return False
+
     def has_delete_permission(self, request, obj=None):
         return False  # the outbox is the record of what was sent
+
+    def has_manage_permission(self, request) -> bool:
+        return request.user.has_perm("messaging.change_outboundmessage")
 
     @admin.display(description="recipient")
     def masked_recipient(self, obj: OutboundMessage) -> str:
@@ -92,7 +101,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):
             return queryset.filter(recipient_index__in=indexes), False
         return super().get_search_results(request, queryset, term)
 
-    @admin.action(description="Retry failed messages")
+    @admin.action(description="Retry failed messages", permissions=["manage"])
     def retry_failed(self, request, queryset):
         retried = skipped = 0
         for message in queryset.filter(status=OutboundMessage.Status.FAILED).only("pk", "public_id", "channel"):

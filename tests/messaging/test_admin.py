@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
@@ -89,3 +90,28 @@ def test_retry_failed_action_requeues_through_the_service(staff, enqueued):
     event = AuditEvent.objects.get(action="messaging.message_retried")
     assert (event.actor_type, event.actor_id, event.subject_id) == ("user", str(user.pk), failed.public_id)
     assert event.metadata["previous_attempts"] == 5
+
+
+def test_the_change_page_is_view_only_and_a_post_writes_nothing(staff):
+    _, client = staff
+    message = queue()
+    OutboundMessage.objects.filter(pk=message.pk).update(status="sent", attempts=1)
+    before = OutboundMessage.objects.values("status", "attempts", "updated_at").get(pk=message.pk)
+    url = reverse("admin:messaging_outboundmessage_change", args=[message.pk])
+    assert 'type="submit"' not in client.get(url).content.decode().split('id="content-main"')[1]
+    assert client.post(url, {"_save": "Save"}).status_code == 403
+    assert OutboundMessage.objects.values("status", "attempts", "updated_at").get(pk=message.pk) == before
+
+
+def test_retry_needs_the_change_permission(enqueued):
+    viewer = get_user_model().objects.create_user("viewer", password="a-long-viewer-password", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_outboundmessage"))
+    client = Client()
+    client.force_login(viewer)
+    failed = queue()
+    OutboundMessage.objects.filter(pk=failed.pk).update(status="failed", attempts=5)
+    url = reverse("admin:messaging_outboundmessage_changelist")
+    assert "retry_failed" not in client.get(url).content.decode()
+    client.post(url, {"action": "retry_failed", "_selected_action": [failed.pk]})
+    failed.refresh_from_db()
+    assert failed.status == "failed" and not AuditEvent.objects.filter(action="messaging.message_retried").exists()
