@@ -23,7 +23,6 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import Count
 from django.http import HttpResponse
 from django.utils.html import format_html
@@ -173,24 +172,19 @@ class IntegrationPartnerAdmin(admin.ModelAdmin):
                 therapists=list(data.get("therapists") or []),
                 actor=admin_actor(request),
             )
+            obj.refresh_from_db()
         else:
-            with transaction.atomic():
-                created = partners.partner_create(
-                    name=data["name"],
-                    therapists=list(data.get("therapists") or []),
-                    baa_signed_at=data.get("baa_signed_at"),
-                    baa_signer=data.get("baa_signer", ""),
-                    allowed_ips=data.get("allowed_ips", []),
-                    rate_limit_per_minute=data.get("rate_limit_per_minute"),
-                    actor=admin_actor(request),
-                )
-                if data.get("baa_document"):
-                    partners.partner_update(
-                        partner=created, baa_document=data["baa_document"], actor=admin_actor(request)
-                    )
-            obj.pk = created.pk
-            obj._state.adding = False
-        obj.refresh_from_db()
+            created = partners.partner_create(
+                name=data["name"],
+                therapists=list(data.get("therapists") or []),
+                baa_signed_at=data.get("baa_signed_at"),
+                baa_signer=data.get("baa_signer", ""),
+                allowed_ips=data.get("allowed_ips", []),
+                rate_limit_per_minute=data.get("rate_limit_per_minute"),
+                baa_document=data.get("baa_document"),
+                actor=admin_actor(request),
+            )
+            _adopt(obj, created)
 
     def save_related(self, request, form, formsets, change):
         # Therapists were set by the service (audited); the credential inline is read-only.

@@ -78,8 +78,10 @@ def partner_create(
     baa_signer: str = "",
     allowed_ips: list[str] = (),
     rate_limit_per_minute: int | None = None,
+    baa_document=None,
     actor: Actor,
 ) -> IntegrationPartner:
+    """A new partner (active, no credential yet); `baa_document` an uploaded file of the signed BAA."""
     name = (name or "").strip()
     if not name:
         raise PartnerInvalid("A partner needs a name.")
@@ -92,6 +94,7 @@ def partner_create(
         baa_signer=baa_signer,
         allowed_ips=normalize_allowed_ips(allowed_ips),
         rate_limit_per_minute=rate_limit_per_minute,
+        baa_document=baa_document or "",
     )
     partner.therapists.set(therapists)
     _audit(
@@ -102,6 +105,7 @@ def partner_create(
         baa_on_file=baa_signed_at is not None,
         allowed_ips=partner.allowed_ips,
         rate_limit_per_minute=rate_limit_per_minute,
+        **({"baa_document": True} if baa_document else {}),
     )
     return partner
 

@@ -71,6 +71,29 @@ def test_add_partner_through_the_admin_is_audited(staff, therapist):
     assert event.actor_type == "user" and event.subject_id == str(partner.pk)
 
 
+def test_add_partner_with_its_baa_document_is_one_audited_service_call(staff, therapist, settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path)
+    document = SimpleUploadedFile("baa.pdf", b"%PDF-1.4 signed", content_type="application/pdf")
+    data = form_data([therapist], baa_document=document)
+    response = staff.post(reverse("admin:integration_integrationpartner_add"), data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    partner = IntegrationPartner.objects.get(name="SuperTool")
+    assert partner.baa_document.name.startswith("integration/baa/")
+    event = AuditEvent.objects.get(action="integration.partner_created")
+    assert event.metadata["baa_document"] is True and event.actor_id == str(staff.session["_auth_user_id"])
+    assert not AuditEvent.objects.filter(action="integration.partner_updated").exists()
+
+
+def test_a_partner_is_never_created_without_its_audit_event(staff, therapist, monkeypatch):
+    def audit_down(**kwargs):
+        raise RuntimeError("audit unavailable")
+
+    monkeypatch.setattr(partners, "audit_event_record", audit_down)
+    with pytest.raises(RuntimeError, match="audit unavailable"):
+        staff.post(reverse("admin:integration_integrationpartner_add"), form_data([therapist]))
+    assert not IntegrationPartner.objects.exists()
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [
