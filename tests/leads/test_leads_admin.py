@@ -152,6 +152,23 @@ def test_edit_platform_goes_through_the_service_and_the_slug_stays(staff):
     assert event.actor_type == "user" and "stripe_account_id" in event.metadata["changed"]
 
 
+def test_a_platform_change_is_never_saved_without_its_audit_event(staff, monkeypatch):
+    platform = make_platform().platform
+
+    def audit_down(**kwargs):
+        raise RuntimeError("audit unavailable")
+
+    monkeypatch.setattr(platforms, "audit_event_record", audit_down)
+    url = reverse("admin:leads_partnerplatform_change", args=[platform.pk])
+    with pytest.raises(RuntimeError, match="audit unavailable"):
+        staff.post(url, platform_form(minimum_payout="20"))
+    with pytest.raises(RuntimeError, match="audit unavailable"):
+        staff.post(reverse("admin:leads_partnerplatform_add"), platform_form(slug="another"))
+    platform.refresh_from_db()
+    assert platform.minimum_payout != Decimal("20.00")
+    assert not PartnerPlatform.objects.filter(slug="another").exists()
+
+
 def test_salt_shown_on_the_platform_page_only_and_live_keys_counted(staff):
     setup = make_platform()
     platform = setup.platform
