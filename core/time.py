@@ -19,5 +19,10 @@ def iso_utc(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+def iso_text(value: str | datetime | None) -> str | None:
+    """`iso_utc` of a datetime; text is taken as already rendered that way (e.g. by the database)."""
+    return value if value.__class__ is str else iso_utc(value)
+
+
 def iso_utc_from_epoch(seconds: int | float) -> str:
     return iso_utc(datetime.fromtimestamp(seconds, tz=UTC))
