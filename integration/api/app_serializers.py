@@ -1,60 +1,46 @@
 """LoveRescue app API (`/api/app/...`): input serializers check types and shapes (the services check the
 domain rules); output serializers render each response from the models the services and selectors
 return, and are what the views' `extend_schema(responses=...)` names, so body and schema are one
-declaration."""
+declaration (core.serializers.OutputSerializer: a renderer compiled once per class from the declared
+fields)."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
-from operator import attrgetter
 
 from rest_framework import serializers
 
 from core.rounding import ratio
-from core.time import iso_utc
+from core.serializers import (
+    DATE_ONLY_INPUT_FORMATS,
+    IsoDateTimeField,
+    MidnightUtcField,
+    OutputSerializer,
+    StrictBooleanField,
+    StrictIntegerField,
+)
 from integration import catalogue
 from integration.models import PermissionLevel, TherapistTask
 from integration.services import client_data
-
-DATE_FORMATS = ["%Y-%m-%d"]
-
-
-class StrictBooleanField(serializers.BooleanField):
-    """JSON true/false only (no "yes", 1, "on")."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("invalid", input=data)
-        return data
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """A JSON integer (no "7", 7.5 or true)."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
 
 # --- Inputs ----------------------------------------------------------------------------------------
 
 
 class CheckInInput(serializers.Serializer):
-    date = serializers.DateField(input_formats=DATE_FORMATS, help_text="YYYY-MM-DD; not after tomorrow (UTC)")
+    date = serializers.DateField(
+        input_formats=DATE_ONLY_INPUT_FORMATS, help_text="YYYY-MM-DD; not after tomorrow (UTC)"
+    )
     mood = StrictIntegerField(min_value=1, max_value=10)
     closeness = StrictIntegerField(min_value=1, max_value=10)
     crisis = StrictBooleanField(required=False, default=False, help_text="the app detected a crisis indicator")
 
 
 class RatioInput(serializers.Serializer):
-    date = serializers.DateField(input_formats=DATE_FORMATS)
+    date = serializers.DateField(input_formats=DATE_ONLY_INPUT_FORMATS)
     positive = StrictIntegerField(min_value=0, max_value=client_data.RATIO_MAX)
     negative = StrictIntegerField(min_value=0, max_value=client_data.RATIO_MAX)
 
 
 class ActivityInput(serializers.Serializer):
-    date = serializers.DateField(input_formats=DATE_FORMATS)
+    date = serializers.DateField(input_formats=DATE_ONLY_INPUT_FORMATS)
     activity = serializers.CharField(
         min_length=1, max_length=client_data.ACTIVITY_MAX_CHARS, help_text='a slug, e.g. "love_map_quiz"'
     )
@@ -106,20 +92,6 @@ class LinkUpdateInput(serializers.Serializer):
 # --- Output fields ---------------------------------------------------------------------------------
 
 
-class IsoDateTimeField(serializers.DateTimeField):
-    """A timestamp as every LoveRescue response shows it: `2026-02-12T09:30:00.000Z` (core.time.iso_utc)."""
-
-    def to_representation(self, value):
-        return iso_utc(value)
-
-
-class DueDateField(serializers.CharField):
-    """A task's due day as the partner API's assign response shows it: midnight UTC of that day."""
-
-    def to_representation(self, value):
-        return iso_utc(datetime(value.year, value.month, value.day, tzinfo=UTC))
-
-
 class RatioField(serializers.FloatField):
     """positive / negative of a ratio entry (the whole row is the source), core.rounding.ratio's rule."""
 
@@ -141,47 +113,10 @@ class ConsentField(serializers.ChoiceField):
         return client_data.consent_state(link)
 
 
-# Exact DRF field types whose to_representation is this builtin for the values our models hold.
-_PLAIN_RENDERERS = {
-    serializers.CharField: str,
-    serializers.IntegerField: int,
-    serializers.BooleanField: bool,
-    serializers.UUIDField: str,
-    serializers.ChoiceField: str,
-}
-
-
-class RowOutput(serializers.Serializer):
-    """An output serializer for rows of a list: renders exactly its declared fields (the schema), with
-    each field's getter and renderer resolved once per serializer instead of per row (DRF's generic
-    loop costs several times the value formatting itself)."""
-
-    def _plan(self):
-        plan = self.__dict__.get("_row_plan")
-        if plan is None:
-            plan = self.__dict__["_row_plan"] = [
-                (
-                    name,
-                    (lambda row: row) if field.source == "*" else attrgetter(field.source),
-                    _PLAIN_RENDERERS.get(type(field), field.to_representation),
-                )
-                for name, field in self.fields.items()
-                if not field.write_only
-            ]
-        return plan
-
-    def to_representation(self, instance):
-        body = {}
-        for name, get, render in self._plan():
-            value = get(instance)
-            body[name] = None if value is None else render(value)
-        return body
-
-
 # --- Outputs: each renders its response and is its schema -------------------------------------------
 
 
-class CheckInOutput(serializers.Serializer):
+class CheckInOutput(OutputSerializer):
     date = serializers.DateField()
     mood = serializers.IntegerField()
     closeness = serializers.IntegerField()
@@ -189,27 +124,27 @@ class CheckInOutput(serializers.Serializer):
     updatedAt = IsoDateTimeField(source="updated_at")
 
 
-class RatioOutput(serializers.Serializer):
+class RatioOutput(OutputSerializer):
     date = serializers.DateField()
     positive = serializers.IntegerField()
     negative = serializers.IntegerField()
     ratio = RatioField(help_text="positive / negative, 1 decimal (half up); null when negative is 0")
 
 
-class WeeklyStrategyOutput(serializers.Serializer):
+class WeeklyStrategyOutput(OutputSerializer):
     weekNumber = serializers.IntegerField(source="week_number")
     theme = serializers.CharField()
     completedDays = serializers.IntegerField(source="completed_days")
     completedAt = IsoDateTimeField(source="completed_at", allow_null=True)
 
 
-class CourseOutput(serializers.Serializer):
+class CourseOutput(OutputSerializer):
     currentWeek = serializers.IntegerField(source="current_week")
     isActive = serializers.BooleanField(source="is_active")
     completedAt = IsoDateTimeField(source="completed_at", allow_null=True)
 
 
-class ActivityOutput(serializers.Serializer):
+class ActivityOutput(OutputSerializer):
     """Renders client_data.ActivityRecorded."""
 
     id = serializers.IntegerField(source="entry.id")
@@ -220,14 +155,14 @@ class ActivityOutput(serializers.Serializer):
     course = CourseOutput(allow_null=True)
 
 
-class AssessmentOutput(serializers.Serializer):
+class AssessmentOutput(OutputSerializer):
     id = serializers.IntegerField()
     type = serializers.CharField()
     score = serializers.JSONField()
     completedAt = IsoDateTimeField(source="completed_at")
 
 
-class JournalOutput(serializers.Serializer):
+class JournalOutput(OutputSerializer):
     """The text is never echoed back (the app has it; responses and logs stay free of it)."""
 
     id = serializers.UUIDField()
@@ -236,13 +171,13 @@ class JournalOutput(serializers.Serializer):
     createdAt = IsoDateTimeField(source="created_at")
 
 
-class TherapistOutput(RowOutput):
+class TherapistOutput(OutputSerializer):
     id = serializers.UUIDField()
     firstName = serializers.CharField(source="first_name")
     lastName = serializers.CharField(source="last_name")
 
 
-class LinkOutput(RowOutput):
+class LinkOutput(OutputSerializer):
     linkId = serializers.UUIDField(source="id")
     therapist = TherapistOutput()
     permissionLevel = serializers.ChoiceField(source="permission_level", choices=PermissionLevel.values)
@@ -251,21 +186,21 @@ class LinkOutput(RowOutput):
     consentRevokedAt = IsoDateTimeField(source="consent_revoked_at", allow_null=True)
 
 
-class LinkListOutput(serializers.Serializer):
+class LinkListOutput(OutputSerializer):
     links = LinkOutput(many=True)
 
 
-class LinkUpdateOutput(serializers.Serializer):
+class LinkUpdateOutput(OutputSerializer):
     link = LinkOutput()
 
 
-class TaskOutput(RowOutput):
+class TaskOutput(OutputSerializer):
     id = serializers.UUIDField()
     description = serializers.CharField()
     module = serializers.CharField()
     activities = serializers.ListField(child=serializers.CharField())
     notes = serializers.CharField(allow_null=True)
-    dueDate = DueDateField(
+    dueDate = MidnightUtcField(
         source="due_date", allow_null=True, help_text='"2026-02-19T00:00:00.000Z" (midnight UTC) or null'
     )
     priority = serializers.ChoiceField(choices=TherapistTask.Priority.values)
@@ -274,9 +209,9 @@ class TaskOutput(RowOutput):
     completedAt = IsoDateTimeField(source="completed_at", allow_null=True)
 
 
-class TaskListOutput(serializers.Serializer):
+class TaskListOutput(OutputSerializer):
     tasks = TaskOutput(many=True)
 
 
-class TaskCompleteOutput(serializers.Serializer):
+class TaskCompleteOutput(OutputSerializer):
     task = TaskOutput()

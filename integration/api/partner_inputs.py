@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from core.domain import Invalid
 from core.pagination import parse_int_param
+from core.serializers import DATE_ONLY_INPUT_FORMATS
 from integration.events import EVENT_TYPES
 from integration.models import AlertType, TherapistTask
 from integration.selectors import common
@@ -98,7 +99,7 @@ class AssignRequestSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=100), max_length=50, required=False, default=list
     )
     notes = serializers.CharField(max_length=5000, required=False, allow_blank=True, allow_null=True)
-    dueDate = serializers.DateField(required=False, allow_null=True, input_formats=["%Y-%m-%d"])
+    dueDate = serializers.DateField(required=False, allow_null=True, input_formats=DATE_ONLY_INPUT_FORMATS)
     priority = serializers.ChoiceField(
         choices=TherapistTask.Priority.values, required=False, default=TherapistTask.Priority.MEDIUM
     )

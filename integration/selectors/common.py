@@ -2,20 +2,23 @@
 
 Tests pin the partner API's clock by replacing `utc_now` here: every selector, input parser and view of
 the partner API reads the time through this module (`common.utc_now()`, `common.today_utc()`).
+`ABSENT` (a value whose key is left out of the body) is core.serializers'; it is named here for the
+selectors that import it from this module.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 
 from django.db import connection
 from django.db.models import Case, CharField, Count, F, Func, IntegerField, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
-from core.time import iso_utc, utc_now
+from core.serializers import ABSENT
+from core.time import utc_now
 from integration.models import CONSENTED, LEVEL_RANK, Therapist, TherapistClientLink
 
-__all__ = ["utc_now", "today_utc"]
+__all__ = ["ABSENT", "utc_now", "today_utc"]
 
 
 def today_utc() -> date:
@@ -32,7 +35,7 @@ def level_rank(field: str) -> Case:
 
 
 def iso_utc_sql(field: str) -> Func | F:
-    """A timestamp column for `iso_text`: on PostgreSQL rendered by the database exactly as
+    """A timestamp column for core.time.iso_text: on PostgreSQL rendered by the database exactly as
     core.time.iso_utc renders it ("2025-06-30T12:00:00.000Z": UTC, milliseconds truncated, year unpadded
     like strftime's %Y), which saves the driver's datetime parsing and Python's formatting per row;
     elsewhere the column itself, formatted in Python."""
@@ -45,11 +48,6 @@ def iso_utc_sql(field: str) -> Func | F:
     return F(field)
 
 
-def iso_text(value: str | datetime | None) -> str | None:
-    """The ISO 8601 UTC text of an `iso_utc_sql` value (already text on PostgreSQL)."""
-    return value if value.__class__ is str else iso_utc(value)
-
-
 def count_subquery(queryset: QuerySet, group_field: str = "client_id") -> Coalesce:
     """COUNT(*) of a correlated queryset as a scalar subquery (0 when no rows)."""
     counted = queryset.order_by().values(group_field).annotate(n=Count("*")).values("n")
@@ -58,24 +56,3 @@ def count_subquery(queryset: QuerySet, group_field: str = "client_id") -> Coales
 
 def consented_links(therapist: Therapist) -> QuerySet[TherapistClientLink]:
     return TherapistClientLink.objects.filter(CONSENTED, therapist=therapist)
-
-
-class _Absent:
-    """The value of a section the caller may not see at this level: the key is left out of the body
-    (not rendered as null)."""
-
-    _instance = None
-
-    def __new__(cls):
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "ABSENT"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-ABSENT = _Absent()

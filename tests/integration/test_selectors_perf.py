@@ -1,10 +1,12 @@
-"""The partner list reads stay lean without changing a byte: timestamps rendered by the database match
+"""The LoveRescue reads stay lean without changing a byte: timestamps rendered by the database match
 core.time.iso_utc exactly, only rendered encrypted columns are decrypted, the couple lookup picks the
 same couple (active first, then newest) with non-consented members withheld, and the outputs' compiled
-(and hand-written caseload) renderers give exactly DRF's rendering of their declared fields."""
+(and hand-written caseload) renderers give exactly DRF's field-by-field rendering of their declared
+fields (core.serializers.field_by_field_rendering), for every partner and app response."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
@@ -12,11 +14,15 @@ import pytest
 
 from core import encryption
 from core.actors import Actor
+from core.serializers import field_by_field_rendering
 from core.time import iso_utc, utc_now
+from integration.api import app_serializers as app_outputs
 from integration.api import partner_outputs
 from integration.api.partner_outputs import ClientListResponseSerializer
-from integration.models import Couple, TherapistClientLink
+from integration.models import Couple, CourseProgress, TherapistClientLink
+from integration.selectors import app as app_selectors
 from integration.selectors.clients import client_list
+from integration.services import client_data
 from integration.services.assignments import task_assign
 from integration.services.reports import session_prep_report_generate
 from tests.integration import partner_world
@@ -104,13 +110,8 @@ def test_couple_choice_and_withheld_member():
 # --- The compiled renderers give exactly DRF's rendering of the declared fields -------------------
 
 
-def _reference_rendering(monkeypatch) -> None:
-    """Render every partner output field by field, as DRF does (the schema's own declaration)."""
-    monkeypatch.setattr(partner_outputs.PartnerOutput, "to_representation", partner_outputs.PartnerOutput.render_fields)
-
-
 @pytest.mark.parametrize("case", ["BASIC", "STANDARD", "FULL"])
-def test_every_partner_body_is_the_declared_fields_rendering(client, now, monkeypatch, case):
+def test_every_partner_body_is_the_declared_fields_rendering(client, now, case):
     world = build_world(now.date())
     target = world.clients[case]
     couple = make_couple(target, world.clients["FULL" if case != "FULL" else "STANDARD"])
@@ -125,14 +126,14 @@ def test_every_partner_body_is_the_declared_fields_rendering(client, now, monkey
     ]
     compiled = {path: client.get(path, **world.headers(case)) for path in paths}
     read = client.post(f"/api/integration/alerts/{alert.pk}/read", **world.headers(case))
-    _reference_rendering(monkeypatch)
-    for path in paths:
-        assert compiled[path].status_code == 200, compiled[path].content
-        assert compiled[path].content == client.get(path, **world.headers(case)).content, path
-    assert read.content == client.post(f"/api/integration/alerts/{alert.pk}/read", **world.headers(case)).content
+    with field_by_field_rendering():
+        for path in paths:
+            assert compiled[path].status_code == 200, compiled[path].content
+            assert compiled[path].content == client.get(path, **world.headers(case)).content, path
+        assert read.content == client.post(f"/api/integration/alerts/{alert.pk}/read", **world.headers(case)).content
 
 
-def test_report_and_task_bodies_are_the_declared_fields_rendering(now, monkeypatch):
+def test_report_and_task_bodies_are_the_declared_fields_rendering(now):
     world = build_world(now.date())
     standard = world.clients["STANDARD"]
     report = session_prep_report_generate(
@@ -150,9 +151,71 @@ def test_report_and_task_bodies_are_the_declared_fields_rendering(now, monkeypat
         partner_outputs.SessionPrepResponseSerializer(report).data,
         partner_outputs.AssignResponseSerializer({"message": "Activity assigned", "task": task}).data,
     )
-    _reference_rendering(monkeypatch)
-    assert compiled == (
-        partner_outputs.SessionPrepResponseSerializer(report).data,
-        partner_outputs.AssignResponseSerializer({"message": "Activity assigned", "task": task}).data,
-    )
+    with field_by_field_rendering():
+        reference = (
+            partner_outputs.SessionPrepResponseSerializer(report).data,
+            partner_outputs.AssignResponseSerializer({"message": "Activity assigned", "task": task}).data,
+        )
+    assert compiled == reference
     assert list(compiled[0]["report"])[:5] == ["id", "therapistId", "clientId", "reportDate", "lastSessionDate"]
+
+
+def test_every_app_body_is_the_declared_fields_rendering(now):
+    """/api/app/...: each output rendered from what its service or selector returns, both ways."""
+    world = build_world(now.date())
+    jane = world.clients["STANDARD"]
+    actor = Actor.client(jane.pk)
+    day = now.date()
+    checkin, _ = client_data.checkin_record(client=jane, date=day, mood=7, closeness=6, crisis=False, actor=actor)
+    ratios = [
+        client_data.ratio_record(client=jane, date=day, positive=25, negative=4, actor=actor)[0],
+        client_data.ratio_record(client=jane, date=day - timedelta(days=1), positive=3, negative=0, actor=actor)[0],
+    ]
+    CourseProgress.objects.update_or_create(client=jane, defaults={"current_week": 1})
+    in_course = client_data.activity_record(client=jane, date=day, activity="w1", week_number=1, actor=actor)
+    plain = client_data.activity_record(client=jane, date=day, activity="quiz", week_number=None, actor=actor)
+    assessment = client_data.assessment_record(
+        client=jane,
+        type="attachment",
+        score={"style": "secure", "anxiety": 2.5, "avoidance": 2},
+        responses=None,
+        actor=actor,
+    )
+    journal = client_data.journal_record(client=jane, text="private", therapist_hidden=True, crisis=False, actor=actor)
+    for due in (day, None):
+        task_assign(
+            therapist=world.therapist,
+            client=jane,
+            partner=world.partner.partner,
+            description="Love map",
+            due_date=due,
+            actor=Actor.system("tests"),
+        )
+    first_task = app_selectors.client_tasks(client=jane).last()
+    done = client_data.task_complete(client=jane, task_id=first_task.pk, actor=actor)
+    links = list(app_selectors.client_links(client=jane))
+    tasks = list(app_selectors.client_tasks(client=jane))
+    assert {task.due_date for task in tasks} >= {day, None} and any(task.completed_at for task in tasks)
+
+    def bodies() -> list:
+        return [
+            app_outputs.CheckInOutput(checkin).data,
+            *(app_outputs.RatioOutput(entry).data for entry in ratios),
+            app_outputs.ActivityOutput(in_course).data,
+            app_outputs.ActivityOutput(plain).data,
+            app_outputs.AssessmentOutput(assessment).data,
+            app_outputs.JournalOutput(journal).data,
+            app_outputs.LinkListOutput({"links": links}).data,
+            app_outputs.LinkUpdateOutput({"link": links[0]}).data,
+            app_outputs.TaskListOutput({"tasks": tasks}).data,
+            app_outputs.TaskCompleteOutput({"task": done}).data,
+        ]
+
+    compiled = bodies()
+    with field_by_field_rendering():
+        reference = bodies()
+    assert compiled == reference
+    # Types too (1 == 1.0 == True in Python): the JSON is the same text.
+    assert json.dumps(compiled) == json.dumps(reference)
+    assert compiled[1]["ratio"] == 6.3 and compiled[2]["ratio"] is None
+    assert compiled[3]["weeklyStrategy"] is not None and compiled[4]["weeklyStrategy"] is None
