@@ -28,6 +28,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.errors import ApiError
+from core.serializers import OutputSerializer
 from leads.services.ingest import LeadInput
 
 MAX_BODY_BYTES = 64 * 1024
@@ -354,7 +355,7 @@ REQUIRED_FIELDS = tuple(name for name, field in InboundLeadSerializer().fields.i
 # --- The response ----------------------------------------------------------------------------------------
 
 
-class IngestResponseSerializer(serializers.Serializer):
+class IngestResponseSerializer(OutputSerializer):
     """The spec's success body, rendered from the stored lead (so a replay answers exactly as the first time)."""
 
     success = serializers.SerializerMethodField()
