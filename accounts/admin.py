@@ -25,18 +25,11 @@ from django.contrib.auth.models import Group
 from accounts import services
 from accounts.models import ExternalIdentity, Membership, Organization, User
 from core.actors import Actor
-from core.admin import ReadOnlyAdminMixin, admin_actor
+from core.admin import ReadOnlyAdminMixin, admin_actor, adopt_saved
 
 # The staff user changing a password: UserAdmin builds the password form itself (no request in reach),
 # so the view hands the actor to the form's save through this context variable (per thread / task).
 _password_actor: ContextVar[Actor | None] = ContextVar("accounts_password_actor", default=None)
-
-
-def _adopt(obj, saved) -> None:
-    """Make the admin's unsaved form instance the row the service wrote (for the log entry and redirect)."""
-    obj.pk = saved.pk
-    obj._state.adding = False
-    obj.refresh_from_db()
 
 
 class AuditedPasswordChangeForm(AdminPasswordChangeForm):
@@ -105,11 +98,11 @@ class PlatformUserAdmin(UserAdmin):
         actor = admin_actor(request)
         if not change:
             password = data.get("password1") if data.get("set_usable_password") else None
-            _adopt(obj, services.user_create(username=data["username"], password=password, actor=actor))
+            adopt_saved(obj, services.user_create(username=data["username"], password=password, actor=actor))
             return
         fields = {name: data[name] for name in services.USER_FIELDS if name in data}
         relations = {name: list(data[name]) for name in ("groups", "user_permissions") if name in data}
-        _adopt(obj, services.user_update(user=obj, **fields, **relations, actor=actor))
+        adopt_saved(obj, services.user_update(user=obj, **fields, **relations, actor=actor))
 
     def save_related(self, request, form, formsets, change):
         # Groups and permissions were written by user_update; memberships go through their services.
@@ -138,7 +131,7 @@ class OrganizationAdmin(admin.ModelAdmin):
             saved = services.organization_update(organization=obj, **fields, actor=admin_actor(request))
         else:
             saved = services.organization_create(**fields, actor=admin_actor(request))
-        _adopt(obj, saved)
+        adopt_saved(obj, saved)
 
 
 @admin.register(ExternalIdentity)
@@ -172,7 +165,7 @@ class AuditedGroupAdmin(GroupAdmin):
             )
         else:
             saved = services.group_create(name=data["name"], permissions=permissions, actor=admin_actor(request))
-        _adopt(obj, saved)
+        adopt_saved(obj, saved)
 
     def save_related(self, request, form, formsets, change):
         pass  # the permissions were written by the service

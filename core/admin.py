@@ -13,6 +13,14 @@ _SHOWN_ONCE = """{% extends "admin/base_site.html" %}
 {% endblock %}"""
 
 
+def adopt_saved(obj, saved) -> None:
+    """After a service wrote the row, make the admin's form instance that row (Django's change message and
+    redirect read `obj`): its primary key, no longer "adding", fields as stored."""
+    obj.pk = saved.pk
+    obj._state.adding = False
+    obj.refresh_from_db()
+
+
 def admin_actor(request) -> Actor:
     """The `actor` of a service call made by a staff user in the admin."""
     return Actor.user(request.user)

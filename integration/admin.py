@@ -27,7 +27,7 @@ from django.db.models import Count
 from django.http import HttpResponse
 from django.utils.html import format_html
 
-from core.admin import ReadOnlyAdminMixin, admin_actor, shown_once_response
+from core.admin import ReadOnlyAdminMixin, admin_actor, adopt_saved, shown_once_response
 from core.domain import Invalid
 from integration.models import (
     Alert,
@@ -50,13 +50,6 @@ def _shown_once(admin_site, request, title: str) -> HttpResponse:
         back_url_name="admin:integration_integrationpartner_changelist",
         back_label="integration partners",
     )
-
-
-def _adopt(obj, saved) -> None:
-    """Make the admin's unsaved form instance the row the service wrote (for the log entry and redirect)."""
-    obj.pk = saved.pk
-    obj._state.adding = False
-    obj.refresh_from_db()
 
 
 # --- Partners ---------------------------------------------------------------------------------------
@@ -184,7 +177,7 @@ class IntegrationPartnerAdmin(admin.ModelAdmin):
                 baa_document=data.get("baa_document"),
                 actor=admin_actor(request),
             )
-            _adopt(obj, created)
+            adopt_saved(obj, created)
 
     def save_related(self, request, form, formsets, change):
         # Therapists were set by the service (audited); the credential inline is read-only.
@@ -311,7 +304,7 @@ class TherapistAdmin(admin.ModelAdmin):
             saved = therapists.therapist_update(therapist=obj, **fields, actor=admin_actor(request))
         else:
             saved = therapists.therapist_create(**fields, actor=admin_actor(request))
-        _adopt(obj, saved)
+        adopt_saved(obj, saved)
 
     def has_manage_permission(self, request) -> bool:
         return request.user.has_perm("integration.change_therapist")
@@ -365,7 +358,7 @@ class ClientAdmin(admin.ModelAdmin):
             saved = client_data.client_update(client=obj, **names, actor=admin_actor(request))
         else:
             saved = client_data.client_create(user=data["user"], **names, actor=admin_actor(request))
-        _adopt(obj, saved)
+        adopt_saved(obj, saved)
 
 
 @admin.register(TherapistClientLink)
@@ -423,7 +416,7 @@ class TherapistClientLinkAdmin(admin.ModelAdmin):
             permission_level=obj.permission_level,
             actor=admin_actor(request),
         )
-        _adopt(obj, created)
+        adopt_saved(obj, created)
 
 
 class CoupleForm(forms.ModelForm):
@@ -469,7 +462,7 @@ class CoupleAdmin(admin.ModelAdmin):
         saved = client_data.couple_create(
             partner1=data["partner1"], partner2=data["partner2"], status=data["status"], actor=admin_actor(request)
         )
-        _adopt(obj, saved)
+        adopt_saved(obj, saved)
 
 
 # --- Clinical data: read-only ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
-from core.admin import ReadOnlyAdminMixin, admin_actor, shown_once_response
+from core.admin import ReadOnlyAdminMixin, admin_actor, adopt_saved, shown_once_response
 from core.time import utc_now
 from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
 from leads.services import platforms
@@ -154,9 +154,7 @@ class PartnerPlatformAdmin(admin.ModelAdmin):
             saved = platforms.platform_update(platform=obj, **fields, actor=admin_actor(request))
         else:
             saved = platforms.platform_create(slug=data["slug"], **fields, actor=admin_actor(request))
-            obj.pk = saved.pk
-            obj._state.adding = False
-        obj.refresh_from_db()
+        adopt_saved(obj, saved)
 
     def save_related(self, request, form, formsets, change):
         # The API key inline is read-only (saving it writes nothing); no other relation is edited here.
