@@ -115,6 +115,11 @@ def test_every_partner_body_is_the_declared_fields_rendering(client, now, case):
     world = build_world(now.date())
     target = world.clients[case]
     couple = make_couple(target, world.clients["FULL" if case != "FULL" else "STANDARD"])
+    # Caseload rows the world lacks: no course at all (nulls, false), and a finished course.
+    link(world.therapist, make_client("No", "Course"), case)
+    finished = make_client("Done", "Course")
+    link(world.therapist, finished, case)
+    CourseProgress.objects.create(client=finished, current_week=12, is_active=False, completed_at=now)
     alert = target.alerts.order_by("created_at", "id").first()
     client.post(f"/api/integration/alerts/{alert.pk}/read", **world.headers(case))
     paths = [
