@@ -216,9 +216,11 @@ def _compile(cls) -> Callable[[object], dict]:
             plans[kind] = plan
         return plan
 
+    known_plan = plans.get
+
     def render(instance) -> dict:
         body = {}
-        for name, get, convert in plans.get(instance.__class__) or plan_for(instance.__class__):
+        for name, get, convert in known_plan(instance.__class__) or plan_for(instance.__class__):
             try:
                 value = get(instance)
             except (KeyError, AttributeError):  # missing: DRF's rules (default, null, left out, or raise)
