@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.core.test_settings import _start
+from tests.settings_process import start_settings as _start
 
 TWILIO = {
     "MESSAGING_BACKEND": "twilio",
