@@ -95,14 +95,14 @@ def mechanism_table() -> None:
 
     from audit.services import access_log_record
     from core import ratelimit
-    from core.actors import Actor
     from core.apis import MARK_RATES
     from core.time import utc_now
 
     fields = dict(
         created_at=utc_now(),
         api="mark",
-        actor=Actor("user", "1"),
+        actor_type="user",
+        actor_id="1",
         organization_id="",
         method="GET",
         path="/api/v1/bench",
