@@ -38,7 +38,8 @@ def _is_json(response) -> bool:
 class ApiErrorMiddleware:
     """Under an API's paths nothing leaves as a Django HTML page: unknown paths (404), CSRF failures,
     405 from plain views and exceptions raised outside DRF are re-rendered in that API's envelope.
-    Also writes the API's rate-limit headers from the usage the request was counted against."""
+    Also writes the API's rate-limit headers from the usage the request was counted against, and
+    `Cache-Control: no-store` on every API response that does not set its own."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -58,6 +59,10 @@ class ApiErrorMiddleware:
         if usage is not None:
             for name, value in family.rate_headers(usage).items():
                 response[name] = value
+        # API answers are for one caller and often carry protected data or secrets (tokens, webhook
+        # secrets): no browser, proxy or CDN may keep a copy. A view that sets its own policy keeps it.
+        if "Cache-Control" not in response:
+            response["Cache-Control"] = "no-store"
         return response
 
     def process_exception(self, request, exception):
