@@ -19,6 +19,12 @@ from rest_framework import serializers
 from core.errors import ApiError
 
 
+def parse_ascii_int(raw: str) -> int | None:
+    """A non-negative integer written in ASCII digits only, else None. (str.isdigit() also accepts
+    "²" or "٣", on which int() raises or which no client means.)"""
+    return int(raw) if raw.isascii() and raw.isdigit() else None
+
+
 def parse_int_param(
     params: Mapping[str, str],
     name: str,
@@ -32,8 +38,7 @@ def parse_int_param(
     "<name> must be an integer from <min> to <max>" (or "... of at least <min>" when unbounded)."""
     if name not in params:
         return default
-    raw = str(params[name]).strip()
-    value = int(raw) if raw.isdigit() else None
+    value = parse_ascii_int(str(params[name]).strip())
     if value is None or value < minimum or (maximum is not None and value > maximum):
         bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
         raise ApiError(400, f"{name} must be an integer {bounds}", code=code)

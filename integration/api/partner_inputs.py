@@ -3,15 +3,14 @@ parameters. Every refusal is a core.domain.Invalid with code BAD_REQUEST whose m
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
+from datetime import datetime
 
-from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import serializers
 
 from core.domain import Invalid
 from core.pagination import parse_int_param
 from core.serializers import DATE_ONLY_INPUT_FORMATS
+from core.time import parse_instant
 from integration.events import EVENT_TYPES
 from integration.models import AlertType, TherapistTask
 from integration.selectors import common
@@ -28,30 +27,6 @@ class BadParameter(Invalid):
 
     def __init__(self, message: str):
         super().__init__(message, code=BAD_REQUEST)
-
-
-def parse_iso_instant(value: str) -> datetime | None:
-    """An ISO 8601 date or datetime as an aware UTC datetime (naive values are UTC); None if invalid."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    # An unencoded "+00:00" offset arrives as " 00:00" (a "+" in a query string is a space).
-    text = re.sub(r"(T[\d:.]+) (\d{2}:?\d{2})$", r"\1+\2", text)
-    try:
-        parsed = parse_datetime(text.replace("z", "Z"))
-    except ValueError:
-        parsed = None
-    if parsed is None:
-        try:
-            day = parse_date(text)
-        except ValueError:
-            day = None
-        if day is None:
-            return None
-        parsed = datetime(day.year, day.month, day.day)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _boolean(name: str, raw: str) -> bool:
@@ -71,7 +46,7 @@ def alert_filters_from_query(params) -> AlertFilters:
     unread_only = _boolean("unreadOnly", params["unreadOnly"]) if "unreadOnly" in params else False
     since = None
     if "since" in params:
-        since = parse_iso_instant(params["since"])
+        since = parse_instant(params["since"])
         if since is None:
             raise BadParameter("since must be an ISO 8601 date or datetime")
     limit = parse_int_param(
@@ -84,7 +59,7 @@ def last_session_date_from_query(params) -> datetime | None:
     """`lastSessionDate` (optional): ISO 8601, not in the future."""
     if "lastSessionDate" not in params:
         return None
-    parsed = parse_iso_instant(params["lastSessionDate"])
+    parsed = parse_instant(params["lastSessionDate"])
     if parsed is None:
         raise BadParameter("lastSessionDate must be an ISO 8601 date or datetime")
     if parsed > common.utc_now():

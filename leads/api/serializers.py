@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 import pycountry
@@ -28,7 +28,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.errors import ApiError
+from core.parsers import JsonHasNul, loads_checked
 from core.serializers import OutputSerializer
+from core.time import parse_instant
 from leads.services.ingest import LeadInput
 
 MAX_BODY_BYTES = 64 * 1024
@@ -57,9 +59,6 @@ TIMESTAMP_PATTERN = (
     r"(?::[0-5]\d(?:\.\d{1,9})?)?(?:Z|[+-](?:[01]\d|2[0-3]):?\d{2})\s*$"
 )
 _COUNTRY_RE = re.compile(r"[A-Za-z]{2}")
-# ISO 8601 extended date-time with an offset (the RFC 3339 profile; JavaScript's toISOString() matches).
-# datetime.fromisoformat then checks the values (month 13, hour 25...).
-_TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})")
 
 
 def bad_request(message: str) -> ApiError:
@@ -89,8 +88,10 @@ def parse_body(http_request) -> dict:
     if len(raw) > MAX_BODY_BYTES:
         raise bad_request(f"Request body is too large (limit {MAX_BODY_BYTES} bytes)")
     try:
-        data = json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        data = loads_checked(raw.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant)
+    except JsonHasNul:
+        raise bad_request("Request body must not contain NUL characters") from None
+    except ValueError:  # UnicodeDecodeError and JsonTooDeep too, as before
         raise bad_request("Malformed JSON body") from None
     if not isinstance(data, dict):
         raise bad_request("Request body must be a JSON object")
@@ -134,15 +135,9 @@ def _country(value: str) -> str:
 def _consent_timestamp(value: str, now: datetime) -> datetime:
     message = "consent_timestamp must be an ISO 8601 timestamp with a timezone, e.g. 2025-01-08T12:00:00Z"
     value = value.strip()
-    if len(value) > MAX_TIMESTAMP or not _TIMESTAMP_RE.fullmatch(value):
+    parsed = parse_instant(value, require_offset=True) if len(value) <= MAX_TIMESTAMP else None
+    if parsed is None:
         raise bad_request(message)
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise bad_request(message) from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise bad_request(message)
-    parsed = parsed.astimezone(UTC)
     if parsed > now + CLOCK_SKEW:
         raise bad_request("consent_timestamp must not be in the future")
     return parsed
