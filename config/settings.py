@@ -1,7 +1,8 @@
 """Settings for every environment, chosen by environment variables (see README's table).
 
 APP_ENV=production refuses to start without SECRET_KEY, FIELD_ENCRYPTION_KEYS, BLIND_INDEX_KEY and
-ALLOWED_HOSTS, and never allows loopback outbound HTTP. Development and test run on embedded defaults:
+ALLOWED_HOSTS, with any of these keys a development default or too short, with DEBUG on, and never allows
+loopback outbound HTTP. Development and test run on embedded defaults:
 SQLite, local-memory cache and a filesystem Celery broker, so a bare machine with only Python works.
 """
 
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from core.health import authentication_problems, encryption_problems
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 LOCAL_DIR = BASE_DIR / ".local"  # embedded-default state (SQLite file, broker queue); git-ignored
@@ -23,8 +26,8 @@ IS_PRODUCTION = APP_ENV == "production"
 PLATFORM_VERSION = "2.0.0"
 PORT = env.int("PORT", default=8000)
 
-# Development-only values. They are public, so production refuses them by refusing to start without
-# its own (see _require_production_settings below).
+# Development-only values. They are public, so production refuses to start with any of them (compared
+# exactly in core.health, see _require_production_settings below).
 DEV_SECRET_KEY = "dev-insecure-secret-key-never-use-in-production-0123456789"
 DEV_FIELD_KEY = "ZGV2LWluc2VjdXJlLWZpZWxkLWtleS0wMTIzNDU2Nzg="  # urlsafe b64 of 32 bytes
 DEV_BLIND_INDEX_KEY = "dev-insecure-blind-index-key"
@@ -37,11 +40,29 @@ def _require_production_settings() -> None:
         if not env.str(name, default="").strip()
     ]
     if missing:
-        raise ImproperlyConfigured(
-            "Production refuses to start without: " + ", ".join(missing) + " (see README)."
-        )
+        raise ImproperlyConfigured("Production refuses to start without: " + ", ".join(missing) + " (see README).")
     if env.bool("OUTBOUND_ALLOW_LOOPBACK", default=False):
         raise ImproperlyConfigured("OUTBOUND_ALLOW_LOOPBACK is for tests and local demos only.")
+    if env.bool("DEBUG", default=False):
+        raise ImproperlyConfigured("Production refuses to start with DEBUG on (it shows settings and code).")
+    secret_key = env.str("SECRET_KEY")
+    # Problems name the setting and the rule, never the value (start-up errors reach logs).
+    weak = authentication_problems(
+        secret_key=secret_key,
+        jwt_signing_key=env.str("JWT_SIGNING_KEY", default=secret_key),
+        dev_secret_key=DEV_SECRET_KEY,
+    ) | encryption_problems(
+        field_keys=env.list("FIELD_ENCRYPTION_KEYS"),
+        blind_index_key=env.str("BLIND_INDEX_KEY"),
+        dev_field_key=DEV_FIELD_KEY,
+        dev_blind_index_key=DEV_BLIND_INDEX_KEY,
+    )
+    if weak:
+        raise ImproperlyConfigured(
+            "Production refuses to start: "
+            + "; ".join(f"{name} {problem}" for name, problem in weak.items())
+            + " (generate new keys: see README)."
+        )
 
 
 if IS_PRODUCTION:
@@ -308,9 +329,7 @@ if MESSAGING_MAX_ATTEMPTS < 1:
 # Public base URL of this server as Twilio reaches it (https://api.example.com): status callbacks are
 # requested at <base>/api/messaging/twilio/status and their signatures checked against that URL.
 MESSAGING_STATUS_CALLBACK_BASE_URL = env.str("MESSAGING_STATUS_CALLBACK_BASE_URL", default="").rstrip("/")
-if MESSAGING_STATUS_CALLBACK_BASE_URL and not MESSAGING_STATUS_CALLBACK_BASE_URL.startswith(
-    ("https://", "http://")
-):
+if MESSAGING_STATUS_CALLBACK_BASE_URL and not MESSAGING_STATUS_CALLBACK_BASE_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured("MESSAGING_STATUS_CALLBACK_BASE_URL must be an http(s) URL.")
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
