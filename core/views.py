@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth import get_user
 from django.utils.decorators import method_decorator
 from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
@@ -12,18 +13,33 @@ from rest_framework.response import Response
 
 from core.api import ApiView, ApiViewMixin, public
 from core.apis import ROUTIQ, ROUTIQ_PUBLIC_RATES
+from core.health import authentication_problems, encryption_problems
 from core.time import iso_utc, utc_now
 
 
-def _configured_environment() -> dict:
-    oidc = bool(settings.OIDC_JWKS_URL and settings.OIDC_ISSUER and settings.OIDC_AUDIENCE)
+def configuration_problems() -> dict[str, str]:
+    """Setting name -> what is wrong with it (never its value), under the rules production starts with."""
+    return authentication_problems(
+        secret_key=settings.SECRET_KEY,
+        jwt_signing_key=settings.SIMPLE_JWT["SIGNING_KEY"],
+        dev_secret_key=settings.DEV_SECRET_KEY,
+    ) | encryption_problems(
+        field_keys=list(settings.FIELD_ENCRYPTION_KEYS),
+        blind_index_key=settings.BLIND_INDEX_KEY,
+        dev_field_key=settings.DEV_FIELD_KEY,
+        dev_blind_index_key=settings.DEV_BLIND_INDEX_KEY,
+    )
+
+
+def _configured_environment(problems: dict[str, str]) -> dict:
+    # Booleans only, judged by production's own start-up rules: production cannot run with a weak key, so
+    # there they are always true and say nothing; which key is weak is for staff (see HealthView).
     return {
         "APP_ENV": settings.APP_ENV,
         "PORT": str(settings.PORT),
-        # True when tokens are signed with a key of this deployment's own or an OIDC provider is set.
-        "authentication_configured": oidc or settings.SECRET_KEY != settings.DEV_SECRET_KEY,
+        "authentication_configured": not problems.keys() & {"SECRET_KEY", "JWT_SIGNING_KEY"},
         "database_configured": bool(settings.DATABASES["default"].get("NAME")),
-        "encryption_configured": settings.FIELD_ENCRYPTION_KEYS != [settings.DEV_FIELD_KEY],
+        "encryption_configured": not problems.keys() & {"FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY"},
     }
 
 
@@ -46,20 +62,33 @@ class HealthView(PublicView):
                 "timestamp": serializers.DateTimeField(),
                 "version": serializers.CharField(),
                 "environment": serializers.DictField(),
+                "configuration_problems": serializers.DictField(
+                    child=serializers.CharField(), required=False, help_text="Staff only."
+                ),
             },
         ),
-        description="Liveness: the process answers. Operators' deep check (database, cache, broker) is "
-        "`/ops/health/`, staff only.",
+        description="Liveness: the process answers. The `environment` booleans are true only when the keys "
+        "pass production's start-up rules. Staff signed in to the admin also get `configuration_problems` "
+        "(setting name -> rule it fails); the deep check (database, cache, broker) is `/ops/health/`, staff only.",
     )
     def get(self, request):
-        return Response(
-            {
-                "status": "healthy",
-                "timestamp": iso_utc(utc_now()),
-                "version": settings.PLATFORM_VERSION,
-                "environment": _configured_environment(),
-            }
-        )
+        problems = configuration_problems()
+        body = {
+            "status": "healthy",
+            "timestamp": iso_utc(utc_now()),
+            "version": settings.PLATFORM_VERSION,
+            "environment": _configured_environment(problems),
+        }
+        if _is_staff(request):
+            body["configuration_problems"] = problems
+        return Response(body)
+
+
+def _is_staff(request) -> bool:
+    # DRF has set request.user to anonymous (no authentication classes here): read the admin session itself.
+    # Without a session cookie this is no query.
+    user = get_user(request._request)
+    return bool(user.is_active and user.is_staff)
 
 
 @public
