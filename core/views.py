@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from core.api import ApiView, ApiViewMixin, public
 from core.apis import ROUTIQ, ROUTIQ_PUBLIC_RATES
 from core.health import authentication_problems, encryption_problems
+from core.serializers import ABSENT, IsoDateTimeField, OutputSerializer
 from core.time import iso_utc, utc_now
 
 
@@ -50,38 +51,44 @@ class PublicView(ApiView):
     permission_classes = [AllowAny]
 
 
+class HealthEnvironmentSerializer(OutputSerializer):
+    APP_ENV = serializers.CharField()
+    PORT = serializers.CharField()
+    authentication_configured = serializers.BooleanField()
+    database_configured = serializers.BooleanField()
+    encryption_configured = serializers.BooleanField()
+
+
+class HealthSerializer(OutputSerializer):
+    status = serializers.CharField()
+    timestamp = IsoDateTimeField()
+    version = serializers.CharField()
+    environment = HealthEnvironmentSerializer()
+    configuration_problems = serializers.DictField(
+        child=serializers.CharField(), required=False, help_text="Setting name -> rule it fails. Staff only."
+    )
+
+
 @public
 class HealthView(PublicView):
     @extend_schema(
         tags=["Platform"],
         operation_id="health",
-        responses=inline_serializer(
-            "Health",
-            {
-                "status": serializers.CharField(),
-                "timestamp": serializers.DateTimeField(),
-                "version": serializers.CharField(),
-                "environment": serializers.DictField(),
-                "configuration_problems": serializers.DictField(
-                    child=serializers.CharField(), required=False, help_text="Staff only."
-                ),
-            },
-        ),
+        responses=HealthSerializer,
         description="Liveness: the process answers. The `environment` booleans are true only when the keys "
         "pass production's start-up rules. Staff signed in to the admin also get `configuration_problems` "
         "(setting name -> rule it fails); the deep check (database, cache, broker) is `/ops/health/`, staff only.",
     )
     def get(self, request):
         problems = configuration_problems()
-        body = {
+        health = {
             "status": "healthy",
-            "timestamp": iso_utc(utc_now()),
+            "timestamp": utc_now(),
             "version": settings.PLATFORM_VERSION,
             "environment": _configured_environment(problems),
+            "configuration_problems": problems if _is_staff(request) else ABSENT,
         }
-        if _is_staff(request):
-            body["configuration_problems"] = problems
-        return Response(body)
+        return Response(HealthSerializer(health).data)
 
 
 def _is_staff(request) -> bool:

@@ -135,3 +135,44 @@ def test_deep_health_reports_a_broker_that_is_down(settings):
     response = client.get("/ops/health/?format=json")
     assert response.status_code == 500
     assert "Broker" in response.content.decode()
+
+
+def test_health_body_is_its_declared_output_rendered_field_by_field(settings):
+    from core.serializers import field_by_field_rendering
+
+    staff = get_user_model().objects.create_user("ops", password="ops-password-123", is_staff=True)
+    staff_client = Client()
+    staff_client.force_login(staff)
+    for client in (Client(), staff_client):
+        compiled = client.get("/health").json()
+        with field_by_field_rendering():
+            reference = client.get("/health").json()
+        assert list(compiled) == list(reference) and compiled["environment"] == reference["environment"]
+        assert list(compiled["environment"]) == [
+            "APP_ENV",
+            "PORT",
+            "authentication_configured",
+            "database_configured",
+            "encryption_configured",
+        ]
+    assert list(compiled)[:4] == ["status", "timestamp", "version", "environment"]
+
+
+def test_health_schema_declares_the_environment_fields():
+    from drf_spectacular.generators import SchemaGenerator
+
+    components = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    assert set(components["HealthEnvironment"]["properties"]) == {
+        "APP_ENV",
+        "PORT",
+        "authentication_configured",
+        "database_configured",
+        "encryption_configured",
+    }
+    assert "configuration_problems" not in components["Health"]["required"]
+
+
+def test_anonymous_health_touches_no_database(django_assert_num_queries):
+    client = Client()
+    with django_assert_num_queries(0):
+        assert client.get("/health").status_code == 200
