@@ -19,10 +19,8 @@ from rest_framework.utils.json import strict_constant
 
 MAX_JSON_DEPTH = 64
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
-# A \u0000 escape not itself escaped (an even run of backslashes before it).
-_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+# A \u0000 escape not itself escaped (an even run of backslashes before it). JSON has no "\U" escape.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class JsonRefused(ValueError):
@@ -37,30 +35,37 @@ class JsonHasNul(JsonRefused):
     pass
 
 
-def check_json_text(text: str, *, max_depth: int = MAX_JSON_DEPTH) -> None:
-    """Refuse nesting deeper than `max_depth` and NUL characters, before parsing. Cheap for ordinary
-    bodies: the bracket scan runs only when there are more brackets than the limit in the whole text."""
-    if "\x00" in text or ("\\u0000" in text.lower() and _NUL_ESCAPE.search(text)):
+def _check_nul(text: str) -> None:
+    if "\x00" in text or ("\\u0000" in text and _NUL_ESCAPE.search(text)):
         raise JsonHasNul("strings must not contain NUL characters")
-    if text.count("[") + text.count("{") <= max_depth:
-        return
-    depth = 0
-    for match in _BRACKET.finditer(_STRING.sub('""', text)):
-        if match.group() in "[{":
-            depth += 1
-            if depth > max_depth:
-                raise JsonTooDeep(f"nested deeper than {max_depth} levels")
-        else:
-            depth -= 1
+
+
+def _depth_exceeds(value, max_depth: int) -> bool:
+    """Whether parsed JSON nests containers deeper than `max_depth` (iterative: no recursion to overflow)."""
+    stack = [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        for item in value.values() if value.__class__ is dict else value:
+            if item.__class__ is dict or item.__class__ is list:
+                stack.append((item, depth + 1))
+    return False
 
 
 def loads_checked(text: str, *, max_depth: int = MAX_JSON_DEPTH, **kwargs):
-    """json.loads after `check_json_text`; every refusal is a ValueError (JsonRefused for ours)."""
-    check_json_text(text, max_depth=max_depth)
+    """json.loads refusing NUL characters and nesting deeper than `max_depth`; every refusal is a
+    ValueError (JsonRefused for ours). Cheap for ordinary bodies: the depth walk runs only when the
+    whole text holds more brackets than the limit."""
+    _check_nul(text)
     try:
-        return json.loads(text, **kwargs)
-    except RecursionError:  # unreachable after the depth check; kept so no input can become a 500
+        data = json.loads(text, **kwargs)
+    except RecursionError:
         raise JsonTooDeep(f"nested deeper than {max_depth} levels") from None
+    deep_enough = text.count("[") + text.count("{") > max_depth
+    if deep_enough and data.__class__ in (dict, list) and _depth_exceeds(data, max_depth):
+        raise JsonTooDeep(f"nested deeper than {max_depth} levels")
+    return data
 
 
 class CheckedJSONParser(JSONParser):
