@@ -87,7 +87,7 @@ class StatusFilter(admin.SimpleListFilter):
         if len(value) == 3 and value.endswith("xx") and value[0] in "2345":
             low = int(value[0]) * 100
             return queryset.filter(status_code__gte=low, status_code__lt=low + 100)
-        if value.isdigit():
+        if value.isascii() and value.isdigit():
             return queryset.filter(status_code=int(value))
         return queryset
 

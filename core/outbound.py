@@ -382,7 +382,7 @@ def guarded_request(
             ) as response:
                 declared = response.headers.get("content-length", "")
                 # A HEAD answer declares the length of a body it does not send.
-                if method.upper() != "HEAD" and declared.isdigit() and int(declared) > max_bytes:
+                if method.upper() != "HEAD" and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
                     raise ResponseTooLargeError(f"response from {host} declares {declared} bytes (max {max_bytes})")
                 body = bytearray()
                 for chunk in response.iter_bytes():

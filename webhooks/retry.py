@@ -105,7 +105,7 @@ def parse_retry_after(value: str | None, *, now: datetime) -> timedelta | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         delay = timedelta(seconds=int(value))
     else:
         try:

@@ -46,7 +46,7 @@ def message_status_record(
     elif status == Status.DELIVERED:
         changes["delivered_at"] = now
     else:
-        digits = "".join(ch for ch in error_code if ch.isdigit())[:10]
+        digits = "".join(ch for ch in error_code if ch in "0123456789")[:10]
         changes["last_error"] = f"{provider}_error_{digits}" if digits else f"{provider}_failed"
     # Conditional: two callbacks racing cannot move the message backwards either.
     updated = OutboundMessage.objects.filter(pk=message.pk, status__in=_FORWARD_FROM[status]).update(**changes)

@@ -309,3 +309,9 @@ def test_actor_type_filter_offers_the_one_vocabulary_and_finds_partner_rows(admi
         response = admin_client.get(LOGS, {"actor_type": value})
         assert response.status_code == 200
         assert list(response.context["cl"].queryset.values_list("path", flat=True)) == [path]
+
+
+def test_status_filter_ignores_unicode_digits(admin_client):
+    _log(status_code=404)
+    response = admin_client.get(LOGS, {"status": "\u00b2"})  # str.isdigit() is true, int() would raise
+    assert response.status_code == 200

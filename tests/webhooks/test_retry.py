@@ -56,6 +56,7 @@ def test_jitter_stays_within_the_loverescue_window(monkeypatch):
         ("Wed, 31 Dec 2025 00:00:00 GMT", timedelta(0)),
         ("999999", retry.RETRY_AFTER_CAP),
         ("soon", None),
+        ("\u00b2", None),  # a unicode digit: str.isdigit() says yes, int() says no
         ("", None),
         (None, None),
     ],
