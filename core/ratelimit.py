@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from django_ratelimit.core import get_usage
+from redis.exceptions import RedisError
 
 from core.errors import ApiError
 from core.net import client_ip
@@ -63,6 +64,10 @@ class Rate:
     limit_override: Callable[[object], int | None] | None = None
 
 
+# Seconds a client is asked to wait when the rate limiter's store cannot be reached.
+UNAVAILABLE_RETRY_AFTER = 5
+
+
 @dataclass(frozen=True)
 class RatePolicy:
     name: str
@@ -86,13 +91,22 @@ def _usage_for(request, policy: RatePolicy, rate: Rate) -> RateUsage | None:
     if value is None:
         return None
     limit = (rate.limit_override(request) if rate.limit_override else None) or rate.limit
-    usage = get_usage(
-        request,
-        group=f"{policy.name}:{rate.name}",
-        key=lambda _group, _request: value,
-        rate=(limit, rate.period_seconds),
-        increment=True,
-    )
+    try:
+        usage = get_usage(
+            request,
+            group=f"{policy.name}:{rate.name}",
+            key=lambda _group, _request: value,
+            rate=(limit, rate.period_seconds),
+            increment=True,
+        )
+    except (RedisError, OSError):
+        # The counters' store is down: fail closed (no uncounted traffic), but as the API's own 503 with a
+        # Retry-After, never a 500 (issue 10, finding 9).
+        raise ApiError(
+            503,
+            "Service temporarily unavailable, try again shortly",
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+        ) from None
     if usage is None:  # RATELIMIT_ENABLE is off
         return None
     time_left = max(1, usage["time_left"])  # a window ending this very second resets in 1 s
