@@ -17,14 +17,12 @@ def validated(
     context: dict | None = None,
     first_only: bool = False,
     code: str | None = None,
-    message: str | None = None,
     field_details: bool = False,
 ):
-    """The serializer's validated data, or ApiError(400). `message` replaces the generated text (for
-    APIs whose spec fixes the 400 message); `field_details` adds the per-field errors as `details`
-    (for APIs whose error body has a details member)."""
+    """The serializer's validated data, or ApiError(400). `field_details` adds the per-field errors as
+    `details` (for APIs whose error body has a details member)."""
     serializer = serializer_class(data=data, context=context or {})
     if serializer.is_valid():
         return serializer.validated_data
-    text = message or (first_error(serializer.errors) if first_only else flatten_errors(serializer.errors))
+    text = first_error(serializer.errors) if first_only else flatten_errors(serializer.errors)
     raise ApiError(400, text or "Invalid request", code=code, details=serializer.errors if field_details else None)

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import get_user
 from django.utils.decorators import method_decorator
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from health_check.views import HealthCheckView
 from rest_framework import serializers
@@ -15,7 +15,7 @@ from core.api import ApiView, ApiViewMixin, public
 from core.apis import ROUTIQ, ROUTIQ_PUBLIC_RATES
 from core.health import authentication_problems, encryption_problems
 from core.serializers import ABSENT, IsoDateTimeField, OutputSerializer
-from core.time import iso_utc, utc_now
+from core.time import utc_now
 
 
 def configuration_problems() -> dict[str, str]:
@@ -98,34 +98,28 @@ def _is_staff(request) -> bool:
     return bool(user.is_active and user.is_staff)
 
 
+class RootSerializer(OutputSerializer):
+    message = serializers.CharField()
+    version = serializers.CharField()
+    status = serializers.CharField()
+    timestamp = IsoDateTimeField()
+    docs = serializers.CharField()
+    redoc = serializers.CharField()
+
+
 @public
 class RootView(PublicView):
-    @extend_schema(
-        tags=["Platform"],
-        operation_id="root",
-        responses=inline_serializer(
-            "RootInformation",
-            {
-                "message": serializers.CharField(),
-                "version": serializers.CharField(),
-                "status": serializers.CharField(),
-                "timestamp": serializers.DateTimeField(),
-                "docs": serializers.CharField(),
-                "redoc": serializers.CharField(),
-            },
-        ),
-    )
+    @extend_schema(tags=["Platform"], operation_id="root", responses=RootSerializer)
     def get(self, request):
-        return Response(
-            {
-                "message": "Routiq Backend API",
-                "version": settings.PLATFORM_VERSION,
-                "status": "healthy",
-                "timestamp": iso_utc(utc_now()),
-                "docs": "/docs",
-                "redoc": "/redoc",
-            }
-        )
+        root = {
+            "message": "Routiq Backend API",
+            "version": settings.PLATFORM_VERSION,
+            "status": "healthy",
+            "timestamp": utc_now(),
+            "docs": "/docs",
+            "redoc": "/redoc",
+        }
+        return Response(RootSerializer(root).data)
 
 
 class _PublicTier(ApiViewMixin):

@@ -11,10 +11,11 @@ from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
 from core.actors import Actor
+from core.apikeys import key_digest
 from core.time import utc_now
 from leads import crypto
 from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
-from leads.services.platforms import find_api_key, key_digest, platform_suspend
+from leads.services.platforms import find_api_key, platform_suspend
 from tests.leads.factories import encrypt_phone, hash_phone, rsa_pair, store_pair
 
 pytestmark = pytest.mark.django_db
