@@ -22,6 +22,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
+from core.serializers import ABSENT
 from integration.models import (
     ActivityEntry,
     Alert,
@@ -31,7 +32,7 @@ from integration.models import (
     PermissionLevel,
     Therapist,
 )
-from integration.selectors.common import ABSENT, consented_links, count_subquery, iso_utc_sql, level_rank
+from integration.selectors.common import consented_links, count_subquery, iso_utc_sql, level_rank
 
 
 @dataclass(frozen=True, slots=True)

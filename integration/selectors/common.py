@@ -2,8 +2,6 @@
 
 Tests pin the partner API's clock by replacing `utc_now` here: every selector, input parser and view of
 the partner API reads the time through this module (`common.utc_now()`, `common.today_utc()`).
-`ABSENT` (a value whose key is left out of the body) is core.serializers'; it is named here for the
-selectors that import it from this module.
 """
 
 from __future__ import annotations
@@ -14,11 +12,10 @@ from django.db import connection
 from django.db.models import Case, CharField, Count, F, Func, IntegerField, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
-from core.serializers import ABSENT
 from core.time import utc_now
 from integration.models import CONSENTED, LEVEL_RANK, Therapist, TherapistClientLink
 
-__all__ = ["ABSENT", "utc_now", "today_utc"]
+__all__ = ["utc_now", "today_utc"]
 
 
 def today_utc() -> date:

@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import Avg
 
 from core.rounding import round_half_up
+from core.serializers import ABSENT
 from integration.models import (
     ActivityEntry,
     CheckIn,
@@ -22,7 +23,7 @@ from integration.models import (
     level_allows,
 )
 from integration.selectors import common
-from integration.selectors.common import ABSENT, consented_links
+from integration.selectors.common import consented_links
 from integration.selectors.consent import ClientNotFound, NoConsent
 from integration.selectors.progress import AssessmentScore, assessment_scores
 

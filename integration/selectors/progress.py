@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 
 from core.rounding import percentage, ratio
+from core.serializers import ABSENT
 from integration.models import (
     ActivityEntry,
     Assessment,
@@ -25,7 +26,6 @@ from integration.models import (
     level_allows,
 )
 from integration.selectors import common
-from integration.selectors.common import ABSENT
 
 TREND_DAYS = 90  # activity completion, mood and ratio trends, journal entries
 
