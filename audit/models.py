@@ -1,6 +1,6 @@
-"""Append-only audit tables. PostgreSQL refuses UPDATE on them and DELETE of any row younger than six
-years (the floor of AUDIT_RETENTION_YEARS), whatever the application does; the retention purge is the
-only deletion, of older rows."""
+"""Append-only audit tables. PostgreSQL refuses UPDATE and TRUNCATE on them and DELETE of any row younger
+than six years (the floor of AUDIT_RETENTION_YEARS), whatever the application does; the retention purge is
+the only deletion, of older rows. The app's database role may only INSERT and SELECT here (core.db_roles)."""
 
 import pgtrigger
 from django.db import models
@@ -16,6 +16,15 @@ def _append_only_triggers(table: str):
             name=f"{table}_no_young_delete",
             operation=pgtrigger.Delete,
             condition=pgtrigger.Condition(RETENTION_FLOOR_SQL),
+        ),
+        # TRUNCATE fires no row triggers; a statement trigger refuses it, for every role but a superuser
+        # who disables triggers (docs/operations.md, "Database roles": nobody runs the app as one).
+        pgtrigger.Trigger(
+            name=f"{table}_no_truncate",
+            operation=pgtrigger.Truncate,
+            level=pgtrigger.Statement,
+            when=pgtrigger.Before,
+            func="RAISE EXCEPTION 'pgtrigger: Cannot truncate % table', TG_TABLE_NAME;",
         ),
     ]
 
