@@ -51,6 +51,24 @@ def chromium_paths() -> tuple[str, str]:
     return browser, driver
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _flush_past_audit_truncate_trigger():
+    """Transactional tests end with Django's flush, a TRUNCATE of every table, which the audit tables'
+    statement trigger refuses (as it must in production). The test database's superuser flushes with
+    triggers off for that one transaction; nothing outside tests flushes a database."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    original = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        statements = original(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        return ["SET LOCAL session_replication_role = replica", *statements] if statements else statements
+
+    DatabaseOperations.sql_flush = sql_flush
+    yield
+    DatabaseOperations.sql_flush = original
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(settings):
     """A fresh cache namespace per test: rate-limit counters never leak between tests (or xdist

@@ -114,7 +114,18 @@ def test_triggers_are_installed(require_postgres):
             "('audit_accesslog'::regclass, 'audit_auditevent'::regclass) ORDER BY tgname"
         )
         names = [name for (name,) in cursor.fetchall()]
-    assert len(names) == 4
+    assert len(names) == 6
     for table in ("accesslog", "auditevent"):
         assert any(name.startswith(f"pgtrigger_{table}_no_update_") for name in names)
         assert any(name.startswith(f"pgtrigger_{table}_no_young_delete_") for name in names)
+        assert any(name.startswith(f"pgtrigger_{table}_no_truncate_") for name in names)
+
+
+@MODELS
+def test_truncate_is_refused(require_postgres, model):
+    """TRUNCATE fires no row trigger: the statement trigger is what refuses it (failed before 0002)."""
+    MAKERS[model]()
+    with pytest.raises(ProgrammingError, match="pgtrigger: Cannot truncate"), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {model._meta.db_table}")
+    assert model.objects.exists()
