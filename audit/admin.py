@@ -18,7 +18,7 @@ from audit.models import AccessLog, AuditEvent
 from audit.selectors import audit_export_rows, audit_export_snapshot
 from audit.services import audit_event_record
 from core.actors import Actor, ActorType
-from core.admin import ReadOnlyAdminMixin
+from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin
 from core.apis import FAMILIES
 from core.time import iso_utc, utc_now
 
@@ -92,7 +92,7 @@ class StatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReadOnlyAuditAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReadOnlyAuditAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     export_fields: tuple[str, ...] = ()
     actions = ["export_csv"]
     list_per_page = 100

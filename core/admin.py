@@ -1,9 +1,11 @@
 from django.contrib import admin
+from django.db import transaction
 from django.http import HttpResponse
 from django.template import engines
 from django.urls import reverse
 
 from core.actors import Actor
+from core.auditing import audit_event
 from core.models import KeyRotation
 
 _SHOWN_ONCE = """{% extends "admin/base_site.html" %}
@@ -40,6 +42,58 @@ def shown_once_response(admin_site, request, *, title: str, back_url_name: str, 
     response = HttpResponse(template.render(context, request))
     response["Cache-Control"] = "no-store"
     return response
+
+
+def audit_admin_view(request, model, objects, *, view: str, **metadata) -> None:
+    """Record that the staff user was shown these rows of `model` (one event, in its own transaction).
+    Ids and flags only: never field values, never the search term (it may be a phone number)."""
+    ids = [str(obj.pk) for obj in objects]
+    single = view != "list"
+    if single:
+        public_id = getattr(objects[0], "public_id", None)
+        if public_id:
+            metadata["public_id"] = str(public_id)
+    else:
+        metadata["ids"] = ids
+    with transaction.atomic():
+        audit_event(
+            action="admin.record_viewed" if single else "admin.records_listed",
+            actor=admin_actor(request),
+            subject_type=model._meta.label_lower,
+            subject_id=ids[0] if single else "",
+            metadata={"view": view, "method": request.method, **metadata},
+        )
+
+
+class AuditedViewAdminMixin:
+    """For admins of records holding protected data (decrypted text, phones, clinical reports, consent,
+    partner credentials): every page that shows such records is on the audit trail, who (the staff
+    user), what (model and ids) and when, written before the page leaves; if the row cannot be written
+    the page is not shown. `admin.record_viewed`: a change/detail page (GET, or a form shown again) and
+    its history page; `admin.records_listed`: a list page (or a raw-id popup), with the ids it shows.
+    Custom views call `audit_admin_view` themselves."""
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        response = super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+        if obj is not None and not add:  # an add page shows no stored record
+            audit_admin_view(request, self.model, [obj], view="change")
+        return response
+
+    def history_view(self, request, object_id, extra_context=None):
+        response = super().history_view(request, object_id, extra_context)
+        obj = getattr(response, "context_data", {}).get("object")
+        if obj is not None:
+            audit_admin_view(request, self.model, [obj], view="history")
+        return response
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", None) and response.context_data.get("cl")
+        if changelist is not None:  # not an action's own response or a redirect
+            # The page's rows: evaluating the page's queryset here fills the cache the template reads.
+            rows = list(changelist.result_list)
+            audit_admin_view(request, self.model, rows, view="list", searched=bool(changelist.query))
+        return response
 
 
 class ReadOnlyAdminMixin:

@@ -27,7 +27,7 @@ from django.db.models import Count
 from django.http import HttpResponse
 from django.utils.html import format_html
 
-from core.admin import ReadOnlyAdminMixin, admin_actor, adopt_saved, shown_once_response
+from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin, admin_actor, adopt_saved, shown_once_response
 from core.domain import Invalid
 from integration.models import (
     Alert,
@@ -114,7 +114,7 @@ class PartnerCredentialInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(IntegrationPartner)
-class IntegrationPartnerAdmin(admin.ModelAdmin):
+class IntegrationPartnerAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     form = IntegrationPartnerForm
     list_display = ("name", "status", "baa_on_file", "therapist_count", "rate_limit", "created_at")
     list_filter = ("status", ("baa_signed_at", admin.EmptyFieldListFilter), "created_at")
@@ -273,7 +273,7 @@ class TherapistForm(forms.ModelForm):
 
 
 @admin.register(Therapist)
-class TherapistAdmin(admin.ModelAdmin):
+class TherapistAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     """Created and edited through integration.services.therapists (audited). Deactivating a therapist
     cuts their partners' access on the next request, so it is an audited change of its own (the
     checkbox or the actions). Never deleted: links, tasks, alerts and the audit trail refer to them."""
@@ -333,7 +333,7 @@ class ClientForm(forms.ModelForm):
 
 
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):
+class ClientAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     """Created and edited through integration.services.client_data (audited). The login (`user`) is fixed
     at creation: changing it would hand the client's records to another sign-in. Never deleted here:
     their check-ins, journal, links and the audit trail refer to them."""
@@ -362,7 +362,7 @@ class ClientAdmin(admin.ModelAdmin):
 
 
 @admin.register(TherapistClientLink)
-class TherapistClientLinkAdmin(admin.ModelAdmin):
+class TherapistClientLinkAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     """Staff may add a link (it starts pending: only the client grants consent, in the app); the
     level and consent of an existing link are the client's to change, so it is read-only here."""
 
@@ -436,7 +436,7 @@ class CoupleForm(forms.ModelForm):
 
 
 @admin.register(Couple)
-class CoupleAdmin(admin.ModelAdmin):
+class CoupleAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     """Created and re-statused through integration.services.client_data (audited; partners see the
     status). The two partners are fixed once created; a couple is made inactive, never deleted."""
 
@@ -469,7 +469,7 @@ class CoupleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Alert)
-class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AlertAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "client", "alert_type", "severity", "rule", "created_at", "resolved_at")
     list_filter = ("alert_type", "severity", "rule", ("resolved_at", admin.EmptyFieldListFilter))
     search_fields = ("client__first_name", "client__last_name", "=id")
@@ -493,7 +493,7 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(SessionPrepReport)
-class SessionPrepReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SessionPrepReportAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "therapist", "client", "report_date", "last_session_date")
     list_filter = ("report_date",)
     search_fields = ("client__first_name", "client__last_name", "therapist__last_name", "=id")

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from core.admin import admin_actor
+from core.admin import AuditedViewAdminMixin, admin_actor
 from messaging.models import OutboundMessage
 from messaging.services import MessagingError, message_retry, normalize_recipient, recipient_index
 
 
 @admin.register(OutboundMessage)
-class OutboundMessageAdmin(admin.ModelAdmin):
+class OutboundMessageAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     list_display = (
         "public_id",
         "channel",

@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
-from core.admin import ReadOnlyAdminMixin, admin_actor
+from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin, admin_actor
 from webhooks import services, signing
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -21,7 +21,7 @@ class RecoverForm(forms.Form):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class WebhookEndpointAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "public_id",
         "owner_type",
@@ -131,7 +131,7 @@ class WebhookAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class WebhookDeliveryAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "event_id",

@@ -11,7 +11,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from core.admin import ReadOnlyAdminMixin
+from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin
 from core.encryption import blind_index
 from core.phones import e164_or_none, mask
 from leads.models import CareUser, Lead
@@ -41,7 +41,7 @@ class PhoneSearchMixin:
 
 
 @admin.register(Lead)
-class LeadAdmin(PhoneSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class LeadAdmin(AuditedViewAdminMixin, PhoneSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     phone_index_lookup = "user__phone_index"
     list_display = (
         "public_id",
@@ -130,7 +130,7 @@ class UserLeadInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(CareUser)
-class CareUserAdmin(PhoneSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class CareUserAdmin(AuditedViewAdminMixin, PhoneSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("public_id", "masked_phone", "source", "source_platform", "language", "created_at")
     list_filter = ("source", "source_platform", "language", "created_at")
     search_fields = ("=public_id",)

@@ -20,7 +20,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
-from core.admin import ReadOnlyAdminMixin, admin_actor, adopt_saved, shown_once_response
+from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin, admin_actor, adopt_saved, shown_once_response
 from core.time import utc_now
 from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
 from leads.services import platforms
@@ -96,7 +96,7 @@ class PlatformApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(PartnerPlatform)
-class PartnerPlatformAdmin(admin.ModelAdmin):
+class PartnerPlatformAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     form = PartnerPlatformForm
     list_display = ("slug", "name", "status", "payout_backend", "minimum_payout", "live_keys", "created_at")
     list_filter = ("status", "payout_backend")
@@ -210,7 +210,7 @@ class PartnerPlatformAdmin(admin.ModelAdmin):
 
 
 @admin.register(PlatformApiKey)
-class PlatformApiKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PlatformApiKeyAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "key_hint",
         "platform",
