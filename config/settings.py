@@ -281,7 +281,22 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # Redis (docs/operations.md, "Workers"). A message a worker took but never acknowledged (it died, or lost
+    # Redis while holding it: acks are late and countdowns wait in the worker) is delivered again after
+    # visibility_timeout. It must exceed the longest countdown we set (message backoff: 1 h + 10 % jitter)
+    # and the longest hard time limit (1 h), or a held message would run twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=7200),
+        # Look for such messages every 10 s (one ZRANGE under a lock), not kombu's default 100 s.
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
+        # A broker that vanishes without closing the socket (failover, NAT) must not hang a publish from a
+        # web request or a worker forever; kombu's BRPOP blocks for 1 s, well within these.
+        "socket_connect_timeout": 5,
+        "socket_timeout": 15,
+        "socket_keepalive": True,
+        "health_check_interval": 25,
+    }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
@@ -292,6 +307,43 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
+# A worker never gives up on the broker (Celery's default stops after 100 attempts, about an hour of outage,
+# and the process exits); config/celery.py also works around kombu 5.7's crash on reconnecting while it
+# holds unacknowledged messages. A task running when the broker drops finishes; its lost ack makes Redis
+# deliver it again after visibility_timeout, and the tasks are idempotent (docs/decisions.md).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Queues (docs/operations.md, "Workers": one worker process per queue, each with its own concurrency), so a
+# slow partner endpoint or a month's payouts can never hold the slot a crisis SMS needs. Every task is
+# routed here by name (tests/faults/test_queues.py fails on a task without a route); a message whose
+# purpose is urgent (MESSAGING_URGENT_PURPOSES, crisis alerts) goes to `critical` instead of `messaging`
+# (config.celery.route_urgent_messages).
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = (
+    "config.celery.route_urgent_messages",
+    {
+        # critical: crisis notifications and what raises or recovers them; short tasks only.
+        "integration.tasks.raise_journal_crisis_alerts": {"queue": "critical"},
+        "messaging.tasks.sweep_queued_messages": {"queue": "critical"},
+        # messaging: every other SMS / WhatsApp / email send (bounded by the provider's timeouts).
+        "messaging.tasks.send_message": {"queue": "messaging"},
+        # webhooks: partner endpoints, which may hang up to WEBHOOK_TIMEOUT_SECONDS per attempt.
+        "webhooks.tasks.deliver_webhook": {"queue": "webhooks"},
+        # default: short periodic jobs and operations checks.
+        "webhooks.tasks.sweep_due_webhook_deliveries": {"queue": "default"},
+        "integration.tasks.send_high_alert_notifications": {"queue": "default"},
+        "core.tasks.ping": {"queue": "default"},
+        "core.tasks.record_heartbeat": {"queue": "default"},
+        # batch: long jobs (minutes to an hour): daily evaluations, digests, payouts, retention; syncs too.
+        "integration.tasks.evaluate_daily_alerts": {"queue": "batch"},
+        "integration.tasks.send_low_alert_digest": {"queue": "batch"},
+        "leads.tasks.process_partner_payments": {"queue": "batch"},
+        "leads.tasks.resume_payout_batches": {"queue": "batch"},
+        "audit.tasks.purge_expired_audit_rows": {"queue": "batch"},
+    },
+)
 
 # --- Webhooks (webhooks/, docs/webhooks.md) ------------------------------------------------------
 # Registration refuses plain-http URLs unless this is false (tests with receivers on 127.0.0.1).

@@ -21,27 +21,12 @@ from types import SimpleNamespace
 import pytest
 from celery import Celery
 
-from tests.workers import celery_worker
+from tests.workers import celery_worker, worker_environment
 
 pytestmark = pytest.mark.worker
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 DELIVERY_TIMEOUT = 20.0
-# Variables that choose the broker or could make the worker run tasks in-process: the test sets them.
-BROKER_VARIABLES = ("CELERY_BROKER_URL", "REDIS_URL", "CELERY_BROKER_DIR", "CELERY_TASK_ALWAYS_EAGER")
-
-
-def worker_environment(tmp_path: Path, **variables: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in BROKER_VARIABLES}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        APP_ENV="test",
-        CELERY_BROKER_DIR=str(tmp_path / "broker"),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'worker.sqlite3'}",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(variables)
-    return env
 
 
 def settings_under(env: dict[str, str], monkeypatch) -> SimpleNamespace:

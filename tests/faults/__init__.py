@@ -1,0 +1,1 @@
+"""Fault-injection tests: real processes, private service instances, faults injected on purpose."""
