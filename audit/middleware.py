@@ -1,4 +1,11 @@
-"""Writes the access-log row of every request under an API's paths."""
+"""Writes the access-log row of every request under an API's paths, before the answer leaves.
+
+The row is inserted (and committed) after the view has decided the response but before this middleware
+returns it, so no byte of the body reaches the client until its row exists. When the row cannot be
+written (the database went away between the view and the row, a bad value), the prepared answer is
+dropped and the client gets that API's own 503 with Retry-After instead: protected data never leaves
+without its access row (issue 10, finding 10; docs/decisions.md).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,15 @@ import time
 from audit.services import access_log_record
 from core.actors import ActorType
 from core.apis import family_for_path, family_for_request
+from core.envelopes import render_api_error
+from core.errors import ApiError
 from core.net import client_ip
+from core.ratelimit import UNAVAILABLE_RETRY_AFTER
 from core.time import utc_now
 
 logger = logging.getLogger("audit")
+
+UNAVAILABLE_MESSAGE = "Service temporarily unavailable, try again shortly"
 
 
 class AccessLogMiddleware:
@@ -24,11 +36,13 @@ class AccessLogMiddleware:
         response = self.get_response(request)
         # Every request under an API's paths (health probes and docs are not API traffic).
         family = family_for_request(request) if family_for_path(request.path) else None
-        if family is not None:
-            try:
-                access_log_record(**self._fields(request, response, family, created_at, started))
-            except Exception:  # the response is already decided; losing the row must be loud
-                logger.exception("Access log write failed for %s %s", request.method, request.path)
+        if family is None:
+            return response
+        try:
+            fields = self._fields(request, response, family, created_at, started)
+            access_log_record(**fields)
+        except Exception:
+            return self._withheld(request, response, family)
         return response
 
     @staticmethod
@@ -45,6 +59,7 @@ class AccessLogMiddleware:
             "api": family.name,
             "actor_type": actor_type,
             "actor_id": actor_id,
+            "on_behalf_of": getattr(request, "audit_on_behalf_of", ""),
             "organization_id": getattr(request, "audit_organization", "") or "",
             "method": request.method[:10],
             "path": request.path[:500],
@@ -55,3 +70,30 @@ class AccessLogMiddleware:
             "request_id": getattr(request, "request_id", ""),
             "duration_ms": int((time.perf_counter() - started) * 1000),
         }
+
+    @staticmethod
+    def _withheld(request, response, family):
+        """The API's 503 in place of an answer whose access row could not be written. The log line names
+        what the row would have (ids only, never PHI), so the attempt itself is not lost."""
+        actor_type, actor_id = getattr(request, "audit_actor", ("", ""))
+        logger.exception(
+            "Access row not written, withheld %s for %s %s: request %s, actor %s:%s, on behalf of %s, "
+            "organization %s, subjects %s",
+            response.status_code,
+            request.method,
+            request.path,
+            getattr(request, "request_id", ""),
+            actor_type or "-",
+            actor_id,
+            getattr(request, "audit_on_behalf_of", "") or "-",
+            getattr(request, "audit_organization", "") or "-",
+            ",".join(getattr(request, "audit_subjects", [])) or "-",
+        )
+        error = ApiError(503, UNAVAILABLE_MESSAGE, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
+        unavailable = render_api_error(request, error, family)
+        # The request was counted: keep its rate-limit budget; Retry-After is this answer's own.
+        for name, value in response.items():
+            if name.lower().startswith("x-ratelimit-"):
+                unavailable[name] = value
+        unavailable["Cache-Control"] = "no-store"
+        return unavailable

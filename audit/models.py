@@ -36,6 +36,8 @@ class AccessLog(models.Model):
     api = models.CharField(max_length=20, db_index=True)
     actor_type = models.CharField(max_length=20, blank=True)  # core.actors.ActorType
     actor_id = models.CharField(max_length=100, blank=True, db_index=True)
+    # Whom the actor acted for, "therapist:<uuid>" (a LoveRescue partner token acts for one therapist).
+    on_behalf_of = models.CharField(max_length=121, blank=True)
     organization_id = models.CharField(max_length=80, blank=True, db_index=True)
     method = models.CharField(max_length=10)
     path = models.CharField(max_length=500)
@@ -49,6 +51,10 @@ class AccessLog(models.Model):
     class Meta:
         ordering = ["-created_at"]
         triggers = _append_only_triggers("accesslog")
+        indexes = [
+            # Only the rows that have one (LoveRescue partner traffic): the other APIs' inserts skip it.
+            models.Index(fields=["on_behalf_of"], name="accesslog_on_behalf_of", condition=~models.Q(on_behalf_of="")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.method} {self.path} {self.status_code}"

@@ -19,8 +19,12 @@ def _http_request(request):
     return getattr(request, "_request", request)  # DRF Request wraps Django's HttpRequest
 
 
-def set_actor(request, actor: Actor) -> None:
-    _http_request(request).audit_actor = (actor.type, actor.id)
+def set_actor(request, actor: Actor, *, on_behalf_of: Actor | None = None) -> None:
+    """Who is calling, and whom they act for when that is someone else: a LoveRescue partner token acts
+    for one therapist (`on_behalf_of=Actor.therapist(...)`), so the access log names both."""
+    http_request = _http_request(request)
+    http_request.audit_actor = (actor.type, actor.id)
+    http_request.audit_on_behalf_of = str(on_behalf_of) if on_behalf_of is not None else ""
 
 
 def set_organization(request, organization_id: str) -> None:

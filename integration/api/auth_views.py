@@ -59,5 +59,6 @@ class IntegrationAuthView(ApiView):
             therapist_id=values["therapistId"],
             ip=client_ip(request._request),
         )
-        set_actor(request, Actor.integration_partner(issued.partner.pk))
+        acting_for = Actor.therapist(issued.therapist.pk)
+        set_actor(request, Actor.integration_partner(issued.partner.pk), on_behalf_of=acting_for)
         return Response({"token": issued.token, "expiresIn": issued.expires_in, "tokenType": "Bearer"})

@@ -60,7 +60,8 @@ class IntegrationTokenAuthentication(authentication.BaseAuthentication):
         # Counted per API key, at the partner's own limit when it has one (spec section 4).
         http_request.ratelimit_principal = f"lr_int:{credential.key_id}"
         http_request.ratelimit_override = partner.rate_limit_per_minute
-        set_actor(request, Actor.integration_partner(partner.pk))
+        # The token acts for one therapist: the access log names both (checked just below).
+        set_actor(request, Actor.integration_partner(partner.pk), on_behalf_of=Actor.therapist(claims.therapist_id))
         check_partner_access(partner, client_ip(http_request))
         therapist = acting_therapist(partner, claims.therapist_id)
         return PartnerPrincipal(partner=partner, credential=credential, therapist=therapist), None

@@ -68,6 +68,7 @@ def test_unknown_api_path_writes_one_anonymous_row(client):
     assert response["X-Request-ID"] == "req-abcdef-123456"
     assert row.request_id == "req-abcdef-123456"
     assert (row.actor_type, row.actor_id) == ("anonymous", "")
+    assert row.on_behalf_of == ""
     assert row.organization_id == ""
     assert row.subject_ids == []
     assert row.duration_ms >= 0
@@ -133,6 +134,52 @@ def test_view_reported_actor_organization_and_subjects_are_logged(client):
     assert row.organization_id == "org_abc"
     assert row.subject_ids == ["lead:lead_1", "lead:lead_2", "client:c-9"]
     assert (row.api, row.status_code) == ("careos", 200)
+
+
+def test_partner_request_records_the_therapist_the_token_acts_for(client, lr_partner, lr_therapist, lr_link):
+    response = client.get("/api/integration/clients", **lr_partner.headers(lr_therapist))
+    assert response.status_code == 200, response.content
+    row = _only_row()
+    assert (row.actor_type, row.actor_id) == ("integration_partner", str(lr_partner.partner.pk))
+    assert row.on_behalf_of == f"therapist:{lr_therapist.pk}"
+    assert AccessLog.objects.filter(on_behalf_of=f"therapist:{lr_therapist.pk}").count() == 1
+
+
+def test_refused_partner_request_still_names_the_therapist_it_claimed(client, lr_partner, lr_therapist):
+    from integration.models import Therapist
+
+    Therapist.objects.filter(pk=lr_therapist.pk).update(is_active=False)
+    response = client.get("/api/integration/clients", **lr_partner.headers(lr_therapist))
+    assert response.status_code == 404, response.content
+    row = _only_row()
+    assert (row.actor_type, row.on_behalf_of) == ("integration_partner", f"therapist:{lr_therapist.pk}")
+
+
+def test_token_exchange_records_the_therapist_the_token_is_for(client, lr_partner, lr_therapist):
+    response = client.post(
+        "/api/integration/auth",
+        data={"apiKey": lr_partner.api_key, "apiSecret": lr_partner.api_secret, "therapistId": str(lr_therapist.pk)},
+        content_type="application/json",
+    )
+    assert response.status_code == 200, response.content
+    row = _only_row()
+    assert (row.actor_type, row.actor_id) == ("integration_partner", str(lr_partner.partner.pk))
+    assert row.on_behalf_of == f"therapist:{lr_therapist.pk}"
+
+
+def test_app_client_acts_for_nobody_else(client, lr_link):
+    from tests.integration.factories import CLIENT_PASSWORD
+
+    token = client.post(
+        "/api/v1/auth/token",
+        data={"username": lr_link.client.user.username, "password": CLIENT_PASSWORD},
+        content_type="application/json",
+    ).json()["access_token"]
+    before = set(AccessLog.objects.values_list("pk", flat=True))
+    response = client.get("/api/app/therapist-links", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200, response.content
+    [row] = AccessLog.objects.exclude(pk__in=before)
+    assert (row.actor_type, row.on_behalf_of) == ("client", "")
 
 
 @pytest.mark.django_db
