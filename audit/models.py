@@ -32,6 +32,8 @@ def _append_only_triggers(table: str):
 class AccessLog(models.Model):
     """One row per request under an API's paths."""
 
+    APPEND_ONLY = True  # core.db_roles: the app role may only INSERT and SELECT
+
     created_at = models.DateTimeField(db_index=True)
     api = models.CharField(max_length=20, db_index=True)
     actor_type = models.CharField(max_length=20, blank=True)  # core.actors.ActorType
@@ -62,6 +64,8 @@ class AccessLog(models.Model):
 
 class AuditEvent(models.Model):
     """A domain event (consent revoked, key rotated, export made), written in its service's transaction."""
+
+    APPEND_ONLY = True
 
     created_at = models.DateTimeField(db_index=True)
     action = models.CharField(max_length=100, db_index=True)

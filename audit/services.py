@@ -62,15 +62,17 @@ def audit_purge_expired(*, now: datetime | None = None) -> dict[str, int]:
     The database refuses to delete anything younger than six years whatever this computes.
     """
     cutoff = retention_cutoff(now)
+    using = settings.AUDIT_PURGE_DATABASE_ALIAS  # the purge role: the only one allowed to DELETE here
     deleted = {}
     for model in (AccessLog, AuditEvent):
         total = 0
+        rows = model.objects.using(using)
         while True:
-            with transaction.atomic():
-                ids = list(model.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[:PURGE_BATCH])
+            with transaction.atomic(using=using):
+                ids = list(rows.filter(created_at__lt=cutoff).values_list("pk", flat=True)[:PURGE_BATCH])
                 if not ids:
                     break
-                total += model.objects.filter(pk__in=ids).delete()[0]
+                total += rows.filter(pk__in=ids).delete()[0]
         deleted[model._meta.model_name] = total
     with transaction.atomic():
         audit_event_record(

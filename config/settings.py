@@ -13,6 +13,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from core.health import authentication_problems, encryption_problems
+from core.net import parse_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 LOCAL_DIR = BASE_DIR / ".local"  # embedded-default state (SQLite file, broker queue); git-ignored
@@ -74,7 +75,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.apps.PlatformAdminConfig",  # django.contrib.admin with accounts.admin_site.PlatformAdminSite
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -87,6 +88,9 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "pgtrigger",
     "health_check",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
     "core",
     "accounts",
     "audit",
@@ -103,6 +107,7 @@ if APP_ENV == "test":
 
 MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
+    "core.net.ForwardedProtoMiddleware",  # before SecurityMiddleware: X-Forwarded-Proto only from our proxies
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "audit.middleware.AccessLogMiddleware",
@@ -111,8 +116,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): signed in with a TOTP code
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns an admin sign-in refused for lockout into the lockout page
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -155,6 +162,20 @@ else:
         # jit_above_cost (a 2,000-client list would) and spends more compiling than it saves.
         DATABASES["default"].setdefault("OPTIONS", {})
         DATABASES["default"]["OPTIONS"].setdefault("options", "-c jit=off")
+# Roles (core/db_roles.py, docs/operations.md "Database roles"): DATABASE_URL is the app role, which owns
+# nothing; migrations run once per deploy with the owner's URL (compose's `migrate` service), and grant
+# DATABASE_APP_ROLE / DATABASE_PURGE_ROLE afterwards. The retention purge alone connects as the purge
+# role (AUDIT_PURGE_DATABASE_URL), the only one that may DELETE audit rows (and only those over 6 years).
+DATABASE_APP_ROLE = env.str("DATABASE_APP_ROLE", default="")
+DATABASE_PURGE_ROLE = env.str("DATABASE_PURGE_ROLE", default="")
+AUDIT_PURGE_DATABASE_ALIAS = "default"
+if env.str("AUDIT_PURGE_DATABASE_URL", default=""):
+    AUDIT_PURGE_DATABASE_ALIAS = "audit_purge"
+    DATABASES[AUDIT_PURGE_DATABASE_ALIAS] = {
+        **env.db("AUDIT_PURGE_DATABASE_URL"),
+        "CONN_MAX_AGE": 0,  # a nightly batch: no connection kept open as the purge role
+        "TEST": {"MIRROR": "default"},
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
@@ -172,6 +193,31 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Staff sign-in (accounts/staff_auth.py, docs/security.md "Staff access") ---------------------
+# django-axes locks out the *admin* sign-in after ADMIN_LOGIN_FAILURE_LIMIT failures per username and,
+# separately, per client IP (core.net's trusted-proxy rule) within the cool-off. API credentials
+# (POST /api/v1/auth/token) are throttled by core.ratelimit instead and never locked: a locked
+# integration account would take a clinic offline.
+AUTHENTICATION_BACKENDS = [
+    "accounts.staff_auth.AdminLoginLockoutBackend",  # first: refuses a locked-out admin sign-in
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "accounts.staff_auth.AdminOnlyAxesHandler"
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
+AXES_CLIENT_IP_CALLABLE = "accounts.staff_auth.axes_client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.staff_auth.lockout_response"
+AXES_RESET_ON_SUCCESS = False  # a success would also wipe the IP's count (other usernames guessed from it)
+AXES_ENABLE_ADMIN = False  # accounts.admin registers a read-only, audited view of the attempts instead
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token", "csrfmiddlewaretoken"]
+# Staff TOTP two-factor (django-otp): required to use the admin when on; staff enrol in the admin
+# ("Two-factor device") or through `manage.py staff_totp_enrol USERNAME`.
+ADMIN_REQUIRE_2FA = env.bool("ADMIN_REQUIRE_2FA", default=IS_PRODUCTION)
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # never show a device's key or QR code after enrolment
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Healthcare platform admin")
 
 if APP_ENV == "test":
     # Speed only: the default PBKDF2 hasher costs ~0.3 s per login attempt.
@@ -241,8 +287,19 @@ SPECTACULAR_SETTINGS = {
 # --- Rate limiting (django-ratelimit counts in the default cache) ------------------------------
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATELIMIT_USE_CACHE = "default"
-# How many reverse proxies in front of us append to X-Forwarded-For. 0 = ignore the header.
-TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# Addresses (IPs or CIDRs) of our own reverse proxies. X-Forwarded-For and X-Forwarded-Proto are believed
+# only from them (core.net.client_ip); empty = believed from no one. Trusting by count let anyone who
+# reached the app directly choose their address (issue 10, finding 6), so TRUSTED_PROXY_COUNT is gone.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+try:
+    parse_networks(TRUSTED_PROXIES)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES: {exc}") from None
+if "TRUSTED_PROXY_COUNT" in env.ENVIRON:
+    raise ImproperlyConfigured(
+        "TRUSTED_PROXY_COUNT was replaced by TRUSTED_PROXIES (the proxies' addresses, comma-separated IPs or "
+        "CIDRs): a count trusted X-Forwarded-For from anyone who reached the app directly."
+    )
 
 # locmem counts are per process: fine for one dev process, not for production (which sets REDIS_URL).
 SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["django_ratelimit.E003", "django_ratelimit.W001"]
@@ -351,6 +408,11 @@ WEBHOOK_REQUIRE_HTTPS = env.bool("WEBHOOK_REQUIRE_HTTPS", default=True)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 WEBHOOK_SECRET_OVERLAP_HOURS = env.float("WEBHOOK_SECRET_OVERLAP_HOURS", default=24.0)
 WEBHOOK_DISABLE_AFTER_DAYS = env.float("WEBHOOK_DISABLE_AFTER_DAYS", default=5.0)
+# A delivery's claim: 0 = 3 x the timeout + 60 s (longer than one attempt can last). A crashed worker's
+# delivery is retried once it expires (docs/webhooks.md, "Leases and crashed workers").
+WEBHOOK_LEASE_SECONDS = env.float("WEBHOOK_LEASE_SECONDS", default=0.0)
+if WEBHOOK_LEASE_SECONDS and WEBHOOK_LEASE_SECONDS <= WEBHOOK_TIMEOUT_SECONDS * 3:
+    raise ImproperlyConfigured("WEBHOOK_LEASE_SECONDS must exceed 3 x WEBHOOK_TIMEOUT_SECONDS (one attempt's limit).")
 if IS_PRODUCTION and not WEBHOOK_REQUIRE_HTTPS:
     raise ImproperlyConfigured("WEBHOOK_REQUIRE_HTTPS=false is for tests and local demos only.")
 
@@ -364,6 +426,11 @@ LOVERESCUE_SECRET_OVERLAP_HOURS = env.float("LOVERESCUE_SECRET_OVERLAP_HOURS", d
 CAREOS_PRIVATE_KEY = env.str("CAREOS_PRIVATE_KEY", default="")
 # Largest lead_value_agreed accepted (USD).
 CAREOS_MAX_LEAD_VALUE = env.float("CAREOS_MAX_LEAD_VALUE", default=1000.0)
+# At most one welcome SMS and one paid lead per person within this many days, whichever partner referred
+# them (docs/careos.md, "Partners see only their own").
+CAREOS_REFERRAL_PERIOD_DAYS = env.int("CAREOS_REFERRAL_PERIOD_DAYS", default=30)
+if CAREOS_REFERRAL_PERIOD_DAYS < 1:
+    raise ImproperlyConfigured("CAREOS_REFERRAL_PERIOD_DAYS must be at least 1.")
 # Stripe payouts (backend "stripe"): secret key and API base (tests point it at 127.0.0.1).
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
@@ -378,6 +445,14 @@ if MESSAGING_BACKEND not in {"console", "locmem", "twilio"}:
 MESSAGING_MAX_ATTEMPTS = env.int("MESSAGING_MAX_ATTEMPTS", default=5)
 if MESSAGING_MAX_ATTEMPTS < 1:
     raise ImproperlyConfigured("MESSAGING_MAX_ATTEMPTS must be at least 1.")
+# Claims (leases) on a message being sent. Ordinary messages: longer than a send can last. Urgent purposes
+# (crisis alerts): a short lease kept alive by a heartbeat while the worker lives, so a crashed worker's
+# message is sent again within seconds of the crash (docs/decisions.md, "Short leases for urgent messages").
+MESSAGING_LEASE_SECONDS = env.float("MESSAGING_LEASE_SECONDS", default=300.0)
+MESSAGING_URGENT_LEASE_SECONDS = env.float("MESSAGING_URGENT_LEASE_SECONDS", default=20.0)
+MESSAGING_URGENT_PURPOSES = env.list("MESSAGING_URGENT_PURPOSES", default=["integration.alert_critical"])
+if not 3 <= MESSAGING_URGENT_LEASE_SECONDS <= MESSAGING_LEASE_SECONDS:
+    raise ImproperlyConfigured("MESSAGING_URGENT_LEASE_SECONDS must be between 3 and MESSAGING_LEASE_SECONDS.")
 # Public base URL of this server as Twilio reaches it (https://api.example.com): status callbacks are
 # requested at <base>/api/messaging/twilio/status and their signatures checked against that URL.
 MESSAGING_STATUS_CALLBACK_BASE_URL = env.str("MESSAGING_STATUS_CALLBACK_BASE_URL", default="").rstrip("/")
@@ -436,7 +511,8 @@ STORAGES = {
 
 # --- Security (production) ------------------------------------------------------------------------
 if IS_PRODUCTION:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_COUNT else None
+    # Only our proxies' word counts: core.net.ForwardedProtoMiddleware drops the header from anyone else.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXIES else None
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True

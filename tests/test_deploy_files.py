@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Files that start processes or run management commands.
 COMMAND_FILES = ("docker-compose.yml", "Dockerfile", "Procfile.dev", "Makefile", ".ci/run")
+# One Celery worker per queue, in compose and Procfile.dev alike (queues: tests/faults/test_queues.py).
+WORKER_SERVICES = ("worker-critical", "worker-messaging", "worker-webhooks", "worker-default", "worker-batch")
 
 _NAME = r"""["']([A-Z][A-Z0-9_]*)["']"""
 # env.str("NAME", ...), env.bool(...), env.int(...), env.list(...), env.float(...), env.db(...), env("NAME").
@@ -50,20 +52,35 @@ def invoked(pattern: re.Pattern) -> set[tuple[str, str]]:
 def test_compose_parses_and_has_the_services():
     compose = yaml.safe_load(read("docker-compose.yml"))
     services = compose["services"]
-    assert {"web", "worker", "beat", "postgres", "redis"} <= set(services)
+    workers = WORKER_SERVICES
+    assert {"web", *workers, "beat", "postgres", "redis"} <= set(services)
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
-    for name in ("web", "worker", "beat"):
+    for name in ("web", *workers, "beat"):
         environment = services[name]["environment"]
         assert environment["APP_ENV"] == "production"
         for variable in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY"):
             assert variable in environment, (name, variable)
         for secret in ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "ALLOWED_HOSTS"):
             assert str(environment[secret]).startswith(f"${{{secret}:?"), f"{name}: {secret} must be required"
-    assert "celery -A config worker" in services["worker"]["command"]
+    for name in workers:  # supervised: restarted when they exit, and asked whether they answer
+        assert "celery -A config worker" in services[name]["command"], name
+        assert services[name]["restart"] == "unless-stopped", name
+        assert "celery -A config inspect ping" in " ".join(services[name]["healthcheck"]["test"]), name
+    assert services["beat"]["restart"] == "unless-stopped"
     assert "celery -A config beat" in services["beat"]["command"]
     web_command = services["web"]["command"]
-    assert "manage.py migrate" in web_command and "config.wsgi:application" in web_command
+    assert "config.wsgi:application" in web_command and "migrate" not in web_command
+    # Migrations run once, as the owner role, before web starts; nothing else holds the owner's URL.
+    migrate = services["migrate"]
+    assert "manage.py migrate" in migrate["command"] and migrate["restart"] == "no"
+    assert migrate["environment"]["DATABASE_URL"].startswith("postgres://platform_owner:")
+    assert migrate["environment"]["DATABASE_APP_ROLE"] == "platform_app"
+    assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    for name, service in services.items():
+        if name != "migrate" and "DATABASE_URL" in service.get("environment", {}):
+            assert service["environment"]["DATABASE_URL"].startswith("postgres://platform_app:"), name
+    assert "./deploy/postgres:/docker-entrypoint-initdb.d:ro" in services["postgres"]["volumes"]
     assert "/health" in " ".join(services["web"]["healthcheck"]["test"])
 
 
@@ -114,7 +131,9 @@ def test_procfile_has_web_worker_beat():
     entries = dict(
         line.split(":", 1) for line in read("Procfile.dev").splitlines() if line.strip() and not line.startswith("#")
     )
-    assert set(entries) == {"web", "worker", "beat"}
+    assert set(entries) == {"web", *WORKER_SERVICES, "beat"}
+    for name in (*WORKER_SERVICES, "beat"):  # honcho restarts nothing: bin/supervise does
+        assert entries[name].split()[0] == "bin/supervise", name
     assert "runserver 0.0.0.0:" in entries["web"] and "PORT" in entries["web"]
 
 
@@ -148,3 +167,32 @@ def test_readme_names_the_two_commands():
 @pytest.mark.parametrize("name", ["docs/architecture.md", "docs/operations.md", "docs/decisions.md", ".env.example"])
 def test_docs_exist(name):
     assert read(name).strip()
+
+
+def test_supervise_restarts_its_command_and_stops_with_it(tmp_path):
+    """bin/supervise (Procfile.dev's workers and beat) starts its command again after it exits, and a
+    SIGTERM to it (honcho's Ctrl-C) stops the command and then itself."""
+    import signal
+    import subprocess
+    import time
+
+    runs = tmp_path / "runs"
+    # Exits at once twice (restarted after 1 s, then 2 s); the third run stays up.
+    command = f'echo $$ >> {runs}; [ "$(wc -l < {runs})" -ge 3 ] && exec sleep 60; exit 3'
+    supervisor = subprocess.Popen([str(ROOT / "bin" / "supervise"), "sh", "-c", command], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while not (runs.exists() and len(runs.read_text().split()) >= 3):
+            assert supervisor.poll() is None and time.monotonic() < deadline, "not restarted"
+            time.sleep(0.1)
+        time.sleep(0.2)
+        last = int(runs.read_text().split()[-1])
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=10) == 0
+        with pytest.raises(ProcessLookupError):
+            os.kill(last, 0)  # the command was stopped too, not left behind
+        assert supervisor.stderr.read().decode().count("starting it again") == 2
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait(timeout=5)

@@ -3,15 +3,10 @@
 This grows with every API: a new endpoint that forgets its permission classes fails here.
 """
 
-import uuid
-
 import pytest
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
-from django.urls.converters import IntConverter, PathConverter, SlugConverter, StringConverter, UUIDConverter
-from django.urls.resolvers import RegexPattern
 
-from core.ids import PublicIdConverter
+from tests.security.routes import ROUTES, methods
 
 pytestmark = pytest.mark.django_db
 
@@ -21,55 +16,6 @@ PUBLIC_NAMES = {
     "admin:login", "admin:logout", "admin:jsi18n", "admin:password_reset", "admin:view_on_site",
 }
 REFUSALS = {401, 403}
-
-
-def _sample(converter) -> str:
-    if isinstance(converter, PublicIdConverter):
-        return f"{converter.prefix}_Sample123"
-    if isinstance(converter, UUIDConverter):
-        return str(uuid.uuid4())
-    if isinstance(converter, IntConverter):
-        return "1"
-    if isinstance(converter, (SlugConverter, StringConverter, PathConverter)):
-        return "sample"
-    raise AssertionError(f"No sample value for converter {converter!r}: add one to the URL walk test")
-
-
-def _walk(patterns, prefix="", namespace=""):
-    for pattern in patterns:
-        route = str(pattern.pattern)
-        if isinstance(pattern.pattern, RegexPattern):
-            route = "^" + route.lstrip("^")
-        converters = getattr(pattern.pattern, "converters", {})
-        if isinstance(pattern, URLResolver):
-            ns = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
-            yield from _walk(pattern.url_patterns, prefix + _fill(route, converters), ns)
-        elif isinstance(pattern, URLPattern):
-            yield prefix + _fill(route, converters), f"{namespace}{pattern.name}", pattern.callback
-
-
-def _fill(route: str, converters) -> str:
-    import re
-
-    if route.startswith("^"):  # regex routes (admin's app_list, view_on_site)
-        route = route.lstrip("^").rstrip("$")
-        route = re.sub(r"\(\?P<(\w+)>[^)]*\)", "sample", route).replace(".*", "sample")
-        return route.replace("\\", "")
-
-    def replace(match):
-        return _sample(converters[match.group(1)])
-
-    return re.sub(r"<(?:\w+:)?(\w+)>", replace, route)
-
-
-ROUTES = sorted(set(_walk(get_resolver().url_patterns)), key=lambda r: r[0])
-
-
-def _methods(callback):
-    view_class = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
-    if view_class is None:
-        return ["get", "post"]
-    return [m for m in ("get", "post", "put", "patch", "delete") if hasattr(view_class, m)] or ["get"]
 
 
 def test_routes_were_found():
@@ -84,7 +30,7 @@ def test_route_is_public_or_refuses_anonymous(route, name, callback):
     if getattr(view_class, "public", False) or name in PUBLIC_NAMES:
         return
     client = Client(raise_request_exception=False)
-    for method in _methods(callback):
+    for method in methods(callback):
         response = getattr(client, method)(f"/{route}", content_type="application/json")
         if route.startswith("admin/") or route.startswith("ops/"):
             assert response.status_code == 302 and "/admin/login/" in response["Location"], (
