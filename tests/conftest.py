@@ -106,3 +106,42 @@ def frozen_ratelimit_clock(monkeypatch):
     monkeypatch.setattr(django_ratelimit.core, "time", clock)
     monkeypatch.setattr(core.ratelimit, "time", clock)
     return clock
+
+
+# --- Gate time budgets ---------------------------------------------------------------------------------
+# The CI gates (docs/security.md, "Gates in CI") each have a budget so the whole run stays well under
+# 20 minutes on a 2-core machine. Seconds of setup + call + teardown, summed per gate; over budget under
+# CI fails the run (locally it is only reported).
+GATE_BUDGETS = {
+    "schemathesis": ("tests/gates/", 300),
+    "identity matrix": ("tests/security/test_identity_matrix.py", 150),
+    "route walk": ("tests/security/test_url_walk.py", 60),
+    "faults": ("tests/faults/", 300),
+}
+_gate_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    for gate, (prefix, _budget) in GATE_BUDGETS.items():
+        if report.nodeid.startswith(prefix):
+            _gate_seconds[gate] = _gate_seconds.get(gate, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    over = []
+    for gate, (_prefix, budget) in GATE_BUDGETS.items():
+        if gate not in _gate_seconds:
+            continue
+        seconds = _gate_seconds[gate]
+        terminalreporter.write_line(f"GATE {gate}: {seconds:.0f} s of a {budget} s budget")
+        if seconds > budget:
+            over.append(gate)
+    if over:
+        terminalreporter.write_line(f"GATE over budget: {', '.join(over)}" + (" (fails under CI)" if IN_CI else ""))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Runs before the terminal summary, and is what sets the exit status.
+    over = [g for g, (_p, budget) in GATE_BUDGETS.items() if _gate_seconds.get(g, 0.0) > budget]
+    if over and IN_CI and session.exitstatus == 0:
+        session.exitstatus = 1
