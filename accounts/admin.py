@@ -11,18 +11,23 @@ in the same transaction:
 - groups: created and edited (group_create / group_update); never deleted here;
 - external identities: read-only. They are provisioned by sign-in only (external_identity_resolve); an
   identity decides who signs in as a user, so nobody adds or re-points one by hand.
+- two-factor devices (django-otp TOTP): read-only, never their key; "Remove" (accounts.two_factor,
+  audited) for a lost phone. Staff enrol their own on the admin's "Two-factor" page.
+- admin sign-in lockouts (django-axes failure counts): read-only; "Unlock" forgets a count (audited).
 """
 
 from __future__ import annotations
 
 from contextvars import ContextVar
 
-from django.contrib import admin
+from axes.models import AccessAttempt
+from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.contrib.auth.models import Group
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts import services
+from accounts import services, staff_auth, two_factor
 from accounts.models import ExternalIdentity, Membership, Organization, User
 from core.actors import Actor
 from core.admin import ReadOnlyAdminMixin, admin_actor, adopt_saved
@@ -169,3 +174,52 @@ class AuditedGroupAdmin(GroupAdmin):
 
     def save_related(self, request, form, formsets, change):
         pass  # the permissions were written by the service
+
+
+# --- Two-factor devices and sign-in lockouts ---------------------------------------------------------------
+
+if admin.site.is_registered(TOTPDevice):
+    admin.site.unregister(TOTPDevice)  # django-otp's own admin edits devices and can show their keys
+
+
+@admin.register(TOTPDevice)
+class TOTPDeviceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["user", "name", "confirmed", "created_at", "last_used_at", "throttling_failure_count"]
+    list_filter = ["confirmed"]
+    search_fields = ["user__username"]
+    list_select_related = ["user"]
+    fields = ["user", "name", "confirmed", "created_at", "last_used_at", "throttling_failure_count"]
+    readonly_fields = fields
+    actions = ["remove_devices"]
+
+    def has_manage_permission(self, request) -> bool:
+        return request.user.has_perm("otp_totp.delete_totpdevice")
+
+    @admin.action(description="Remove (lost phone: the user enrols again)", permissions=["manage"])
+    def remove_devices(self, request, queryset):
+        devices = list(queryset)
+        for device in devices:
+            two_factor.totp_device_remove(device=device, actor=admin_actor(request))
+        self.message_user(request, f"Removed {len(devices)} device(s).", messages.SUCCESS)
+
+
+@admin.register(AccessAttempt)
+class AdminLoginLockoutAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Failure counts of the admin sign-in (django-axes): per username and IP, locked at the limit."""
+
+    list_display = ["attempt_time", "ip_address", "username", "failures_since_start", "path_info"]
+    search_fields = ["ip_address__exact", "username__exact"]
+    ordering = ["-attempt_time"]
+    fields = ["attempt_time", "ip_address", "username", "user_agent", "failures_since_start", "path_info"]
+    readonly_fields = fields
+    actions = ["unlock"]
+
+    def has_manage_permission(self, request) -> bool:
+        return request.user.has_perm("axes.delete_accessattempt")
+
+    @admin.action(description="Unlock (forget these failures)", permissions=["manage"])
+    def unlock(self, request, queryset):
+        attempts = list(queryset)
+        for attempt in attempts:
+            staff_auth.staff_lockout_reset(attempt=attempt, actor=admin_actor(request))
+        self.message_user(request, f"Forgot {len(attempts)} failure count(s).", messages.SUCCESS)

@@ -177,7 +177,7 @@ def test_staff_without_view_permission_sees_nothing(client):
     client.force_login(staff)
     assert client.get(LOGS).status_code == 403
 
-    staff.user_permissions.add(Permission.objects.get(codename="view_accesslog"))
+    staff.user_permissions.add(Permission.objects.get(content_type__app_label="audit", codename="view_accesslog"))
     assert client.get(LOGS).status_code == 200
     assert client.get(f"{LOGS}add/").status_code == 403
 

@@ -1,0 +1,92 @@
+"""The admin site (`admin.site`, installed by accounts.apps.PlatformAdminConfig).
+
+With ADMIN_REQUIRE_2FA on (the default in production) it is django-otp's OTPAdminSite: the login asks for
+a code from a confirmed TOTP device, and a session not verified by one is treated as not staff. Off, it
+behaves as Django's own site. Either way signed-in staff enrol a device on the "Two-factor" page.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin import AdminSite
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+from django_otp import login as otp_login
+from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
+
+from core.actors import Actor
+from core.domain import Invalid
+
+
+class TokenForm(forms.Form):
+    token = forms.CharField(
+        label="Code from the app",
+        max_length=16,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+
+class PlatformAdminSite(OTPAdminSite):
+    index_template = "accounts/admin/index.html"
+
+    def __init__(self, name="admin"):
+        super().__init__(name)
+
+    # Read per request, so the setting decides (tests switch it).
+    @property
+    def login_form(self):
+        return OTPAdminAuthenticationForm if settings.ADMIN_REQUIRE_2FA else None
+
+    @property
+    def login_template(self):
+        return "otp/admin111/login.html" if settings.ADMIN_REQUIRE_2FA else None
+
+    def has_permission(self, request):
+        if not AdminSite.has_permission(self, request):
+            return False
+        return request.user.is_verified() if settings.ADMIN_REQUIRE_2FA else True
+
+    def each_context(self, request):
+        context = super().each_context(request)
+        context["admin_require_2fa"] = settings.ADMIN_REQUIRE_2FA
+        return context
+
+    def get_urls(self):
+        return [
+            path("two-factor/", self.admin_view(self.totp_enrol_view), name="staff_totp_enrol"),
+            *super().get_urls(),
+        ]
+
+    def totp_enrol_view(self, request):
+        """Enrol an authenticator app for the signed-in staff user: scan the QR code (or type the key),
+        confirm with a code. The page shows a secret, so nothing caches it."""
+        from accounts import two_factor  # the models are ready by the time a request comes
+
+        actor = Actor.user(request.user)
+        device = two_factor.totp_device_pending(user=request.user, actor=actor)
+        form = TokenForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                confirmed = two_factor.totp_device_confirm(device=device, token=form.cleaned_data["token"], actor=actor)
+            except Invalid as exc:
+                form.add_error("token", exc.message)
+            else:
+                if confirmed:
+                    device.refresh_from_db()
+                    otp_login(request, device)  # this session is now verified by the new device
+                    messages.success(request, "Two-factor device confirmed: sign-ins now ask for its code.")
+                    return redirect("admin:index")
+                form.add_error("token", "That code is not valid. Check the time on your phone and enter a new code.")
+        context = {
+            **self.each_context(request),
+            "title": "Two-factor authentication",
+            "form": form,
+            "devices": list(two_factor.confirmed_devices(request.user)),
+            **two_factor.provisioning(device),
+        }
+        response = TemplateResponse(request, "accounts/admin/totp_enrol.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
