@@ -20,21 +20,29 @@ and then:
    rows that are due (for longer than `sweep_grace`) and unclaimed to `enqueue`, oldest first, in one
    bounded batch. A lost broker message thus delays work by about a minute; a duplicate one is harmless
    (the claim lets one run do the work).
+4. urgent work takes a SHORT lease (`claim(pk, lease=...)`) and keeps it alive while it works with
+   `LeaseHeartbeat` (renewed every third of the lease while the worker lives, never beyond `max_hold`):
+   a dead worker's lease then expires in seconds instead of after the longest possible attempt, while a
+   live but slow one is never taken over. The heartbeat moves the token: record with `heartbeat.token`.
 
 Nothing here imports a domain app.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q, QuerySet
 
 from core.time import utc_now
+
+logger = logging.getLogger("core.outbox")
 
 
 class OutboxRow(models.Model):
@@ -86,12 +94,15 @@ class Outbox:
     def rows(self) -> QuerySet:
         return self.model._default_manager.filter(self.pending)
 
-    def claim(self, pk: int, *, now: datetime | None = None, **changes: Any) -> datetime | None:
+    def claim(
+        self, pk: int, *, now: datetime | None = None, lease: timedelta | None = None, **changes: Any
+    ) -> datetime | None:
         """Take the lease on row `pk` if it is pending, due and unclaimed: one conditional UPDATE, which also
         applies `changes` (e.g. `attempts=F("attempts") + 1`). Returns the lease expiry (the token `held`
-        takes) if this worker won, else None. A row without a due time counts as due."""
+        takes) if this worker won, else None. A row without a due time counts as due. `lease` overrides the
+        outbox's lease for this claim (a per-kind lease: short for urgent work, kept by a heartbeat)."""
         now = now or utc_now()
-        until = now + self.lease_duration()
+        until = now + (self.lease_duration() if lease is None else lease)
         due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + self.due_tolerance)
         taken = self.rows().filter(due, unclaimed(now), pk=pk).update(claimed_until=until, **changes)
         return until if taken else None
@@ -117,3 +128,63 @@ class Outbox:
         for pk in ids:
             self.enqueue(pk)
         return len(ids)
+
+
+class LeaseHeartbeat:
+    """Keeps a short lease alive while its worker works (a thread renewing it every `lease / 3`).
+
+        token = OUTBOX.claim(pk, lease=SHORT)
+        with LeaseHeartbeat(OUTBOX, pk, token, lease=SHORT, max_hold=timedelta(seconds=90)) as beat:
+            ...slow work...
+        OUTBOX.held(pk, beat.token).update(...)
+
+    Each renewal is one conditional UPDATE (`claimed_until = now + lease` where it still equals the token)
+    in autocommit on the thread's own connection; a renewal that matches nothing (the row was finished,
+    cancelled or taken over) stops the heartbeat. If the process dies, renewals stop and the lease expires
+    within `lease`. `max_hold` bounds a hung worker: no renewal past `claimed at + max_hold`, so its lease
+    expires then at the latest. The thread only opens a database connection once it renews (work shorter
+    than a third of the lease costs no query) and closes it when it stops.
+    """
+
+    def __init__(self, outbox: Outbox, pk: int, token: datetime, *, lease: timedelta, max_hold: timedelta):
+        self.outbox = outbox
+        self.pk = pk
+        self.token = token
+        self.lease = lease
+        self.renewals = 0
+        self._give_up_at = token - lease + max_hold
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-heartbeat:{pk}", daemon=True)
+
+    def __enter__(self) -> LeaseHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        interval = self.lease.total_seconds() / 3
+        used_connection = False
+        try:
+            while not self._stop.wait(interval):
+                used_connection = True
+                if not self._renew():
+                    return
+        except Exception:  # a database hiccup: stop renewing; the lease then simply expires
+            logger.exception("outbox %s row %s: lease heartbeat stopped", self.outbox.model.__name__, self.pk)
+        finally:
+            if used_connection:
+                connection.close()
+
+    def _renew(self) -> bool:
+        now = utc_now()
+        until = min(now + self.lease, self._give_up_at)
+        if until <= self.token or self._stop.is_set():
+            return False
+        renewed = self.outbox.held(self.pk, self.token).update(claimed_until=until)
+        if renewed:
+            self.token = until  # read by the worker only after __exit__ joined this thread
+            self.renewals += 1
+        return bool(renewed)

@@ -125,7 +125,7 @@ class WebhookAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = WebhookAttempt
     extra = 0
     can_delete = False
-    fields = ("attempted_at", "status_code", "duration_ms", "error", "response_excerpt", "request_headers")
+    fields = ("attempted_at", "state", "status_code", "duration_ms", "error", "response_excerpt", "request_headers")
     readonly_fields = fields
     ordering = ("attempted_at", "pk")
 

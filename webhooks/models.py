@@ -5,7 +5,10 @@
 - `WebhookEvent`: one published event; `payload` is the exact body sent to every endpoint (encrypted at
   rest: payloads may describe a patient or client), `public_id` (`evt_...`) is the `webhook-id` header.
 - `WebhookDelivery`: one event for one endpoint: the outbox row. The sweeper re-enqueues due ones.
-- `WebhookAttempt`: one HTTP try of a delivery, kept for the admin and the partner's support.
+- `WebhookAttempt`: one HTTP try of a delivery, kept for the admin and the partner's support. It is
+  written BEFORE the request leaves (`sending`) and completed after, so a worker killed mid-request
+  still leaves its attempt; the next claim or the sweeper marks it `worker_lost` (outcome unknown): the
+  history counts every POST the receiver may have had.
 
 Every write is in webhooks/services/; see docs/webhooks.md.
 """
@@ -107,8 +110,16 @@ class WebhookDelivery(OutboxRow):
         return f"delivery {self.pk} ({self.status})"
 
 
+class AttemptState(models.TextChoices):
+    SENDING = "sending", "Sending (in flight)"
+    COMPLETED = "completed", "Completed"
+    WORKER_LOST = "worker_lost", "Worker lost (outcome unknown)"
+
+
 class WebhookAttempt(models.Model):
     delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempts")
+    # Rows written before this column existed were recorded after their request: completed.
+    state = models.CharField(max_length=20, choices=AttemptState.choices, default=AttemptState.COMPLETED)
     attempted_at = models.DateTimeField(db_index=True)
     request_headers = models.JSONField(default=dict)  # signatures and ids only; never a secret
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -118,6 +129,10 @@ class WebhookAttempt(models.Model):
 
     class Meta:
         ordering = ["attempted_at", "pk"]
+        indexes = [
+            # The sweeper's query for attempts a dead worker left in flight (few rows, ever).
+            models.Index(fields=["delivery"], name="webhooks_attempt_in_flight", condition=models.Q(state="sending")),
+        ]
 
     def __str__(self) -> str:
         return f"attempt {self.pk} -> {self.status_code or self.error}"

@@ -6,8 +6,12 @@
 3. record the outcome with an UPDATE conditioned on the claim: sent; or queued again with a backoff
    (transient error, attempts left); or failed (permanent error, or no attempts left).
 
-A worker that dies between 1 and 3 leaves a lease that expires after CLAIM_SECONDS; the sweeper then
-re-enqueues the row. (If the provider had accepted the message, it is sent again: at-least-once.)
+A worker that dies between 1 and 3 leaves a lease that expires (messaging.outbox: 300 s for ordinary
+messages; 20 s for urgent ones, whose lease a heartbeat renews while the worker lives and whose watchdog
+task, enqueued at claim time, retries them just after it would expire); the sweeper also re-enqueues the
+row, noting `last_error = "worker_lost"` (the outcome of that attempt is unknown). If the provider had
+accepted the message, it is sent again: at-least-once. A recorded success is final: the row is no longer
+queued, so no later run sends it. `attempts` counts every claim, so it counts every provider request.
 Logs carry the public id, channel, provider and error code only.
 """
 
@@ -24,10 +28,11 @@ from django.db.models import F
 
 from audit.services import audit_event_record
 from core.actors import Actor
+from core.outbox import LeaseHeartbeat
 from core.time import utc_now
-from messaging.backends import SendError, get_backend
+from messaging.backends import SendError, TransientSendError, get_backend
 from messaging.models import OutboundMessage
-from messaging.outbox import MESSAGES
+from messaging.outbox import MESSAGES, URGENT_MAX_HOLD, is_urgent, urgent_lease
 
 logger = logging.getLogger("messaging")
 
@@ -38,6 +43,8 @@ BACKOFF_BASE_SECONDS = 30
 BACKOFF_MAX_SECONDS = 3600
 # Who records a message's final failure.
 SENDER_ACTOR = Actor.system("messaging")
+# last_error of a message whose worker died holding it (whether the provider got it is unknown).
+WORKER_LOST = "worker_lost"
 
 
 @dataclass(frozen=True)
@@ -48,38 +55,37 @@ class SendOutcome:
     retry_in: float | None = None
 
 
-def message_claim(*, message_id: int, now: datetime | None = None) -> datetime | None:
-    """Take the lease on a queued, due, unclaimed message and count the attempt, in one UPDATE.
+def message_claim(*, message_id: int, now: datetime | None = None, lease: timedelta | None = None) -> datetime | None:
+    """Take the lease on a queued, due, unclaimed message and count the attempt, in one UPDATE (`lease`:
+    this claim's length, default the ordinary lease).
 
     Returns the lease's expiry (the claim token) or None if the message is not ours to send."""
     now = now or utc_now()
-    return MESSAGES.claim(message_id, now=now, attempts=F("attempts") + 1, updated_at=now)
+    return MESSAGES.claim(message_id, now=now, lease=lease, attempts=F("attempts") + 1, updated_at=now)
 
 
 def message_send(*, message_id: int) -> SendOutcome:
     """Send one queued message if it is due and unclaimed; see the module docstring."""
-    claim = message_claim(message_id=message_id)
+    purpose = OutboundMessage.objects.filter(pk=message_id).values_list("purpose", flat=True).first()
+    if purpose is None:
+        return SendOutcome("skipped")
+    urgent = is_urgent(purpose)
+    lease = urgent_lease() if urgent else None
+    claim = message_claim(message_id=message_id, lease=lease)
     if claim is None:
         return SendOutcome("skipped")
+    if urgent:
+        _enqueue_watchdog(message_id, lease)
     message = OutboundMessage.objects.get(pk=message_id)
     backend = get_backend()
-    try:
-        result = backend.send(message)
-    except SendError as exc:
-        return _record_failure(message, claim=claim, error=exc, provider=backend.name)
-    except Exception as exc:
-        # A bug or an unexpected library error (or the task's soft time limit): treat it as transient so the
-        # message is not lost, and log the class only (exception text may quote the recipient).
-        logger.error(
-            "message %s via %s: unexpected %s in backend %s",
-            message.public_id,
-            message.channel,
-            type(exc).__name__,
-            backend.name,
-        )
-        return _record_failure(
-            message, claim=claim, error=SendError("internal_error"), provider=backend.name, transient=True
-        )
+    if urgent:
+        with LeaseHeartbeat(MESSAGES, message_id, claim, lease=lease, max_hold=URGENT_MAX_HOLD) as beat:
+            result = _send(backend, message)
+        claim = beat.token  # the heartbeat moved the lease (and with it the token)
+    else:
+        result = _send(backend, message)
+    if isinstance(result, SendError):
+        return _record_failure(message, claim=claim, error=result, provider=backend.name)
     now = utc_now()
     updated = MESSAGES.held(message.pk, claim).update(
         status=Status.SENT,
@@ -97,10 +103,51 @@ def message_send(*, message_id: int) -> SendOutcome:
     return SendOutcome("sent")
 
 
-def messages_sweep() -> int:
-    """Beat, every minute: enqueue every queued message that is due (past the outbox's grace) and not
-    claimed, oldest first, one bounded batch. Returns how many."""
-    return MESSAGES.sweep()
+def _send(backend, message: OutboundMessage):
+    """The backend's SendResult, or the SendError to record (an unexpected exception becomes a transient
+    `internal_error`, so the message is not lost)."""
+    try:
+        return backend.send(message)
+    except SendError as exc:
+        return exc
+    except Exception as exc:
+        # A bug or an unexpected library error (or the task's soft time limit): treat it as transient so the
+        # message is not lost, and log the class only (exception text may quote the recipient).
+        logger.error(
+            "message %s via %s: unexpected %s in backend %s",
+            message.public_id,
+            message.channel,
+            type(exc).__name__,
+            backend.name,
+        )
+        return TransientSendError("internal_error")
+
+
+def _enqueue_watchdog(message_id: int, lease: timedelta) -> None:
+    """Prompt a worker for just after this claim would expire: if this worker dies, another one sends
+    the message then (without waiting for the minute sweeper); otherwise that run finds it final and
+    skips. Best effort: a broker failure is logged, the sweeper remains the guarantee."""
+    from messaging.tasks import enqueue_send
+
+    try:
+        enqueue_send(message_id, countdown=lease.total_seconds() + 1)
+    except Exception:
+        logger.exception("message %s: could not enqueue the watchdog; the sweeper covers it", message_id)
+
+
+def messages_sweep(*, now: datetime | None = None) -> int:
+    """Beat, every minute: note the messages whose worker died holding them (an expired lease: the outcome
+    of that attempt is unknown, `last_error = "worker_lost"`), then enqueue every queued message that is
+    due (past the outbox's grace) and not claimed, oldest first, one bounded batch. Returns how many."""
+    now = now or utc_now()
+    lost = (
+        MESSAGES.rows()
+        .filter(claimed_until__lte=now)
+        .update(claimed_until=None, last_error=WORKER_LOST, updated_at=now)
+    )
+    if lost:
+        logger.warning("%d message(s) left claimed by a worker that died; sending again", lost)
+    return MESSAGES.sweep(now=now)
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> float:

@@ -6,13 +6,14 @@ of their own, so they exercise the mechanism and not messaging's settings."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.db.models import F, Q
 
-from core.outbox import Outbox, OutboxRow, leased, unclaimed
+from core.outbox import LeaseHeartbeat, Outbox, OutboxRow, leased, unclaimed
 from core.time import utc_now
 from messaging.models import OutboundMessage
 
@@ -134,3 +135,65 @@ def test_simultaneous_claims_on_postgres_one_wins(transactional_db, require_post
     for thread in threads:
         thread.join(timeout=30)
     assert len(tokens) == 4 and len([token for token in tokens if token is not None]) == 1
+
+
+def test_a_claim_may_take_a_shorter_lease_than_the_outbox(outbox):
+    message = row()
+    now = utc_now()
+    assert outbox.claim(message.pk, now=now, lease=timedelta(seconds=15)) == now + timedelta(seconds=15)
+
+
+SHORT = timedelta(seconds=0.6)  # renewed every 0.2 s
+
+
+def test_a_heartbeat_keeps_a_short_lease_alive_while_its_worker_works(transactional_db, outbox):
+    message = row()
+    token = outbox.claim(message.pk, lease=SHORT)
+    with LeaseHeartbeat(outbox, message.pk, token, lease=SHORT, max_hold=timedelta(minutes=1)) as beat:
+        time.sleep(SHORT.total_seconds() * 2.5)  # the first lease has expired meanwhile
+        assert outbox.claim(message.pk) is None  # ... but another worker still cannot take the row
+    assert beat.renewals >= 2 and beat.token > token
+    message.refresh_from_db()
+    assert message.claimed_until == beat.token
+    assert outbox.held(message.pk, token).update(status="sent") == 0  # the first token is stale
+    assert outbox.held(message.pk, beat.token).update(status="sent", claimed_until=None) == 1
+
+
+def test_without_its_heartbeat_a_short_lease_expires_and_the_row_is_taken_over(transactional_db, outbox):
+    """The worker died: nothing renews its lease, which expires within the short lease."""
+    message = row()
+    outbox.claim(message.pk, lease=SHORT)
+    time.sleep(SHORT.total_seconds() + 0.1)
+    assert outbox.claim(message.pk) is not None
+
+
+def test_a_heartbeat_stops_renewing_at_max_hold(transactional_db, outbox):
+    """A hung worker keeps a lease no longer than max_hold: then it expires and the row is free again."""
+    message = row()
+    token = outbox.claim(message.pk, lease=SHORT)
+    max_hold = timedelta(seconds=0.9)
+    with LeaseHeartbeat(outbox, message.pk, token, lease=SHORT, max_hold=max_hold) as beat:
+        time.sleep(1.8)
+        assert outbox.claim(message.pk) is not None  # taken over while the hung worker still "works"
+    assert beat.token <= token - SHORT + max_hold
+
+
+def test_a_heartbeat_stops_when_the_row_is_taken_from_it(transactional_db, outbox):
+    message = row()
+    token = outbox.claim(message.pk, lease=SHORT)
+    with LeaseHeartbeat(outbox, message.pk, token, lease=SHORT, max_hold=timedelta(minutes=1)) as beat:
+        OutboundMessage.objects.filter(pk=message.pk).update(status="failed", claimed_until=None)  # cancelled
+        time.sleep(0.5)
+    message.refresh_from_db()
+    assert beat.renewals == 0 and message.claimed_until is None
+
+
+def test_a_quick_job_never_renews(transactional_db, outbox):
+    """Work shorter than a third of the lease ends before the first renewal: the lease is untouched."""
+    message = row()
+    lease = timedelta(seconds=30)
+    token = outbox.claim(message.pk, lease=lease)
+    with LeaseHeartbeat(outbox, message.pk, token, lease=lease, max_hold=timedelta(minutes=1)) as beat:
+        pass
+    message.refresh_from_db()
+    assert beat.renewals == 0 and beat.token == token == message.claimed_until

@@ -65,7 +65,11 @@ from webhooks.services.endpoints import (  # noqa: E402
     webhook_endpoints_disable_failing,
 )
 from webhooks.services.publishing import serialize_payload, webhook_event_publish  # noqa: E402
-from webhooks.services.sweeping import webhook_deliveries_redeliver, webhook_deliveries_sweep  # noqa: E402
+from webhooks.services.sweeping import (  # noqa: E402
+    webhook_attempts_close_lost,
+    webhook_deliveries_redeliver,
+    webhook_deliveries_sweep,
+)
 
 __all__ = [
     "RESOLVER",
@@ -75,6 +79,7 @@ __all__ = [
     "generate_secret",
     "serialize_payload",
     "url_host",
+    "webhook_attempts_close_lost",
     "webhook_deliveries_redeliver",
     "webhook_deliveries_sweep",
     "webhook_delivery_attempt",

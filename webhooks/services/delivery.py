@@ -1,8 +1,16 @@
 """Delivery: one HTTP attempt of a delivery and its record.
 
-1. claim (core.outbox, one committed conditional UPDATE: pending, due, no live lease);
-2. sign and POST outside any transaction (no row lock held across the network);
-3. record the attempt and the outcome in a short transaction, conditioned on still holding the claim.
+1. claim (core.outbox, one committed conditional UPDATE: pending, due, no live lease); attempts an
+   earlier holder left `sending` are closed as `worker_lost` (that worker died: we hold its lease now);
+2. write the attempt row (`sending`, committed) BEFORE the request leaves, so a worker killed during the
+   POST still leaves its attempt in the history; sign and POST outside any transaction;
+3. complete the attempt and record the outcome in a short transaction, conditioned on still holding the
+   claim.
+
+A worker killed between 2 and 3 leaves the delivery claimed until its lease expires (WEBHOOK_LEASE_SECONDS,
+default 3 x the timeout + 60 s); the sweeper then marks the attempt `worker_lost` and re-enqueues the
+delivery, which is POSTed again (at-least-once: receivers dedupe on the event id). A recorded success is
+final: no later run sends that delivery.
 """
 
 from __future__ import annotations
@@ -18,14 +26,23 @@ import webhooks.services as package  # the swappable seams (RESOLVER, _enqueue),
 from core.outbound import OutboundError, UnsafeURLError, guarded_request
 from core.time import utc_now
 from webhooks import retry, signing
-from webhooks.models import RESPONSE_EXCERPT_BYTES, DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.models import (
+    RESPONSE_EXCERPT_BYTES,
+    AttemptState,
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from webhooks.services.endpoints import AUTO_DISABLE_ACTOR, disable_and_notify, disable_if_failing_too_long, lock
 from webhooks.services.outbox import DELIVERIES, delivery_lease
 from webhooks.services.publishing import enqueue_after_commit
 
 logger = logging.getLogger("webhooks")
 
-__all__ = ["delivery_lease", "webhook_delivery_attempt"]
+__all__ = ["close_lost_attempts", "delivery_lease", "webhook_delivery_attempt"]
+
+WORKER_LOST_ERROR = "worker lost during the attempt: outcome unknown (the receiver may have had it)"
 
 # Retries due this soon are enqueued with a countdown; later ones are left to the sweeper (no
 # hours-long ETA messages sitting in a broker or a worker's memory).
@@ -65,10 +82,12 @@ def webhook_delivery_attempt(*, delivery_id: int) -> str:
     lease_until = DELIVERIES.claim(delivery_id, now=now, updated_at=now)
     if lease_until is None:
         return "skipped"
+    close_lost_attempts(delivery_id, lease_held=True)
     delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
     endpoint, event = delivery.endpoint, delivery.event
 
-    if not endpoint.is_active:
+    # Lost attempts count: a delivery whose request keeps killing its worker ends failed, not in a loop.
+    if not endpoint.is_active or delivery.attempt_count >= retry.policy_for(endpoint.scheme).max_attempts:
         DELIVERIES.held(delivery_id, lease_until).update(
             status=DeliveryStatus.FAILED, next_attempt_at=None, claimed_until=None, updated_at=utc_now()
         )
@@ -84,6 +103,13 @@ def webhook_delivery_attempt(*, delivery_id: int) -> str:
         body=body,
         secrets=_valid_secrets(endpoint, sent_at),
         timestamp=int(sent_at.timestamp()),
+    )
+    # Committed (autocommit) before the request leaves: the history counts this POST even if we die.
+    attempt = WebhookAttempt.objects.create(
+        delivery_id=delivery_id,
+        state=AttemptState.SENDING,
+        attempted_at=sent_at,
+        request_headers=_recordable_headers(headers),
     )
     status_code: int | None = None
     excerpt = ""
@@ -116,9 +142,9 @@ def webhook_delivery_attempt(*, delivery_id: int) -> str:
 
     return _record_attempt(
         delivery_id=delivery_id,
+        attempt_id=attempt.pk,
         lease_until=lease_until,
         sent_at=sent_at,
-        headers=headers,
         status_code=status_code,
         excerpt=excerpt,
         error=error[:300],
@@ -131,9 +157,9 @@ def webhook_delivery_attempt(*, delivery_id: int) -> str:
 def _record_attempt(
     *,
     delivery_id: int,
+    attempt_id: int,
     lease_until: datetime,
     sent_at: datetime,
-    headers: dict[str, str],
     status_code: int | None,
     excerpt: str,
     error: str,
@@ -143,10 +169,9 @@ def _record_attempt(
     now = utc_now()
     delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
     endpoint = WebhookEndpoint.objects.get(pk=delivery.endpoint_id)
-    WebhookAttempt.objects.create(
-        delivery=delivery,
-        attempted_at=sent_at,
-        request_headers=_recordable_headers(headers),
+    # By pk, whatever its state: a late outcome replaces a `worker_lost` guess.
+    WebhookAttempt.objects.filter(pk=attempt_id).update(
+        state=AttemptState.COMPLETED,
         status_code=status_code,
         response_excerpt=excerpt,
         duration_ms=duration_ms,
@@ -205,3 +230,33 @@ def _record_attempt(
     if next_at is not None and next_at - now <= ENQUEUE_RETRY_WITHIN:
         enqueue_after_commit([delivery.pk], countdown=max((next_at - now).total_seconds(), 0))
     return outcome
+
+
+@transaction.atomic
+def close_lost_attempts(delivery_id: int, *, lease_held: bool, now: datetime | None = None) -> int:
+    """Mark the attempts of a delivery still `sending` as `worker_lost` (outcome unknown) and count them in
+    the delivery's attempt cycle (a crash that repeats must not retry forever). Only when no live worker
+    may still be sending them: the caller holds the delivery's lease (`lease_held`: its previous holder
+    is gone), or, checked here under the row lock, nobody does. Returns how many were closed."""
+    now = now or utc_now()
+    delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
+    if not lease_held and delivery.claimed_until is not None and delivery.claimed_until > now:
+        return 0
+    lost = list(
+        WebhookAttempt.objects.filter(delivery_id=delivery_id, state=AttemptState.SENDING).values_list(
+            "pk", "attempted_at"
+        )
+    )
+    if not lost:
+        return 0
+    WebhookAttempt.objects.filter(pk__in=[pk for pk, _ in lost]).update(
+        state=AttemptState.WORKER_LOST, error=WORKER_LOST_ERROR
+    )
+    first = min(attempted_at for _, attempted_at in lost)
+    last = max(attempted_at for _, attempted_at in lost)
+    delivery.attempt_count += len(lost)
+    delivery.first_attempt_at = min(delivery.first_attempt_at or first, first)
+    delivery.last_attempt_at = max(delivery.last_attempt_at or last, last)
+    delivery.save(update_fields=["attempt_count", "first_attempt_at", "last_attempt_at", "updated_at"])
+    logger.warning("webhook delivery %s: %d attempt(s) lost with their worker", delivery_id, len(lost))
+    return len(lost)

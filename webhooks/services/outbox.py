@@ -13,7 +13,10 @@ from webhooks.models import DeliveryStatus, WebhookDelivery
 
 def delivery_lease() -> timedelta:
     """How long a claim lasts: longer than the longest attempt (guarded_request's deadline is 3x the
-    timeout), so a lease only expires when the worker holding it died."""
+    timeout), so a lease only expires when the worker holding it died. WEBHOOK_LEASE_SECONDS (checked at
+    start-up to exceed that deadline) shortens it: a crashed worker's delivery is retried sooner."""
+    if settings.WEBHOOK_LEASE_SECONDS:
+        return timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
     return timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS * 3 + 60)
 
 

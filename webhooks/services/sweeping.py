@@ -1,5 +1,6 @@
 """Sweeping and redelivery: the beat sweeper that re-enqueues due deliveries (and applies the
-auto-disable rule), and staff redelivery of chosen deliveries."""
+auto-disable rule, and closes attempts a dead worker left in flight), and staff redelivery of chosen
+deliveries."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from django.db.models import Q
 
 from core.actors import Actor
 from core.time import utc_now
-from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.models import AttemptState, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.services.delivery import close_lost_attempts
 from webhooks.services.endpoints import audit, webhook_endpoints_disable_failing
 from webhooks.services.outbox import DELIVERIES
 from webhooks.services.publishing import deliveries_restart
@@ -24,8 +26,23 @@ def webhook_deliveries_sweep(*, now: datetime | None = None, limit: int | None =
     lets only one run send)."""
     now = now or utc_now()
     disabled = webhook_endpoints_disable_failing(now=now)
+    lost = webhook_attempts_close_lost(now=now)
     enqueued = DELIVERIES.sweep(now=now, within=Q(endpoint__is_active=True), limit=limit)
-    return {"enqueued": enqueued, "endpoints_disabled": disabled}
+    return {"enqueued": enqueued, "endpoints_disabled": disabled, "attempts_lost": lost}
+
+
+def webhook_attempts_close_lost(*, now: datetime | None = None) -> int:
+    """Attempts left `sending` by a worker that died (its lease on the delivery has expired) become
+    `worker_lost`, so the history counts every POST the receiver may have had even before the delivery
+    is tried again. Returns how many."""
+    now = now or utc_now()
+    delivery_ids = (
+        WebhookAttempt.objects.filter(state=AttemptState.SENDING)
+        .filter(Q(delivery__claimed_until__isnull=True) | Q(delivery__claimed_until__lte=now))
+        .values_list("delivery_id", flat=True)
+        .distinct()
+    )
+    return sum(close_lost_attempts(delivery_id, lease_held=False, now=now) for delivery_id in list(delivery_ids))
 
 
 @transaction.atomic
