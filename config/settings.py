@@ -538,5 +538,6 @@ LOGGING = {
         # httpx logs full URLs (query strings may carry tokens or PHI) at INFO: keep it quiet.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # its start-up banner and a line per admin sign-in (lockouts still log)
     },
 }
