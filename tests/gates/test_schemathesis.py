@@ -1,0 +1,257 @@
+"""The Schemathesis gate: every operation of the OpenAPI schema the platform publishes, fuzzed in-process.
+
+What it does (issue 10, "Gates in CI"):
+- loads the schema from GET /api/schema/ through the WSGI application (config.wsgi), so every operation
+  of every API present is covered, and an API added later is covered without touching this file;
+- for each operation, generates cases in Schemathesis' examples, coverage and fuzzing phases, positive
+  (schema-valid) and negative (schema-violating) ones, and sends them to the app in-process (no network,
+  no server);
+- authenticates every case as its API's demo identity (`seed_demo`): the LoveRescue partner token of the
+  demo partner acting for the demo therapist (with consented clients), the platform token of the demo
+  client (the LoveRescue app API), the CareOS demo key with `X-Platform: businessos`; the public
+  operations anonymously. Schemathesis' `ignored_auth` check then also sends each authenticated
+  operation without credentials and with wrong ones, and expects a refusal;
+- runs every check Schemathesis has for a single response except `positive_data_acceptance` (see
+  CHECKS): 0 server errors, responses conform to the documented schema (status code, content type,
+  body, headers), schema-violating requests refused with a 4xx, required headers required, methods
+  the path does not have refused with 405, authentication enforced.
+
+Bounded and reproducible: MAX_EXAMPLES fuzzing cases per operation plus the coverage phase's cases
+(about 1,450 in total for 24 operations), a fixed seed and derandomized generation (the same cases on
+every run), no example database, a per-case deadline; `test_gate_totals` checks the total, and
+tests/conftest.py's GATE budget the time (300 s for tests/gates/). The run ends with
+`SCHEMATHESIS cases=<n> ops=<m> failures=<f> seconds=<s>` in pytest's terminal summary.
+
+Positive cases are sometimes steered onto the demo world (WORLD_SHARE): a path id becomes a real id the
+identity may see, a date falls in the accepted window, a CareOS lead carries a phone encrypted to the
+platform's key, a Twilio callback is signed. A schema cannot say "an id that exists", so without this
+nearly every positive case would stop at a 404 or 401 and the code behind it would never be reached. The
+choice is a pure function of the case (stable under shrinking). Negative cases are never changed.
+
+Nothing is excluded: every operation of the schema runs (test_gate_totals fails if one did not).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from datetime import timedelta
+
+import pytest
+import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from django.test import Client
+from django.utils import timezone
+from hypothesis import HealthCheck, settings
+from schemathesis.core.parameters import ParameterLocation
+
+from config.wsgi import application
+from tests.contract.helpers import encrypt_phone, hash_phone, twilio_signature
+from tests.servers import StaticResolver
+
+SCHEMA_PATH = "/api/schema/"
+# Reproducible by default (CI); a deeper or different local run: SCHEMATHESIS_MAX_EXAMPLES=200 SCHEMATHESIS_SEED=7.
+SEED = int(os.environ.get("SCHEMATHESIS_SEED", "20261130"))
+# Fuzzing cases per operation; the coverage phase adds its own (a few to ~90 per operation, from the schema).
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "30"))
+MIN_CASES = 1000
+# A single case slower than this fails (a request hanging in-process); they take ~10-100 ms. The gate's
+# total time is bounded by MAX_EXAMPLES and checked by tests/conftest.py's GATE budget for tests/gates/.
+DEADLINE = timedelta(seconds=3)
+# Share of positive cases steered onto the demo world (see the module docstring).
+WORLD_SHARE = 2  # one in WORLD_SHARE
+
+# Checks: all of Schemathesis' response checks, except `positive_data_acceptance`, which expects every
+# schema-valid request to be accepted. The APIs have rules a JSON schema cannot state (a date within the
+# last 365 days and not after tomorrow, "permissionLevel or consent", an id that exists, a phone that
+# decrypts under our key, a signature that matches), so schema-valid requests are rightly refused with a
+# 400/401/403/404 in the API's own body; the other checks still hold those answers to the documented
+# statuses and bodies. Where the schema could say more it does (e.g. `limit` bounds: see
+# test_schemathesis_findings.py).
+CHECKS = {"positive_data_acceptance": {"enabled": False}}
+
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "seed": SEED,
+        "generation": {
+            "mode": "all",
+            "max-examples": MAX_EXAMPLES,
+            "deterministic": True,
+            "database": "none",
+            # Credentials are the demo identities (below), not generated values.
+            "with-security-parameters": False,
+        },
+        "checks": CHECKS,
+    }
+)
+
+schema = schemathesis.openapi.from_wsgi(SCHEMA_PATH, application, config=CONFIG)
+
+TWILIO_TOKEN = "schemathesis-gate-twilio-auth-token"
+TWILIO_BASE = "https://platform.example.com"
+WEBHOOK_HOST = "hooks.example.com"
+LEAD_PHONES = ("+14155550123", "+14155550124", "+442071838750")
+
+
+class DemoWorld:
+    """The demo identities and the ids they may see; steers positive cases onto them."""
+
+    def __init__(self, demo: dict, headers: dict[str, dict[str, str]], ids: dict[str, list[str]]):
+        self.demo = demo
+        self.headers = headers  # security scheme name -> headers of its demo identity
+        self.ids = ids  # path parameter name -> ids the identity may use
+
+    def identity(self, case) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for requirement in case.operation.definition.raw.get("security", []):
+            for scheme in requirement:
+                headers.update(self.headers[scheme])
+        if case.operation.path == "/api/leads/ingest" and not _negative_at(case, ParameterLocation.HEADER):
+            # The CareOS credential is the key and its platform together.
+            headers["X-Platform"] = self.demo["careos"]["platform"]
+        return headers
+
+    def steer(self, case) -> None:
+        """Make a positive case reach further: real ids, accepted dates, a decryptable phone, a signature."""
+        if case.meta is None or case.meta.generation.mode.value != "positive":
+            return
+        pick = _stable_hash(case)
+        if pick % WORLD_SHARE:
+            self._sign_twilio(case)  # unsigned, every callback would stop at 403
+            return
+        for name in list(case.path_parameters or {}):
+            if self.ids.get(name):
+                choices = self.ids[name]
+                case.path_parameters[name] = choices[pick // WORLD_SHARE % len(choices)]
+        body = case.body
+        if isinstance(body, dict):
+            if "date" in body:
+                body["date"] = (timezone.now().date() - timedelta(days=pick % 30)).isoformat()
+            if case.operation.path == "/api/leads/ingest":
+                careos = self.demo["careos"]
+                phone = LEAD_PHONES[pick % len(LEAD_PHONES)]
+                body["source_platform"] = careos["platform"]
+                body["user_phone_hash"] = hash_phone(phone, careos["phoneHashSalt"])
+                body["user_phone_encrypted"] = encrypt_phone(phone, careos["publicKeyPem"])
+            if case.operation.path == "/api/integration/webhook/register":
+                body["webhookUrl"] = f"https://{WEBHOOK_HOST}/loverescue/{pick % 1000}"
+        if isinstance(case.query, dict) and "lastSessionDate" in case.query:
+            case.query["lastSessionDate"] = (timezone.now() - timedelta(days=pick % 60)).isoformat()
+        self._sign_twilio(case)
+
+    def _sign_twilio(self, case) -> None:
+        if case.operation.path != "/api/messaging/twilio/status" or not isinstance(case.body, dict):
+            return
+        params = {name: str(value) for name, value in case.body.items()}
+        case.body = params
+        case.headers = {**(case.headers or {}), "X-Twilio-Signature": twilio_signature(
+            TWILIO_TOKEN, TWILIO_BASE + case.operation.path, params
+        )}
+
+
+def _negative_at(case, location) -> bool:
+    return case.meta is not None and case.meta.is_negative_at(location)
+
+
+def _stable_hash(case) -> int:
+    content = json.dumps(
+        [case.path_parameters, case.query, case.body, case.operation.label], sort_keys=True, default=repr
+    )
+    return zlib.crc32(content.encode())
+
+
+def _ok(response, what: str) -> dict:
+    assert response.status_code == 200, f"{what}: {response.status_code} {response.content[:300]!r}"
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def world(gate_demo, django_db_blocker) -> DemoWorld:
+    """Log in as each API's demo identity, as its users do, and list the ids each may see."""
+    lr = gate_demo["loverescue"]
+    client = Client()
+    with django_db_blocker.unblock():
+        partner = _ok(
+            client.post(
+                "/api/integration/auth",
+                {"apiKey": lr["apiKey"], "apiSecret": lr["apiSecret"], "therapistId": lr["therapistId"]},
+                content_type="application/json",
+            ),
+            "LoveRescue partner token",
+        )
+        app = _ok(client.post("/api/v1/auth/token", lr["clientLogin"], content_type="application/json"), "app token")
+        partner_auth = {"HTTP_AUTHORIZATION": f"Bearer {partner['token']}"}
+        app_auth = {"HTTP_AUTHORIZATION": f"Bearer {app['access_token']}"}
+        alerts = _ok(client.get("/api/integration/alerts", **partner_auth), "alerts")
+        tasks = _ok(client.get("/api/app/tasks", **app_auth), "app tasks")
+        links = _ok(client.get("/api/app/therapist-links", **app_auth), "app links")
+    ids = {
+        "client_id": list(lr["clients"].values()),
+        "couple_id": [lr["coupleId"]],
+        "alert_id": [alert["id"] for alert in alerts["alerts"]],
+        "task_id": [task["id"] for task in tasks["tasks"]],
+        "link_id": [link["linkId"] for link in links["links"]],
+    }
+    assert all(ids.values()), f"the demo data lack ids the gate steers to: {ids}"
+    headers = {
+        "loveRescueIntegrationToken": {"Authorization": f"Bearer {partner['token']}"},
+        "platformToken": {"Authorization": f"Bearer {app['access_token']}"},
+        "careosPartnerApiKey": {"X-API-Key": gate_demo["careos"]["apiKey"]},
+    }
+    return DemoWorld(gate_demo, headers, ids)
+
+
+@pytest.fixture
+def gate(world, db, settings, monkeypatch, frozen_ratelimit_clock, gate_stats):
+    # Twilio callbacks are verified against these (the gate signs the cases it steers).
+    settings.TWILIO_AUTH_TOKEN = TWILIO_TOKEN
+    settings.MESSAGING_STATUS_CALLBACK_BASE_URL = TWILIO_BASE
+    # Webhook URLs are resolved by a stand-in (no DNS): the steered host is public, any other is unknown.
+    import webhooks.services
+
+    monkeypatch.setattr(webhooks.services, "RESOLVER", StaticResolver({WEBHOOK_HOST: "93.184.216.34"}))
+    # The app runs inside this test's transaction, as under Django's test client, which likewise keeps
+    # close_old_connections from closing the connection mid-transaction at each request's start and end.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield world, frozen_ratelimit_clock, gate_stats
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+@schema.parametrize()
+# The function-scoped fixture is per operation on purpose: its examples share one savepoint, as requests
+# share a server; it is rolled back before the next operation.
+@settings(deadline=DEADLINE, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_schemathesis(case, gate):
+    world, ratelimit_clock, stats = gate
+    # Each case in a fresh rate-limit window: the limits are counted and their headers sent as usual, but
+    # hundreds of cases a minute on one key would otherwise test little more than the 429.
+    ratelimit_clock.now += 86400
+    world.steer(case)
+    headers = world.identity(case)
+    try:
+        started = time.monotonic()
+        response = case.call(headers=headers)
+        stats.record(case, response.status_code, time.monotonic() - started)
+        case.validate_response(response, headers=headers)
+    except BaseException:
+        stats.failed_operations.add(case.operation.label)
+        raise
+
+
+def test_gate_totals(gate_stats):
+    """Runs after test_schemathesis (same module, in order): every operation of the schema ran, enough
+    cases, none failed."""
+    operations = {result.ok().label for result in schema.get_all_operations()}
+    assert gate_stats.cases, "test_schemathesis did not run: run the whole module (it feeds this test)"
+    missing = operations - set(gate_stats.per_operation)
+    assert not missing, f"operations the gate never called: {sorted(missing)}"
+    assert gate_stats.cases >= MIN_CASES, f"{gate_stats.cases} cases, fewer than {MIN_CASES}: raise MAX_EXAMPLES"
+    assert not gate_stats.failed_operations, f"failing operations: {sorted(gate_stats.failed_operations)}"
+    print(gate_stats.summary())
