@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 .PHONY: help run test lint check bench clean venv
 
 help:
-	@echo "make run    start web (port $(PORT)), celery worker and celery beat in the foreground (Ctrl-C stops all)"
+	@echo "make run    start web (port $(PORT)), celery workers (one per queue) and beat in the foreground (Ctrl-C stops all)"
 	@echo "make test   run the whole test suite (pytest)"
 	@echo "make lint   ruff check ."
 	@echo "make check  Django deploy checks under APP_ENV=production + missing-migration check"

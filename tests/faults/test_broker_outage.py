@@ -33,10 +33,11 @@ RECOVERY_BUDGET = VISIBILITY_TIMEOUT + 10 + 16
 def wait_until(condition, timeout: float, what: str, worker, log_path):
     deadline = time.monotonic() + timeout
     while not condition():
+        log = log_path.read_text(errors="replace")[-6000:]
         if worker.poll() is not None:
-            pytest.fail(f"worker exited with {worker.returncode} {what}:\n{log_path.read_text(errors='replace')[-6000:]}")
+            pytest.fail(f"worker exited with {worker.returncode} {what}:\n{log}")
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s {what}:\n{log_path.read_text(errors='replace')[-6000:]}")
+            pytest.fail(f"timed out after {timeout:.0f}s {what}:\n{log}")
         time.sleep(0.1)
 
 
@@ -72,7 +73,8 @@ def test_worker_survives_redis_restart_while_holding_an_unacked_message(tmp_path
                 redis_server.start()
                 client = redis_server.client()
 
-                wait_until(heartbeat.exists, RECOVERY_BUDGET, "running the held task after the outage", worker, log_path)
+                wait_until(heartbeat.exists, RECOVERY_BUDGET, "running the held task after the outage",
+                           worker, log_path)  # fmt: skip
                 # Nothing is left to deliver again: acknowledged, and neither queued nor held.
                 wait_until(lambda: client.hlen("unacked") == 0, 10, "acknowledging the task", worker, log_path)
                 assert client.llen(queue) == 0
