@@ -1,0 +1,200 @@
+"""A TCP fault proxy for tests: put it between the code under test and a real service (PostgreSQL,
+Redis, ...) and break the path on demand, without touching the service other tests use.
+
+    with TcpFaultProxy("127.0.0.1", 5432) as proxy:
+        url = f"postgres://postgres@127.0.0.1:{proxy.port}/test_db"   # hand this to the app
+        proxy.cut()          # every live connection is reset at once (the server "went away")
+        proxy.refuse()       # new connections are reset as soon as they arrive (server down)
+        proxy.restore()      # new connections reach the server again
+        proxy.cut_on(b'INSERT INTO "audit_accesslog"')  # reset the one connection that sends this
+
+The proxy listens on 127.0.0.1 on a free port and serves each connection with two daemon threads
+(one per direction). "Reset" closes both sockets with SO_LINGER 0, so the client sees ECONNRESET at
+once, as when a server process dies, rather than waiting for a timeout.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST instead of FIN
+
+
+def _reset(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        # close() alone neither wakes a pump thread blocked in recv() on this socket nor releases it (the
+        # blocked call holds it open); shutting the read side does both, and the RST follows the close.
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes the other direction's pump (see _reset)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+class _Link:
+    """One client connection and its upstream connection."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket):
+        self.client = client
+        self.upstream = upstream
+        self._closed = threading.Event()
+
+    def close(self, *, reset: bool) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        for sock in (self.client, self.upstream):
+            (_reset if reset else _close)(sock)
+
+
+class TcpFaultProxy:
+    def __init__(self, upstream_host: str, upstream_port: int, *, host: str = "127.0.0.1"):
+        self.upstream = (upstream_host, upstream_port)
+        self._lock = threading.Lock()
+        self._links: set[_Link] = set()
+        self._refusing = False
+        self._triggers: list[bytes] = []  # one-shot: the connection that sends one of these is reset
+        self.accepted = 0  # connections accepted (refused ones included)
+        self.refused = 0  # connections reset on arrival while refusing
+        self.cut_connections = 0  # live connections reset by cut() or a trigger
+        self._listener = socket.create_server((host, 0))
+        self.host, self.port = self._listener.getsockname()[:2]
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, name="tcp-fault-proxy", daemon=True)
+
+    # --- faults ----------------------------------------------------------------------------------
+    def cut(self) -> int:
+        """Reset every live connection; returns how many there were. New connections still pass."""
+        with self._lock:
+            links, self._links = list(self._links), set()
+            self.cut_connections += len(links)
+        for link in links:
+            link.close(reset=True)
+        return len(links)
+
+    def refuse(self) -> None:
+        """Reset every new connection on arrival (the service is down). Live ones are left alone: call
+        cut() too for a full outage."""
+        with self._lock:
+            self._refusing = True
+
+    def restore(self) -> None:
+        """New connections reach the service again; pending triggers are dropped."""
+        with self._lock:
+            self._refusing = False
+            self._triggers.clear()
+
+    def outage(self) -> int:
+        """refuse() then cut(): nothing gets through until restore()."""
+        self.refuse()
+        return self.cut()
+
+    def cut_on(self, pattern: bytes) -> None:
+        """Reset the first connection whose client sends `pattern`, before those bytes reach the server
+        (so the statement is never executed). One-shot; the proxy keeps serving everything else."""
+        with self._lock:
+            self._triggers.append(pattern)
+
+    @property
+    def live_connections(self) -> int:
+        with self._lock:
+            return len(self._links)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> TcpFaultProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        try:
+            self._listener.close()
+        except OSError:
+            pass
+        self.cut()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> TcpFaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # --- plumbing --------------------------------------------------------------------------------
+    def _accept_loop(self) -> None:
+        self._listener.settimeout(0.2)  # so stop() is noticed
+        while not self._stopped.is_set():
+            try:
+                client, _address = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            with self._lock:
+                self.accepted += 1
+                refusing = self._refusing
+                if refusing:
+                    self.refused += 1
+            if refusing:
+                _reset(client)
+                continue
+            try:
+                upstream = socket.create_connection(self.upstream, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                _reset(client)
+                continue
+            link = _Link(client, upstream)
+            with self._lock:
+                self._links.add(link)
+            for source, target, inspect in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(
+                    target=self._pump, args=(link, source, target, inspect), name="tcp-fault-proxy-pump", daemon=True
+                ).start()
+
+    def _triggered(self, tail: bytes, chunk: bytes) -> bool:
+        window = tail + chunk  # a pattern split across two reads is still seen
+        with self._lock:
+            for pattern in self._triggers:
+                if pattern in window:
+                    self._triggers.remove(pattern)
+                    return True
+        return False
+
+    def _pump(self, link: _Link, source: socket.socket, target: socket.socket, inspect: bool) -> None:
+        tail = b""
+        try:
+            while True:
+                chunk = source.recv(65536)
+                if not chunk:
+                    break
+                if inspect and self._triggers and self._triggered(tail, chunk):
+                    with self._lock:
+                        self._links.discard(link)
+                        self.cut_connections += 1
+                    link.close(reset=True)
+                    return
+                target.sendall(chunk)
+                tail = chunk[-256:]
+        except OSError:
+            pass
+        with self._lock:
+            self._links.discard(link)
+        link.close(reset=False)
