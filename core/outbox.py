@@ -18,8 +18,8 @@ and then:
    or taken over meanwhile).
 3. a worker that dies leaves a lease that expires; `sweep()` (beat, every minute) hands the ids of pending
    rows that are due (for longer than `sweep_grace`) and unclaimed to `enqueue`, oldest first, in one
-   bounded batch. A lost broker message thus delays work by about a minute; a duplicate one is harmless
-   (the claim lets one run do the work).
+   bounded batch (a row whose lease expired at once, without the grace). A lost broker message thus
+   delays work by about a minute; a duplicate one is harmless (the claim lets one run do the work).
 4. urgent work takes a SHORT lease (`claim(pk, lease=...)`) and keeps it alive while it works with
    `LeaseHeartbeat` (renewed every third of the lease while the worker lives, never beyond `max_hold`):
    a dead worker's lease then expires in seconds instead of after the longest possible attempt, while a
@@ -113,9 +113,12 @@ class Outbox:
 
     def due_ids(self, *, now: datetime | None = None, within: Q | None = None, limit: int | None = None) -> list[int]:
         """Ids of pending rows due for longer than `sweep_grace` and unclaimed, oldest due first, at most
-        `limit` (default `sweep_batch`). `within` narrows them (e.g. endpoints still active)."""
+        `limit` (default `sweep_batch`). `within` narrows them (e.g. endpoints still active). A row whose
+        lease expired (its worker died: finishing a row clears its lease) needs no grace: no message is on
+        its way for it."""
         now = now or utc_now()
-        queryset = self.rows().filter(unclaimed(now), next_attempt_at__lte=now - self.sweep_grace)
+        abandoned = Q(claimed_until__isnull=False, claimed_until__lte=now)
+        queryset = self.rows().filter(unclaimed(now)).filter(Q(next_attempt_at__lte=now - self.sweep_grace) | abandoned)
         if within is not None:
             queryset = queryset.filter(within)
         queryset = queryset.order_by("next_attempt_at").values_list("pk", flat=True)

@@ -51,7 +51,9 @@ WORKER_LOST = "worker_lost"
 class SendOutcome:
     """What one run of `message_send` did. `retry_in`: seconds until the next attempt is due, if any."""
 
-    result: str  # "sent", "retry", "failed", or "skipped" (final, not due, or claimed by another worker)
+    # "sent", "retry", "failed", or "skipped" (final, not due, or claimed by another worker; for an urgent
+    # message held by a live worker, `retry_in` re-arms the watchdog for just after that lease).
+    result: str
     retry_in: float | None = None
 
 
@@ -73,7 +75,7 @@ def message_send(*, message_id: int) -> SendOutcome:
     lease = urgent_lease() if urgent else None
     claim = message_claim(message_id=message_id, lease=lease)
     if claim is None:
-        return SendOutcome("skipped")
+        return SendOutcome("skipped", retry_in=_watch_again_in(message_id) if urgent else None)
     if urgent:
         _enqueue_watchdog(message_id, lease)
     message = OutboundMessage.objects.get(pk=message_id)
@@ -123,6 +125,17 @@ def _send(backend, message: OutboundMessage):
         return TransientSendError("internal_error")
 
 
+def _watch_again_in(message_id: int) -> float | None:
+    """An urgent message another worker holds (a live lease, maybe renewed by its heartbeat): seconds until
+    just after that lease would expire, so a watchdog that came too early runs again then; None when the
+    message is final or free (nothing to watch)."""
+    claimed_until = MESSAGES.rows().filter(pk=message_id).values_list("claimed_until", flat=True).first()
+    now = utc_now()
+    if claimed_until is None or claimed_until <= now:
+        return None
+    return (claimed_until - now).total_seconds() + 1
+
+
 def _enqueue_watchdog(message_id: int, lease: timedelta) -> None:
     """Prompt a worker for just after this claim would expire: if this worker dies, another one sends
     the message then (without waiting for the minute sweeper); otherwise that run finds it final and
@@ -140,6 +153,7 @@ def messages_sweep(*, now: datetime | None = None) -> int:
     of that attempt is unknown, `last_error = "worker_lost"`), then enqueue every queued message that is
     due (past the outbox's grace) and not claimed, oldest first, one bounded batch. Returns how many."""
     now = now or utc_now()
+    ids = MESSAGES.due_ids(now=now)  # rows with an expired lease included (before it is cleared below)
     lost = (
         MESSAGES.rows()
         .filter(claimed_until__lte=now)
@@ -147,7 +161,9 @@ def messages_sweep(*, now: datetime | None = None) -> int:
     )
     if lost:
         logger.warning("%d message(s) left claimed by a worker that died; sending again", lost)
-    return MESSAGES.sweep(now=now)
+    for message_id in ids:
+        MESSAGES.enqueue(message_id)
+    return len(ids)
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> float:

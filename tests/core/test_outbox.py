@@ -197,3 +197,11 @@ def test_a_quick_job_never_renews(transactional_db, outbox):
         pass
     message.refresh_from_db()
     assert beat.renewals == 0 and beat.token == token == message.claimed_until
+
+
+def test_a_row_whose_lease_expired_is_swept_without_the_grace(outbox, enqueued):
+    """Its worker died: no message is on its way for it, so the sweeper need not wait."""
+    now = utc_now()
+    abandoned = row(due_in=-timedelta(seconds=5), claimed_until=now - timedelta(seconds=1))
+    row(due_in=-timedelta(seconds=5))  # just due, never claimed: its own message is on the way
+    assert outbox.due_ids(now=now) == [abandoned.pk]

@@ -95,8 +95,26 @@ def test_the_sweeper_notes_a_message_whose_worker_died(enqueued):
     assert sending.message_claim(message_id=message.pk, lease=timedelta(seconds=20)) is not None  # then it died
     now = utc_now()
     assert sending.messages_sweep(now=now) == 0  # the lease is live: leave it
-    later = now + timedelta(seconds=31)  # lease expired, and past the sweeper's grace
+    later = now + timedelta(seconds=21)  # lease expired: swept at once, without the 30 s grace
     assert sending.messages_sweep(now=later) == 1
     message.refresh_from_db()
     assert message.last_error == "worker_lost" and message.claimed_until is None and message.attempts == 1
     assert [call.message_id for call in enqueued] == [message.pk]
+
+
+def test_a_watchdog_that_comes_while_the_lease_is_renewed_watches_again(enqueued):
+    """The worker is alive (its heartbeat moved the lease): the early watchdog re-arms itself for just
+    after the current lease, and sends nothing."""
+    message = queue(purpose=CRITICAL)
+    enqueued.clear()
+    assert sending.message_claim(message_id=message.pk, lease=timedelta(seconds=20)) is not None
+    assert run(message) == "skipped"
+    ((message_id, countdown),) = [(call.message_id, call.countdown) for call in enqueued]
+    assert message_id == message.pk and 19 < countdown <= 21
+
+
+def test_an_ordinary_message_held_elsewhere_is_not_watched(enqueued):
+    message = queue(purpose="careos.welcome")
+    enqueued.clear()
+    assert sending.message_claim(message_id=message.pk) is not None
+    assert run(message) == "skipped" and enqueued == []
