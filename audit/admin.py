@@ -146,12 +146,16 @@ class AccessLogAdmin(ReadOnlyAuditAdmin):
     # Exact matches use the indexes; subject ids match inside "client:<uuid>" entries.
     search_fields = [
         "actor_id__exact",
+        "on_behalf_of__exact",
         "organization_id__exact",
         "request_id__exact",
         "path__startswith",
         "subject_ids__icontains",
     ]
-    search_help_text = "Exact actor id, organization id or request id; path prefix; or part of a subject id."
+    search_help_text = (
+        "Exact actor id, on-behalf-of (therapist:<id>), organization id or request id; path prefix; "
+        "or part of a subject id."
+    )
     export_fields = (
         "created_at",
         "api",
@@ -166,6 +170,7 @@ class AccessLogAdmin(ReadOnlyAuditAdmin):
         "user_agent",
         "request_id",
         "duration_ms",
+        "on_behalf_of",  # last: columns exported before it keep their positions
     )
 
     @admin.display(description="subjects")

@@ -90,10 +90,16 @@ def test_access_log_changelist_renders_with_filters(admin_client):
 
 
 def test_access_log_search_by_subject_actor_and_request_id(admin_client):
-    _log(subject_ids=["client:11111111-aaaa"], actor_id="501", request_id="req-first-000001", path="/api/v1/one")
+    _log(
+        subject_ids=["client:11111111-aaaa"],
+        actor_id="501",
+        request_id="req-first-000001",
+        path="/api/v1/one",
+        on_behalf_of="therapist:t-501",
+    )
     _log(subject_ids=["client:22222222-bbbb"], actor_id="502", request_id="req-second-00002", path="/api/v1/two")
 
-    for term in ("11111111-aaaa", "501", "req-first-000001", "/api/v1/one"):
+    for term in ("11111111-aaaa", "501", "req-first-000001", "/api/v1/one", "therapist:t-501"):
         html = admin_client.get(LOGS, {"q": term}).content.decode()
         assert "/api/v1/one" in html, term
         assert "/api/v1/two" not in html, term
@@ -186,7 +192,12 @@ def test_staff_without_view_permission_sees_nothing(client):
 
 
 def test_export_selected_rows_as_csv(admin_client, superuser):
-    first = _log(user_agent='=HYPERLINK("http://evil")', actor_id="@SUM(A1)", subject_ids=["client:c1", "lead:l2"])
+    first = _log(
+        user_agent='=HYPERLINK("http://evil")',
+        actor_id="@SUM(A1)",
+        subject_ids=["client:c1", "lead:l2"],
+        on_behalf_of="therapist:t-1",
+    )
     second = _log(api="careos", path="/api/leads/lead_7", status_code=201, user_agent="+1-555", actor_id="-2+3")
     _log(path="/api/v1/not-selected")
 
@@ -211,6 +222,7 @@ def test_export_selected_rows_as_csv(admin_client, superuser):
         "user_agent",
         "request_id",
         "duration_ms",
+        "on_behalf_of",
     ]
     assert len(rows) == 3  # header + the two selected rows
     by_path = {row[header.index("path")]: dict(zip(header, row, strict=True)) for row in rows[1:]}
@@ -220,6 +232,7 @@ def test_export_selected_rows_as_csv(admin_client, superuser):
     assert formula["user_agent"] == '\'=HYPERLINK("http://evil")'
     assert formula["actor_id"] == "'@SUM(A1)"
     assert formula["subject_ids"] == "client:c1 lead:l2"
+    assert (formula["on_behalf_of"], by_path["/api/leads/lead_7"]["on_behalf_of"]) == ("therapist:t-1", "")
     assert formula["created_at"].endswith("Z")
     plain = by_path["/api/leads/lead_7"]
     assert plain["user_agent"] == "'+1-555"
