@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from core.encryption import BlindIndexField, EncryptedJSONField, EncryptedTextField
 from core.ids import public_id_default
@@ -113,8 +114,30 @@ class CareUser(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # When the last welcome SMS to this person was queued, whichever partner referred them: at most one
+    # per CAREOS_REFERRAL_PERIOD_DAYS (docs/careos.md, "Partners see only their own").
+    welcome_sent_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
+class PartnerUser(models.Model):
+    """The person as one partner platform knows them: `public_id` is the `careos_user_id` that partner
+    is given. One per (platform, person), each with an unrelated id, so two partners cannot match their
+    referrals by id; the CareUser (and its own public_id) stays internal."""
+
+    public_id = models.CharField(max_length=40, unique=True, default=public_id_default("user"), editable=False)
+    platform = models.ForeignKey(PartnerPlatform, on_delete=models.PROTECT, related_name="partner_users")
+    user = models.ForeignKey(CareUser, on_delete=models.PROTECT, related_name="partner_ids")
+    created_at = models.DateTimeField(default=timezone.now)  # this platform's first lead for the person
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["platform", "user"], name="leads_one_id_per_partner_person")]
 
     def __str__(self) -> str:
         return self.public_id
@@ -125,28 +148,41 @@ class Lead(models.Model):
     platform = models.ForeignKey(PartnerPlatform, on_delete=models.PROTECT, related_name="leads")
     source_conversation_id = models.CharField(max_length=200)
     user = models.ForeignKey(CareUser, on_delete=models.PROTECT, related_name="leads")
-    is_new_user = models.BooleanField()
+    # The person's id as this platform knows it (the answer's careos_user_id).
+    partner_user = models.ForeignKey(PartnerUser, on_delete=models.PROTECT, related_name="leads")
+    # New to THIS platform (its first lead for the person), as answered; never about other platforms.
+    is_new_user = models.BooleanField("new to this partner")
+    # Set when the lead earned no payment: the person's paid lead within the period (any platform's).
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name="unpaid duplicate of"
+    )
     user_name = EncryptedTextField(null=True, blank=True)
     language = models.CharField(max_length=10)
-    location_state = models.CharField(max_length=10, blank=True)
+    # Where the person is and what they need is protected data (issue 10 finding 7): encrypted, as the
+    # message and the name. Country stays plain (two letters; the admin filters on nothing here).
+    location_state = EncryptedTextField(blank=True, default="")
     location_country = models.CharField(max_length=2, blank=True)
-    location_city = models.CharField(max_length=100, blank=True)
+    location_city = EncryptedTextField(blank=True, default="")
     source_category = models.CharField(max_length=60)
     category = models.CharField(max_length=60)  # CareOS category after mapping
-    subcategory = models.CharField(max_length=60, blank=True)
+    subcategory = EncryptedTextField(blank=True, default="")
     original_message = EncryptedTextField()
     ai_extracted_details = EncryptedJSONField(default=dict)
     consent_timestamp = models.DateTimeField()
     lead_value = models.DecimalField(max_digits=12, decimal_places=2)
     will_contact = models.BooleanField(default=False)
-    welcome_message_id = models.CharField(max_length=40, blank=True)  # messaging public id (msg_...)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # messaging public id (msg_...); empty when no SMS was queued for this lead (refused, or the person
+    # already had one within the period).
+    welcome_message_id = models.CharField(max_length=40, blank=True)
+    # Set by the ingest from its clock (the period rules compare it), so not auto_now_add.
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["platform", "source_conversation_id"], name="leads_one_per_conversation")
         ]
+        indexes = [models.Index(fields=["user", "created_at"], name="leads_lead_user_created")]
 
     def __str__(self) -> str:
         return self.public_id
@@ -205,9 +241,7 @@ class PartnerPayment(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="leads_payment_positive"),
             # A paid payment belongs to the batch that paid it.
-            models.CheckConstraint(
-                condition=~Q(status="paid") | Q(paid_at__isnull=False), name="leads_paid_has_time"
-            ),
+            models.CheckConstraint(condition=~Q(status="paid") | Q(paid_at__isnull=False), name="leads_paid_has_time"),
         ]
         indexes = [models.Index(fields=["platform", "status", "due_at"], name="leads_payment_due")]
 

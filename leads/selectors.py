@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import QuerySet
 
-from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform
+from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform, PartnerUser
 
 
 def _one(queryset: QuerySet):
@@ -24,11 +26,26 @@ def lead_for_conversation(*, platform: PartnerPlatform, source_conversation_id: 
     )
     if lead_id is None:
         return None
-    return _one(Lead.objects.select_related("user").filter(pk=lead_id))
+    return _one(Lead.objects.select_related("user", "partner_user").filter(pk=lead_id))
 
 
 def user_by_phone_index(*, phone_index: str) -> CareUser | None:
     return _one(CareUser.objects.filter(phone_index=phone_index))
+
+
+def partner_user_for(*, platform: PartnerPlatform, user: CareUser) -> PartnerUser | None:
+    """The person's id as this platform knows it, if the platform referred them before."""
+    return _one(PartnerUser.objects.filter(platform_id=platform.pk, user_id=user.pk))
+
+
+def paid_lead_since(*, user: CareUser, since: datetime) -> Lead | None:
+    """The person's latest lead, from any platform, created after `since` that earned a payment (whatever
+    the payment's status since): while there is one, a new lead for the person is not paid."""
+    return (
+        Lead.objects.filter(user_id=user.pk, created_at__gt=since, payment__isnull=False)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
 
 
 def payout_export_rows(*, batch_pks: list[int]):

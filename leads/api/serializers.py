@@ -355,9 +355,11 @@ class IngestResponseSerializer(OutputSerializer):
 
     success = serializers.SerializerMethodField()
     careos_lead_id = serializers.CharField(source="public_id")
-    careos_user_id = serializers.CharField(source="user.public_id")
+    # The person's id as the calling platform knows it (never the internal CareUser id, never another
+    # platform's), and "new" as that platform may know it.
+    careos_user_id = serializers.CharField(source="partner_user.public_id")
     careos_will_contact = serializers.BooleanField(source="will_contact")
-    is_new_user = serializers.BooleanField()
+    is_new_user = serializers.BooleanField(help_text="True on this partner's first lead for the person")
 
     def get_success(self, lead) -> bool:
         return True

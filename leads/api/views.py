@@ -56,8 +56,10 @@ class LeadIngestView(ApiView):
         principal = request.user
         data = s.parse_body(request._request)
         check_source_platform(principal, data.get("source_platform"))
-        payload = s.parse_inbound_lead(data, now=utc_now())
-        result = lead_ingest(platform=principal.platform, payload=payload, actor=principal.actor)
+        now = utc_now()
+        payload = s.parse_inbound_lead(data, now=now)
+        result = lead_ingest(platform=principal.platform, payload=payload, actor=principal.actor, now=now)
         note_subjects(request, "lead", [result.lead.public_id])
+        # The person (internal id: one across partners, so staff find every access to them).
         note_subjects(request, "careos_user", [result.lead.user.public_id])
         return Response(s.IngestResponseSerializer(result.lead).data)

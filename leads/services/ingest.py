@@ -11,21 +11,31 @@
    constant time (hex case ignored), then E.164 by the platform's one rule (`core.phones.normalize_e164`,
    the lead's country as the region hint for national numbers; without a country only international
    "+..." numbers parse).
-3. One transaction, the only writes: the user, deduplicated by `blind_index(E.164,
+3. One transaction, the only writes: the person (`CareUser`), deduplicated by `blind_index(E.164,
    purpose="leads.user.phone")` (a UNIQUE column): reused, or created with the platform's `user_source`
-   ("businessos_referral"); the welcome SMS (`messaging.message_queue`, in the lead's language: en, es,
-   fr, else en; it quotes neither the user's message nor any health detail), the lead (CareOS category
-   from `leads.categories`), a pending PartnerPayment of `lead_value_agreed` due 30 days after the lead,
-   and the audit event `leads.lead_ingested` (ids and codes only), all by the partner platform's actor.
+   ("businessos_referral"); then, holding that person's row lock, the rules that cross partners
+   (docs/careos.md, "Partners see only their own"):
+   - the person's id as THIS platform knows it (`PartnerUser`, one per platform and person, unrelated
+     ids), and `is_new_user` = this platform had no lead for the person before;
+   - the welcome SMS (`messaging.message_queue`, in the lead's language: en, es, fr, else en; it quotes
+     neither the user's message nor any health detail) unless the person got one within the period
+     (`CAREOS_REFERRAL_PERIOD_DAYS`, whichever platform referred them); `careos_will_contact` is true
+     either way, false only when messaging refuses the number (a property of the number alone);
+   - a pending PartnerPayment of `lead_value_agreed` due 30 days after the lead, only if no lead for the
+     person earned one within the period (else the lead is recorded as an unpaid `duplicate_of` it);
+   then the lead (CareOS category from `leads.categories`) and the audit event `leads.lead_ingested`
+   (ids and codes only), all by the partner platform's actor. The answer is the same whatever other
+   platforms sent: a partner cannot tell a person another partner referred from a new one.
 Steps 1 and 2 only read, so they run before the transaction opens: a replay costs one read, and the
 RSA work never holds a transaction (or, on SQLite, the write lock) open.
 
 Concurrent duplicates are settled by the database, not by the reads: the user is inserted in a
 savepoint; a unique violation on its phone index means another request created that user (re-read and
-reuse it, `is_new_user` false). A unique violation on the lead means another request
-took this conversation: the transaction (including the user, the SMS row and its on-commit enqueue) is
-rolled back, and the other request's lead is returned as a replay. Under READ COMMITTED the re-reads
-after a conflict see the other transaction's rows (the conflicting INSERT waits for it to commit).
+reuse it). Every lead then locks the person's row (SELECT ... FOR UPDATE), so two platforms sending the
+same person at once are serialized: one welcome SMS, one payment. A unique violation on the lead means
+another request took this conversation: the transaction (including the user, the SMS row and its
+on-commit enqueue) is rolled back, and the other request's lead is returned as a replay. Under READ
+COMMITTED the re-reads after a conflict or a lock wait see the other transaction's rows.
 
 Refusals are `IngestRejected` (a `core.domain.Invalid`: the API answers 400 with its message). Nothing
 here logs or raises with a phone number, a name or message text.
@@ -40,6 +50,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from audit.services import audit_event_record
@@ -47,9 +58,10 @@ from core.actors import Actor
 from core.domain import Invalid
 from core.encryption import blind_index
 from core.phones import InvalidPhone, normalize_e164
+from core.time import utc_now
 from leads import crypto, selectors
 from leads.categories import careos_category
-from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform
+from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform, PartnerUser
 from messaging.services import InvalidRecipientError, message_queue
 
 logger = logging.getLogger("leads.ingest")
@@ -158,10 +170,13 @@ def welcome_text(*, language: str, user_name: str | None, partner_name: str) -> 
 # --- The write -------------------------------------------------------------------------------------------
 
 
-def lead_ingest(*, platform: PartnerPlatform, payload: LeadInput, actor: Actor, keys=None) -> IngestResult:
+def lead_ingest(
+    *, platform: PartnerPlatform, payload: LeadInput, actor: Actor, keys=None, now: datetime | None = None
+) -> IngestResult:
     """Replay or create the lead for (platform, source_conversation_id); see the module docstring.
-    `actor` is the calling platform (`Actor.partner_platform(slug)`). Raises IngestRejected (nothing
-    written) for an undecryptable, mismatched or invalid phone.
+    `actor` is the calling platform (`Actor.partner_platform(slug)`); `now` the lead's time (the period
+    rules compare it). Raises IngestRejected (nothing written) for an undecryptable, mismatched or
+    invalid phone.
 
     Not `@transaction.atomic` as a whole on purpose: the replay read and the RSA work run before the one
     write transaction (`_lead_create`), so they never hold it (or SQLite's write lock) open."""
@@ -169,9 +184,10 @@ def lead_ingest(*, platform: PartnerPlatform, payload: LeadInput, actor: Actor, 
     if existing is not None:
         return IngestResult(lead=existing, replayed=True)
     phone = verified_phone(platform=platform, payload=payload, keys=keys)
+    now = now or utc_now()
     try:
         with transaction.atomic():
-            lead = _lead_create(platform=platform, payload=payload, phone=phone, actor=actor)
+            lead = _lead_create(platform=platform, payload=payload, phone=phone, actor=actor, now=now)
     except IntegrityError:
         # Another request took this conversation between our read and our insert (everything this
         # transaction wrote is rolled back; a savepoint if a caller's transaction was already open).
@@ -183,6 +199,11 @@ def lead_ingest(*, platform: PartnerPlatform, payload: LeadInput, actor: Actor, 
         return IngestResult(lead=existing, replayed=True)
     logger.info("lead %s ingested from %s (new user: %s)", lead.public_id, platform.slug, lead.is_new_user)
     return IngestResult(lead=lead, replayed=False)
+
+
+def referral_period() -> timedelta:
+    """At most one welcome SMS and one paid lead per person within this period (any platform)."""
+    return timedelta(days=settings.CAREOS_REFERRAL_PERIOD_DAYS)
 
 
 def _user_get_or_create(*, platform: PartnerPlatform, payload: LeadInput, phone: str) -> tuple[CareUser, bool]:
@@ -207,21 +228,49 @@ def _user_get_or_create(*, platform: PartnerPlatform, payload: LeadInput, phone:
     return user, False
 
 
-def _insert_unless_conflict(user: CareUser) -> bool:
-    """Insert `user` in a savepoint; False when a unique column conflicts (another request created the
-    same phone's user since our read: the INSERT waited for it to commit). The savepoint keeps the
-    caller's transaction usable after the unique violation."""
+def _partner_user_get_or_create(
+    *, platform: PartnerPlatform, user: CareUser, now: datetime
+) -> tuple[PartnerUser, bool]:
+    """The person's id for this platform, and whether it is new (the platform's first lead for them).
+    Called under the person's row lock, so no other request creates the same pair meanwhile."""
+    partner_user = selectors.partner_user_for(platform=platform, user=user)
+    if partner_user is not None:
+        return partner_user, False
+    partner_user = PartnerUser(platform=platform, user=user, created_at=now)
+    if _insert_unless_conflict(partner_user):
+        return partner_user, True
+    raise IntegrityError("leads_partneruser: insert ignored under the person's lock")
+
+
+def _insert_unless_conflict(row) -> bool:
+    """Insert `row` in a savepoint; False when a unique column conflicts (another request created the
+    same row since our read: the INSERT waited for it to commit). The savepoint keeps the caller's
+    transaction usable after the unique violation."""
     try:
         with transaction.atomic():
-            user.save(force_insert=True)
+            row.save(force_insert=True)
     except IntegrityError:
         return False
     return True
 
 
-def _lead_create(*, platform: PartnerPlatform, payload: LeadInput, phone: str, actor: Actor) -> Lead:
-    user, is_new_user = _user_get_or_create(platform=platform, payload=payload, phone=phone)
-    welcome_id = ""
+@dataclass(frozen=True)
+class Welcome:
+    outcome: str  # "queued" | "recent" (one within the period, none sent) | "refused" (by messaging)
+    message_id: str = ""
+
+    @property
+    def will_contact(self) -> bool:
+        return self.outcome != "refused"
+
+
+def _welcome_queue(
+    *, user: CareUser, platform: PartnerPlatform, payload: LeadInput, phone: str, actor: Actor, now: datetime
+) -> Welcome:
+    if user.welcome_sent_at is not None and user.welcome_sent_at > now - referral_period():
+        # One welcome per person per period whoever referred them: more would be spam. CareOS is in touch
+        # with the person either way, so careos_will_contact stays true (as for a new person).
+        return Welcome(outcome="recent")
     try:
         message = message_queue(
             channel="sms",
@@ -230,16 +279,31 @@ def _lead_create(*, platform: PartnerPlatform, payload: LeadInput, phone: str, a
             purpose=WELCOME_PURPOSE,
             actor=actor,
         )
-        welcome_id = message.public_id
     except InvalidRecipientError:
         # A number messaging cannot text: the lead still counts, CareOS just cannot contact by SMS.
         logger.warning("lead from %s: welcome SMS not queued (recipient refused by messaging)", platform.slug)
+        return Welcome(outcome="refused")
+    user.welcome_sent_at = now
+    user.save(update_fields=["welcome_sent_at"])
+    return Welcome(outcome="queued", message_id=message.public_id)
+
+
+def _lead_create(*, platform: PartnerPlatform, payload: LeadInput, phone: str, actor: Actor, now: datetime) -> Lead:
+    user, new_person = _user_get_or_create(platform=platform, payload=payload, phone=phone)
+    # Every lead for one person takes this lock first, so the period rules below hold when several
+    # platforms (or conversations) send the same person at once.
+    user = CareUser.objects.select_for_update().get(pk=user.pk)
+    partner_user, is_new_user = _partner_user_get_or_create(platform=platform, user=user, now=now)
+    welcome = _welcome_queue(user=user, platform=platform, payload=payload, phone=phone, actor=actor, now=now)
+    duplicate_of = selectors.paid_lead_since(user=user, since=now - referral_period())
     category = careos_category(payload.category)
     lead = Lead.objects.create(
         platform=platform,
         source_conversation_id=payload.source_conversation_id,
         user=user,
+        partner_user=partner_user,
         is_new_user=is_new_user,
+        duplicate_of=duplicate_of,
         user_name=payload.user_name or None,
         language=payload.user_language,
         location_state=payload.location_state,
@@ -252,16 +316,18 @@ def _lead_create(*, platform: PartnerPlatform, payload: LeadInput, phone: str, a
         ai_extracted_details=payload.ai_extracted_details,
         consent_timestamp=payload.consent_timestamp,
         lead_value=payload.lead_value,
-        will_contact=bool(welcome_id),
-        welcome_message_id=welcome_id,
+        will_contact=welcome.will_contact,
+        welcome_message_id=welcome.message_id,
+        created_at=now,
     )
-    PartnerPayment.objects.create(
-        lead=lead,
-        platform=platform,
-        amount=payload.lead_value,
-        status=PartnerPayment.Status.PENDING,
-        due_at=lead.created_at + PAYMENT_DUE_AFTER,
-    )
+    if duplicate_of is None:
+        PartnerPayment.objects.create(
+            lead=lead,
+            platform=platform,
+            amount=payload.lead_value,
+            status=PartnerPayment.Status.PENDING,
+            due_at=now + PAYMENT_DUE_AFTER,
+        )
     audit_event_record(
         action="leads.lead_ingested",
         actor=actor,
@@ -270,12 +336,17 @@ def _lead_create(*, platform: PartnerPlatform, payload: LeadInput, phone: str, a
         metadata={
             "lead_id": lead.public_id,
             "user_id": user.public_id,
+            "partner_user_id": partner_user.public_id,
             "platform": platform.slug,
             "category": category,
             "is_new_user": is_new_user,
+            "new_person": new_person,
             "will_contact": lead.will_contact,
-            "welcome_message_id": welcome_id,
+            "welcome": welcome.outcome,
+            "welcome_message_id": welcome.message_id,
             "amount": str(payload.lead_value),
+            "payable": duplicate_of is None,
+            "duplicate_of": duplicate_of.public_id if duplicate_of is not None else None,
         },
     )
     return lead

@@ -26,7 +26,7 @@ from audit.models import AuditEvent
 from core.actors import Actor
 from core.encryption import blind_index
 from leads import crypto
-from leads.models import CareosKeyPair, CareUser, Lead, PartnerPayment, PartnerPlatform, PayoutBatch
+from leads.models import CareosKeyPair, CareUser, Lead, PartnerPayment, PartnerPlatform, PartnerUser, PayoutBatch
 from leads.services import payouts
 from leads.services.ingest import PHONE_INDEX_PURPOSE
 from leads.services.platforms import api_key_create, platform_create
@@ -121,12 +121,21 @@ class CareUserFactory(DjangoModelFactory):
     source = factory.LazyAttribute(lambda user: user.source_platform.user_source)
 
 
+class PartnerUserFactory(DjangoModelFactory):
+    class Meta:
+        model = PartnerUser
+        django_get_or_create = ("platform", "user")
+
+
 class LeadFactory(DjangoModelFactory):
     class Meta:
         model = Lead
 
     source_conversation_id = factory.Sequence(lambda n: f"conv-{n}")
     user = factory.SubFactory(CareUserFactory, source_platform=factory.SelfAttribute("..platform"))
+    partner_user = factory.SubFactory(
+        PartnerUserFactory, platform=factory.SelfAttribute("..platform"), user=factory.SelfAttribute("..user")
+    )
     is_new_user = True
     language = "en"
     source_category = "healthcare"

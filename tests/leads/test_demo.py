@@ -148,5 +148,5 @@ def test_a_lead_encrypted_and_hashed_with_the_demo_values_ingests(client):
     answer = response.json()
     assert answer["success"] is True and answer["is_new_user"] is True
     lead = Lead.objects.get(public_id=answer["careos_lead_id"])
-    assert lead.platform.slug == "businessos" and lead.user.public_id == answer["careos_user_id"]
+    assert lead.platform.slug == "businessos" and lead.partner_user.public_id == answer["careos_user_id"]
     assert CareUser.objects.get().phone == phone

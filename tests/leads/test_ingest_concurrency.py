@@ -12,7 +12,7 @@ from django.db import connection
 from django.test import Client
 
 from leads import selectors
-from leads.models import CareUser, Lead, PartnerPayment
+from leads.models import CareUser, Lead, PartnerPayment, PartnerUser
 from leads.services import ingest
 from messaging.models import OutboundMessage
 from messaging.tasks import send_message
@@ -55,15 +55,17 @@ def blind_first_reads(monkeypatch):
     return rereads
 
 
-def post_at_once(setup, bodies: list[dict]) -> list[tuple[int, dict]]:
-    """POST every body from its own thread (own client, own database connection), released together."""
+def post_at_once(setup, bodies: list[dict], *, senders: list | None = None) -> list[tuple[int, dict]]:
+    """POST every body from its own thread (own client, own database connection), released together;
+    body i as `senders[i]` (a platform setup) if given, else as `setup`."""
     barrier = threading.Barrier(len(bodies))
     results: list[tuple[int, dict] | BaseException] = [None] * len(bodies)  # type: ignore[list-item]
 
     def run(index: int, body: dict) -> None:
         try:
             barrier.wait(timeout=30)
-            response = Client().post(INGEST, json.dumps(body), content_type="application/json", **setup.headers())
+            headers = (senders[index] if senders else setup).headers()
+            response = Client().post(INGEST, json.dumps(body), content_type="application/json", **headers)
             results[index] = (response.status_code, response.json())
         except BaseException as exc:  # reported by the assertion below
             results[index] = exc
@@ -95,7 +97,7 @@ def test_the_same_conversation_at_once_makes_one_lead_and_one_user(
     assert Lead.objects.count() == 1 and CareUser.objects.count() == 1
     assert PartnerPayment.objects.count() == 1 and OutboundMessage.objects.count() == 1
     lead = Lead.objects.get()
-    assert (lead.public_id, lead.user.public_id) == (answer["careos_lead_id"], answer["careos_user_id"])
+    assert (lead.public_id, lead.partner_user.public_id) == (answer["careos_lead_id"], answer["careos_user_id"])
     assert lead.welcome_message_id == OutboundMessage.objects.get().public_id
     # Only the committed SMS was handed to the broker (the losers' rows and hooks were rolled back).
     assert enqueued == [OutboundMessage.objects.get().pk]
@@ -110,11 +112,27 @@ def test_one_phone_in_many_conversations_at_once_makes_one_user(transactional_db
 
     assert [status for status, _ in results] == [200] * THREADS
     assert CareUser.objects.count() == 1 and Lead.objects.count() == THREADS
-    assert PartnerPayment.objects.count() == THREADS and OutboundMessage.objects.count() == THREADS
-    user = CareUser.objects.get()
-    assert {answer["careos_user_id"] for _, answer in results} == {user.public_id}
+    # One person within the period: one welcome SMS and one paid lead, however the requests interleave.
+    assert PartnerPayment.objects.count() == 1 and OutboundMessage.objects.count() == 1
+    assert Lead.objects.filter(duplicate_of__isnull=True).count() == 1
+    assert all(answer["careos_will_contact"] for _, answer in results)
+    [partner_user] = PartnerUser.objects.all()
+    assert {answer["careos_user_id"] for _, answer in results} == {partner_user.public_id}
     assert sorted(answer["is_new_user"] for _, answer in results) == [False] * (THREADS - 1) + [True]
     assert Lead.objects.filter(is_new_user=True).count() == 1
+    assert blind_first_reads == {"lead": 0, "user": THREADS - 1}
+
+
+def test_one_new_person_from_many_partners_at_once(transactional_db, require_postgres, blind_first_reads):
+    """Every partner is told "new" with its own id; the person gets one SMS and one payment."""
+    senders = [make_platform(f"partner{i}") for i in range(THREADS)]
+    results = post_at_once(None, [sender.lead(phone=PHONE) for sender in senders], senders=senders)
+
+    assert [status for status, _ in results] == [200] * THREADS
+    assert all(answer["is_new_user"] and answer["careos_will_contact"] for _, answer in results)
+    assert len({answer["careos_user_id"] for _, answer in results}) == THREADS
+    assert CareUser.objects.count() == 1 and PartnerUser.objects.count() == THREADS
+    assert PartnerPayment.objects.count() == 1 and OutboundMessage.objects.count() == 1
     assert blind_first_reads == {"lead": 0, "user": THREADS - 1}
 
 
