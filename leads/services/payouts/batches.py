@@ -4,7 +4,8 @@
 - `batch_create`: claim the platform's due payments (`SELECT ... FOR UPDATE SKIP LOCKED`) and attach
   them to a new `created` batch (idempotency key `careos-payout-<public id>`), in one transaction; an
   attach that finds a payment already taken by another run rolls back (`AttachConflict`).
-- `batch_pay`: call the backend outside any transaction, then record its answer:
+- `batch_pay`: audit the attempt (committed before the request leaves), call the backend outside any
+  transaction, then record its answer:
   - paid (stripe): `_batch_complete` -> batch `paid` (reference, paid_at), payments `paid`, partner email;
   - manual: `_batch_await_manual` -> `awaiting_manual`; staff pay it and call `payout_batch_mark_paid`;
   - refused (4xx, or not configured on a first attempt): `_batch_fail` -> `failed`, payments released;
@@ -103,7 +104,21 @@ def batch_create(*, platform: PartnerPlatform, now: datetime, actor: Actor) -> P
 
 
 def batch_pay(*, batch: PayoutBatch, first_attempt: bool, now: datetime, actor: Actor) -> BatchOutcome:
-    """Call the backend (no transaction held), then record what it answered."""
+    """Call the backend (no transaction held), then record what it answered. A backend that calls a
+    provider gets a `leads.payout_batch_attempt` audit row committed BEFORE the call, so a worker killed
+    during the request still leaves the attempt in the history (issue 10 finding 12): the audit log counts
+    every request the provider may have had (the same idempotency key each time, so it paid at most once)."""
+    if batch.backend != PartnerPlatform.PayoutBackend.MANUAL:
+        with transaction.atomic():
+            _audit(
+                "leads.payout_batch_attempt",
+                batch,
+                actor,
+                platform=batch.platform.slug,
+                backend=batch.backend,
+                idempotency_key=batch.idempotency_key,
+                first_attempt=first_attempt,
+            )
     try:
         result = get_backend(batch.backend).pay(batch, first_attempt=first_attempt)
     except PayoutRetry as exc:
