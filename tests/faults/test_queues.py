@@ -166,6 +166,27 @@ def wait_for(condition, timeout: float, what: str, workers: dict) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.redis
+def test_the_outboxes_publish_to_the_routed_queues(db, private_broker):
+    """What the sweepers and the after-commit hooks call (core.outbox `enqueue`) lands in the right Redis list."""
+    from messaging.outbox import MESSAGES
+    from webhooks.services.outbox import DELIVERIES
+
+    actor = Actor.system("test")
+    crisis = message_queue(channel="sms", recipient=PHONE, body="crisis", purpose=URGENT_PURPOSE, actor=actor)
+    welcome = message_queue(channel="email", recipient="a@example.org", body="hi", purpose="careos.welcome",
+                            actor=actor)  # fmt: skip
+    MESSAGES.enqueue(crisis.pk)
+    MESSAGES.enqueue(welcome.pk)
+    DELIVERIES.enqueue(12345)
+    client = private_broker.client()
+    try:
+        lengths = {queue: client.llen(queue) for queue in ("critical", "messaging", "webhooks", "default")}
+    finally:
+        client.close()
+    assert lengths == {"critical": 1, "messaging": 1, "webhooks": 1, "default": 0}
+
+
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.worker
