@@ -2,7 +2,9 @@
 
 Phones are masked everywhere ("+1 ••• ••• 0123", core.phones.mask); a user can be found by exact phone
 through the blind index (search box: E.164, or a US national number). A lead's original message and
-extracted details appear on its own page only, not in lists.
+extracted details appear on its own page only, not in lists. A person has one internal id (`user_...` on
+CareUser) and one id per partner that referred them (the `careos_user_id` that partner was given): both
+are searchable, and the user page lists the partner ids.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from django.utils.html import format_html
 from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin
 from core.encryption import blind_index
 from core.phones import e164_or_none, mask
-from leads.models import CareUser, Lead
+from leads.models import CareUser, Lead, PartnerUser
 from leads.services.ingest import PHONE_INDEX_PURPOSE
 
 # The region a search term without "+" is read in (staff mostly type US numbers).
@@ -56,13 +58,27 @@ class LeadAdmin(AuditedViewAdminMixin, PhoneSearchMixin, ReadOnlyAdminMixin, adm
     )
     list_filter = ("platform", "category", "is_new_user", "created_at")
     date_hierarchy = "created_at"
-    search_fields = ("=public_id", "=source_conversation_id", "=user__public_id")
-    search_help_text = "Lead id, conversation id, user id (user_...) or an exact phone number."
+    search_fields = ("=public_id", "=source_conversation_id", "=user__public_id", "=partner_user__public_id")
+    search_help_text = (
+        "Lead id, conversation id, user id (internal or the partner's careos_user_id) or an exact phone number."
+    )
     list_select_related = ("platform", "user", "payment")
     ordering = ("-created_at",)
     fieldsets = (
         (None, {"fields": ("public_id", "platform", "source_conversation_id", "created_at")}),
-        ("User", {"fields": ("user_link", "is_new_user", "masked_phone", "user_name", "language")}),
+        (
+            "User",
+            {
+                "fields": (
+                    "user_link",
+                    "partner_user_id",
+                    "is_new_user",
+                    "masked_phone",
+                    "user_name",
+                    "language",
+                )
+            },
+        ),
         ("Location", {"fields": ("location_country", "location_state", "location_city")}),
         (
             "Request",
@@ -77,7 +93,10 @@ class LeadAdmin(AuditedViewAdminMixin, PhoneSearchMixin, ReadOnlyAdminMixin, adm
                 )
             },
         ),
-        ("Partner payment", {"fields": ("lead_value", "payment_status", "will_contact", "welcome_message_id")}),
+        (
+            "Partner payment",
+            {"fields": ("lead_value", "payment_status", "duplicate_link", "will_contact", "welcome_message_id")},
+        ),
     )
     readonly_fields = (
         "public_id",
@@ -85,6 +104,7 @@ class LeadAdmin(AuditedViewAdminMixin, PhoneSearchMixin, ReadOnlyAdminMixin, adm
         "source_conversation_id",
         "created_at",
         "user_link",
+        "partner_user_id",
         "is_new_user",
         "masked_phone",
         "user_name",
@@ -100,6 +120,7 @@ class LeadAdmin(AuditedViewAdminMixin, PhoneSearchMixin, ReadOnlyAdminMixin, adm
         "consent_timestamp",
         "lead_value",
         "payment_status",
+        "duplicate_link",
         "will_contact",
         "welcome_message_id",
     )
@@ -111,7 +132,21 @@ class LeadAdmin(AuditedViewAdminMixin, PhoneSearchMixin, ReadOnlyAdminMixin, adm
     @admin.display(description="payment")
     def payment_status(self, obj: Lead) -> str:
         payment = getattr(obj, "payment", None)
-        return payment.get_status_display() if payment is not None else "-"
+        if payment is not None:
+            return payment.get_status_display()
+        # No payment: a duplicate within the period (docs/careos.md, "Partners see only their own").
+        return "none (duplicate)" if obj.duplicate_of_id else "-"
+
+    @admin.display(description="careos_user_id given to the partner")
+    def partner_user_id(self, obj: Lead) -> str:
+        return obj.partner_user.public_id
+
+    @admin.display(description="unpaid duplicate of")
+    def duplicate_link(self, obj: Lead) -> str:
+        if obj.duplicate_of_id is None:
+            return "-"
+        url = reverse("admin:leads_lead_change", args=[obj.duplicate_of_id])
+        return format_html('<a href="{}">{}</a>', url, obj.duplicate_of.public_id)
 
     @admin.display(description="user")
     def user_link(self, obj: Lead) -> str:
@@ -129,17 +164,41 @@ class UserLeadInline(ReadOnlyAdminMixin, admin.TabularInline):
     show_change_link = True
 
 
+class PartnerUserInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """The ids this person has at each partner (each partner knows only its own)."""
+
+    model = PartnerUser
+    extra = 0
+    can_delete = False
+    fields = ("platform", "public_id", "created_at")
+    readonly_fields = fields
+    ordering = ("created_at",)
+    verbose_name = "partner id"
+    verbose_name_plural = "ids given to partners (careos_user_id)"
+
+
 @admin.register(CareUser)
 class CareUserAdmin(AuditedViewAdminMixin, PhoneSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("public_id", "masked_phone", "source", "source_platform", "language", "created_at")
     list_filter = ("source", "source_platform", "language", "created_at")
-    search_fields = ("=public_id",)
-    search_help_text = "User id (user_...) or an exact phone number (E.164, e.g. +14155552671)."
+    search_fields = ("=public_id", "=partner_ids__public_id")
+    search_help_text = (
+        "User id (internal, or a partner's careos_user_id) or an exact phone number (E.164, e.g. +14155552671)."
+    )
     list_select_related = ("source_platform",)
     ordering = ("-created_at",)
-    fields = ("public_id", "masked_phone", "name", "language", "source", "source_platform", "created_at")
+    fields = (
+        "public_id",
+        "masked_phone",
+        "name",
+        "language",
+        "source",
+        "source_platform",
+        "created_at",
+        "welcome_sent_at",
+    )
     readonly_fields = fields
-    inlines = (UserLeadInline,)
+    inlines = (PartnerUserInline, UserLeadInline)
 
     @admin.display(description="phone")
     def masked_phone(self, obj: CareUser) -> str:

@@ -389,3 +389,27 @@ def test_phone_search_reads_the_forms_staff_type(term):
 @pytest.mark.parametrize("term", ["", "lead_abc", "12345", "+1 415 555", "+999 1234567"])
 def test_phone_search_leaves_other_terms_to_the_normal_search(term):
     assert phone_search_index(term) is None
+
+
+def test_partner_ids_duplicates_and_encrypted_fields_in_the_admin(staff):
+    """The person's id at each partner, the unpaid duplicate's link and the encrypted location and
+    subcategory are shown to staff; both kinds of user id are searchable."""
+    alpha = make_platform("alpha").platform
+    beta = make_platform("beta").platform
+    paid = make_lead(alpha, conversation="a-1", location_city="San Francisco", subcategory="night_care")
+    duplicate = make_lead(beta, conversation="b-1", duplicate_of=paid, location_state="CA")
+    beta_id = duplicate.partner_user.public_id
+    assert beta_id != paid.partner_user.public_id
+
+    page = staff.get(reverse("admin:leads_lead_change", args=[paid.pk])).content.decode()
+    assert "San Francisco" in page and "night_care" in page and paid.partner_user.public_id in page
+    page = staff.get(reverse("admin:leads_lead_change", args=[duplicate.pk])).content.decode()
+    assert beta_id in page and paid.public_id in page and ">CA<" in page
+
+    listing = staff.get(reverse("admin:leads_lead_changelist"), {"q": beta_id})
+    assert [lead.public_id for lead in listing.context["cl"].result_list] == [duplicate.public_id]
+    assert "none (duplicate)" in listing.content.decode()
+    users = staff.get(reverse("admin:leads_careuser_changelist"), {"q": beta_id})
+    assert [user.pk for user in users.context["cl"].result_list] == [paid.user_id]
+    user_page = staff.get(reverse("admin:leads_careuser_change", args=[paid.user_id])).content.decode()
+    assert paid.partner_user.public_id in user_page and beta_id in user_page
