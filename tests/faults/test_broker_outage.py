@@ -16,6 +16,8 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from collections import OrderedDict
+from types import SimpleNamespace
 
 import pytest
 from celery import Celery
@@ -28,6 +30,19 @@ pytestmark = [pytest.mark.worker, pytest.mark.redis]
 VISIBILITY_TIMEOUT = 4
 # The visibility timeout, then kombu's restore scan (every 10 s, config/settings.py), then the run itself.
 RECOVERY_BUDGET = VISIBILITY_TIMEOUT + 10 + 16
+
+
+def test_the_guard_leaves_a_detached_channels_messages_to_redis():
+    """Without a broker: config.celery's guard is installed on kombu's Redis QoS, and a restore through a
+    detached transport (what crashed the worker) leaves the messages to Redis instead of raising."""
+    from kombu.transport import redis as redis_transport
+
+    assert getattr(redis_transport.QoS.restore_unacked, "platform_guard", False)
+    qos = redis_transport.QoS.__new__(redis_transport.QoS)
+    qos.channel = SimpleNamespace(connection=SimpleNamespace(client=None))  # transport detached by collect()
+    qos._delivered = OrderedDict(tag=object())
+    assert qos.restore_unacked() is None
+    assert not qos._delivered  # nothing left for a second restore at exit
 
 
 def wait_until(condition, timeout: float, what: str, worker, log_path):
