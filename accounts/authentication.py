@@ -4,6 +4,9 @@
 - OIDCAuthentication: RS256 JWTs from an external OIDC provider (Clerk-style), verified against the
   provider's JWKS (keys cached, refetched on an unknown `kid`), issuer and audience checked. It only
   claims tokens whose header says RS256, so both classes can be listed together.
+
+Both run inside core.ratelimit.failure_guard (core.api): a refused token counts as a failed attempt of the
+client address, except a correctly signed token that has only expired (marked `genuine_credential`).
 """
 
 from __future__ import annotations
@@ -14,12 +17,35 @@ import jwt
 from django.conf import settings
 from rest_framework import authentication
 from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import ExpiredTokenError, InvalidToken, TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from core.errors import ApiError
+from core.ratelimit import genuine_credential
 
 
 class PlatformJWTAuthentication(JWTAuthentication):
     www_authenticate_realm = "api"
+
+    def get_validated_token(self, raw_token):
+        try:
+            return super().get_validated_token(raw_token)
+        except InvalidToken as exc:
+            if _only_expired(raw_token):
+                raise genuine_credential(exc) from None
+            raise
+
+
+def _only_expired(raw_token) -> bool:
+    # simplejwt checks the signature before the expiry: ExpiredTokenError means a token we signed.
+    for token_class in jwt_settings.AUTH_TOKEN_CLASSES:
+        try:
+            token_class(raw_token)
+        except ExpiredTokenError:
+            return True
+        except TokenError:
+            continue
+    return False
 
 
 _jwks_clients: dict[tuple, jwt.PyJWKClient] = {}
@@ -62,7 +88,8 @@ def verify_oidc_token(token: str) -> dict:
             leeway=30,
         )
     except jwt.ExpiredSignatureError as exc:
-        raise ApiError(401, "Token expired", code="token_expired") from exc
+        # PyJWT verifies the signature before the claims: the provider did sign this one.
+        raise genuine_credential(ApiError(401, "Token expired", code="token_expired")) from exc
     except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
         raise ApiError(401, "Invalid or expired token", code="token_not_valid") from exc
 

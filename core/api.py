@@ -26,7 +26,11 @@ class ApiViewMixin:
     def perform_authentication(self, request):
         # Per-IP limits count before credentials are checked, so bad credentials are throttled too.
         ratelimit.enforce(request._request, self.get_rate_policy(), ratelimit.Stage.BEFORE_AUTH)
-        super().perform_authentication(request)
+        # Failed credentials are counted per address and claimed account (a view without authenticators
+        # checks none here; token exchanges guard their own check).
+        limits = self.api_family.auth_failures if self.api_family and request.authenticators else None
+        with ratelimit.failure_guard(request._request, limits):
+            super().perform_authentication(request)
 
     def check_throttles(self, request):
         ratelimit.enforce(request._request, self.get_rate_policy(), ratelimit.Stage.AFTER_AUTH)

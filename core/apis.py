@@ -10,7 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.errors import DEFAULT_CODES, ApiError
-from core.ratelimit import Rate, RatePolicy, RateUsage, Stage, key_ip, key_principal, key_user, key_user_or_ip
+from core.ratelimit import (
+    FailureLimits,
+    Rate,
+    RatePolicy,
+    RateUsage,
+    Stage,
+    key_ip,
+    key_principal,
+    key_user,
+    key_user_or_ip,
+)
 from core.time import iso_utc, iso_utc_from_epoch, utc_now
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
@@ -30,6 +40,9 @@ class ApiFamily:
     upper_codes: bool = False
     # Status -> code where the spec names one (LoveRescue's 401 is AUTH_FAILED); else DEFAULT_CODES.
     status_codes: tuple[tuple[int, str], ...] = ()
+    # Failed credential checks allowed per client address / per claimed account before a 429
+    # (core.ratelimit.failure_guard); None: the API checks no credentials.
+    auth_failures: FailureLimits | None = None
 
     def code(self, error: ApiError) -> str:
         code = error.code or dict(self.status_codes).get(error.status) or DEFAULT_CODES.get(error.status, "error")
@@ -144,10 +157,29 @@ THERAPIST_RATES = RatePolicy(
         Rate("user-hour", 1000, HOUR, key_user),
     ),
 )
-ROUTIQ_PUBLIC_RATES = RatePolicy("routiq-public", (Rate("ip", 100, 15 * MINUTE, key_ip, Stage.BEFORE_AUTH),))
+# `/`, the schema and the docs: fail open when Redis is down (they serve nothing secret, and the API's
+# front page should not die with the cache). `/health` has no limit at all (EXEMPT_RATES).
+ROUTIQ_PUBLIC_RATES = RatePolicy(
+    "routiq-public", (Rate("ip", 100, 15 * MINUTE, key_ip, Stage.BEFORE_AUTH, fail_open=True),)
+)
 ROUTIQ_API_RATES = RatePolicy("routiq-api", (Rate("client", 1000, 15 * MINUTE, key_user_or_ip),))
 ROUTIQ_SYNC_RATES = RatePolicy("routiq-sync", (Rate("client", 100, 15 * MINUTE, key_user_or_ip),))
 ROUTIQ_ADMIN_RATES = RatePolicy("routiq-admin", (Rate("client", 50, 15 * MINUTE, key_user_or_ip),))
+# Liveness (`/health`): a load balancer probes it every few seconds; it is never limited and needs no Redis.
+EXEMPT_RATES = RatePolicy("exempt", ())
+
+# --- Failed authentication (core.ratelimit.failure_guard), per API -----------------------------------------
+# Per client address: `per_ip` failed checks per 15 minutes, then 429 for whatever that address sends, even
+# the right credential. Per claimed account (LoveRescue key id, CareOS platform, platform username): after
+# `per_account` failures, refused only from addresses that never authenticated the account. `per_account`
+# is above `per_ip`, so one address alone can never get an account refused anywhere. Bearer tokens name no
+# account (their claims mean nothing until the signature is checked): per address only. A genuine token
+# that has only expired is not a failure. Passwords (the platform token) get the tighter numbers.
+LOVERESCUE_FAILURES = FailureLimits("loverescue", per_ip=20, per_account=50, period_seconds=15 * MINUTE)
+MARK_FAILURES = FailureLimits("mark", per_ip=10, per_account=30, period_seconds=15 * MINUTE)
+CAREOS_FAILURES = FailureLimits("careos", per_ip=20, per_account=50, period_seconds=15 * MINUTE)
+THERAPIST_FAILURES = FailureLimits("therapist", per_ip=20, per_account=50, period_seconds=15 * MINUTE)
+ROUTIQ_FAILURES = FailureLimits("routiq", per_ip=20, per_account=50, period_seconds=15 * MINUTE)
 
 
 LOVERESCUE = ApiFamily(
@@ -159,10 +191,23 @@ LOVERESCUE = ApiFamily(
     reset_format="iso",
     upper_codes=True,
     status_codes=((401, "AUTH_FAILED"), (429, "RATE_LIMITED"), (403, "FORBIDDEN")),
+    auth_failures=LOVERESCUE_FAILURES,
 )
-MARK = ApiFamily(name="mark", tag="Mark", prefixes=("/api/v1/",), render=_render_mark, rate_policy=MARK_RATES)
+MARK = ApiFamily(
+    name="mark",
+    tag="Mark",
+    prefixes=("/api/v1/",),
+    render=_render_mark,
+    rate_policy=MARK_RATES,
+    auth_failures=MARK_FAILURES,
+)
 CAREOS = ApiFamily(
-    name="careos", tag="CareOS", prefixes=("/api/leads/",), render=_render_careos, rate_policy=CAREOS_RATES
+    name="careos",
+    tag="CareOS",
+    prefixes=("/api/leads/",),
+    render=_render_careos,
+    rate_policy=CAREOS_RATES,
+    auth_failures=CAREOS_FAILURES,
 )
 THERAPIST = ApiFamily(
     name="therapist",
@@ -171,6 +216,7 @@ THERAPIST = ApiFamily(
     render=_render_therapist,
     rate_policy=THERAPIST_RATES,
     upper_codes=True,
+    auth_failures=THERAPIST_FAILURES,
 )
 ROUTIQ = ApiFamily(
     name="routiq",
@@ -187,6 +233,7 @@ ROUTIQ = ApiFamily(
     render=_render_routiq,
     rate_policy=ROUTIQ_API_RATES,
     retry_after_always=True,
+    auth_failures=ROUTIQ_FAILURES,
 )
 
 

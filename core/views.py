@@ -12,7 +12,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from core.api import ApiView, ApiViewMixin, public
-from core.apis import ROUTIQ, ROUTIQ_PUBLIC_RATES
+from core.apis import EXEMPT_RATES, ROUTIQ, ROUTIQ_PUBLIC_RATES
 from core.health import authentication_problems, encryption_problems
 from core.serializers import ABSENT, IsoDateTimeField, OutputSerializer
 from core.time import utc_now
@@ -71,6 +71,10 @@ class HealthSerializer(OutputSerializer):
 
 @public
 class HealthView(PublicView):
+    # Liveness, probed every few seconds by load balancers: never limited, so it needs no Redis (issue 10,
+    # finding 9). The spec's public tier still covers `/` and the docs.
+    rate_policy = EXEMPT_RATES
+
     @extend_schema(
         tags=["Platform"],
         operation_id="health",
@@ -123,7 +127,7 @@ class RootView(PublicView):
 
 
 class _PublicTier(ApiViewMixin):
-    """Routiq's public tier (100 / 15 min per IP) covers `/`, `/health` and `/docs`."""
+    """Routiq's public tier (100 / 15 min per IP) covers `/` and `/docs` (`/health` is exempt)."""
 
     api_family = ROUTIQ
     rate_policy = ROUTIQ_PUBLIC_RATES

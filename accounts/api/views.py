@@ -9,6 +9,7 @@ from accounts.api.serializers import TokenRequestSerializer, TokenResponseSerial
 from core.api import ApiView, public
 from core.apis import MARK
 from core.errors import ApiError
+from core.ratelimit import claim_account, failure_guard
 from core.schema import error_responses
 from core.validation import validated
 
@@ -31,9 +32,13 @@ class TokenView(ApiView):
     )
     def post(self, request):
         credentials = validated(TokenRequestSerializer, request.data, field_details=True)
-        user = authenticate(request._request, username=credentials["username"], password=credentials["password"])
-        if user is None or not user.is_active:
-            raise ApiError(401, "Invalid username or password", code="invalid_credentials")
+        # Failed passwords count per client address and per username (casefolded: one budget however the
+        # name is spelled); a username that failed too often is refused only from addresses it never used.
+        with failure_guard(request, MARK.auth_failures):
+            claim_account(request, f"user:{credentials['username'].casefold()}")
+            user = authenticate(request._request, username=credentials["username"], password=credentials["password"])
+            if user is None or not user.is_active:
+                raise ApiError(401, "Invalid username or password", code="invalid_credentials")
         request._request.user = user  # the access log records who obtained the token
         token = AccessToken.for_user(user)
         return Response(

@@ -13,8 +13,9 @@ from core.apis import LOVERESCUE, LOVERESCUE_AUTH_RATES
 from core.context import set_actor
 from core.errors import ApiError
 from core.net import client_ip
+from core.ratelimit import claim_account, failure_guard
 from core.schema import error_responses
-from integration.services.auth import partner_authenticate
+from integration.services.auth import claimed_key_id, partner_authenticate
 
 
 class AuthRequestSerializer(serializers.Serializer):
@@ -53,12 +54,15 @@ class IntegrationAuthView(ApiView):
             raise ApiError(400, "apiKey and apiSecret are required", code="BAD_REQUEST")
         if not values.get("therapistId"):
             raise ApiError(400, "therapistId is required", code="BAD_REQUEST")
-        issued = partner_authenticate(
-            api_key=values["apiKey"],
-            api_secret=values["apiSecret"],
-            therapist_id=values["therapistId"],
-            ip=client_ip(request._request),
-        )
+        # Failures count per client address and per API key id (core.ratelimit.failure_guard).
+        with failure_guard(request, LOVERESCUE.auth_failures):
+            claim_account(request, claimed_key_id(values["apiKey"]))
+            issued = partner_authenticate(
+                api_key=values["apiKey"],
+                api_secret=values["apiSecret"],
+                therapist_id=values["therapistId"],
+                ip=client_ip(request._request),
+            )
         acting_for = Actor.therapist(issued.therapist.pk)
         set_actor(request, Actor.integration_partner(issued.partner.pk), on_behalf_of=acting_for)
         return Response({"token": issued.token, "expiresIn": issued.expires_in, "tokenType": "Bearer"})

@@ -11,6 +11,7 @@ from core.actors import Actor
 from core.context import set_actor
 from core.errors import ApiError
 from core.net import client_ip
+from core.ratelimit import genuine_credential
 from integration import tokens
 from integration.models import IntegrationPartner, PartnerCredential, Therapist
 from integration.selectors.app import client_for_user
@@ -49,7 +50,8 @@ class IntegrationTokenAuthentication(authentication.BaseAuthentication):
         try:
             claims = tokens.decode_token(parts[1].decode("latin-1"))
         except tokens.TokenExpired:
-            raise ApiError(401, "Token expired", code="TOKEN_EXPIRED") from None
+            # Signed by us, only stale: not a failed guess (core.ratelimit counts the others).
+            raise genuine_credential(ApiError(401, "Token expired", code="TOKEN_EXPIRED")) from None
         except tokens.TokenInvalid:
             raise ApiError(401, "Invalid token", code="AUTH_FAILED") from None
         credential = token_credential(credential_id=claims.credential_id, partner_id=claims.partner_id)

@@ -53,6 +53,12 @@ class IssuedToken:
     therapist: Therapist
 
 
+def claimed_key_id(api_key: str) -> str | None:
+    """The key id an API key names (whether or not it exists): the account its failures count against."""
+    parsed = parse_api_key(api_key, API_KEY_PREFIX)
+    return f"key:{parsed[0]}" if parsed else None
+
+
 def find_credential(api_key: str) -> PartnerCredential | None:
     """The live credential of an active partner for this exact key, or None (one query)."""
     parsed = parse_api_key(api_key, API_KEY_PREFIX)
@@ -111,9 +117,10 @@ def acting_therapist(partner: IntegrationPartner, therapist_id) -> Therapist:
 
 @transaction.atomic
 def partner_authenticate(*, api_key: str, api_secret: str, therapist_id, ip: str) -> IssuedToken:
-    """Check the credentials in the spec's order and issue a token; raises a core.domain error with the
-    spec's message and code (AuthenticationFailed 401, PermissionDenied 403, NotFound 404). An unknown
-    key spends the same bcrypt time as a wrong secret."""
+    """Check the credentials and issue a token; raises a core.domain error with the spec's message and
+    code (AuthenticationFailed 401, PermissionDenied 403, NotFound 404). An unknown key spends the same
+    bcrypt time as a wrong secret. The allowlist is checked only once the secret is proven: a wrong secret
+    looks the same from any address, so IP_BLOCKED never confirms that a key exists (issue 10, finding 7)."""
     now = utc_now()
     credential = find_credential(api_key)
     if credential is None:
@@ -123,10 +130,10 @@ def partner_authenticate(*, api_key: str, api_secret: str, therapist_id, ip: str
     if not partner.is_active:
         verify_missing(api_secret)
         raise invalid_key()  # spec: "API key not found or partner suspended"
-    if not ip_allowed(ip, partner.allowed_ips):
-        raise ip_blocked()
     if not secret_matches(credential, api_secret, now):
         raise invalid_secret()
+    if not ip_allowed(ip, partner.allowed_ips):
+        raise ip_blocked()
     if not partner.has_baa:
         raise not_configured()
     therapist = acting_therapist(partner, therapist_id)

@@ -4,6 +4,8 @@ The key must be a live key (not revoked, not expired) of the active platform nam
 (`leads.services.platforms.find_api_key`), and the body's `source_platform` must name the same platform
 (`check_source_platform`, called by the view once the body is parsed). Every failure, including missing
 headers, is the spec's 401 `{"error": "Invalid API key"}`: a caller never learns which part was wrong.
+Each refusal counts as a failed attempt of the client address and of the platform named in `X-Platform`
+(core.ratelimit.failure_guard, run by core.api around authentication).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from rest_framework import authentication, permissions
 from core.actors import Actor
 from core.context import set_actor
 from core.errors import ApiError
+from core.ratelimit import claim_account
 from core.time import utc_now
 from leads.models import PartnerPlatform, PlatformApiKey
 from leads.services.platforms import api_key_mark_used, find_api_key
@@ -59,6 +62,7 @@ class PlatformApiKeyAuthentication(authentication.BaseAuthentication):
         slug = request.headers.get("X-Platform", "")
         if not presented or not slug:
             raise invalid_api_key()
+        claim_account(request, f"platform:{slug.strip()}")
         api_key = find_api_key(platform_slug=slug.strip(), presented=presented.strip())
         if api_key is None:
             raise invalid_api_key()

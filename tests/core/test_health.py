@@ -176,3 +176,12 @@ def test_anonymous_health_touches_no_database(django_assert_num_queries):
     client = Client()
     with django_assert_num_queries(0):
         assert client.get("/health").status_code == 200
+
+
+@pytest.mark.usefixtures("frozen_ratelimit_clock")
+def test_health_is_exempt_from_rate_limits():
+    # A load balancer probes it every few seconds from one address: 150 in one window all answer.
+    client = Client()
+    responses = [client.get("/health") for _ in range(150)]
+    assert {response.status_code for response in responses} == {200}
+    assert not {"X-RateLimit-Limit", "Retry-After"} & set(responses[-1].headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from core.actors import Actor
@@ -203,8 +204,50 @@ def test_secret_is_stored_only_as_bcrypt(setup):
 
 
 def test_token_exchange_has_a_per_ip_limit(client, setup, settings):
+    # Every exchange counts, good or bad (bad ones also count as failures: tests/security/test_auth_failures.py).
     therapist, partner = setup
-    statuses = [exchange(client, partner, therapist, apiSecret="sk_live_" + "y" * 40).status_code for _ in range(31)]
-    assert statuses[:30] == [401] * 30
+    statuses = [exchange(client, partner, therapist).status_code for _ in range(31)]
+    assert statuses[:30] == [200] * 30
     assert statuses[30] == 429
     assert exchange(client, partner, therapist).json()["error"] == "Rate limit exceeded"
+
+
+# --- The allowlist is checked after the secret (issue 10, finding 7) ------------------------------------------
+
+INSIDE, OUTSIDE = "203.0.113.9", "198.51.100.1"
+
+
+@pytest.fixture
+def allowlisted():
+    therapist = make_therapist()
+    return therapist, make_partner(therapists=[therapist], allowed_ips=["203.0.113.0/24"])
+
+
+def _comparable(response) -> tuple:
+    # Everything a caller sees, except what differs per request anyway (its id, rate-limit counters).
+    headers = {k: v for k, v in response.headers.items() if k != "X-Request-ID" and not k.startswith("X-RateLimit")}
+    return response.status_code, headers, response.content
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"apiSecret": "sk_live_" + "x" * 40},  # right key, wrong secret
+        {"apiKey": "lr_int_nosuchkey000_" + "a" * 40},  # unknown key
+    ],
+    ids=["wrong-secret", "unknown-key"],
+)
+def test_a_wrong_credential_looks_the_same_from_outside_the_allowlist(client, allowlisted, overrides):
+    therapist, partner = allowlisted
+    inside = exchange(Client(REMOTE_ADDR=INSIDE), partner, therapist, **overrides)
+    outside = exchange(Client(REMOTE_ADDR=OUTSIDE), partner, therapist, **overrides)
+    assert inside.status_code == 401 and inside.json()["code"] == "AUTH_FAILED"
+    assert _comparable(outside) == _comparable(inside)
+
+
+def test_only_the_right_secret_from_outside_the_allowlist_is_ip_blocked(allowlisted):
+    therapist, partner = allowlisted
+    outside = exchange(Client(REMOTE_ADDR=OUTSIDE), partner, therapist)
+    assert outside.status_code == 403 and outside.json()["code"] == "IP_BLOCKED"
+    assert "token" not in outside.json()
+    assert exchange(Client(REMOTE_ADDR=INSIDE), partner, therapist).status_code == 200
