@@ -11,6 +11,9 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin import AdminSite
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_login_failed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -29,6 +32,26 @@ class TokenForm(forms.Form):
     )
 
 
+class StaffOnlyMixin:
+    """A right password for a user who may not use the admin (inactive, not staff) is refused with the
+    same message as a wrong one, and counted and audited as a failure too: otherwise the lockout would
+    arrive one attempt later for a right guess, telling the guesser which password was right."""
+
+    def confirm_login_allowed(self, user):
+        if not (user.is_active and user.is_staff):
+            credentials = {get_user_model().USERNAME_FIELD: user.get_username()}
+            user_login_failed.send(sender=type(self), credentials=credentials, request=self.request)
+        super().confirm_login_allowed(user)
+
+
+class StaffLoginForm(StaffOnlyMixin, AdminAuthenticationForm):
+    pass
+
+
+class StaffOTPLoginForm(StaffOnlyMixin, OTPAdminAuthenticationForm):
+    pass
+
+
 class PlatformAdminSite(OTPAdminSite):
     index_template = "accounts/admin/index.html"
 
@@ -38,7 +61,7 @@ class PlatformAdminSite(OTPAdminSite):
     # Read per request, so the setting decides (tests switch it).
     @property
     def login_form(self):
-        return OTPAdminAuthenticationForm if settings.ADMIN_REQUIRE_2FA else None
+        return StaffOTPLoginForm if settings.ADMIN_REQUIRE_2FA else StaffLoginForm
 
     @property
     def login_template(self):

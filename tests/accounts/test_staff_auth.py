@@ -180,6 +180,16 @@ def test_sign_in_sign_out_and_failures_are_audited_without_the_password(client, 
     assert WRONG not in everything and PASSWORD not in everything and "nobody-here" not in everything
 
 
+def test_a_right_password_of_a_non_staff_user_counts_as_a_failure(client, django_user_model):
+    user = django_user_model.objects.create_user(username="clinic-integration", password=PASSWORD)
+    response = sign_in(client, "clinic-integration", PASSWORD)
+    assert response.status_code == 200 and "_auth_user_id" not in client.session
+    # Counted like a wrong password, so the lockout's timing does not tell a right guess from a wrong one.
+    assert AccessAttempt.objects.get().failures_since_start == 1
+    [event] = events("accounts.login_failed")
+    assert event.subject_id == str(user.pk)
+
+
 def test_the_failure_that_locks_is_recorded_as_locked_out(client, staff_user):
     for _ in range(LIMIT):
         sign_in(client, "admin", WRONG)
