@@ -7,11 +7,15 @@ behaves as Django's own site. Either way signed-in staff enrol a device on the "
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin import AdminSite
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_login_failed
 from django.shortcuts import redirect
@@ -52,6 +56,20 @@ class StaffOTPLoginForm(StaffOnlyMixin, OTPAdminAuthenticationForm):
     pass
 
 
+class AuditedAutocompleteJsonView(AutocompleteJsonView):
+    """The admin's autocomplete search (e.g. therapists on the partner form) lists records like a list
+    page does: audited the same way when the searched model's admin audits its pages."""
+
+    def get(self, request, *args, **kwargs):
+        from core.admin import AuditedViewAdminMixin, audit_admin_view  # core.admin registers on this site
+
+        response = super().get(request, *args, **kwargs)
+        if isinstance(self.model_admin, AuditedViewAdminMixin):
+            rows = [SimpleNamespace(pk=row["id"]) for row in json.loads(response.content)["results"]]
+            audit_admin_view(request, self.model_admin.model, rows, view="autocomplete", searched=bool(self.term))
+        return response
+
+
 class PlatformAdminSite(OTPAdminSite):
     index_template = "accounts/admin/index.html"
 
@@ -76,6 +94,9 @@ class PlatformAdminSite(OTPAdminSite):
         context = super().each_context(request)
         context["admin_require_2fa"] = settings.ADMIN_REQUIRE_2FA
         return context
+
+    def autocomplete_view(self, request):
+        return AuditedAutocompleteJsonView.as_view(admin_site=self)(request)
 
     def get_urls(self):
         return [

@@ -48,7 +48,7 @@ def audit_admin_view(request, model, objects, *, view: str, **metadata) -> None:
     """Record that the staff user was shown these rows of `model` (one event, in its own transaction).
     Ids and flags only: never field values, never the search term (it may be a phone number)."""
     ids = [str(obj.pk) for obj in objects]
-    single = view != "list"
+    single = view in ("change", "history")  # one record's page; else a list (list, autocomplete)
     if single:
         public_id = getattr(objects[0], "public_id", None)
         if public_id:

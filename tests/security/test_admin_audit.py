@@ -139,3 +139,17 @@ ALSO_AUDITED = {
 def test_protected_records_without_encrypted_columns_are_audited_too():
     registry = {model._meta.label: model_admin for model, model_admin in django_admin.site._registry.items()}
     assert {label for label in ALSO_AUDITED if not isinstance(registry[label], AuditedViewAdminMixin)} == set()
+
+
+def test_an_autocomplete_search_records_the_ids_it_returned(staff, staff_user):
+    therapist = TherapistFactory(last_name="Autocomplete")
+    response = staff.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "integration", "model_name": "integrationpartner", "field_name": "therapists", "term": "Auto"},
+    )
+    assert response.status_code == 200
+    assert [row["id"] for row in response.json()["results"]] == [str(therapist.pk)]
+    [event] = viewed("admin.records_listed")
+    assert event.subject_type == "integration.therapist" and event.actor_id == str(staff_user.pk)
+    assert event.metadata == {"view": "autocomplete", "method": "GET", "ids": [str(therapist.pk)], "searched": True}
+    assert "Auto" not in str(event.metadata)
