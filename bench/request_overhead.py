@@ -103,6 +103,7 @@ def mechanism_table() -> None:
         api="mark",
         actor_type="user",
         actor_id="1",
+        on_behalf_of="",
         organization_id="",
         method="GET",
         path="/api/v1/bench",

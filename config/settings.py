@@ -162,6 +162,10 @@ else:
         # jit_above_cost (a 2,000-client list would) and spends more compiling than it saves.
         DATABASES["default"].setdefault("OPTIONS", {})
         DATABASES["default"]["OPTIONS"].setdefault("options", "-c jit=off")
+        # A database host that hangs instead of refusing must cost a request seconds (then the API's 503),
+        # not minutes (unanswered SYNs) or forever (accepted, never answered): gunicorn would kill the
+        # worker first (tests/faults/test_database_restart.py).
+        DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
 # Roles (core/db_roles.py, docs/operations.md "Database roles"): DATABASE_URL is the app role, which owns
 # nothing; migrations run once per deploy with the owner's URL (compose's `migrate` service), and grant
 # DATABASE_APP_ROLE / DATABASE_PURGE_ROLE afterwards. The retention purge alone connects as the purge

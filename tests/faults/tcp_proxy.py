@@ -6,6 +6,7 @@ Redis, ...) and break the path on demand, without touching the service other tes
         proxy.cut()          # every live connection is reset at once (the server "went away")
         proxy.refuse()       # new connections are reset as soon as they arrive (server down)
         proxy.restore()      # new connections reach the server again
+        proxy.stall()        # new connections are accepted and never answered (a host that hangs)
         proxy.cut_on(b'INSERT INTO "audit_accesslog"')  # reset the one connection that sends this
 
 The proxy listens on 127.0.0.1 on a free port and serves each connection with two daemon threads
@@ -69,9 +70,12 @@ class TcpFaultProxy:
         self._lock = threading.Lock()
         self._links: set[_Link] = set()
         self._refusing = False
+        self._stalling = False
+        self._held: list[socket.socket] = []  # connections accepted while stalling, never answered
         self._triggers: list[bytes] = []  # one-shot: the connection that sends one of these is reset
         self.accepted = 0  # connections accepted (refused ones included)
         self.refused = 0  # connections reset on arrival while refusing
+        self.stalled = 0  # connections held unanswered while stalling
         self.cut_connections = 0  # live connections reset by cut() or a trigger
         self._listener = socket.create_server((host, 0))
         self.host, self.port = self._listener.getsockname()[:2]
@@ -94,11 +98,21 @@ class TcpFaultProxy:
         with self._lock:
             self._refusing = True
 
+    def stall(self) -> None:
+        """Accept new connections and never answer them (a host that hangs rather than refuses); they are
+        reset on restore(). Live ones are left alone: call cut() too."""
+        with self._lock:
+            self._stalling = True
+
     def restore(self) -> None:
-        """New connections reach the service again; pending triggers are dropped."""
+        """New connections reach the service again; pending triggers are dropped, stalled connections reset."""
         with self._lock:
             self._refusing = False
+            self._stalling = False
             self._triggers.clear()
+            held, self._held = self._held, []
+        for sock in held:
+            _reset(sock)
 
     def outage(self) -> int:
         """refuse() then cut(): nothing gets through until restore()."""
@@ -128,6 +142,7 @@ class TcpFaultProxy:
         except OSError:
             pass
         self.cut()
+        self.restore()  # resets held connections
         self._thread.join(timeout=5)
 
     def __enter__(self) -> TcpFaultProxy:
@@ -149,11 +164,16 @@ class TcpFaultProxy:
             client.settimeout(None)
             with self._lock:
                 self.accepted += 1
-                refusing = self._refusing
+                refusing, stalling = self._refusing, self._stalling
                 if refusing:
                     self.refused += 1
+                elif stalling:
+                    self.stalled += 1
+                    self._held.append(client)
             if refusing:
                 _reset(client)
+                continue
+            if stalling:
                 continue
             try:
                 upstream = socket.create_connection(self.upstream, timeout=5)
