@@ -196,7 +196,18 @@ class AlertListView(PartnerApiView):
             OpenApiParameter(
                 "since", OpenApiTypes.DATETIME, required=False, description="Alerts created after this instant"
             ),
-            OpenApiParameter("limit", OpenApiTypes.INT, required=False, description="1..500, default 100"),
+            OpenApiParameter(
+                "limit",
+                # The bounds parse_int_param enforces, stated so clients generated from the schema keep to them.
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": inputs.MAX_ALERT_LIMIT,
+                    "default": inputs.DEFAULT_ALERT_LIMIT,
+                },
+                required=False,
+                description=f"1..{inputs.MAX_ALERT_LIMIT}, default {inputs.DEFAULT_ALERT_LIMIT}",
+            ),
         ],
         responses={200: outputs.AlertListResponseSerializer, **error_responses(LOVERESCUE, 400, 401, 403, 429)},
     )
