@@ -73,10 +73,12 @@ def message_send(*, message_id: int) -> SendOutcome:
         return SendOutcome("skipped")
     urgent = is_urgent(purpose)
     lease = urgent_lease() if urgent else None
+    # Tasks run in-process when eager (development only): a watchdog would run at once, inside this send.
+    watched = urgent and not settings.CELERY_TASK_ALWAYS_EAGER
     claim = message_claim(message_id=message_id, lease=lease)
     if claim is None:
-        return SendOutcome("skipped", retry_in=_watch_again_in(message_id) if urgent else None)
-    if urgent:
+        return SendOutcome("skipped", retry_in=_watch_again_in(message_id) if watched else None)
+    if watched:
         _enqueue_watchdog(message_id, lease)
     message = OutboundMessage.objects.get(pk=message_id)
     backend = get_backend()

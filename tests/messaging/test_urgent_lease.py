@@ -118,3 +118,12 @@ def test_an_ordinary_message_held_elsewhere_is_not_watched(enqueued):
     enqueued.clear()
     assert sending.message_claim(message_id=message.pk) is not None
     assert run(message) == "skipped" and enqueued == []
+
+
+def test_no_watchdog_when_tasks_run_in_process(settings, enqueued, observed_leases):
+    """Eager (development) mode would run the watchdog at once, inside the send it watches."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    message = queue(purpose=CRITICAL)
+    enqueued.clear()
+    assert run(message) == "sent" and enqueued == []
+    assert observed_leases[0] <= timedelta(seconds=settings.MESSAGING_URGENT_LEASE_SECONDS)
