@@ -4,8 +4,11 @@ The Schemathesis gate (test_schemathesis.py) runs on the demo data (`seed_demo`)
 module inside a transaction that is rolled back at its end, so nothing stays for other modules; each
 operation's test runs in a savepoint inside it (pytest-django `db`) and its writes are rolled back too.
 
-The gate's figures are kept in `config.stash` and printed as one summary line at the end of the run:
-`SCHEMATHESIS cases=<n> ops=<m> failures=<f> seconds=<s>` (also under `pytest -q`, no `-s` needed).
+The gate's figures are kept in `config.stash` and printed in the terminal summary (also under
+`pytest -q`, no `-s` needed): `SCHEMATHESIS cases=<n> ops=<m> failures=<f> seconds=<s> collect_seconds=<c>`
+(cases sent, operations called, operations that failed, seconds from the first case to the last, and
+seconds spent collecting the gate: loading the schema and building the coverage phase's cases), then
+the cases per phase/mode, the statuses answered and the slowest operations.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class GateStats:
     operations_in_schema: set = field(default_factory=set)
     started: float | None = None
     finished: float | None = None
+    # Collecting the gate loads the schema through the app and builds the coverage phase's cases.
+    collect_seconds: float = 0.0
 
     def record(self, case, status: int, seconds: float) -> None:
         now = time.monotonic()
@@ -57,7 +62,8 @@ class GateStats:
     def summary(self) -> str:
         return (
             f"SCHEMATHESIS cases={self.cases} ops={len(self.per_operation)} "
-            f"failures={len(self.failed_operations)} seconds={self.seconds:.0f}"
+            f"failures={len(self.failed_operations)} seconds={self.seconds:.0f} "
+            f"collect_seconds={self.collect_seconds:.0f}"
         )
 
     def details(self) -> str:
@@ -85,6 +91,17 @@ def _stats(config) -> GateStats:
 @pytest.fixture(scope="session")
 def gate_stats(pytestconfig) -> GateStats:
     return _stats(pytestconfig)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    if not collector.nodeid.split("::")[0].endswith("gates/test_schemathesis.py"):
+        return (yield)
+    started = time.monotonic()
+    try:
+        return (yield)
+    finally:
+        _stats(collector.config).collect_seconds += time.monotonic() - started
 
 
 def pytest_terminal_summary(terminalreporter, config):
