@@ -6,11 +6,14 @@ What it does (issue 10, "Gates in CI"):
 - for each operation, generates cases in Schemathesis' examples, coverage and fuzzing phases, positive
   (schema-valid) and negative (schema-violating) ones, and sends them to the app in-process (no network,
   no server);
-- authenticates every case as its API's demo identity (`seed_demo`): the LoveRescue partner token of the
-  demo partner acting for the demo therapist (with consented clients), the platform token of the demo
-  client (the LoveRescue app API), the CareOS demo key with `X-Platform: businessos`; the public
-  operations anonymously. Schemathesis' `ignored_auth` check then also sends each authenticated
-  operation without credentials and with wrong ones, and expects a refusal;
+- authenticates every case as its API's demo identity (`seed_demo`), chosen by the operation's security
+  requirement: the LoveRescue partner token of the demo partner acting for the demo therapist (with
+  consented clients), the platform token of the demo client for the LoveRescue app API (/api/app/), the
+  platform token of the demo clinic's owner with `X-Organization-ID` elsewhere (organization-scoped APIs),
+  the CareOS demo key with `X-Platform: businessos`; the public operations anonymously. An operation
+  whose scheme has no demo identity fails with a message saying so (a new API adds its own here).
+  Schemathesis' `ignored_auth` check then also sends each authenticated operation without credentials
+  and with wrong ones, and expects a refusal;
 - runs every check Schemathesis has for a single response except `positive_data_acceptance` (see
   CHECKS): 0 server errors, responses conform to the documented schema (status code, content type,
   body, headers), schema-violating requests refused with a 4xx, required headers required, methods
@@ -93,6 +96,7 @@ schema = schemathesis.openapi.from_wsgi(SCHEMA_PATH, application, config=CONFIG)
 TWILIO_TOKEN = "schemathesis-gate-twilio-auth-token"
 TWILIO_BASE = "https://platform.example.com"
 WEBHOOK_HOST = "hooks.example.com"
+APP_PREFIX = "/api/app/"
 LEAD_PHONES = ("+14155550123", "+14155550124", "+442071838750")
 
 
@@ -105,14 +109,36 @@ class DemoWorld:
         self.ids = ids  # path parameter name -> ids the identity may use
 
     def identity(self, case) -> dict[str, str]:
+        """The headers of the demo identity for the operation's security requirement (the first one, of
+        its alternatives, that the demo has every scheme of; none for a public operation)."""
+        requirements = case.operation.definition.raw.get("security", [])
+        chosen = next((req for req in requirements if all(self._has(case, scheme) for scheme in req)), None)
+        if chosen is None:
+            pytest.fail(
+                f"{case.operation.label}: no demo identity for any of {requirements}; give DemoWorld one "
+                "(a scheme of a new API needs its demo credential here)",
+                pytrace=False,
+            )
         headers: dict[str, str] = {}
-        for requirement in case.operation.definition.raw.get("security", []):
-            for scheme in requirement:
-                headers.update(self.headers[scheme])
-        if case.operation.path == "/api/leads/ingest" and not _negative_at(case, ParameterLocation.HEADER):
-            # The CareOS credential is the key and its platform together.
-            headers["X-Platform"] = self.demo["careos"]["platform"]
+        for scheme in chosen:
+            headers.update(self._headers(case, scheme))
+        if not _negative_at(case, ParameterLocation.HEADER):
+            names = {parameter.name.lower() for parameter in case.operation.iter_parameters()}
+            if case.operation.path == "/api/leads/ingest":
+                # The CareOS credential is the key and its platform together.
+                headers["X-Platform"] = self.demo["careos"]["platform"]
+            if "x-organization-id" in names:  # organization-scoped APIs (Mark, Routiq): the demo clinic
+                headers["X-Organization-ID"] = self.demo["platform"]["organizationId"]
         return headers
+
+    def _has(self, case, scheme: str) -> bool:
+        return scheme in self.headers
+
+    def _headers(self, case, scheme: str) -> dict[str, str]:
+        if scheme == "platformToken" and case.operation.path.startswith(APP_PREFIX):
+            # The platform token of the LoveRescue app API is a client's; elsewhere it is the clinic staff's.
+            return self.headers["platformToken:client"]
+        return self.headers[scheme]
 
     def steer(self, case) -> None:
         """Make a positive case reach further: real ids, accepted dates, a decryptable phone, a signature."""
@@ -183,6 +209,15 @@ def world(gate_demo, django_db_blocker) -> DemoWorld:
             "LoveRescue partner token",
         )
         app = _ok(client.post("/api/v1/auth/token", lr["clientLogin"], content_type="application/json"), "app token")
+        platform = gate_demo["platform"]
+        staff = _ok(
+            client.post(
+                platform["tokenUrl"],
+                {"username": platform["username"], "password": platform["password"]},
+                content_type="application/json",
+            ),
+            "platform token",
+        )
         partner_auth = {"HTTP_AUTHORIZATION": f"Bearer {partner['token']}"}
         app_auth = {"HTTP_AUTHORIZATION": f"Bearer {app['access_token']}"}
         alerts = _ok(client.get("/api/integration/alerts", **partner_auth), "alerts")
@@ -196,9 +231,11 @@ def world(gate_demo, django_db_blocker) -> DemoWorld:
         "link_id": [link["linkId"] for link in links["links"]],
     }
     assert all(ids.values()), f"the demo data lack ids the gate steers to: {ids}"
+    ids["organization_id"] = [gate_demo["platform"]["organizationId"]]
     headers = {
         "loveRescueIntegrationToken": {"Authorization": f"Bearer {partner['token']}"},
-        "platformToken": {"Authorization": f"Bearer {app['access_token']}"},
+        "platformToken": {"Authorization": f"Bearer {staff['access_token']}"},
+        "platformToken:client": {"Authorization": f"Bearer {app['access_token']}"},
         "careosPartnerApiKey": {"X-API-Key": gate_demo["careos"]["apiKey"]},
     }
     return DemoWorld(gate_demo, headers, ids)
