@@ -48,7 +48,9 @@ __all__ = [
     "OutputListSerializer",
     "OutputSerializer",
     "StrictBooleanField",
+    "StrictCharField",
     "StrictIntegerField",
+    "StrictSlugField",
     "field_by_field_rendering",
 ]
 
@@ -106,6 +108,24 @@ class StrictBooleanField(serializers.BooleanField):
         if not isinstance(data, bool):
             self.fail("invalid", input=data)
         return data
+
+
+class StrictCharField(serializers.CharField):
+    """Input: a JSON string only (DRF's CharField turns 0, 7.5 into "0", "7.5")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictSlugField(serializers.SlugField):
+    """Input: a JSON string that is a slug (DRF's SlugField takes 5 as "5")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class StrictIntegerField(serializers.IntegerField):

@@ -226,9 +226,19 @@ class JournalEntry(models.Model):
     therapist_hidden = models.BooleanField(default=False)
     crisis = models.BooleanField(default=False)
     created_at = models.DateTimeField()
+    # When the journal crisis batch raised this flagged entry's CRISIS alert. The alert itself names no
+    # entry (it must not be joinable to the journal: docs/loverescue.md, "CRISIS").
+    crisis_handled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at"]
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                name="lr_journal_crisis_pending",
+                condition=Q(crisis=True, crisis_handled_at__isnull=True),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"journal entry {self.id}"

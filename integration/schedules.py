@@ -2,7 +2,7 @@
 `manage.py setup_periodic_tasks` (crontabs in UTC; `name` must stay stable: renaming creates a new task
 and disables the old)."""
 
-from core.registry import Crontab, Schedule
+from core.registry import Crontab, Interval, Schedule
 
 PERIODIC_TASKS: tuple[Schedule, ...] = (
     Schedule(
@@ -10,6 +10,13 @@ PERIODIC_TASKS: tuple[Schedule, ...] = (
         task="integration.tasks.evaluate_daily_alerts",
         when=Crontab(minute="5", hour="5"),
         description="LoveRescue time-based alert rules (STAGNATION: no activity for 7 days), once per UTC day.",
+    ),
+    Schedule(
+        name="integration: journal crisis alerts",
+        task="integration.tasks.raise_journal_crisis_alerts",
+        when=Interval(seconds=60),
+        description="LoveRescue CRISIS alerts of crisis-flagged journal entries, raised a minute after the entry "
+        "and dated by the batch (backstop for the message enqueued per entry).",
     ),
     Schedule(
         name="integration: high alert notifications",

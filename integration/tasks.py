@@ -27,3 +27,11 @@ def send_high_alert_notifications() -> int:
 def send_low_alert_digest() -> int:
     """Daily (beat): one digest email per therapist with un-notified LOW alerts."""
     return alerts.alert_notifications_send_digest()
+
+
+@shared_task(name="integration.tasks.raise_journal_crisis_alerts", soft_time_limit=50, time_limit=60)
+def raise_journal_crisis_alerts(client_id: str | None = None) -> int:
+    """The journal crisis batch (docs/loverescue.md, "CRISIS"): enqueued for one client just after the
+    delay when a flagged entry is written, and every minute by beat for all clients (a lost message only
+    delays the alert by a minute). Returns alerts created; a rerun finds the entries handled."""
+    return len(alerts.alerts_on_journal_crises(client_id=client_id))

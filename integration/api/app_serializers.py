@@ -15,6 +15,7 @@ from core.serializers import (
     MidnightUtcField,
     OutputSerializer,
     StrictBooleanField,
+    StrictCharField,
     StrictIntegerField,
 )
 from integration import catalogue
@@ -41,7 +42,7 @@ class RatioInput(serializers.Serializer):
 
 class ActivityInput(serializers.Serializer):
     date = serializers.DateField(input_formats=DATE_ONLY_INPUT_FORMATS)
-    activity = serializers.CharField(
+    activity = StrictCharField(
         min_length=1, max_length=client_data.ACTIVITY_MAX_CHARS, help_text='a slug, e.g. "love_map_quiz"'
     )
     weekNumber = StrictIntegerField(
@@ -72,7 +73,7 @@ class AssessmentInput(serializers.Serializer):
 
 
 class JournalInput(serializers.Serializer):
-    text = serializers.CharField(min_length=1, max_length=client_data.JOURNAL_MAX_CHARS, trim_whitespace=False)
+    text = StrictCharField(min_length=1, max_length=client_data.JOURNAL_MAX_CHARS, trim_whitespace=False)
     therapistHidden = StrictBooleanField(help_text="true: never shown to any therapist, at any permission level")
     crisis = StrictBooleanField(required=False, default=False)
 

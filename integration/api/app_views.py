@@ -22,7 +22,7 @@ from core.context import note_subjects
 from core.schema import error_responses
 from core.validation import validated
 from integration.api import app_serializers as s
-from integration.api.base import ClientAppView
+from integration.api.base import ClientAppView, check_no_fields_body
 from integration.selectors import app as selectors
 from integration.services import client_data
 
@@ -210,8 +210,9 @@ class TaskCompleteView(_AppView):
         "Idempotent: completing a completed task returns it unchanged. No body (or {}).",
         request={"application/json": OpenApiTypes.OBJECT},  # no fields: empty or {}
         responses={200: s.TaskCompleteOutput},
-        errors=(401, 403, 404, 429),
+        errors=(400, 401, 403, 404, 429),
     )
     def post(self, request, task_id):
+        check_no_fields_body(request)
         task = client_data.task_complete(client=request.lr_client, task_id=task_id, actor=_actor(request))
         return Response(s.TaskCompleteOutput({"task": task}).data)

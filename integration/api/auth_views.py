@@ -15,13 +15,15 @@ from core.errors import ApiError
 from core.net import client_ip
 from core.ratelimit import claim_account, failure_guard
 from core.schema import error_responses
+from core.serializers import StrictCharField
+from core.validation import validated
 from integration.services.auth import claimed_key_id, partner_authenticate
 
 
 class AuthRequestSerializer(serializers.Serializer):
-    apiKey = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=256)
-    apiSecret = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=256)
-    therapistId = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    apiKey = StrictCharField(required=False, allow_blank=True, trim_whitespace=False, max_length=256)
+    apiSecret = StrictCharField(required=False, allow_blank=True, trim_whitespace=False, max_length=256)
+    therapistId = StrictCharField(required=False, allow_blank=True, max_length=64)
 
 
 class AuthResponseSerializer(serializers.Serializer):
@@ -47,9 +49,7 @@ class IntegrationAuthView(ApiView):
         responses={200: AuthResponseSerializer, **error_responses(LOVERESCUE, 400, 401, 403, 404, 429)},
     )
     def post(self, request):
-        data = AuthRequestSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
+        values = validated(AuthRequestSerializer, request.data, first_only=True, code="BAD_REQUEST")
         if not values.get("apiKey") or not values.get("apiSecret"):
             raise ApiError(400, "apiKey and apiSecret are required", code="BAD_REQUEST")
         if not values.get("therapistId"):

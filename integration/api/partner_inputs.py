@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from core.domain import Invalid
 from core.pagination import parse_int_param
-from core.serializers import DATE_ONLY_INPUT_FORMATS
+from core.serializers import DATE_ONLY_INPUT_FORMATS, StrictCharField, StrictSlugField
 from core.time import parse_instant
 from integration.events import EVENT_TYPES
 from integration.models import AlertType, TherapistTask
@@ -68,12 +68,12 @@ def last_session_date_from_query(params) -> datetime | None:
 
 
 class AssignRequestSerializer(serializers.Serializer):
-    taskDescription = serializers.CharField(max_length=2000)
-    module = serializers.SlugField(max_length=100, required=False, allow_blank=True)
+    taskDescription = StrictCharField(max_length=2000)
+    module = StrictSlugField(max_length=100, required=False, allow_blank=True)
     activities = serializers.ListField(
-        child=serializers.CharField(max_length=100), max_length=50, required=False, default=list
+        child=StrictCharField(max_length=100), max_length=50, required=False, default=list
     )
-    notes = serializers.CharField(max_length=5000, required=False, allow_blank=True, allow_null=True)
+    notes = StrictCharField(max_length=5000, required=False, allow_blank=True, allow_null=True)
     dueDate = serializers.DateField(required=False, allow_null=True, input_formats=DATE_ONLY_INPUT_FORMATS)
     priority = serializers.ChoiceField(
         choices=TherapistTask.Priority.values, required=False, default=TherapistTask.Priority.MEDIUM
@@ -86,8 +86,8 @@ class AssignRequestSerializer(serializers.Serializer):
 
 
 class WebhookRegisterRequestSerializer(serializers.Serializer):
-    webhookUrl = serializers.CharField(max_length=2000)
-    events = serializers.ListField(child=serializers.CharField(max_length=100), allow_empty=False, max_length=10)
+    webhookUrl = StrictCharField(max_length=2000)
+    events = serializers.ListField(child=StrictCharField(max_length=100), allow_empty=False, max_length=10)
 
     def validate_events(self, value):
         unknown = [event for event in value if event not in EVENT_TYPES]

@@ -38,7 +38,7 @@ class AssessmentScoreSerializer(OutputSerializer):
 
 
 class CoupleMemberSerializer(OutputSerializer):
-    id = serializers.UUIDField()
+    id = serializers.UUIDField(allow_null=True, help_text="null when withheld")
     firstName = serializers.CharField(source="first_name", required=False, help_text="Absent when withheld")
     lastName = serializers.CharField(source="last_name", required=False, help_text="Absent when withheld")
     withheld = serializers.BooleanField(
@@ -55,7 +55,7 @@ class ClientCoupleSerializer(OutputSerializer):
 
 def _member(member) -> dict:
     if member.withheld is True:
-        return {"id": str(member.id), "withheld": True}
+        return {"id": None, "withheld": True}
     return {"id": str(member.id), "firstName": member.first_name, "lastName": member.last_name}
 
 

@@ -27,7 +27,7 @@ from core.schema import error_responses
 from core.validation import validated
 from integration.api import partner_inputs as inputs
 from integration.api import partner_outputs as outputs
-from integration.api.base import PartnerApiView
+from integration.api.base import PartnerApiView, check_no_fields_body
 from integration.events import OWNER_TYPE
 from integration.models import PermissionLevel, TherapistClientLink
 from integration.selectors import common
@@ -69,7 +69,7 @@ class ClientListView(PartnerApiView):
         responses={200: outputs.ClientListResponseSerializer, **error_responses(LOVERESCUE, 401, 403, 429)},
         description=(
             "`latestMood` is null below STANDARD. In `couple`, a member who has not consented to this "
-            "therapist is shown as `{id, withheld: true}` without names. `unreadAlerts` counts the alerts "
+            "therapist is shown as `{id: null, withheld: true}`, without id or names. `unreadAlerts` counts the alerts "
             "visible at the client's level that this therapist has not read."
         ),
     )
@@ -227,11 +227,12 @@ class AlertReadView(PartnerApiView):
         tags=TAGS,
         operation_id="integration_alert_read",
         request={"application/json": OpenApiTypes.OBJECT},  # no fields: empty or {}
-        responses={200: outputs.AlertReadResponseSerializer, **error_responses(LOVERESCUE, 401, 403, 404, 429)},
+        responses={200: outputs.AlertReadResponseSerializer, **error_responses(LOVERESCUE, 400, 401, 403, 404, 429)},
     )
     def post(self, request, alert_id):
         therapist = request.user.therapist
         alert = visible_alert(therapist=therapist, alert_id=alert_id)
+        check_no_fields_body(request)
         recipient = alert_mark_read(alert=alert, therapist=therapist, actor=partner_actor(request))
         alert.read_at = recipient.read_at  # the body shows this therapist's (first) read time
         note_subjects(request, "client", [alert.client_id])

@@ -37,10 +37,11 @@ from integration.selectors.common import consented_links, count_subquery, iso_ut
 
 @dataclass(frozen=True, slots=True)
 class CoupleMember:
-    """A couple member as this therapist may see them: named only when consented to this therapist,
-    else an id (`withheld`) whose names are ABSENT."""
+    """A couple member as this therapist may see them: id and names only when consented to this
+    therapist, else `withheld` with a null id and names ABSENT (the client id is not this therapist's to
+    know, and would link the member across partners)."""
 
-    id: uuid.UUID
+    id: uuid.UUID | None
     first_name: str | Any = ABSENT
     last_name: str | Any = ABSENT
     withheld: bool | Any = ABSENT
@@ -166,7 +167,7 @@ def _couple_summaries(therapist: Therapist, consented_ids: set) -> dict[uuid.UUI
     def member(client_id, first_name: str, last_name: str) -> CoupleMember:
         if client_id in consented_ids:
             return CoupleMember(client_id, first_name, last_name)
-        return CoupleMember(client_id, withheld=True)
+        return CoupleMember(None, withheld=True)
 
     summaries: dict = {}  # couple id -> its summary, built once and shared by both members
     result: dict = {}

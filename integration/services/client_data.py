@@ -18,6 +18,7 @@ the last week the course is completed (inactive).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -47,6 +48,8 @@ from integration.models import (
     WeeklyStrategy,
 )
 from integration.services.therapists import TherapistInvalid, clean_email, clean_name
+
+logger = logging.getLogger("integration.client_data")
 
 MAX_PAST_DAYS = 365
 FUTURE_TOLERANCE_DAYS = 1
@@ -313,8 +316,24 @@ def journal_record(
     _audit(
         "integration.journal_recorded", client, actor=actor, entry_id=str(entry.pk), therapist_hidden=therapist_hidden
     )
-    _alerts().alerts_on_journal(entry=entry)
+    if crisis:
+        # Not alerted here: the journal crisis batch raises it later, dated by the batch, so the alert
+        # cannot date or identify the entry (alerts.alerts_on_journal_crises).
+        transaction.on_commit(lambda: _enqueue_journal_crisis_batch(client.pk), robust=True)
     return entry
+
+
+def _enqueue_journal_crisis_batch(client_id) -> None:
+    """Ask for the client's journal crisis batch just after the delay; a lost message is covered by the
+    every-minute beat run of the same task."""
+    from integration.tasks import raise_journal_crisis_alerts
+
+    try:
+        raise_journal_crisis_alerts.apply_async(
+            args=[str(client_id)], countdown=_alerts().JOURNAL_CRISIS_DELAY.total_seconds() + 1
+        )
+    except Exception:
+        logger.exception("could not enqueue the journal crisis batch; the beat run will raise the alert")
 
 
 # --- Consent -------------------------------------------------------------------------------------------

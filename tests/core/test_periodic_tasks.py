@@ -207,6 +207,12 @@ EXPECTED = {
         Crontab(minute="5", hour="5"),
         "LoveRescue time-based alert rules (STAGNATION: no activity for 7 days), once per UTC day.",
     ),
+    "integration: journal crisis alerts": (
+        "integration.tasks.raise_journal_crisis_alerts",
+        Interval(seconds=60),
+        "LoveRescue CRISIS alerts of crisis-flagged journal entries, raised a minute after the entry "
+        "and dated by the batch (backstop for the message enqueued per entry).",
+    ),
     "integration: high alert notifications": (
         "integration.tasks.send_high_alert_notifications",
         Crontab(minute="*/30"),

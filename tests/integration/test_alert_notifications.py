@@ -89,7 +89,7 @@ def test_critical_alert_publishes_created_and_critical_to_the_therapists_partner
         "alertType": "CRISIS",
         "severity": "CRITICAL",
         "message": "Crisis pathway triggered — safety plan activation recommended",
-        "metadata": {"source": "checkin"},
+        "metadata": {"source": "self_report"},
         "createdAt": iso_utc(alert.created_at),
     }
     assert all(payload == expected for _, payload in sent)

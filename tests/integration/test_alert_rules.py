@@ -183,7 +183,7 @@ def test_crisis_checkin_alerts_once_per_date(client_):
     [alert] = checkin(client_, day(0), 4, crisis=True)
     assert (alert.alert_type, alert.severity, alert.rule) == ("CRISIS", "CRITICAL", "crisis_checkin")
     assert alert.message == "Crisis pathway triggered — safety plan activation recommended"
-    assert alert.metadata == {"source": "checkin"}
+    assert alert.metadata == {"source": "self_report"}  # as a journal crisis's: the source is not told
     assert checkin(client_, day(0), 3, crisis=True) == []  # the day's check-in replaced
     assert checkin(client_, day(1), 3) == []
     assert len(checkin(client_, day(2), 3, crisis=True)) == 1
@@ -192,15 +192,19 @@ def test_crisis_checkin_alerts_once_per_date(client_):
 @pytest.mark.parametrize("hidden", [False, True])
 def test_crisis_journal_never_reveals_the_entry(client_, hidden):
     secret = "I wrote something private about my partner"
+    written = utc_now()
     entry = JournalEntry.objects.create(
-        client=client_, text=secret, therapist_hidden=hidden, crisis=True, created_at=utc_now()
+        client=client_, text=secret, therapist_hidden=hidden, crisis=True, created_at=written
     )
-    [alert] = alerts.alerts_on_journal(entry=entry)
+    quiet = JournalEntry.objects.create(client=client_, text="fine", therapist_hidden=False, created_at=written)
+    batch = written + timedelta(minutes=2)
+    [alert] = alerts.alerts_on_journal_crises(now=batch)
     assert alert.metadata == {"source": "self_report"}  # the same for hidden and visible entries
     assert secret not in alert.message and "private" not in str(alert.metadata)
-    assert alerts.alerts_on_journal(entry=entry) == []
-    quiet = JournalEntry.objects.create(client=client_, text="fine", therapist_hidden=False, created_at=utc_now())
-    assert alerts.alerts_on_journal(entry=quiet) == []
+    assert alert.created_at == batch and str(entry.pk) not in alert.episode_key  # nothing of the entry
+    assert alerts.alerts_on_journal_crises(now=batch) == []
+    quiet.refresh_from_db()
+    assert quiet.crisis_handled_at is None
 
 
 # --- STAGNATION -----------------------------------------------------------------------------------------

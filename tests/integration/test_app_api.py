@@ -336,6 +336,8 @@ def test_journal_validation(app, body, fragment):
 def test_crisis_journal_entry_raises_a_crisis_alert(app, jane):
     response = app.post("journal", {"text": "I can't go on", "therapistHidden": False, "crisis": True})
     assert response.status_code == 201
+    assert not Alert.objects.exists()  # raised by the journal crisis batch, a minute later
+    alerts_service.alerts_on_journal_crises(now=utc_now() + timedelta(minutes=2))
     alert = Alert.objects.get(client=jane, alert_type="CRISIS")
     assert "go on" not in alert.message and "go on" not in json.dumps(alert.metadata)
 

@@ -43,7 +43,6 @@ def spy(monkeypatch):
     for name in (
         "alerts_on_checkin",
         "alerts_on_activity",
-        "alerts_on_journal",
         "alerts_on_assessment",
         "alerts_on_week_completed",
     ):
@@ -196,10 +195,17 @@ def test_assessment_record(jane, spy):
     assert Assessment.objects.count() == 1
 
 
-def test_journal_record(jane, spy):
-    entry = cd.journal_record(client=jane, actor=Actor.client(jane.pk), text="secret words", therapist_hidden=True)
-    assert spy == [("alerts_on_journal", {"entry": entry})]
-    assert JournalEntry.objects.get().text == "secret words"
+def test_journal_record(jane, spy, django_capture_on_commit_callbacks, monkeypatch):
+    queued = []
+    monkeypatch.setattr(cd, "_enqueue_journal_crisis_batch", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        cd.journal_record(client=jane, actor=Actor.client(jane.pk), text="secret words", therapist_hidden=True)
+    assert spy == [] and queued == []  # no crisis: no alert rule, no batch
+    with django_capture_on_commit_callbacks(execute=True):
+        cd.journal_record(client=jane, actor=Actor.client(jane.pk), text="help", therapist_hidden=True, crisis=True)
+    # A crisis is not alerted by the write: the journal crisis batch is asked for, after commit.
+    assert spy == [] and queued == [jane.pk] and not jane.alerts.exists()
+    assert [entry.text for entry in JournalEntry.objects.order_by("created_at")] == ["secret words", "help"]
     for bad in ("", "   ", "x" * 20_001):
         with pytest.raises(cd.ClientDataInvalid, match="text"):
             cd.journal_record(client=jane, actor=Actor.client(jane.pk), text=bad, therapist_hidden=False)

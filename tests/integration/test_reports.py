@@ -87,7 +87,7 @@ def world():
         episode_key="old",
         required_level="STANDARD",
         message="x",
-        metadata={"source": "checkin"},
+        metadata={"source": "self_report"},
         created_at=at(2, 1),
     )
     return therapist, client, flag, old
@@ -126,7 +126,7 @@ def test_default_window_is_the_last_seven_days(world):
         "relationship_satisfaction": {"before": None, "after": {"score": 70.0}},
     }
     assert content["moodTrends"] == {"average": 6.3, "trend": "improving"}
-    assert content["crisisFlags"] == [{"date": "2026-02-09", "alertId": str(flag.id), "source": "checkin"}]
+    assert content["crisisFlags"] == [{"date": "2026-02-09", "alertId": str(flag.id), "source": "self_report"}]
     assert content["generatedSummary"] == (
         "Since last session, client completed 5/7 daily activities, average mood 6.3 (improving), 1 crisis flag."
     )

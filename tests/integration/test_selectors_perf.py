@@ -98,11 +98,11 @@ def test_couple_choice_and_withheld_member():
         "partner2": {"id": str(ben.pk), "firstName": "Ben", "lastName": "B"},
     }
     assert rows["Ben"]["couple"]["id"] == str(old_active.pk)
-    # Cleo: the newest active couple; the outsider (no consent here) is an id only, never named.
+    # Cleo: the newest active couple; the outsider (no consent here) is neither named nor identified.
     assert rows["Cleo"]["couple"] == {
         "id": str(newest_active.pk),
         "status": "active",
-        "partner1": {"id": str(outsider.pk), "withheld": True},
+        "partner1": {"id": None, "withheld": True},
         "partner2": {"id": str(cleo.pk), "firstName": "Cleo", "lastName": "C"},
     }
 

@@ -4,6 +4,7 @@ owner's email."""
 
 from __future__ import annotations
 
+import logging
 import secrets as pysecrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -24,9 +25,13 @@ from core.time import iso_utc, utc_now
 from webhooks.models import DeliveryStatus, Scheme, WebhookDelivery, WebhookEndpoint
 from webhooks.services.publishing import deliveries_restart
 
+logger = logging.getLogger("webhooks.endpoints")
+
 SECRET_BYTES = 32  # a generated secret is 64 hex characters (LoveRescue's spec shows a hex secret)
 MIN_SECRET_LENGTH = 16
 MAX_URL_LENGTH = 2000
+# The caller's answer for any refused destination (unresolvable, private, reserved...), whatever the cause.
+URL_REFUSED_MESSAGE = "The webhook URL is refused: its host must resolve only to public internet addresses."
 # Who disables an endpoint that answered 410 or kept failing.
 AUTO_DISABLE_ACTOR = Actor.system("webhooks")
 
@@ -80,10 +85,16 @@ def check_webhook_url(url: str) -> str:
         raise WebhookEndpointInvalid("The webhook URL must use https.", code="https_required")
     try:
         validate_destination(url, resolver=package.RESOLVER)
-    except UnsafeURLError as exc:
-        raise WebhookEndpointInvalid(f"The webhook URL is refused: {exc}.", code="url_refused") from None
-    except OutboundError as exc:
-        raise WebhookEndpointInvalid(f"The webhook URL is refused: {exc}.", code="url_unresolvable") from None
+    except OutboundError as exc:  # UnsafeURLError included
+        # One answer for every refused destination: telling "does not resolve" from "resolves to a private
+        # address" would let a caller map our internal DNS. The precise reason is for our log only.
+        logger.warning(
+            "webhook URL refused host=%s reason=%s: %s",
+            url_host(url),
+            "unsafe" if isinstance(exc, UnsafeURLError) else "unresolvable",
+            exc,
+        )
+        raise WebhookEndpointInvalid(URL_REFUSED_MESSAGE, code="url_refused") from None
     return url
 
 

@@ -17,17 +17,19 @@ from integration.services.alerts.notifications import (
     alert_notifications_send_high,
 )
 from integration.services.alerts.rules import (
+    JOURNAL_CRISIS_DELAY,
     alerts_evaluate_daily,
     alerts_on_activity,
     alerts_on_assessment,
     alerts_on_checkin,
-    alerts_on_journal,
+    alerts_on_journal_crises,
     alerts_on_week_completed,
     risk_message,
     stagnation_message,
 )
 
 __all__ = [
+    "JOURNAL_CRISIS_DELAY",
     "ALERTS_ACTOR",
     "CRITICAL_SMS",
     "alert_dispatch",
@@ -37,7 +39,7 @@ __all__ = [
     "alerts_on_activity",
     "alerts_on_assessment",
     "alerts_on_checkin",
-    "alerts_on_journal",
+    "alerts_on_journal_crises",
     "alerts_on_week_completed",
     "audience",
     "risk_message",

@@ -59,6 +59,12 @@ RULE_MILESTONE_STREAK = "milestone_streak"
 RULE_MILESTONE_BREAKTHROUGH = "milestone_breakthrough"
 
 CRISIS_MESSAGE = "Crisis pathway triggered — safety plan activation recommended"
+# Every CRISIS alert, from a check-in or a journal entry (hidden or not), carries the same metadata, so
+# the alert does not say which kind of writing raised it.
+CRISIS_METADATA = {"source": "self_report"}
+# A journal entry's crisis alert is raised by the batch at least this long after the entry and dated by
+# the batch (docs/loverescue.md, "CRISIS"): enough to decouple the two, short for a safety alert.
+JOURNAL_CRISIS_DELAY = timedelta(seconds=60)
 # Check-ins older than this (before the day evaluated) are not looked at by the RISK rule: a run can
 # start at most 365 days back, with its 30-day baseline before that.
 RISK_LOOKBACK_DAYS = 365 + analytics.BASELINE_DAYS
@@ -120,24 +126,48 @@ def _crisis_checkin(checkin: CheckIn) -> Alert | None:
         rule=RULE_CRISIS_CHECKIN,
         episode_key=checkin.date.isoformat(),
         message=CRISIS_MESSAGE,
-        metadata={"source": "checkin"},
+        metadata=dict(CRISIS_METADATA),
     )
 
 
-def alerts_on_journal(*, entry: JournalEntry) -> list[Alert]:
-    """CRISIS when the entry carries the crisis flag. Source "self_report" for every journal entry, hidden
-    or not, so an alert never reveals that a therapist-hidden entry exists (nor anything in it)."""
-    if not entry.crisis:
-        return []
-    alert = _create(
-        client_id=entry.client_id,
-        alert_type=AlertType.CRISIS,
-        rule=RULE_CRISIS_JOURNAL,
-        episode_key=str(entry.id),
-        message=CRISIS_MESSAGE,
-        metadata={"source": "self_report"},
+def alerts_on_journal_crises(*, now: datetime | None = None, client_id=None) -> list[Alert]:
+    """The journal crisis batch: one CRISIS alert per client for their crisis-flagged journal entries
+    written at least JOURNAL_CRISIS_DELAY before `now` and not yet handled, hidden or not alike.
+
+    The alert is dated `now` (the batch), not the entry; its episode key is the batch instant, never an
+    entry id; its message and metadata are those of a crisis check-in. So a partner cannot date the entry
+    from the alert, join the alert to a visible entry, or tell a hidden entry's alert from a check-in's
+    (docs/loverescue.md, "CRISIS"). Each client's entries are locked (SKIP LOCKED) and marked handled in
+    the alert's transaction: overlapping runs never alert twice, a failed run leaves them pending."""
+    now = now or utc_now()
+    pending = JournalEntry.objects.filter(
+        crisis=True, crisis_handled_at__isnull=True, created_at__lte=now - JOURNAL_CRISIS_DELAY
     )
-    return [alert] if alert else []
+    if client_id is not None:
+        pending = pending.filter(client_id=client_id)
+    created = []
+    for pending_client in sorted(set(pending.values_list("client_id", flat=True))):
+        with transaction.atomic():
+            entry_ids = list(
+                pending.filter(client_id=pending_client)
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)
+            )
+            if not entry_ids:
+                continue
+            alert = _create(
+                client_id=pending_client,
+                alert_type=AlertType.CRISIS,
+                rule=RULE_CRISIS_JOURNAL,
+                episode_key=f"batch:{now.isoformat()}",
+                message=CRISIS_MESSAGE,
+                metadata=dict(CRISIS_METADATA),
+                now=now,
+            )
+            JournalEntry.objects.filter(pk__in=entry_ids).update(crisis_handled_at=now)
+        if alert is not None:
+            created.append(alert)
+    return created
 
 
 # --- RISK --------------------------------------------------------------------------------------------------
