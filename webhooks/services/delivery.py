@@ -82,7 +82,8 @@ def webhook_delivery_attempt(*, delivery_id: int) -> str:
     lease_until = DELIVERIES.claim(delivery_id, now=now, updated_at=now)
     if lease_until is None:
         return "skipped"
-    close_lost_attempts(delivery_id, lease_held=True)
+    if WebhookAttempt.objects.filter(delivery_id=delivery_id, state=AttemptState.SENDING).exists():  # rare
+        close_lost_attempts(delivery_id, lease_held=True)
     delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
     endpoint, event = delivery.endpoint, delivery.event
 
