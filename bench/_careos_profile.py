@@ -108,7 +108,7 @@ def main() -> int:
 
     from core.actors import Actor
     from leads import crypto
-    from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform
+    from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform, PartnerUser
     from leads.services import platforms
 
     actor = {"actor": Actor.system("bench")}
@@ -117,6 +117,7 @@ def main() -> int:
         platform = platforms.platform_create(slug=PLATFORM, name="CareOS profile partner", **actor)
     PartnerPayment.objects.filter(platform=platform).delete()
     Lead.objects.filter(platform=platform).delete()
+    PartnerUser.objects.filter(platform=platform).delete()  # the partner's ids protect its users
     CareUser.objects.filter(source_platform=platform).delete()
     issued = platforms.api_key_create(platform=platform, environment="live", **actor)
     if crypto.current_public_pem() is None:

@@ -109,7 +109,7 @@ def main() -> int:
     from core.actors import Actor
     from core.time import utc_now
     from leads import crypto
-    from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform
+    from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform, PartnerUser
     from leads.services import platforms
     from messaging.models import OutboundMessage
 
@@ -123,6 +123,7 @@ def main() -> int:
     platforms.platform_reactivate(platform=platform, **actor)
     PartnerPayment.objects.filter(platform=platform).delete()
     Lead.objects.filter(platform=platform).delete()
+    PartnerUser.objects.filter(platform=platform).delete()  # the partner's ids protect its users
     CareUser.objects.filter(source_platform=platform).delete()
     issued = platforms.api_key_create(platform=platform, environment="live", **actor)
     if crypto.current_public_pem() is None:

@@ -229,26 +229,24 @@ def _user_get_or_create(*, platform: PartnerPlatform, payload: LeadInput, phone:
 
 
 def _partner_user_get_or_create(
-    *, platform: PartnerPlatform, user: CareUser, now: datetime
+    *, platform: PartnerPlatform, user: CareUser, new_person: bool, now: datetime
 ) -> tuple[PartnerUser, bool]:
     """The person's id for this platform, and whether it is new (the platform's first lead for them).
-    Called under the person's row lock, so no other request creates the same pair meanwhile."""
-    partner_user = selectors.partner_user_for(platform=platform, user=user)
+    Called under the person's row lock, so no other request creates the same pair meanwhile (a plain
+    INSERT, no savepoint); a person created by this request has no id anywhere yet (no lookup)."""
+    partner_user = None if new_person else selectors.partner_user_for(platform=platform, user=user)
     if partner_user is not None:
         return partner_user, False
-    partner_user = PartnerUser(platform=platform, user=user, created_at=now)
-    if _insert_unless_conflict(partner_user):
-        return partner_user, True
-    raise IntegrityError("leads_partneruser: insert ignored under the person's lock")
+    return PartnerUser.objects.create(platform=platform, user=user, created_at=now), True
 
 
-def _insert_unless_conflict(row) -> bool:
-    """Insert `row` in a savepoint; False when a unique column conflicts (another request created the
-    same row since our read: the INSERT waited for it to commit). The savepoint keeps the caller's
-    transaction usable after the unique violation."""
+def _insert_unless_conflict(user: CareUser) -> bool:
+    """Insert `user` in a savepoint; False when a unique column conflicts (another request created the
+    same phone's user since our read: the INSERT waited for it to commit). The savepoint keeps the
+    caller's transaction usable after the unique violation."""
     try:
         with transaction.atomic():
-            row.save(force_insert=True)
+            user.save(force_insert=True)
     except IntegrityError:
         return False
     return True
@@ -290,12 +288,16 @@ def _welcome_queue(
 
 def _lead_create(*, platform: PartnerPlatform, payload: LeadInput, phone: str, actor: Actor, now: datetime) -> Lead:
     user, new_person = _user_get_or_create(platform=platform, payload=payload, phone=phone)
-    # Every lead for one person takes this lock first, so the period rules below hold when several
-    # platforms (or conversations) send the same person at once.
-    user = CareUser.objects.select_for_update().get(pk=user.pk)
-    partner_user, is_new_user = _partner_user_get_or_create(platform=platform, user=user, now=now)
+    if not new_person:
+        # Every lead for one person takes this lock first, so the period rules below hold when several
+        # platforms (or conversations) send the same person at once. A person this transaction just
+        # inserted is locked already (others wait on its phone_index) and has no leads yet.
+        user = CareUser.objects.select_for_update().get(pk=user.pk)
+    partner_user, is_new_user = _partner_user_get_or_create(
+        platform=platform, user=user, new_person=new_person, now=now
+    )
     welcome = _welcome_queue(user=user, platform=platform, payload=payload, phone=phone, actor=actor, now=now)
-    duplicate_of = selectors.paid_lead_since(user=user, since=now - referral_period())
+    duplicate_of = None if new_person else selectors.paid_lead_since(user=user, since=now - referral_period())
     category = careos_category(payload.category)
     lead = Lead.objects.create(
         platform=platform,

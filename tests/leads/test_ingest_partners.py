@@ -212,3 +212,30 @@ def test_a_payout_run_pays_only_the_partner_whose_lead_qualified(client, partner
     assert outcome["businessos"] == ("awaiting_manual", 1, "60.00")
     assert outcome["carepartner"] == ("awaiting_manual", 1, "60.00")  # its new phone only
     assert outcome["thirdpartner"][0] == "nothing_due"
+
+
+# --- Cost -----------------------------------------------------------------------------------------------
+
+
+def _ingest(setup, phone: str, conversation: str):
+    from leads.api.serializers import parse_inbound_lead
+    from leads.services.ingest import lead_ingest
+
+    body = json.loads(json.dumps(setup.lead(phone=phone, source_conversation_id=conversation)), parse_float=Decimal)
+    payload = parse_inbound_lead(body, now=utc_now())
+    return lead_ingest(platform=setup.platform, payload=payload, actor=Actor.partner_platform(setup.platform.slug))
+
+
+def test_the_rules_cost_a_fixed_number_of_queries(partners, django_assert_num_queries):
+    """A new person skips the lock and the lookups (nothing to find); a known person costs the lock and
+    two indexed reads more, however many leads and partners the person has (no SMS, no payment rows)."""
+    a, b, c = partners
+    # Counted inside the test's transaction (the write transaction is a savepoint here).
+    with django_assert_num_queries(17):  # replay, RSA keys, user read+insert, partner id, SMS+audit, lead, payment
+        _ingest(a, KNOWN, "a-1")
+    for index in range(3):
+        _ingest(a, KNOWN, f"a-more-{index}")
+    with django_assert_num_queries(11):  # ... lock, partner id read+insert, paid-lead read; no SMS, no payment
+        _ingest(b, KNOWN, "b-1")
+    with django_assert_num_queries(10):  # the same partner again: no partner id insert
+        _ingest(b, KNOWN, "b-2")
