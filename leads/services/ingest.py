@@ -110,10 +110,10 @@ class LeadInput:
     consent_timestamp: datetime
     lead_value: Decimal
     user_name: str | None = field(default=None, repr=False)
-    location_state: str = ""
+    location_state: str = field(default="", repr=False)  # protected like the city (encrypted at rest)
     location_country: str = ""
     location_city: str = field(default="", repr=False)
-    subcategory: str = ""
+    subcategory: str = field(default="", repr=False)
     ai_extracted_details: dict = field(default_factory=dict, repr=False)
 
 

@@ -138,3 +138,25 @@ def test_the_migrations_encrypt_old_rows_and_give_each_partner_its_own_id():
         assert raw_columns(old["leads"]["a-2"]) == ("San Francisco", "CA", "caregiver_hiring")
     finally:
         MigrationExecutor(connection).migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+def test_the_validated_lead_never_shows_the_protected_fields_in_its_repr():
+    from leads.services.ingest import LeadInput
+
+    text = repr(
+        LeadInput(
+            source_conversation_id="c-1",
+            user_phone_hash="h",
+            user_phone_encrypted="e",
+            user_language="en",
+            category="healthcare",
+            original_message="my message",
+            consent_timestamp=datetime(2025, 1, 8, tzinfo=UTC),
+            lead_value=Decimal("15.00"),
+            location_state="CA",
+            location_city="San Francisco",
+            subcategory="night_care",
+        )
+    )
+    assert "c-1" in text
+    assert "'CA'" not in text and "San Francisco" not in text and "night_care" not in text
