@@ -439,6 +439,15 @@ if CAREOS_REFERRAL_PERIOD_DAYS < 1:
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 
+# --- Mark assistant (patients/, docs/mark.md) ------------------------------------------------------
+# Region a phone number written without "+" is read in (an organization has no country of its own yet).
+MARK_DEFAULT_PHONE_REGION = env.str("MARK_DEFAULT_PHONE_REGION", default="ES").upper()
+# The two WhatsApp reminders of an appointment ("24h" and "30min" kinds), in minutes before its start.
+MARK_REMINDER_24H_MINUTES = env.int("MARK_REMINDER_24H_MINUTES", default=24 * 60)
+MARK_REMINDER_30MIN_MINUTES = env.int("MARK_REMINDER_30MIN_MINUTES", default=30)
+if MARK_REMINDER_24H_MINUTES < 1 or MARK_REMINDER_30MIN_MINUTES < 1:
+    raise ImproperlyConfigured("MARK_REMINDER_24H_MINUTES and MARK_REMINDER_30MIN_MINUTES must be at least 1.")
+
 # --- Messaging (messaging/: SMS, WhatsApp and email outbox; docs/operations.md) --------------------
 # console: logs "message msg_... via sms sent" only (no number, no body) and delivers nothing;
 # locmem: tests, keeps every channel in messaging.backends.outbox; twilio: SMS and WhatsApp through

@@ -1,1 +1,275 @@
-"""patients: models (filled by its domain issue; shape per docs/architecture.md)."""
+"""Mark (patients/): a clinic's patients, their WhatsApp conversations and messages, appointments and the
+appointment reminders. Also the patient record the Routiq/Cliniko sync (sync/) reads and fills.
+
+Protected data (phone, email, notes, message text, summaries, cancellation reasons) is encrypted at rest
+(core.encryption); phone and email have blind-index columns for exact lookups. Names stay plain so they
+can be searched: `name_search` holds the name folded by `fold_name` (case- and accent-insensitive on
+SQLite and PostgreSQL alike, no database extension needed). Every row belongs to one organization.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+from datetime import timedelta
+
+from django.db import models
+from django.db.models import Q
+
+from core.encryption import BlindIndexField, EncryptedTextField
+from core.ids import public_id_default
+from core.time import utc_now
+
+PHONE_INDEX_PURPOSE = "patients.patient.phone"
+EMAIL_INDEX_PURPOSE = "patients.patient.email"
+TOMBSTONE_INDEX_PURPOSE = "patients.tombstone.external_id"
+
+
+def fold_name(value: str) -> str:
+    """Lowercase without accents or other marks, whitespace collapsed: "  José  MARÍA" -> "jose maria".
+    Stored on write and applied to the search term, so the database compares plain text."""
+    decomposed = unicodedata.normalize("NFKD", value or "")
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(stripped.casefold().split())
+
+
+class Source(models.TextChoices):
+    API = "api", "Mark API"
+    WHATSAPP = "whatsapp", "Inbound WhatsApp"
+    CLINIKO = "cliniko", "Cliniko sync"
+
+
+class Patient(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        INACTIVE = "inactive", "Inactive"
+
+    class OptOutReason(models.TextChoices):
+        NONE = "", "-"
+        STOP_KEYWORD = "stop_keyword", "Patient sent STOP"
+        PATIENT_REQUEST = "patient_request", "Patient asked the clinic"
+        CLINIC = "clinic", "Clinic decision"
+
+    public_id = models.CharField(max_length=40, unique=True, default=public_id_default("pat"), editable=False)
+    uuid = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)  # Routiq shows UUIDs
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="patients")
+    name = models.CharField(max_length=200)
+    name_search = models.CharField(max_length=200, editable=False)  # fold_name(name)
+    phone = EncryptedTextField(null=True, blank=True)  # E.164
+    # Not unique: Cliniko keeps family members who share one number as separate patients.
+    phone_index = BlindIndexField(null=True, blank=True, db_index=False)
+    email = EncryptedTextField(null=True, blank=True)
+    email_index = BlindIndexField(null=True, blank=True, db_index=False)  # of strip().casefold()
+    notes = EncryptedTextField(blank=True, default="")
+    language = models.CharField(max_length=10, default="en")
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    # WhatsApp: a patient the clinic registers is one it may write to, until they opt out (STOP or asking).
+    whatsapp_consent = models.BooleanField(default=True)
+    whatsapp_consent_changed_at = models.DateTimeField(null=True, blank=True)
+    whatsapp_opt_out_reason = models.CharField(max_length=20, choices=OptOutReason.choices, blank=True, default="")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+    external_id = models.CharField(max_length=64, blank=True, default="")  # Cliniko patient id; "" = none
+    archived = models.BooleanField(default=False)  # archived in Cliniko; hidden from lists by default
+    last_activity = models.DateTimeField(default=utc_now)
+    created_at = models.DateTimeField(default=utc_now)  # the spec's registration_date
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-last_activity", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "external_id"],
+                condition=~Q(external_id=""),
+                name="patients_patient_one_external_id",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["organization", "-last_activity", "-id"], name="patients_pat_org_activity"),
+            models.Index(fields=["organization", "phone_index"], name="patients_pat_org_phone"),
+            models.Index(fields=["organization", "email_index"], name="patients_pat_org_email"),
+            models.Index(fields=["organization", "name_search"], name="patients_pat_org_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def can_receive_whatsapp(self) -> bool:
+        return self.whatsapp_consent and not self.archived
+
+
+class PatientTombstone(models.Model):
+    """An erased patient's (or appointment's) external id, kept as its blind index only, so a later
+    Cliniko sync does not bring the record back and the tombstone alone names nobody."""
+
+    class Kind(models.TextChoices):
+        PATIENT = "patient", "Patient"
+        APPOINTMENT = "appointment", "Appointment"
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    external_id_index = models.CharField(max_length=64)  # blind_index(external_id, TOMBSTONE_INDEX_PURPOSE)
+    created_at = models.DateTimeField(default=utc_now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "kind", "external_id_index"], name="patients_tombstone_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} tombstone"
+
+
+class Conversation(models.Model):
+    class Channel(models.TextChoices):
+        WHATSAPP = "whatsapp", "WhatsApp"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    public_id = models.CharField(max_length=40, unique=True, default=public_id_default("conv"), editable=False)
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="+")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="conversations")
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.WHATSAPP)
+    language = models.CharField(max_length=10, default="en")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    start_time = models.DateTimeField(default=utc_now)
+    end_time = models.DateTimeField(null=True, blank=True)
+    summary = EncryptedTextField(null=True, blank=True)  # about the patient: protected
+    metadata = models.JSONField(null=True, blank=True)  # intent, sentiment, escalated (codes, no text)
+
+    class Meta:
+        ordering = ["-start_time", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "-start_time", "-id"], name="patients_conv_org_start"),
+            models.Index(fields=["patient", "status"], name="patients_conv_patient_status"),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
+class Message(models.Model):
+    class Sender(models.TextChoices):
+        PATIENT = "patient", "Patient"
+        ASSISTANT = "assistant", "Assistant"
+        SYSTEM = "system", "System (clinic)"
+
+    class ContentType(models.TextChoices):
+        TEXT = "text", "Text"
+        VOICE = "voice", "Voice"
+
+    RECEIVED = "received"  # the status of a message the patient sent (no outbox row)
+
+    public_id = models.CharField(max_length=40, unique=True, default=public_id_default("msg"), editable=False)
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    sender = models.CharField(max_length=10, choices=Sender.choices)
+    content_type = models.CharField(max_length=10, choices=ContentType.choices, default=ContentType.TEXT)
+    content = EncryptedTextField()
+    # The outbox row that sends it (assistant/system messages); its status is this message's status.
+    outbound_message = models.ForeignKey(
+        "messaging.OutboundMessage", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=utc_now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["conversation", "created_at", "id"], name="patients_msg_conv_created")]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def status(self) -> str:
+        """queued/sent/delivered/failed from the outbox; `received` for the patient's own messages."""
+        if self.outbound_message_id is None:
+            return self.RECEIVED if self.sender == self.Sender.PATIENT else "queued"
+        return self.outbound_message.status
+
+
+class Appointment(models.Model):
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        RESCHEDULED = "rescheduled", "Rescheduled"
+        COMPLETED = "completed", "Completed"
+        CANCELED = "canceled", "Canceled"  # the spec's spelling
+
+    ACTIVE_STATUSES = (Status.SCHEDULED, Status.RESCHEDULED)
+
+    public_id = models.CharField(max_length=40, unique=True, default=public_id_default("apt"), editable=False)
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="+")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="appointments")
+    start_time = models.DateTimeField()
+    duration = models.PositiveIntegerField()  # minutes
+    end_time = models.DateTimeField()  # start_time + duration, stored for overlap checks and range filters
+    appointment_type = models.CharField(max_length=100, blank=True, default="")  # the spec's `type`
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.SCHEDULED)
+    location = models.CharField(max_length=200, blank=True, default="")
+    notes = EncryptedTextField(blank=True, default="")
+    zoom_link = models.URLField(max_length=500, blank=True, default="")  # "" renders as null
+    calendly_link = models.URLField(max_length=500, blank=True, default="")
+    practitioner = models.CharField(max_length=200, blank=True, default="")
+    external_id = models.CharField(max_length=64, blank=True, default="")  # Cliniko appointment id; "" = none
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancellation_reason = EncryptedTextField(blank=True, default="")
+    did_not_arrive = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=utc_now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["start_time", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "external_id"],
+                condition=~Q(external_id=""),
+                name="patients_appointment_one_external_id",
+            ),
+            models.CheckConstraint(condition=Q(duration__gte=1), name="patients_appointment_duration_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "start_time", "id"], name="patients_apt_org_start"),
+            models.Index(fields=["patient", "start_time"], name="patients_apt_patient_start"),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @staticmethod
+    def end_of(start_time, duration: int):
+        return start_time + timedelta(minutes=duration)
+
+
+class Reminder(models.Model):
+    class Kind(models.TextChoices):
+        H24 = "24h", "24 hours before"
+        MIN30 = "30min", "30 minutes before"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    appointment = models.ForeignKey(Appointment, on_delete=models.CASCADE, related_name="reminders")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    due_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    outbound_message = models.ForeignKey(
+        "messaging.OutboundMessage", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=utc_now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["appointment", "kind"], name="patients_one_reminder_per_kind")]
+        # The sweeper's scan: pending reminders that are due.
+        indexes = [models.Index(fields=["status", "due_at"], name="patients_reminder_due")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} reminder"

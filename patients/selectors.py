@@ -1,1 +1,153 @@
-"""patients: selectors (filled by its domain issue; shape per docs/architecture.md)."""
+"""Mark reads, every one scoped to one organization: another organization's id is NotFound exactly like
+an unknown id. Lists return querysets with their related rows joined or prefetched, so the number of
+queries does not grow with the number of rows (tests/patients/test_selectors.py counts them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import Count, Prefetch, QuerySet
+
+from core.domain import NotFound
+from core.phones import e164_or_none
+from patients.models import Appointment, Conversation, Message, Patient, Reminder, fold_name
+from patients.services import phone_index_of
+
+
+def _region(region: str | None) -> str:
+    return region or settings.MARK_DEFAULT_PHONE_REGION
+
+
+def patient_list(
+    *,
+    organization,
+    search: str | None = None,
+    status: str | None = None,
+    language: str | None = None,
+    include_archived: bool = False,
+    region: str | None = None,
+) -> QuerySet[Patient]:
+    """Most recently active first. `search`: a phone number in any format that normalises (with the
+    region hint) to the patient's E.164 matches exactly through the blind index; any other text matches
+    the name case- and accent-insensitively ("jose" finds "José")."""
+    patients = Patient.objects.filter(organization=organization)
+    if not include_archived:
+        patients = patients.filter(archived=False)
+    if status:
+        patients = patients.filter(status=status)
+    if language:
+        patients = patients.filter(language=language)
+    term = (search or "").strip()
+    if term:
+        phone = e164_or_none(term, region=_region(region))
+        if phone is not None:
+            patients = patients.filter(phone_index=phone_index_of(phone))
+        else:
+            patients = patients.filter(name_search__contains=fold_name(term))
+    return patients.order_by("-last_activity", "-id")
+
+
+def patient_get(*, organization, public_id: str) -> Patient:
+    patient = (
+        Patient.objects.select_related("organization").filter(organization=organization, public_id=public_id).first()
+    )
+    if patient is None:
+        raise NotFound("Patient not found")
+    return patient
+
+
+def patient_by_phone(*, organization, phone_e164: str) -> Patient | None:
+    """The patient an inbound number belongs to (most recently active if several share it)."""
+    return (
+        Patient.objects.filter(organization=organization, phone_index=phone_index_of(phone_e164))
+        .order_by("-last_activity", "-id")
+        .first()
+    )
+
+
+def conversation_list(
+    *,
+    organization,
+    patient_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    language: str | None = None,
+) -> QuerySet[Conversation]:
+    """Newest first, with `message_count` and the patient joined. `start`/`end` bound the start time
+    (inclusive); `patient_id` is a public id (an unknown one simply matches nothing)."""
+    conversations = Conversation.objects.filter(organization=organization)
+    if patient_id:
+        conversations = conversations.filter(patient__public_id=patient_id)
+    if start is not None:
+        conversations = conversations.filter(start_time__gte=start)
+    if end is not None:
+        conversations = conversations.filter(start_time__lte=end)
+    if language:
+        conversations = conversations.filter(language=language)
+    return (
+        conversations.select_related("patient").annotate(message_count=Count("messages")).order_by("-start_time", "-id")
+    )
+
+
+def _messages() -> QuerySet[Message]:
+    return Message.objects.select_related("outbound_message").order_by("created_at", "id")
+
+
+def conversation_get(*, organization, public_id: str) -> Conversation:
+    conversation = (
+        Conversation.objects.select_related("patient")
+        .prefetch_related(Prefetch("messages", queryset=_messages()))
+        .filter(organization=organization, public_id=public_id)
+        .first()
+    )
+    if conversation is None:
+        raise NotFound("Conversation not found")
+    return conversation
+
+
+def _reminders_prefetch() -> Prefetch:
+    return Prefetch("reminders", queryset=Reminder.objects.select_related("outbound_message").order_by("due_at", "id"))
+
+
+def appointment_list(
+    *,
+    organization,
+    patient_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    status: str | None = None,
+) -> QuerySet[Appointment]:
+    """By start time, with the patient joined and the reminders prefetched. `start`/`end` bound the start
+    time (inclusive)."""
+    appointments = Appointment.objects.filter(organization=organization)
+    if patient_id:
+        appointments = appointments.filter(patient__public_id=patient_id)
+    if start is not None:
+        appointments = appointments.filter(start_time__gte=start)
+    if end is not None:
+        appointments = appointments.filter(start_time__lte=end)
+    if status:
+        appointments = appointments.filter(status=status)
+    return appointments.select_related("patient").prefetch_related(_reminders_prefetch()).order_by("start_time", "id")
+
+
+def appointment_get(*, organization, public_id: str) -> Appointment:
+    appointment = (
+        Appointment.objects.select_related("patient", "patient__organization")
+        .prefetch_related(_reminders_prefetch())
+        .filter(organization=organization, public_id=public_id)
+        .first()
+    )
+    if appointment is None:
+        raise NotFound("Appointment not found")
+    return appointment
+
+
+def reminders_due(*, now: datetime, limit: int = 500) -> QuerySet[Reminder]:
+    """Pending reminders whose time has come, oldest first (for the reminder sweeper of a later slice)."""
+    return (
+        Reminder.objects.filter(status=Reminder.Status.PENDING, due_at__lte=now)
+        .select_related("appointment", "appointment__patient")
+        .order_by("due_at", "id")[:limit]
+    )
