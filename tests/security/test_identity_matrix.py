@@ -74,6 +74,8 @@ def test_every_api_route_is_in_the_matrix():
     missing = sorted(names - ROUTE_CREDENTIAL.keys())
     assert not missing, f"API routes without an identity-matrix entry (add them to ROUTE_CREDENTIAL): {missing}"
     assert not ROUTE_CREDENTIAL.keys() - names, "entries for routes that no longer exist"
+    # A new kind of credential brings its identity classes (IDENTITY_NAMES and identities()).
+    assert set(ROUTE_CREDENTIAL.values()) <= IDENTITY_NAMES.keys()
 
 
 def _b64(data: dict) -> str:
@@ -219,7 +221,7 @@ REFUSED = {"therapist not assigned to the partner": (403, 404)}
 CASES = [
     pytest.param(path, name, callback, identity, id=f"{name}-{identity}")
     for path, name, callback in API_ROUTES
-    for identity in IDENTITY_NAMES.get(ROUTE_CREDENTIAL.get(name), [])
+    for identity in IDENTITY_NAMES.get(ROUTE_CREDENTIAL.get(name), ())
 ]
 
 
