@@ -8,6 +8,7 @@ SQLite, local-memory cache and a filesystem Celery broker, so a bare machine wit
 
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -390,6 +391,7 @@ CELERY_TASK_ROUTES = (
         "messaging.tasks.sweep_queued_messages": {"queue": "critical"},
         # messaging: every other SMS / WhatsApp / email send (bounded by the provider's timeouts).
         "messaging.tasks.send_message": {"queue": "messaging"},
+        "patients.tasks.send_due_reminders": {"queue": "messaging"},  # Mark reminders: bulk, like sends
         # webhooks: partner endpoints, which may hang up to WEBHOOK_TIMEOUT_SECONDS per attempt.
         "webhooks.tasks.deliver_webhook": {"queue": "webhooks"},
         # default: short periodic jobs and operations checks.
@@ -447,6 +449,16 @@ MARK_REMINDER_24H_MINUTES = env.int("MARK_REMINDER_24H_MINUTES", default=24 * 60
 MARK_REMINDER_30MIN_MINUTES = env.int("MARK_REMINDER_30MIN_MINUTES", default=30)
 if MARK_REMINDER_24H_MINUTES < 1 or MARK_REMINDER_30MIN_MINUTES < 1:
     raise ImproperlyConfigured("MARK_REMINDER_24H_MINUTES and MARK_REMINDER_30MIN_MINUTES must be at least 1.")
+# A message joins the patient's open conversation unless it has been idle this long; then a new one starts.
+MARK_CONVERSATION_IDLE_MINUTES = env.int("MARK_CONVERSATION_IDLE_MINUTES", default=60)
+if MARK_CONVERSATION_IDLE_MINUTES < 1:
+    raise ImproperlyConfigured("MARK_CONVERSATION_IDLE_MINUTES must be at least 1.")
+# The time zone reminder texts show the appointment time in (organizations have no time zone of their own yet).
+MARK_TIME_ZONE = env.str("MARK_TIME_ZONE", default="Europe/Madrid")
+try:
+    ZoneInfo(MARK_TIME_ZONE)
+except (ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured("MARK_TIME_ZONE must be an IANA time zone such as Europe/Madrid.") from None
 
 # --- Messaging (messaging/: SMS, WhatsApp and email outbox; docs/operations.md) --------------------
 # console: logs "message msg_... via sms sent" only (no number, no body) and delivers nothing;

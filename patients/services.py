@@ -8,6 +8,11 @@ transaction; refusals are core.domain errors (Invalid -> 400, Conflict -> 409, N
 - `reminders_plan`: the two WhatsApp reminders of an appointment, at settings.MARK_REMINDER_*_MINUTES
   before its start; one whose time has already passed is `skipped`, never sent late.
 
+- `message_record` / `conversation_for_message`: a message joins the patient's open conversation or
+  starts one (idle for MARK_CONVERSATION_IDLE_MINUTES: closed); `message_send_text` queues a clinic text
+  on WhatsApp through the messaging outbox.
+- `reminders_sweep` / `reminder_send`: the beat sweeper's work (patients.tasks.send_due_reminders).
+
 Every function takes `now` (default: core.time.utc_now()) so tests inject the clock.
 """
 
@@ -17,6 +22,7 @@ import json
 import re
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -29,18 +35,21 @@ from core.domain import Conflict, Invalid
 from core.encryption import blind_index
 from core.phones import InvalidPhone, normalize_e164
 from core.time import utc_now
+from messaging.services import message_queue
 from patients.models import (
     EMAIL_INDEX_PURPOSE,
     PHONE_INDEX_PURPOSE,
     TOMBSTONE_INDEX_PURPOSE,
     Appointment,
     Conversation,
+    Message,
     Patient,
     PatientTombstone,
     Reminder,
     Source,
     fold_name,
 )
+from patients.reminder_texts import reminder_text
 
 LANGUAGE_RE = re.compile(r"[a-z]{2,3}(-[A-Za-z]{2,4})?")
 NAME_MAX = 200
@@ -647,3 +656,254 @@ def appointment_cancel(
         reminders_skipped=skipped,
     )
     return appointment
+
+
+# --- Conversations and messages ------------------------------------------------------------------------
+
+CONTENT_MAX = 1600  # one WhatsApp message through Twilio (messaging's MAX_SMS_BODY)
+MESSAGE_PURPOSE = "mark.message"
+REMINDER_PURPOSE = "mark.reminder"
+SYSTEM_ACTOR = Actor.system("patients.reminders")
+
+
+def conversation_idle() -> timedelta:
+    return timedelta(minutes=settings.MARK_CONVERSATION_IDLE_MINUTES)
+
+
+def _conversation_last_activity(conversation: Conversation) -> datetime:
+    """The time of the conversation's last message (its start if it has none): computed, not stored,
+    so it cannot drift from the messages."""
+    last = conversation.messages.order_by("-created_at", "-id").values_list("created_at", flat=True).first()
+    return max(last, conversation.start_time) if last is not None else conversation.start_time
+
+
+def conversation_for_message(*, patient: Patient, now: datetime) -> Conversation:
+    """The patient's open conversation if its last activity is less than MARK_CONVERSATION_IDLE_MINUTES
+    before `now`; otherwise that one is closed (`end_time` = its last activity) and a new one starts at
+    `now`. Call with the patient row locked (message_record does), so two messages cannot start two."""
+    conversation = (
+        Conversation.objects.filter(patient=patient, status=Conversation.Status.OPEN)
+        .order_by("-start_time", "-id")
+        .first()
+    )
+    if conversation is not None:
+        last = _conversation_last_activity(conversation)
+        if now - last < conversation_idle():
+            return conversation
+        conversation.status = Conversation.Status.CLOSED
+        conversation.end_time = last
+        conversation.save(update_fields=["status", "end_time"])
+    return Conversation.objects.create(
+        organization_id=patient.organization_id,
+        patient=patient,
+        language=patient.language,
+        status=Conversation.Status.OPEN,
+        start_time=now,
+    )
+
+
+def _clean_content(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _invalid("content", "content is required")
+    if len(value) > CONTENT_MAX:
+        raise _invalid("content", f"content is at most {CONTENT_MAX} characters")
+    return value
+
+
+@transaction.atomic
+def message_record(
+    *,
+    patient: Patient,
+    sender: str,
+    content: str,
+    content_type: str = "text",
+    outbound_message=None,
+    now: datetime | None = None,
+) -> Message:
+    """Store one message in the patient's conversation (joining the open one or starting one); the
+    patient's `last_activity` moves to it. No audit event of its own: the caller's action has one."""
+    now = now or utc_now()
+    sender = _clean_choice(sender, Message.Sender, "sender")
+    content_type = _clean_choice(content_type, Message.ContentType, "content_type")
+    patient = _lock_patient(patient)
+    conversation = conversation_for_message(patient=patient, now=now)
+    message = Message.objects.create(
+        organization_id=patient.organization_id,
+        conversation=conversation,
+        sender=sender,
+        content_type=content_type,
+        content=content,
+        outbound_message=outbound_message,
+        created_at=now,
+    )
+    _touch(patient, now)
+    return message
+
+
+def _whatsapp_refusal(patient: Patient) -> Conflict | None:
+    """Why the patient cannot be written to on WhatsApp (None if they can)."""
+    if not patient.whatsapp_consent:
+        return Conflict(
+            "The patient opted out of WhatsApp messages",
+            code="WHATSAPP_OPTED_OUT",
+            details={"field": "patient_id", "reason": patient.whatsapp_opt_out_reason or "opted_out"},
+        )
+    if patient.archived:
+        return Conflict("The patient is archived", code="PATIENT_ARCHIVED", details={"field": "patient_id"})
+    if not patient.phone:
+        return Conflict("The patient has no phone number", code="NO_PHONE_NUMBER", details={"field": "patient_id"})
+    return None
+
+
+@transaction.atomic
+def message_send_text(
+    *, organization, patient: Patient, text: Any, actor: Actor, now: datetime | None = None
+) -> Message:
+    """A text from the clinic (POST /messages): stored as sender `system` in the patient's conversation
+    and queued on WhatsApp through the messaging outbox in the same transaction; its status is the outbox
+    row's (queued -> sent -> delivered/failed). A patient who opted out (or has no number) is a Conflict
+    naming why; nothing is stored or queued. The audit event holds ids only, never the number or text."""
+    now = now or utc_now()
+    if patient.organization_id != organization.pk:
+        raise _invalid("patient_id", "Unknown patient_id")
+    text = _clean_content(text)
+    patient = _lock_patient(patient)
+    refusal = _whatsapp_refusal(patient)
+    if refusal is not None:
+        raise refusal
+    outbound = message_queue(
+        channel="whatsapp", recipient=patient.phone, body=text, purpose=MESSAGE_PURPOSE, actor=actor
+    )
+    message = message_record(
+        patient=patient, sender=Message.Sender.SYSTEM, content=text, outbound_message=outbound, now=now
+    )
+    _audit(
+        "message.sent",
+        actor=actor,
+        organization=organization,
+        subject_type="message",
+        subject_id=message.public_id,
+        patient_id=patient.public_id,
+        conversation_id=message.conversation.public_id,
+        outbound_message_id=outbound.public_id,
+    )
+    return message
+
+
+# --- Reminder sweeper ----------------------------------------------------------------------------------
+
+
+def reminder_status(reminder: Reminder) -> str:
+    """pending/sent/failed/skipped as the API shows it: a sent reminder whose outbox message failed is
+    `failed` even before the sweeper's reconcile step has written it."""
+    message = reminder.outbound_message
+    if reminder.status == Reminder.Status.SENT and message is not None and message.status == "failed":
+        return Reminder.Status.FAILED
+    return reminder.status
+
+
+def _reminder_body(reminder: Reminder, appointment: Appointment, patient: Patient) -> str:
+    start = appointment.start_time.astimezone(ZoneInfo(settings.MARK_TIME_ZONE))
+    return reminder_text(
+        language=patient.language,
+        kind=reminder.kind,
+        clinic=patient.organization.name,
+        date=start.strftime("%d/%m/%Y"),
+        time=start.strftime("%H:%M"),
+    )
+
+
+def _reminder_still_due(reminder: Reminder, appointment: Appointment, now: datetime) -> str | None:
+    """None if the reminder is to be sent now, else the code of why it is skipped."""
+    if appointment.status not in Appointment.ACTIVE_STATUSES:
+        return "appointment_not_active"
+    if appointment.start_time <= now:
+        return "appointment_started"
+    if reminder.due_at != appointment.start_time - reminder_offsets()[reminder.kind]:
+        return "replanned"  # defensive: a reschedule re-plans due_at in the transaction that moves the start
+    return None
+
+
+def reminder_send(*, reminder_id: int, now: datetime | None = None) -> str:
+    """Queue one due reminder, at most once. In one transaction: the reminder and its appointment are
+    locked (SKIP LOCKED: a reminder another sweeper or a cancel/reschedule holds is left to the next run),
+    re-read as pending and due, the appointment re-checked (active, not started, due time matching its
+    start), then the WhatsApp text is queued through the outbox and the reminder marked `sent` with the
+    outbox row. Returns "sent", "skipped" or "not_due" (nothing to do)."""
+    now = now or utc_now()
+    patient_id = Reminder.objects.filter(pk=reminder_id).values_list("appointment__patient_id", flat=True).first()
+    if patient_id is None:
+        return "not_due"
+    with transaction.atomic():
+        # Lock order patient -> appointment/reminder, as appointment_update; SKIP LOCKED everywhere, so the
+        # sweeper never waits on a booking, a cancel or another sweeper (and cannot deadlock with them).
+        patient = (
+            Patient.objects.select_for_update(skip_locked=True)
+            .select_related("organization")
+            .filter(pk=patient_id)
+            .first()
+        )
+        if patient is None:
+            return "not_due"
+        reminder = (
+            Reminder.objects.select_for_update(skip_locked=True, of=("self", "appointment"))
+            .select_related("appointment")
+            .filter(pk=reminder_id, status=Reminder.Status.PENDING, due_at__lte=now)
+            .first()
+        )
+        if reminder is None:
+            return "not_due"
+        appointment = reminder.appointment
+        reason = _reminder_still_due(reminder, appointment, now)
+        if reason is None:
+            refusal = _whatsapp_refusal(patient)
+            reason = refusal.code.lower() if refusal is not None else None
+        if reason is not None:
+            reminder.status = Reminder.Status.SKIPPED
+            reminder.save(update_fields=["status", "updated_at"])
+            _audit(
+                "reminder.skipped",
+                actor=SYSTEM_ACTOR,
+                organization=patient.organization,
+                subject_type="appointment",
+                subject_id=appointment.public_id,
+                kind=reminder.kind,
+                reason=reason,
+            )
+            return "skipped"
+        body = _reminder_body(reminder, appointment, patient)
+        outbound = message_queue(
+            channel="whatsapp", recipient=patient.phone, body=body, purpose=REMINDER_PURPOSE, actor=SYSTEM_ACTOR
+        )
+        message_record(patient=patient, sender=Message.Sender.SYSTEM, content=body, outbound_message=outbound, now=now)
+        reminder.status = Reminder.Status.SENT
+        reminder.outbound_message = outbound
+        reminder.save(update_fields=["status", "outbound_message", "updated_at"])
+        _audit(
+            "reminder.queued",
+            actor=SYSTEM_ACTOR,
+            organization=patient.organization,
+            subject_type="appointment",
+            subject_id=appointment.public_id,
+            kind=reminder.kind,
+            outbound_message_id=outbound.public_id,
+        )
+        return "sent"
+
+
+def reminders_sweep(*, now: datetime | None = None, limit: int = 200) -> dict[str, int]:
+    """The beat sweeper's work: send every due pending reminder (each in its own transaction, so one bad
+    row does not hold back the rest), then write `failed` on sent reminders whose outbox message failed."""
+    now = now or utc_now()
+    counts = {"sent": 0, "skipped": 0, "not_due": 0}
+    due_ids = list(
+        Reminder.objects.filter(status=Reminder.Status.PENDING, due_at__lte=now)
+        .order_by("due_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for reminder_id in due_ids:
+        counts[reminder_send(reminder_id=reminder_id, now=now)] += 1
+    counts["failed"] = Reminder.objects.filter(status=Reminder.Status.SENT, outbound_message__status="failed").update(
+        status=Reminder.Status.FAILED
+    )
+    return counts

@@ -202,6 +202,12 @@ EXPECTED = {
         "Re-enqueues due webhook deliveries (a lost broker message only delays one) and disables endpoints "
         "failing for WEBHOOK_DISABLE_AFTER_DAYS.",
     ),
+    "patients: send due reminders": (
+        "patients.tasks.send_due_reminders",
+        Interval(seconds=60),
+        "Mark: queues the WhatsApp text of each due appointment reminder through the messaging outbox (once; "
+        "never after a cancel or reschedule).",
+    ),
     "integration: evaluate daily alerts": (
         "integration.tasks.evaluate_daily_alerts",
         Crontab(minute="5", hour="5"),
@@ -243,7 +249,7 @@ def test_registry_collects_each_apps_schedules_module():
 
     per_app = {
         label: import_module(f"{label}.schedules").PERIODIC_TASKS
-        for label in ("audit", "webhooks", "messaging", "integration", "leads")
+        for label in ("audit", "webhooks", "messaging", "integration", "patients", "leads")
     }
     collected = registry.periodic_tasks()
 
