@@ -18,4 +18,5 @@ urlpatterns = [
     path("", include("messaging.api.urls")),
     path("", include("integration.api.urls")),
     path("", include("leads.api.urls")),
+    path("", include("patients.api.urls")),
 ]

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.django_db
 
 # How each non-public API route authenticates.
 PARTNER, APP_CLIENT, CAREOS = "partner token", "platform token of a LoveRescue client", "CareOS API key"
+MARK_MEMBER = "platform token of a member of the clinic"
 ROUTE_CREDENTIAL = {
     "lr-alerts": PARTNER,
     "lr-alert-read": PARTNER,
@@ -53,6 +54,8 @@ ROUTE_CREDENTIAL = {
     "lr-app-links": APP_CLIENT,
     "lr-app-link": APP_CLIENT,
     "careos-leads-ingest": CAREOS,
+    "mark-patients": MARK_MEMBER,
+    "mark-patient": MARK_MEMBER,
 }
 
 
@@ -120,6 +123,13 @@ def world():
     from accounts.models import User
 
     staff = User.objects.create_user(username="matrix-staff", password="x", is_staff=True, is_superuser=True)
+    # Mark: a clinic member (whose token is expired or forged below) and a user who belongs to no clinic.
+    from accounts.services import membership_set, organization_create
+
+    clinic = organization_create(name="Matrix clinic", actor=TESTS_ACTOR)
+    member = User.objects.create_user(username="matrix-member", password="x")
+    membership_set(user=member, organization=clinic, role="owner", actor=TESTS_ACTOR)
+    no_clinic = User.objects.create_user(username="matrix-no-clinic", password="x")
     return {
         "therapist": therapist,
         "other_therapist": other_therapist,
@@ -128,6 +138,8 @@ def world():
         "client_user": client_user,
         "careos": careos,
         "staff": staff,
+        "member": member,
+        "no_clinic": no_clinic,
     }
 
 
@@ -193,6 +205,21 @@ def identities(kind: str, w) -> dict[str, dict]:
             "platform token of a client": client_platform_token,
             "platform token of staff": staff_platform_token,
         }
+    if kind == MARK_MEMBER:
+        claims = _platform_claims(w["member"])
+        expired = jwt.encode(
+            _platform_claims(w["member"], expired=True), settings.SIMPLE_JWT["SIGNING_KEY"], algorithm="HS256"
+        )
+        return {
+            **common,
+            "expired": _bearer(expired),
+            **_jwt_forgeries(claims),
+            "platform token of a user in no clinic": _bearer(str(AccessToken.for_user(w["no_clinic"]))),
+            "platform token of a LoveRescue client": client_platform_token,
+            "platform token of staff": staff_platform_token,
+            "LoveRescue partner token": partner_token,
+            "CareOS API key": careos_key,
+        }
     raise AssertionError(kind)
 
 
@@ -212,6 +239,11 @@ IDENTITY_NAMES = {
         "LoveRescue partner token", "platform token of a client", "platform token of staff",
         "staff session cookie",
     ],
+    MARK_MEMBER: [
+        "anonymous", "malformed bearer", "malformed scheme", "expired", "wrong signature", "alg none",
+        "platform token of a user in no clinic", "platform token of a LoveRescue client",
+        "platform token of staff", "LoveRescue partner token", "CareOS API key", "staff session cookie",
+    ],
 }  # fmt: skip
 
 # A token for a therapist the partner no longer acts for was signed by us; the spec answers it as an
@@ -229,6 +261,7 @@ def _body_keys_of(family) -> set[str]:
     return {
         "loverescue": {"error", "code"},
         "careos": {"error"},
+        "mark": {"error"},
     }[family.name]
 
 

@@ -1,0 +1,157 @@
+"""Mark patients API (spec: mark-assistant-api.md, "Patients"): /api/v1/patients and
+/api/v1/patients/{patient_id}. Organization-scoped (core.scoping): a platform token (or an OIDC token) of
+a member of the clinic; a member of several clinics names one with X-Organization-ID. owner/admin/staff
+read and write, viewer reads. Another clinic's `pat_` id is a 404 exactly like an unknown one (the
+selector looks ids up inside the organization only). Errors in Mark's `{"error": {...}}` body.
+
+Thin views: input serializer (core.validation), one selector or service, output serializer.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+
+from accounts.authentication import OIDCAuthentication, PlatformJWTAuthentication
+from core.actors import Actor
+from core.api import ApiView
+from core.apis import MARK
+from core.context import note_subjects
+from core.errors import ApiError
+from core.pagination import page_body, page_request, page_serializer, paginate
+from core.schema import error_responses
+from core.scoping import ORGANIZATION_HEADER, OrganizationRolePermission
+from core.validation import validated
+from patients import selectors, services
+from patients.api import serializers as s
+
+ORGANIZATION_PARAMETER = OpenApiParameter(
+    ORGANIZATION_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="The clinic (org_...), required when the caller belongs to several organizations.",
+)
+LIST_PARAMETERS = [
+    OpenApiParameter("page", OpenApiTypes.INT, description="Page number, from 1 (default 1)"),
+    OpenApiParameter("limit", OpenApiTypes.INT, description="Results per page, 1 to 100 (default 20)"),
+    OpenApiParameter(
+        "search", OpenApiTypes.STR, description="A name (case and accents ignored) or a phone number in any format"
+    ),
+    OpenApiParameter("status", OpenApiTypes.STR, enum=s.STATUSES, description="active or inactive"),
+    OpenApiParameter("language", OpenApiTypes.STR, description="Preferred language code, e.g. es"),
+]
+TAGS = [MARK.tag]
+AUTH_NOTE = (
+    "Platform token (POST /api/v1/auth/token) of a member of the clinic; owner, admin and staff read and "
+    "write, viewer reads only."
+)
+
+
+def _schema(operation_id: str, summary: str, *, responses: dict, errors, request=None, parameters=()):
+    return extend_schema(
+        tags=TAGS,
+        operation_id=operation_id,
+        summary=summary,
+        description=AUTH_NOTE,
+        request=request,
+        parameters=[ORGANIZATION_PARAMETER, *parameters],
+        responses={**responses, **error_responses(MARK, *errors)},
+    )
+
+
+def _input(serializer_class, request) -> dict:
+    return validated(serializer_class, request.data, field_details=True)
+
+
+def _filter(params, name: str, *, max_length: int, choices=None) -> str | None:
+    """An optional text filter: too long or not one of `choices` is a 400 naming the parameter."""
+    value = params.get(name)
+    if value is None:
+        return None
+    if len(value) > max_length or (choices is not None and value not in choices):
+        allowed = f"one of: {', '.join(choices)}" if choices else f"at most {max_length} characters"
+        raise ApiError(400, f"{name} must be {allowed}", details={"parameter": name})
+    return value
+
+
+class _MarkView(ApiView):
+    api_family = MARK
+    authentication_classes = [OIDCAuthentication, PlatformJWTAuthentication]
+    permission_classes = [OrganizationRolePermission]
+
+    def organization(self, request):
+        return request.organization_scope.organization
+
+    def actor(self, request) -> Actor:
+        return Actor.user(request.user)
+
+
+class PatientListView(_MarkView):
+    @_schema(
+        "mark_patients_list",
+        "List patients",
+        responses={200: page_serializer(s.PatientListItemOutput)},
+        errors=(400, 401, 403, 404, 429),
+        parameters=LIST_PARAMETERS,
+    )
+    def get(self, request):
+        params = request.query_params
+        paging = page_request(params)
+        patients = selectors.patient_list(
+            organization=self.organization(request),
+            search=_filter(params, "search", max_length=s.SEARCH_MAX),
+            status=_filter(params, "status", max_length=s.LANGUAGE_MAX, choices=s.STATUSES),
+            language=_filter(params, "language", max_length=s.LANGUAGE_MAX),
+        )
+        page = paginate(patients, paging)
+        note_subjects(request, "patient", [patient.public_id for patient in page.items])
+        return Response(page_body(page, s.PatientListItemOutput.render_many(page.items)))
+
+    @_schema(
+        "mark_patients_create",
+        "Create a patient",
+        request=s.PatientCreateInput,
+        responses={201: s.PatientOutput},
+        errors=(400, 401, 403, 404, 409, 429),
+    )
+    def post(self, request):
+        data = _input(s.PatientCreateInput, request)
+        patient = services.patient_create(organization=self.organization(request), actor=self.actor(request), **data)
+        note_subjects(request, "patient", [patient.public_id])
+        return Response(s.PatientOutput(patient).data, status=status.HTTP_201_CREATED)
+
+
+class PatientDetailView(_MarkView):
+    def _patient(self, request, patient_id: str):
+        patient = selectors.patient_get(organization=self.organization(request), public_id=patient_id)
+        note_subjects(request, "patient", [patient.public_id])
+        return patient
+
+    @_schema("mark_patients_get", "Get a patient", responses={200: s.PatientOutput}, errors=(400, 401, 403, 404, 429))
+    def get(self, request, patient_id: str):
+        return Response(s.PatientOutput(self._patient(request, patient_id)).data)
+
+    @_schema(
+        "mark_patients_update",
+        "Update a patient (partial: only the fields sent change)",
+        request=s.PatientUpdateInput,
+        responses={200: s.PatientOutput},
+        errors=(400, 401, 403, 404, 429),
+    )
+    def put(self, request, patient_id: str):
+        data = _input(s.PatientUpdateInput, request)
+        patient = services.patient_update(patient=self._patient(request, patient_id), actor=self.actor(request), **data)
+        return Response(s.PatientOutput(patient).data)
+
+    @_schema(
+        "mark_patients_delete",
+        "Delete a patient (erases their data; every id of theirs then answers 404)",
+        responses={200: s.DeleteOutput},
+        errors=(400, 401, 403, 404, 429),
+    )
+    def delete(self, request, patient_id: str):
+        services.patient_erase(patient=self._patient(request, patient_id), actor=self.actor(request))
+        return Response(s.DeleteOutput({"success": True, "message": "Patient deleted successfully"}).data)
