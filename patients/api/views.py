@@ -22,7 +22,7 @@ from core.context import note_subjects
 from core.errors import ApiError
 from core.pagination import page_body, page_request, page_serializer, paginate
 from core.schema import error_responses
-from core.scoping import ORGANIZATION_HEADER, OrganizationRolePermission
+from core.scoping import ORGANIZATION_HEADER, WRITE_ROLES, OrganizationRolePermission, Role
 from core.validation import validated
 from patients import selectors, services
 from patients.api import serializers as s
@@ -46,7 +46,7 @@ LIST_PARAMETERS = [
 TAGS = [MARK.tag]
 AUTH_NOTE = (
     "Platform token (POST /api/v1/auth/token) of a member of the clinic; owner, admin and staff read and "
-    "write, viewer reads only."
+    "write, viewer reads only, other roles get 403."
 )
 
 
@@ -81,6 +81,10 @@ class _MarkView(ApiView):
     api_family = MARK
     authentication_classes = [OIDCAuthentication, PlatformJWTAuthentication]
     permission_classes = [OrganizationRolePermission]
+    # The roles issue 11 names, and no others: therapist and supervisor are the therapist dashboard's
+    # roles and get no access to a clinic's patient records (least privilege; docs/mark.md, "API").
+    read_roles = frozenset({Role.OWNER, Role.ADMIN, Role.STAFF, Role.VIEWER})
+    write_roles = WRITE_ROLES
 
     def organization(self, request):
         return request.organization_scope.organization

@@ -324,3 +324,13 @@ def test_access_log_names_the_clinic_the_user_and_the_patients(http, clinic, own
     http.put(f"/api/v1/patients/{patient.public_id}", {"notes": "n"}, content_type="application/json", **_auth(owner))
     event = AuditEvent.objects.filter(action="patient.updated").get()
     assert (event.actor_type, event.actor_id, event.subject_id) == ("user", str(owner.pk), patient.public_id)
+
+
+@pytest.mark.parametrize("role", ["therapist", "supervisor"])
+def test_roles_mark_does_not_name_get_403(http, clinic, role):
+    user = _member(f"u-{role}", role, clinic)
+    patient = _patient(clinic)
+    _error(http.get("/api/v1/patients", **_auth(user)), 403)
+    _error(http.get(f"/api/v1/patients/{patient.public_id}", **_auth(user)), 403)
+    _error(http.post("/api/v1/patients", {"name": "X"}, content_type="application/json", **_auth(user)), 403)
+    assert Patient.objects.count() == 1
