@@ -113,7 +113,8 @@ class OrganizationScope:
 
 
 def _find(identifier: str, source: str):
-    organization = directory().find(identifier)
+    # An identifier with NUL names no organization (and PostgreSQL text cannot hold one: it was a 500).
+    organization = directory().find(identifier) if "\x00" not in identifier else None
     if organization is None:
         raise NotFound("Organization not found", details={source: identifier})
     return organization

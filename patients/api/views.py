@@ -71,6 +71,8 @@ def _filter(params, name: str, *, max_length: int, choices=None) -> str | None:
     value = params.get(name)
     if value is None:
         return None
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL: refuse it before the query
+        raise ApiError(400, f"{name} must not contain NUL characters", details={"parameter": name})
     if len(value) > max_length or (choices is not None and value not in choices):
         allowed = f"one of: {', '.join(choices)}" if choices else f"at most {max_length} characters"
         raise ApiError(400, f"{name} must be {allowed}", details={"parameter": name})

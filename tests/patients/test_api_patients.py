@@ -334,3 +334,17 @@ def test_roles_mark_does_not_name_get_403(http, clinic, role):
     _error(http.get(f"/api/v1/patients/{patient.public_id}", **_auth(user)), 403)
     _error(http.post("/api/v1/patients", {"name": "X"}, content_type="application/json", **_auth(user)), 403)
     assert Patient.objects.count() == 1
+
+
+@pytest.mark.parametrize("name", ["search", "language", "status"])
+def test_a_nul_character_in_a_filter_is_400_naming_it(http, clinic, owner, name):
+    # PostgreSQL text cannot hold NUL: it must be refused before the query (it was a 500).
+    error = _error(http.get("/api/v1/patients", {name: "a\x00b"}, **_auth(owner)), 400)
+    assert error["message"].startswith(name), error
+
+
+def test_a_nul_character_in_the_organization_header_is_404_like_an_unknown_one(http, clinic, owner):
+    patient = _patient(clinic)
+    for path in ("/api/v1/patients", f"/api/v1/patients/{patient.public_id}"):
+        error = _error(http.get(path, HTTP_X_ORGANIZATION_ID="org_\x00x", **_auth(owner)), 404)
+        assert error["message"] == "Organization not found"
