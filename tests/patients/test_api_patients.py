@@ -348,3 +348,11 @@ def test_a_nul_character_in_the_organization_header_is_404_like_an_unknown_one(h
     for path in ("/api/v1/patients", f"/api/v1/patients/{patient.public_id}"):
         error = _error(http.get(path, HTTP_X_ORGANIZATION_ID="org_\x00x", **_auth(owner)), 404)
         assert error["message"] == "Organization not found"
+
+
+def test_the_61st_request_in_a_minute_from_one_address_is_429_in_marks_body(http, clinic, owner):
+    for _ in range(60):
+        assert http.get("/api/v1/patients", **_auth(owner)).status_code == 200
+    response = http.get("/api/v1/patients", **_auth(owner))
+    error = _error(response, 429)
+    assert error["code"] == "rate_limited" and int(response["Retry-After"]) > 0
