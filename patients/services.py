@@ -49,7 +49,7 @@ from patients.models import (
     Source,
     fold_name,
 )
-from patients.reminder_texts import reminder_text
+from patients.reminder_texts import language_of, reminder_text
 
 LANGUAGE_RE = re.compile(r"[a-z]{2,3}(-[A-Za-z]{2,4})?")
 NAME_MAX = 200
@@ -907,3 +907,38 @@ def reminders_sweep(*, now: datetime | None = None, limit: int = 200) -> dict[st
         status=Reminder.Status.FAILED
     )
     return counts
+
+
+# --- Cancellation notice (POST /appointments/{id}/cancel with notify_patient) ----------------------------
+
+CANCEL_NOTICE_TEXTS = {
+    "en": "{clinic}: your appointment on {date} at {time} has been cancelled.",
+    "es": "{clinic}: su cita del {date} a las {time} ha sido cancelada.",
+    "ca": "{clinic}: la seva cita del {date} a les {time} ha estat cancel·lada.",
+    "ar": "{clinic}: تم إلغاء موعدك يوم {date} الساعة {time}.",
+}
+
+
+@transaction.atomic
+def appointment_cancel_and_notify(
+    *,
+    appointment: Appointment,
+    actor: Actor,
+    reason: str | None = "",
+    notify_patient: bool = False,
+    now: datetime | None = None,
+) -> tuple[Appointment, bool]:
+    """Cancel, and with `notify_patient` queue a WhatsApp notice in the same transaction (so a notice is
+    never queued for a cancel that rolled back). A patient who cannot receive WhatsApp (opted out, no
+    number, archived) still gets the cancel; the second value says whether a notice was queued."""
+    now = now or utc_now()
+    appointment = appointment_cancel(appointment=appointment, actor=actor, reason=reason, now=now)
+    patient = appointment.patient
+    if not notify_patient or _whatsapp_refusal(patient) is not None:
+        return appointment, False
+    start = appointment.start_time.astimezone(ZoneInfo(settings.MARK_TIME_ZONE))
+    text = CANCEL_NOTICE_TEXTS[language_of(patient.language)].format(
+        clinic=patient.organization.name, date=start.strftime("%d/%m/%Y"), time=start.strftime("%H:%M")
+    )
+    message_send_text(organization=patient.organization, patient=patient, text=text, actor=actor, now=now)
+    return appointment, True

@@ -4,13 +4,25 @@ answer Invalid naming the field. Output serializers render the responses and are
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from rest_framework import serializers
 
-from core.serializers import IsoDateTimeField, OutputSerializer, StrictCharField
-from patients.models import Patient
-from patients.services import NAME_MAX, NOTES_MAX
+from core.serializers import (
+    IsoDateTimeField,
+    OutputSerializer,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+)
+from core.time import parse_instant
+from patients.models import Appointment, Patient, Reminder
+from patients.services import MAX_DURATION_MINUTES, NAME_MAX, NOTES_MAX, TEXT_MAX, reminder_status
 
 STATUSES = list(Patient.Status.values)
+APPOINTMENT_STATUSES = list(Appointment.Status.values)
+# PUT cannot cancel: cancelling has its own action (POST .../cancel), which drops reminders and may notify.
+APPOINTMENT_UPDATE_STATUSES = [value for value in APPOINTMENT_STATUSES if value != Appointment.Status.CANCELED]
 SEARCH_MAX = 200
 LANGUAGE_MAX = 10
 
@@ -38,6 +50,52 @@ class PatientUpdateInput(PatientCreateInput):
     name = StrictCharField(required=False, max_length=NAME_MAX)
     preferred_language = StrictCharField(required=False, max_length=LANGUAGE_MAX)
     status = serializers.ChoiceField(choices=STATUSES, required=False)
+
+
+class InstantField(serializers.DateTimeField):
+    """Input: an ISO 8601 date-time with Z or an offset, within core.time's bounds (year 9999 would
+    overflow start + duration into a 500)."""
+
+    def to_internal_value(self, data):
+        value = parse_instant(data, require_offset=True) if isinstance(data, str) else None
+        if value is None:
+            self.fail("invalid", format="an ISO 8601 date-time with a time zone, e.g. 2026-06-20T15:00:00Z")
+        return value
+
+
+class AppointmentCreateInput(serializers.Serializer):
+    patient_id = StrictCharField(max_length=40, help_text="pat_...")
+    start_time = InstantField(help_text="ISO 8601 with a time zone; must be in the future")
+    duration = StrictIntegerField(min_value=1, max_value=MAX_DURATION_MINUTES, help_text="minutes")
+    type = StrictCharField(required=False, allow_blank=True, max_length=100, default="")
+    notes = StrictCharField(
+        required=False, allow_null=True, allow_blank=True, max_length=NOTES_MAX, trim_whitespace=False
+    )
+    location = StrictCharField(required=False, allow_blank=True, max_length=TEXT_MAX, default="")
+    zoom_link = StrictCharField(required=False, allow_null=True, allow_blank=True, max_length=500)
+    calendly_link = StrictCharField(required=False, allow_null=True, allow_blank=True, max_length=500)
+
+
+class AppointmentUpdateInput(serializers.Serializer):
+    """PUT is a partial update: only the fields sent change. A new start or duration re-plans the reminders."""
+
+    start_time = InstantField(required=False, help_text="ISO 8601 with a time zone; must be in the future")
+    duration = StrictIntegerField(required=False, min_value=1, max_value=MAX_DURATION_MINUTES, help_text="minutes")
+    status = serializers.ChoiceField(choices=APPOINTMENT_UPDATE_STATUSES, required=False)
+    type = StrictCharField(required=False, allow_blank=True, max_length=100)
+    notes = StrictCharField(
+        required=False, allow_null=True, allow_blank=True, max_length=NOTES_MAX, trim_whitespace=False
+    )
+    location = StrictCharField(required=False, allow_blank=True, max_length=TEXT_MAX)
+    zoom_link = StrictCharField(required=False, allow_null=True, allow_blank=True, max_length=500)
+    calendly_link = StrictCharField(required=False, allow_null=True, allow_blank=True, max_length=500)
+
+
+class AppointmentCancelInput(serializers.Serializer):
+    reason = StrictCharField(
+        required=False, allow_null=True, allow_blank=True, max_length=NOTES_MAX, default="", trim_whitespace=False
+    )
+    notify_patient = StrictBooleanField(required=False, default=False)
 
 
 # --- Outputs ---------------------------------------------------------------------------------------
@@ -69,3 +127,58 @@ class PatientOutput(PatientListItemOutput):
 class DeleteOutput(OutputSerializer):
     success = serializers.BooleanField()
     message = serializers.CharField()
+
+
+class ReminderOutput(OutputSerializer):
+    type = serializers.CharField(default="whatsapp", help_text="always whatsapp")
+    time = IsoDateTimeField(source="due_at")
+    status = serializers.ChoiceField(choices=list(Reminder.Status.values))
+
+
+class AppointmentListItemOutput(OutputSerializer):
+    id = serializers.CharField(source="public_id", help_text="apt_...")
+    patient_id = serializers.CharField(source="patient.public_id", help_text="pat_...")
+    patient_name = serializers.CharField(source="patient.name")
+    start_time = IsoDateTimeField()
+    end_time = IsoDateTimeField(help_text="start_time + duration")
+    duration = serializers.IntegerField(help_text="minutes")
+    type = serializers.CharField(source="appointment_type", allow_blank=True)
+    status = serializers.ChoiceField(choices=APPOINTMENT_STATUSES)
+    notes = serializers.CharField(allow_blank=True)
+
+
+class AppointmentOutput(AppointmentListItemOutput):
+    location = serializers.CharField(allow_blank=True)
+    zoom_link = serializers.CharField(allow_null=True)
+    calendly_link = serializers.CharField(allow_null=True)
+    reminders = ReminderOutput(many=True)
+
+
+def appointment_body(appointment: Appointment) -> dict:
+    """The detail body: links stored as "" render as null; each reminder's status is the outbox's."""
+    view = SimpleNamespace(
+        public_id=appointment.public_id,
+        patient=appointment.patient,
+        start_time=appointment.start_time,
+        end_time=appointment.end_time,
+        duration=appointment.duration,
+        appointment_type=appointment.appointment_type,
+        status=appointment.status,
+        notes=appointment.notes,
+        location=appointment.location,
+        zoom_link=appointment.zoom_link or None,
+        calendly_link=appointment.calendly_link or None,
+        reminders=[
+            SimpleNamespace(type="whatsapp", due_at=reminder.due_at, status=reminder_status(reminder))
+            for reminder in appointment.reminders.all()
+        ],
+    )
+    return AppointmentOutput(view).data
+
+
+class AppointmentCancelOutput(OutputSerializer):
+    id = serializers.CharField(source="public_id", help_text="apt_...")
+    status = serializers.ChoiceField(choices=APPOINTMENT_STATUSES)
+    cancellation_time = IsoDateTimeField(source="cancelled_at")
+    cancellation_reason = serializers.CharField(allow_blank=True)
+    notification_sent = serializers.BooleanField(help_text="whether a WhatsApp notice to the patient was queued")

@@ -5,4 +5,11 @@ from patients.api import views
 urlpatterns = [
     path("api/v1/patients", views.PatientListView.as_view(), name="mark-patients"),
     path("api/v1/patients/<pat_id:patient_id>", views.PatientDetailView.as_view(), name="mark-patient"),
+    path("api/v1/appointments", views.AppointmentListView.as_view(), name="mark-appointments"),
+    path("api/v1/appointments/<apt_id:appointment_id>", views.AppointmentDetailView.as_view(), name="mark-appointment"),
+    path(
+        "api/v1/appointments/<apt_id:appointment_id>/cancel",
+        views.AppointmentCancelView.as_view(),
+        name="mark-appointment-cancel",
+    ),
 ]

@@ -9,6 +9,8 @@ Thin views: input serializer (core.validation), one selector or service, output 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -19,10 +21,12 @@ from core.actors import Actor
 from core.api import ApiView
 from core.apis import MARK
 from core.context import note_subjects
+from core.domain import NotFound
 from core.errors import ApiError
 from core.pagination import page_body, page_request, page_serializer, paginate
 from core.schema import error_responses
 from core.scoping import ORGANIZATION_HEADER, WRITE_ROLES, OrganizationRolePermission, Role
+from core.time import parse_instant
 from core.validation import validated
 from patients import selectors, services
 from patients.api import serializers as s
@@ -161,3 +165,139 @@ class PatientDetailView(_MarkView):
     def delete(self, request, patient_id: str):
         services.patient_erase(patient=self._patient(request, patient_id), actor=self.actor(request))
         return Response(s.DeleteOutput({"success": True, "message": "Patient deleted successfully"}).data)
+
+
+# --- Appointments (spec: "Appointments") ----------------------------------------------------------------
+
+APPOINTMENT_LIST_PARAMETERS = [
+    OpenApiParameter("page", OpenApiTypes.INT, description="Page number, from 1 (default 1)"),
+    OpenApiParameter("limit", OpenApiTypes.INT, description="Results per page, 1 to 100 (default 20)"),
+    OpenApiParameter("patient_id", OpenApiTypes.STR, description="Only this patient's appointments (pat_...)"),
+    OpenApiParameter(
+        "start_date", OpenApiTypes.STR, description="ISO 8601 date or date-time: appointments starting at or after it"
+    ),
+    OpenApiParameter(
+        "end_date", OpenApiTypes.STR, description="ISO 8601 date or date-time: appointments starting at or before it"
+    ),
+    OpenApiParameter("status", OpenApiTypes.STR, enum=s.APPOINTMENT_STATUSES, description="Appointment status"),
+]
+
+
+def _instant_param(params, name: str):
+    """An optional ISO 8601 date or date-time filter; anything else is a 400 naming the parameter."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    value = parse_instant(raw) if "\x00" not in raw and len(raw) <= 64 else None
+    if value is None:
+        raise ApiError(400, f"{name} must be an ISO 8601 date or date-time", details={"parameter": name})
+    return value
+
+
+class AppointmentListView(_MarkView):
+    @_schema(
+        "mark_appointments_list",
+        "List appointments",
+        responses={200: page_serializer(s.AppointmentListItemOutput)},
+        errors=(400, 401, 403, 404, 429),
+        parameters=APPOINTMENT_LIST_PARAMETERS,
+    )
+    def get(self, request):
+        params = request.query_params
+        paging = page_request(params)
+        start = _instant_param(params, "start_date")
+        end = _instant_param(params, "end_date")
+        if start is not None and end is not None and end < start:
+            raise ApiError(400, "end_date must not be before start_date", details={"parameter": "end_date"})
+        appointments = selectors.appointment_list(
+            organization=self.organization(request),
+            patient_id=_filter(params, "patient_id", max_length=40),
+            start=start,
+            end=end,
+            status=_filter(params, "status", max_length=20, choices=s.APPOINTMENT_STATUSES),
+        )
+        page = paginate(appointments, paging)
+        note_subjects(request, "appointment", [appointment.public_id for appointment in page.items])
+        return Response(page_body(page, s.AppointmentListItemOutput.render_many(page.items)))
+
+    @_schema(
+        "mark_appointments_create",
+        "Book an appointment (a start in the past is 400, an overlap with the patient's active appointment 409)",
+        request=s.AppointmentCreateInput,
+        responses={201: s.AppointmentOutput},
+        errors=(400, 401, 403, 404, 409, 429),
+    )
+    def post(self, request):
+        data = dict(_input(s.AppointmentCreateInput, request))
+        organization = self.organization(request)
+        patient_id = data.pop("patient_id")
+        try:
+            patient = selectors.patient_get(organization=organization, public_id=patient_id)
+        except NotFound:
+            # An id in a body is the caller's input, not the resource addressed: 400 naming the field.
+            raise ApiError(400, "Unknown patient_id", details={"field": "patient_id"}) from None
+        data["appointment_type"] = data.pop("type", "")
+        appointment = services.appointment_create(patient=patient, actor=self.actor(request), **data)
+        note_subjects(request, "appointment", [appointment.public_id])
+        appointment = selectors.appointment_get(organization=organization, public_id=appointment.public_id)
+        return Response(s.appointment_body(appointment), status=status.HTTP_201_CREATED)
+
+
+class _AppointmentView(_MarkView):
+    def _appointment(self, request, appointment_id: str):
+        appointment = selectors.appointment_get(organization=self.organization(request), public_id=appointment_id)
+        note_subjects(request, "appointment", [appointment.public_id])
+        return appointment
+
+
+class AppointmentDetailView(_AppointmentView):
+    @_schema(
+        "mark_appointments_get",
+        "Get an appointment",
+        responses={200: s.AppointmentOutput},
+        errors=(400, 401, 403, 404, 429),
+    )
+    def get(self, request, appointment_id: str):
+        return Response(s.appointment_body(self._appointment(request, appointment_id)))
+
+    @_schema(
+        "mark_appointments_update",
+        "Update an appointment (partial; a new start re-plans the reminders and makes it rescheduled)",
+        request=s.AppointmentUpdateInput,
+        responses={200: s.AppointmentOutput},
+        errors=(400, 401, 403, 404, 409, 429),
+    )
+    def put(self, request, appointment_id: str):
+        data = dict(_input(s.AppointmentUpdateInput, request))
+        if "type" in data:
+            data["appointment_type"] = data.pop("type")
+        appointment = self._appointment(request, appointment_id)
+        services.appointment_update(appointment=appointment, actor=self.actor(request), **data)
+        appointment = selectors.appointment_get(organization=self.organization(request), public_id=appointment_id)
+        return Response(s.appointment_body(appointment))
+
+
+class AppointmentCancelView(_AppointmentView):
+    @_schema(
+        "mark_appointments_cancel",
+        "Cancel an appointment (pending reminders are dropped; notify_patient queues a WhatsApp notice)",
+        request=s.AppointmentCancelInput,
+        responses={200: s.AppointmentCancelOutput},
+        errors=(400, 401, 403, 404, 409, 429),
+    )
+    def post(self, request, appointment_id: str):
+        data = _input(s.AppointmentCancelInput, request)
+        appointment, notified = services.appointment_cancel_and_notify(
+            appointment=self._appointment(request, appointment_id),
+            actor=self.actor(request),
+            reason=data["reason"],
+            notify_patient=data["notify_patient"],
+        )
+        body = {
+            "public_id": appointment.public_id,
+            "status": appointment.status,
+            "cancelled_at": appointment.cancelled_at,
+            "cancellation_reason": appointment.cancellation_reason,
+            "notification_sent": notified,
+        }
+        return Response(s.AppointmentCancelOutput(SimpleNamespace(**body)).data)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
 
+from core.time import utc_now
 from tests.contract.helpers import Api, SchemaBook, careos_scenario, conform, loverescue_scenario, twilio_signature
 
 TWILIO_TOKEN = "contract-walk-twilio-auth-token"
@@ -116,6 +118,66 @@ def mark_scenario(api: Api, demo: dict) -> None:
         expect_valid=True,
     )
     api.call("mark: update patient, bad status", "PUT", path, {"status": "gone"}, token=token, headers=headers)
+    start = (utc_now() + timedelta(days=30)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    appointment = api.call(
+        "mark: create appointment",
+        "POST",
+        "/api/v1/appointments",
+        {
+            "patient_id": created["id"],
+            "start_time": start,
+            "duration": 60,
+            "type": "initial_consultation",
+            "notes": "New patient consultation",
+            "location": "Online (Zoom)",
+        },
+        token=token,
+        headers=headers,
+        expect_valid=True,
+    ).json()
+    api.call(
+        "mark: create appointment, unknown patient",
+        "POST",
+        "/api/v1/appointments",
+        {"patient_id": "pat_unknown1", "start_time": start, "duration": 60},
+        token=token,
+        headers=headers,
+    )
+    api.call(
+        "mark: create appointment, overlap",
+        "POST",
+        "/api/v1/appointments",
+        {"patient_id": created["id"], "start_time": start, "duration": 30},
+        token=token,
+        headers=headers,
+    )
+    api.call("mark: list appointments", "GET", "/api/v1/appointments?status=scheduled", token=token, headers=headers)
+    api.call(
+        "mark: list appointments, bad date", "GET", "/api/v1/appointments?start_date=x", token=token, headers=headers
+    )
+    apt_path = f"/api/v1/appointments/{appointment['id']}"
+    api.call("mark: get appointment", "GET", apt_path, token=token, headers=headers)
+    api.call("mark: get unknown appointment", "GET", "/api/v1/appointments/apt_unknown1", token=token, headers=headers)
+    api.call(
+        "mark: update appointment",
+        "PUT",
+        apt_path,
+        {"duration": 45, "notes": "Rescheduled at patient's request"},
+        token=token,
+        headers=headers,
+        expect_valid=True,
+    )
+    api.call("mark: update appointment, bad duration", "PUT", apt_path, {"duration": 0}, token=token, headers=headers)
+    api.call(
+        "mark: cancel appointment",
+        "POST",
+        f"{apt_path}/cancel",
+        {"reason": "Patient unavailable", "notify_patient": True},
+        token=token,
+        headers=headers,
+        expect_valid=True,
+    )
+    api.call("mark: cancel appointment again", "POST", f"{apt_path}/cancel", {}, token=token, headers=headers)
     api.call("mark: delete patient", "DELETE", path, token=token, headers=headers)
     api.call("mark: delete patient again", "DELETE", path, token=token, headers=headers)
 

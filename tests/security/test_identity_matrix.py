@@ -56,6 +56,9 @@ ROUTE_CREDENTIAL = {
     "careos-leads-ingest": CAREOS,
     "mark-patients": MARK_MEMBER,
     "mark-patient": MARK_MEMBER,
+    "mark-appointments": MARK_MEMBER,
+    "mark-appointment": MARK_MEMBER,
+    "mark-appointment-cancel": MARK_MEMBER,
 }
 
 
