@@ -443,6 +443,8 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 
 # --- Mark assistant (patients/, docs/mark.md) ------------------------------------------------------
 # Region a phone number written without "+" is read in (an organization has no country of its own yet).
+# seed_demo's Mark demo clinic size (patients, each with conversations and appointments); tests use a few.
+MARK_DEMO_PATIENTS = env.int("MARK_DEMO_PATIENTS", default=200)
 MARK_DEFAULT_PHONE_REGION = env.str("MARK_DEFAULT_PHONE_REGION", default="ES").upper()
 # The two WhatsApp reminders of an appointment ("24h" and "30min" kinds), in minutes before its start.
 MARK_REMINDER_24H_MINUTES = env.int("MARK_REMINDER_24H_MINUTES", default=24 * 60)

@@ -9,4 +9,8 @@ class PatientsConfig(AppConfig):
     def ready(self):
         from patients.schedules import PERIODIC_TASKS
 
-        registry.register(self, schedules=PERIODIC_TASKS)
+        registry.register(
+            self,
+            demo=[registry.DemoContributor("patients.demo.seed", order=400)],  # "mark"
+            schedules=PERIODIC_TASKS,
+        )

@@ -36,7 +36,7 @@ def test_json_output_is_one_object_with_the_documented_keys(settings):
     out, err = seed("--json")
 
     data = json.loads(out)  # the whole of stdout: one JSON document, no progress text
-    assert set(data) == {"platform", "admin", "docs", "loverescue", "careos"}
+    assert set(data) == {"platform", "admin", "docs", "loverescue", "careos", "mark"}
     organization = Organization.objects.get(name="Demo Clinic")
     assert data["platform"] == {
         "baseUrl": "http://localhost:8123",
@@ -62,7 +62,10 @@ def test_creates_the_demo_rows_with_the_right_roles():
     admin = User.objects.get(username="admin")
     assert admin.is_staff and admin.is_superuser and admin.is_active
     assert admin.check_password(accounts_demo.DEMO_PASSWORD)
-    assert AuditEvent.objects.filter(action="accounts.organization_created").count() == 1
+    # Demo Clinic, and the Mark demo's second clinic (another tenant's ids for trying the 404s).
+    created = AuditEvent.objects.filter(action="accounts.organization_created")
+    assert sorted(Organization.objects.get(public_id=e.subject_id).name for e in created) == [
+        "Demo Clinic", "Other Demo Clinic"]
 
 
 def test_second_run_creates_and_changes_nothing():
@@ -153,10 +156,11 @@ def test_each_app_registers_its_demo_data_in_order():
         ("accounts", "accounts.demo.docs"),
         ("integration", "integration.demo.seed"),
         ("leads", "leads.demo.seed"),
+        ("patients", "patients.demo.seed"),
     ]
     assert [c.order for c in contributors] == sorted(c.order for c in contributors)
     out, _ = seed("--json")
-    assert list(json.loads(out)) == ["platform", "admin", "docs", "loverescue", "careos"]
+    assert list(json.loads(out)) == ["platform", "admin", "docs", "loverescue", "careos", "mark"]
 
 
 def test_a_contributor_before_the_base_data_gets_a_clear_error(monkeypatch):
@@ -168,3 +172,31 @@ def test_a_contributor_before_the_base_data_gets_a_clear_error(monkeypatch):
     with pytest.raises(AttributeError, match="no contributor has provided 'organization' yet"):
         seed("--json")
     assert counts()["organizations"] == 0  # one transaction: nothing stays
+
+
+def test_mark_demo_ids_belong_to_the_demo_clinic_and_not_to_the_other(api_client, settings):
+    """The "mark" key: the demo user reads its patient; the other clinic's user gets 404 for it."""
+    data = json.loads(seed("--json")[0])["mark"]
+    assert data["patientId"].startswith("pat_") and data["conversationId"].startswith("conv_")
+    assert data["appointmentId"].startswith("apt_")
+    assert Organization.objects.get(public_id=data["organizationId"]).name == "Demo Clinic"
+
+    def token(username, password):
+        response = api_client.post(
+            "/api/v1/auth/token", {"username": username, "password": password}, format="json"
+        )
+        assert response.status_code == 200, response.content
+        return response.json()["access_token"]
+
+    own = token(data["username"], data["password"])
+    response = api_client.get(f"/api/v1/patients/{data['patientId']}", HTTP_AUTHORIZATION=f"Bearer {own}")
+    assert response.status_code == 200, response.content
+    other = token(data["otherUsername"], data["otherPassword"])
+    response = api_client.get(f"/api/v1/patients/{data['patientId']}", HTTP_AUTHORIZATION=f"Bearer {other}")
+    assert response.status_code == 404
+    # A second run creates nothing more.
+    from patients.models import Patient
+
+    count = Patient.objects.count()
+    seed("--json")
+    assert Patient.objects.count() == count == settings.MARK_DEMO_PATIENTS + 1
