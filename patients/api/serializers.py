@@ -4,8 +4,6 @@ answer Invalid naming the field. Output serializers render the responses and are
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from rest_framework import serializers
 
 from core.serializers import (
@@ -129,10 +127,27 @@ class DeleteOutput(OutputSerializer):
     message = serializers.CharField()
 
 
+class BlankAsNullCharField(serializers.CharField):
+    """A link stored as "" (none given) renders as null."""
+
+    def to_representation(self, value):
+        return value or None
+
+
+class ReminderStatusField(serializers.ChoiceField):
+    """The reminder's status as the outbox knows it (`reminder_status`): read from the whole reminder."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=list(Reminder.Status.values), source="*", **kwargs)
+
+    def to_representation(self, reminder):
+        return reminder_status(reminder)
+
+
 class ReminderOutput(OutputSerializer):
     type = serializers.CharField(default="whatsapp", help_text="always whatsapp")
     time = IsoDateTimeField(source="due_at")
-    status = serializers.ChoiceField(choices=list(Reminder.Status.values))
+    status = ReminderStatusField()
 
 
 class AppointmentListItemOutput(OutputSerializer):
@@ -149,31 +164,9 @@ class AppointmentListItemOutput(OutputSerializer):
 
 class AppointmentOutput(AppointmentListItemOutput):
     location = serializers.CharField(allow_blank=True)
-    zoom_link = serializers.CharField(allow_null=True)
-    calendly_link = serializers.CharField(allow_null=True)
+    zoom_link = BlankAsNullCharField(allow_null=True)
+    calendly_link = BlankAsNullCharField(allow_null=True)
     reminders = ReminderOutput(many=True)
-
-
-def appointment_body(appointment: Appointment) -> dict:
-    """The detail body: links stored as "" render as null; each reminder's status is the outbox's."""
-    view = SimpleNamespace(
-        public_id=appointment.public_id,
-        patient=appointment.patient,
-        start_time=appointment.start_time,
-        end_time=appointment.end_time,
-        duration=appointment.duration,
-        appointment_type=appointment.appointment_type,
-        status=appointment.status,
-        notes=appointment.notes,
-        location=appointment.location,
-        zoom_link=appointment.zoom_link or None,
-        calendly_link=appointment.calendly_link or None,
-        reminders=[
-            SimpleNamespace(type="whatsapp", due_at=reminder.due_at, status=reminder_status(reminder))
-            for reminder in appointment.reminders.all()
-        ],
-    )
-    return AppointmentOutput(view).data
 
 
 class AppointmentCancelOutput(OutputSerializer):

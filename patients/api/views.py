@@ -9,8 +9,6 @@ Thin views: input serializer (core.validation), one selector or service, output 
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -240,7 +238,7 @@ class AppointmentListView(_MarkView):
         appointment = services.appointment_create(patient=patient, actor=self.actor(request), **data)
         note_subjects(request, "appointment", [appointment.public_id])
         appointment = selectors.appointment_get(organization=organization, public_id=appointment.public_id)
-        return Response(s.appointment_body(appointment), status=status.HTTP_201_CREATED)
+        return Response(s.AppointmentOutput(appointment).data, status=status.HTTP_201_CREATED)
 
 
 class _AppointmentView(_MarkView):
@@ -258,7 +256,7 @@ class AppointmentDetailView(_AppointmentView):
         errors=(400, 401, 403, 404, 429),
     )
     def get(self, request, appointment_id: str):
-        return Response(s.appointment_body(self._appointment(request, appointment_id)))
+        return Response(s.AppointmentOutput(self._appointment(request, appointment_id)).data)
 
     @_schema(
         "mark_appointments_update",
@@ -274,7 +272,7 @@ class AppointmentDetailView(_AppointmentView):
         appointment = self._appointment(request, appointment_id)
         services.appointment_update(appointment=appointment, actor=self.actor(request), **data)
         appointment = selectors.appointment_get(organization=self.organization(request), public_id=appointment_id)
-        return Response(s.appointment_body(appointment))
+        return Response(s.AppointmentOutput(appointment).data)
 
 
 class AppointmentCancelView(_AppointmentView):
@@ -300,4 +298,4 @@ class AppointmentCancelView(_AppointmentView):
             "cancellation_reason": appointment.cancellation_reason,
             "notification_sent": notified,
         }
-        return Response(s.AppointmentCancelOutput(SimpleNamespace(**body)).data)
+        return Response(s.AppointmentCancelOutput(body).data)
