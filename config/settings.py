@@ -442,7 +442,9 @@ STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 
 # --- Mark assistant (patients/, docs/mark.md) ------------------------------------------------------
-# Region a phone number written without "+" is read in (an organization has no country of its own yet).
+# Default region a phone number written without "+" is read in (a clinic may set its own country).
+# Private directory for Mark's audio files (voice notes) when kept on the filesystem.
+MARK_MEDIA_ROOT = env.str("MARK_MEDIA_ROOT", default=str(BASE_DIR / ".local" / "mark-media"))
 # seed_demo's Mark demo clinic size (patients, each with conversations and appointments); tests use a few.
 MARK_DEMO_PATIENTS = env.int("MARK_DEMO_PATIENTS", default=200)
 MARK_DEFAULT_PHONE_REGION = env.str("MARK_DEFAULT_PHONE_REGION", default="ES").upper()
@@ -529,6 +531,11 @@ WHITENOISE_AUTOREFRESH = not IS_PRODUCTION
 WHITENOISE_USE_FINDERS = not IS_PRODUCTION
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Mark's audio (patients/storage.py): private, outside the code, never served by a static/media route.
+    "mark_media": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MARK_MEDIA_ROOT, "base_url": None},
+    },
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if IS_PRODUCTION

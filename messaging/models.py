@@ -43,6 +43,16 @@ class OutboundMessage(OutboxRow):
     recipient_index = BlindIndexField()
     subject = EncryptedTextField(blank=True, default="")  # email only
     body = EncryptedTextField()
+    # Who it is sent as: a WhatsApp/SMS number (E.164) or a Twilio Messaging Service (MG...); "" = the
+    # platform's configured sender (TWILIO_FROM_NUMBER / TWILIO_WHATSAPP_FROM).
+    sender = models.CharField(max_length=40, blank=True, default="")
+    # A pre-approved WhatsApp template (Twilio Content SID, HX...) and its variables (JSON object text,
+    # encrypted: they may name the patient). With a content SID, `body` is the rendered text kept for the
+    # record; Twilio sends the template.
+    content_sid = models.CharField(max_length=40, blank=True, default="")
+    content_variables = EncryptedTextField(blank=True, default="")
+    # A media attachment's URL (a signed, expiring link to our own media view), encrypted.
+    media_url = EncryptedTextField(blank=True, default="")
     # Short code naming why the message exists ("careos.welcome", "webhooks.endpoint_disabled").
     purpose = models.CharField(max_length=100, blank=True, db_index=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)

@@ -19,6 +19,7 @@ from django.db.models import Q
 from core.encryption import BlindIndexField, EncryptedTextField
 from core.ids import public_id_default
 from core.time import utc_now
+from patients.storage import media_storage, media_upload_to
 
 PHONE_INDEX_PURPOSE = "patients.patient.phone"
 EMAIL_INDEX_PURPOSE = "patients.patient.email"
@@ -72,6 +73,9 @@ class Patient(models.Model):
     external_id = models.CharField(max_length=64, blank=True, default="")  # Cliniko patient id; "" = none
     archived = models.BooleanField(default=False)  # archived in Cliniko; hidden from lists by default
     last_activity = models.DateTimeField(default=utc_now)
+    # The patient's last WhatsApp message to the clinic: free text may be sent for 24 h after it, templates
+    # (Content SIDs) outside that window.
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=utc_now)  # the spec's registration_date
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -141,6 +145,10 @@ class Conversation(models.Model):
     end_time = models.DateTimeField(null=True, blank=True)
     summary = EncryptedTextField(null=True, blank=True)  # about the patient: protected
     metadata = models.JSONField(null=True, blank=True)  # intent, sentiment, escalated (codes, no text)
+    # Kept by message_record in the message's transaction (list pages and analytics read them without
+    # counting messages).
+    message_count = models.PositiveIntegerField(default=0)
+    last_message_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-start_time", "-id"]
@@ -170,7 +178,15 @@ class Message(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     sender = models.CharField(max_length=10, choices=Sender.choices)
     content_type = models.CharField(max_length=10, choices=ContentType.choices, default=ContentType.TEXT)
-    content = EncryptedTextField()
+    content = EncryptedTextField()  # the text; "" for a voice message (its audio is `media`)
+    # Voice notes (POST /messages/voice, inbound WhatsApp media): the audio in private storage
+    # (patients.storage, served only through signed expiring URLs), its container format and length.
+    media = models.FileField(storage=media_storage, upload_to=media_upload_to, max_length=300, blank=True)
+    media_format = models.CharField(max_length=8, blank=True, default="")  # mp3, wav, ogg
+    media_duration = models.FloatField(null=True, blank=True)  # seconds
+    transcription = EncryptedTextField(null=True, blank=True)  # speech-to-text of the audio, if a backend ran
+    # The provider's id of an inbound message (Twilio MessageSid): a retried webhook is stored once.
+    external_id = models.CharField(max_length=64, blank=True, default="")
     # The outbox row that sends it (assistant/system messages); its status is this message's status.
     outbound_message = models.ForeignKey(
         "messaging.OutboundMessage", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -179,7 +195,17 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["conversation", "created_at", "id"], name="patients_msg_conv_created")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "external_id"],
+                condition=~Q(external_id=""),
+                name="patients_message_one_external_id",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["conversation", "created_at", "id"], name="patients_msg_conv_created"),
+            models.Index(fields=["organization", "created_at"], name="patients_msg_org_created"),
+        ]
 
     def __str__(self) -> str:
         return self.public_id
@@ -273,3 +299,53 @@ class Reminder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} reminder"
+
+
+class ClinicSettings(models.Model):
+    """A clinic's Mark settings, one row per organization (absent = defaults): where it is (phone region,
+    time zone), its WhatsApp sender and templates, the assistant responder and Zoom. Secrets are encrypted
+    and shown once in the admin. Every write goes through patients.services."""
+
+    class Responder(models.TextChoices):
+        NONE = "none", "None (the clinic answers through the API)"
+        ANTHROPIC = "anthropic", "Anthropic Messages API"
+
+    organization = models.OneToOneField(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="clinic_settings", primary_key=True
+    )
+    # ISO 3166-1 alpha-2: the region a phone number written without "+" is read in ("" = MARK_DEFAULT_PHONE_REGION).
+    country = models.CharField(max_length=2, blank=True, default="")
+    # IANA zone for reminder texts and analytics buckets ("" = MARK_TIME_ZONE).
+    time_zone = models.CharField(max_length=64, blank=True, default="")
+    # The clinic's WhatsApp number (E.164): the From of its messages and how inbound messages find it.
+    whatsapp_number = models.CharField(max_length=20, blank=True, default="")
+    # Optional Twilio Messaging Service (MG...) to send through instead of the bare number.
+    whatsapp_messaging_service_sid = models.CharField(max_length=34, blank=True, default="")
+    # Pre-approved templates for messages outside WhatsApp's 24-hour window:
+    # {"<template name>": {"<language>": "HX<Content SID>"}}; see docs/mark.md.
+    whatsapp_templates = models.JSONField(default=dict, blank=True)
+    responder = models.CharField(max_length=20, choices=Responder.choices, default=Responder.NONE)
+    responder_api_key = EncryptedTextField(null=True, blank=True)
+    responder_model = models.CharField(max_length=100, blank=True, default="")  # "" = MARK_RESPONDER_MODEL
+    # Zoom server-to-server OAuth app (all three set = connected).
+    zoom_account_id = models.CharField(max_length=100, blank=True, default="")
+    zoom_client_id = models.CharField(max_length=100, blank=True, default="")
+    zoom_client_secret = EncryptedTextField(null=True, blank=True)
+    created_at = models.DateTimeField(default=utc_now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "clinic settings"
+        verbose_name_plural = "clinic settings"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["whatsapp_number"], condition=~Q(whatsapp_number=""), name="patients_clinic_one_whatsapp_number"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"settings of {self.organization_id}"
+
+    @property
+    def zoom_connected(self) -> bool:
+        return bool(self.zoom_account_id and self.zoom_client_id and self.zoom_client_secret)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from core.domain import NotFound
 from core.phones import e164_or_none
@@ -74,7 +74,7 @@ def conversation_list(
     end: datetime | None = None,
     language: str | None = None,
 ) -> QuerySet[Conversation]:
-    """Newest first, with `message_count` and the patient joined. `start`/`end` bound the start time
+    """Newest first, the patient joined (`message_count` is a kept column). `start`/`end` bound the start time
     (inclusive); `patient_id` is a public id (an unknown one simply matches nothing)."""
     conversations = Conversation.objects.filter(organization=organization)
     if patient_id:
@@ -86,7 +86,7 @@ def conversation_list(
     if language:
         conversations = conversations.filter(language=language)
     return (
-        conversations.select_related("patient").annotate(message_count=Count("messages")).order_by("-start_time", "-id")
+        conversations.select_related("patient").order_by("-start_time", "-id")
     )
 
 

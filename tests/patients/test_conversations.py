@@ -92,7 +92,9 @@ def test_last_activity_of_patient_and_conversation_moves_with_messages(clinic):
     assert services._conversation_last_activity(message.conversation) == NOW + 5 * MINUTE
     record(patient, NOW + 7 * MINUTE)
     patient.refresh_from_db()
+    message.conversation.refresh_from_db()
     assert patient.last_activity == NOW + 7 * MINUTE
+    assert message.conversation.message_count == 2
     assert services._conversation_last_activity(message.conversation) == NOW + 7 * MINUTE
 
 

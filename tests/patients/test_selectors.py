@@ -122,8 +122,8 @@ def test_appointment_and_conversation_filters(clinic):
 
     es = Conversation.objects.create(organization=clinic, patient=jose, language="es", start_time=NOW - HOUR)
     ca = Conversation.objects.create(organization=clinic, patient=nuria, language="ca", start_time=NOW)
-    Message.objects.create(organization=clinic, conversation=es, sender="patient", content="hola")
-    Message.objects.create(organization=clinic, conversation=es, sender="assistant", content="¡hola!")
+    services.message_record(patient=jose, sender="patient", content="hola", now=NOW - HOUR)
+    services.message_record(patient=jose, sender="assistant", content="¡hola!", now=NOW - HOUR)
     listed = list(selectors.conversation_list(organization=clinic))
     assert [(c.public_id, c.message_count) for c in listed] == [(ca.public_id, 0), (es.public_id, 2)]
     assert ids(selectors.conversation_list(organization=clinic, language="es")) == [es.public_id]

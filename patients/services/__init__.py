@@ -28,6 +28,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce, Greatest
 
 from audit.services import audit_event_record
 from core.actors import Actor
@@ -671,9 +673,9 @@ def conversation_idle() -> timedelta:
 
 
 def _conversation_last_activity(conversation: Conversation) -> datetime:
-    """The time of the conversation's last message (its start if it has none): computed, not stored,
-    so it cannot drift from the messages."""
-    last = conversation.messages.order_by("-created_at", "-id").values_list("created_at", flat=True).first()
+    """The time of the conversation's last message (its start if it has none); `last_message_at` is kept
+    by message_record in the message's own transaction."""
+    last = conversation.last_message_at
     return max(last, conversation.start_time) if last is not None else conversation.start_time
 
 
@@ -736,6 +738,11 @@ def message_record(
         outbound_message=outbound_message,
         created_at=now,
     )
+    Conversation.objects.filter(pk=conversation.pk).update(
+        message_count=F("message_count") + 1, last_message_at=Greatest(Coalesce("last_message_at", now), now)
+    )
+    conversation.message_count += 1  # the instance the message holds matches the row (the patient is locked)
+    conversation.last_message_at = max(conversation.last_message_at or now, now)
     _touch(patient, now)
     return message
 
