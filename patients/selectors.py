@@ -5,18 +5,42 @@ queries does not grow with the number of rows (tests/patients/test_selectors.py 
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
 from core.domain import NotFound
 from core.phones import e164_or_none
-from patients.models import Appointment, Conversation, Message, Patient, Reminder, fold_name
+from patients.models import Appointment, ClinicSettings, Conversation, Message, Patient, Reminder, fold_name
 from patients.services import phone_index_of
 
 
 def _region(region: str | None) -> str:
     return region or settings.MARK_DEFAULT_PHONE_REGION
+
+
+def clinic_settings(*, organization) -> ClinicSettings:
+    """The organization's Mark settings; an unsaved row of defaults when it has none (never None)."""
+    try:
+        return organization.clinic_settings
+    except ClinicSettings.DoesNotExist:
+        return ClinicSettings(organization=organization)
+
+
+def clinic_phone_region(*, organization) -> str:
+    """The region a number written without "+" is read in: the clinic's country, else the platform's."""
+    return _region(clinic_settings(organization=organization).country or None)
+
+
+def clinic_time_zone(*, organization) -> ZoneInfo:
+    """The clinic's time zone (reminder texts, analytics buckets), else MARK_TIME_ZONE."""
+    return ZoneInfo(clinic_settings(organization=organization).time_zone or settings.MARK_TIME_ZONE)
+
+
+def clinic_by_whatsapp_number(*, number_e164: str) -> ClinicSettings | None:
+    """The clinic whose WhatsApp number an inbound message was sent to (None: no clinic has it)."""
+    return ClinicSettings.objects.select_related("organization").filter(whatsapp_number=number_e164).first()
 
 
 def patient_list(
@@ -85,9 +109,7 @@ def conversation_list(
         conversations = conversations.filter(start_time__lte=end)
     if language:
         conversations = conversations.filter(language=language)
-    return (
-        conversations.select_related("patient").order_by("-start_time", "-id")
-    )
+    return conversations.select_related("patient").order_by("-start_time", "-id")
 
 
 def _messages() -> QuerySet[Message]:
