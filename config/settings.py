@@ -445,6 +445,15 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 # Default region a phone number written without "+" is read in (a clinic may set its own country).
 # Private directory for Mark's audio files (voice notes) when kept on the filesystem.
 MARK_MEDIA_ROOT = env.str("MARK_MEDIA_ROOT", default=str(BASE_DIR / ".local" / "mark-media"))
+# Voice messages' `content` URLs (signed, served by the app) expire after this many seconds.
+MARK_MEDIA_URL_SECONDS = env.int("MARK_MEDIA_URL_SECONDS", default=900)
+if not 1 <= MARK_MEDIA_URL_SECONDS <= 30 * 24 * 3600:
+    raise ImproperlyConfigured("MARK_MEDIA_URL_SECONDS must be between 1 second and 30 days.")
+# This server as API callers and Twilio reach it (https://api.example.com), for absolute media URLs;
+# "" = the Twilio callback base URL, else the request's own host.
+MARK_PUBLIC_BASE_URL = env.str("MARK_PUBLIC_BASE_URL", default="").rstrip("/")
+if MARK_PUBLIC_BASE_URL and not MARK_PUBLIC_BASE_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("MARK_PUBLIC_BASE_URL must be an http(s) URL.")
 # seed_demo's Mark demo clinic size (patients, each with conversations and appointments); tests use a few.
 MARK_DEMO_PATIENTS = env.int("MARK_DEMO_PATIENTS", default=200)
 MARK_DEFAULT_PHONE_REGION = env.str("MARK_DEFAULT_PHONE_REGION", default="ES").upper()

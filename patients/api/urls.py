@@ -1,6 +1,6 @@
 from django.urls import path
 
-from patients.api import views
+from patients.api import messages, views
 
 urlpatterns = [
     path("api/v1/patients", views.PatientListView.as_view(), name="mark-patients"),
@@ -11,5 +11,8 @@ urlpatterns = [
         "api/v1/appointments/<apt_id:appointment_id>/cancel",
         views.AppointmentCancelView.as_view(),
         name="mark-appointment-cancel",
+    ),
+    path(
+        "api/v1/messages/<msg_id:message_id>/audio", messages.MessageAudioView.as_view(), name="mark-message-audio"
     ),
 ]
