@@ -454,6 +454,12 @@ if not 1 <= MARK_MEDIA_URL_SECONDS <= 30 * 24 * 3600:
 MARK_PUBLIC_BASE_URL = env.str("MARK_PUBLIC_BASE_URL", default="").rstrip("/")
 if MARK_PUBLIC_BASE_URL and not MARK_PUBLIC_BASE_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured("MARK_PUBLIC_BASE_URL must be an http(s) URL.")
+# Zoom (appointments' zoom_link, patients/services/zoom.py): OAuth and REST bases (tests point them at
+# 127.0.0.1); each clinic's server-to-server app credentials live in its ClinicSettings. The call is in the
+# booking request's path, so its timeout is short (a slow Zoom books without a link).
+ZOOM_OAUTH_BASE_URL = env.str("ZOOM_OAUTH_BASE_URL", default="https://zoom.us").rstrip("/")
+ZOOM_API_BASE_URL = env.str("ZOOM_API_BASE_URL", default="https://api.zoom.us").rstrip("/")
+ZOOM_TIMEOUT_SECONDS = env.float("ZOOM_TIMEOUT_SECONDS", default=5.0)
 # seed_demo's Mark demo clinic size (patients, each with conversations and appointments); tests use a few.
 MARK_DEMO_PATIENTS = env.int("MARK_DEMO_PATIENTS", default=200)
 MARK_DEFAULT_PHONE_REGION = env.str("MARK_DEFAULT_PHONE_REGION", default="ES").upper()
