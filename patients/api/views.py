@@ -28,6 +28,7 @@ from core.time import parse_instant
 from core.validation import validated
 from patients import selectors, services
 from patients.api import serializers as s
+from patients.services import zoom
 
 ORGANIZATION_PARAMETER = OpenApiParameter(
     ORGANIZATION_HEADER,
@@ -235,7 +236,7 @@ class AppointmentListView(_MarkView):
             # An id in a body is the caller's input, not the resource addressed: 400 naming the field.
             raise ApiError(400, "Unknown patient_id", details={"field": "patient_id"}) from None
         data["appointment_type"] = data.pop("type", "")
-        appointment = services.appointment_create(patient=patient, actor=self.actor(request), **data)
+        appointment = zoom.appointment_create_with_zoom(patient=patient, actor=self.actor(request), **data)
         note_subjects(request, "appointment", [appointment.public_id])
         appointment = selectors.appointment_get(organization=organization, public_id=appointment.public_id)
         return Response(s.AppointmentOutput(appointment).data, status=status.HTTP_201_CREATED)
@@ -270,7 +271,7 @@ class AppointmentDetailView(_AppointmentView):
         if "type" in data:
             data["appointment_type"] = data.pop("type")
         appointment = self._appointment(request, appointment_id)
-        services.appointment_update(appointment=appointment, actor=self.actor(request), **data)
+        zoom.appointment_update_with_zoom(appointment=appointment, actor=self.actor(request), **data)
         appointment = selectors.appointment_get(organization=self.organization(request), public_id=appointment_id)
         return Response(s.AppointmentOutput(appointment).data)
 
