@@ -24,7 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
-from messaging.clients import TwilioClient, TwilioError
+from messaging.clients import MESSAGING_SERVICE_SID_RE, TwilioClient, TwilioError
 from messaging.models import OutboundMessage
 
 logger = logging.getLogger("messaging")
@@ -108,26 +108,38 @@ class LocmemBackend(BaseBackend):
 
 
 class TwilioBackend(BaseBackend):
+    """SMS and WhatsApp through Twilio. The row's `sender` (a number or a Messaging Service SID) wins over
+    the platform's TWILIO_FROM_NUMBER / TWILIO_WHATSAPP_FROM; a WhatsApp template row sends ContentSid +
+    ContentVariables instead of the body; a media row adds MediaUrl."""
+
     name = "twilio"
 
     def send_phone(self, message: OutboundMessage) -> SendResult:
-        if message.channel == Channel.WHATSAPP:
-            sender = settings.TWILIO_WHATSAPP_FROM
-            if not sender:
-                raise PermanentSendError("twilio_whatsapp_from_not_configured")
-            to, from_ = _whatsapp(message.recipient), _whatsapp(sender)
-        else:
-            sender = settings.TWILIO_FROM_NUMBER
-            if not sender:
-                raise PermanentSendError("twilio_from_number_not_configured")
-            to, from_ = message.recipient, sender
+        whatsapp = message.channel == Channel.WHATSAPP
+        sender = message.sender or (settings.TWILIO_WHATSAPP_FROM if whatsapp else settings.TWILIO_FROM_NUMBER)
+        if not sender:
+            raise PermanentSendError(
+                "twilio_whatsapp_from_not_configured" if whatsapp else "twilio_from_number_not_configured"
+            )
+        service_sid = sender if MESSAGING_SERVICE_SID_RE.fullmatch(sender) else ""
+        from_ = "" if service_sid else (_whatsapp(sender) if whatsapp else sender)
+        to = _whatsapp(message.recipient) if whatsapp else message.recipient
         try:
             client = TwilioClient(
                 account_sid=settings.TWILIO_ACCOUNT_SID,
                 auth_token=settings.TWILIO_AUTH_TOKEN,
                 base_url=settings.TWILIO_API_BASE_URL,
             )
-            sent = client.send_message(to=to, from_=from_, body=message.body, status_callback=status_callback_url())
+            sent = client.send_message(
+                to=to,
+                from_=from_,
+                messaging_service_sid=service_sid,
+                body=message.body,
+                content_sid=message.content_sid if whatsapp else "",
+                content_variables=message.content_variables if whatsapp and message.content_sid else "",
+                media_url=message.media_url if whatsapp else "",
+                status_callback=status_callback_url(),
+            )
         except TwilioError as exc:
             error = TransientSendError if exc.transient else PermanentSendError
             raise error(exc.code, retry_after=exc.retry_after) from None

@@ -21,6 +21,9 @@ from core.outbound import OutboundError, OutboundTimeoutError, ResponseTooLargeE
 API_VERSION = "2010-04-01"
 # Twilio message SIDs: SM... (SMS) or MM... (MMS), 34 characters; accept what its docs allow.
 _SID_RE = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
+# Messaging Service SIDs (MG...: Twilio picks the sending number) and Content SIDs (HX...: templates).
+MESSAGING_SERVICE_SID_RE = re.compile(r"MG[0-9a-fA-F]{32}")
+CONTENT_SID_RE = re.compile(r"HX[0-9a-fA-F]{32}")
 
 
 class TwilioError(Exception):
@@ -62,9 +65,40 @@ class TwilioClient:
     def messages_url(self) -> str:
         return f"{self.base_url}/{API_VERSION}/Accounts/{quote(self.account_sid, safe='')}/Messages.json"
 
-    def send_message(self, *, to: str, from_: str, body: str, status_callback: str = "") -> TwilioMessage:
-        """POST /2010-04-01/Accounts/{sid}/Messages.json; `to`/`from_` already carry `whatsapp:` if needed."""
-        form = {"To": to, "From": from_, "Body": body}
+    def send_message(
+        self,
+        *,
+        to: str,
+        from_: str = "",
+        body: str = "",
+        status_callback: str = "",
+        messaging_service_sid: str = "",
+        content_sid: str = "",
+        content_variables: str = "",
+        media_url: str = "",
+    ) -> TwilioMessage:
+        """POST /2010-04-01/Accounts/{sid}/Messages.json; `to`/`from_` already carry `whatsapp:` if needed.
+
+        Sent as `from_` or through `messaging_service_sid` (MessagingServiceSid: Twilio picks the number).
+        A template (`content_sid`, ContentSid + ContentVariables JSON) replaces the Body; `media_url`
+        (MediaUrl) attaches a file Twilio fetches."""
+        if not from_ and not messaging_service_sid:
+            raise TwilioPermanentError("twilio_sender_missing")
+        form = {"To": to}
+        if messaging_service_sid:
+            form["MessagingServiceSid"] = messaging_service_sid
+        else:
+            form["From"] = from_
+        if content_sid:
+            form["ContentSid"] = content_sid
+            if content_variables:
+                form["ContentVariables"] = content_variables
+        elif body:
+            form["Body"] = body
+        if media_url:
+            form["MediaUrl"] = media_url
+        if "Body" not in form and "ContentSid" not in form and "MediaUrl" not in form:
+            raise TwilioPermanentError("twilio_empty_message")
         if status_callback:
             form["StatusCallback"] = status_callback
         credentials = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode("ascii")

@@ -3,6 +3,7 @@ sending after commit; and staff re-queueing of a failed message."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -16,6 +17,7 @@ from core.domain import Invalid
 from core.encryption import blind_index
 from core.phones import WHATSAPP_PREFIX, InvalidPhone, normalize_e164
 from core.time import utc_now
+from messaging.clients import CONTENT_SID_RE, MESSAGING_SERVICE_SID_RE
 from messaging.models import RECIPIENT_INDEX_PURPOSE, OutboundMessage
 
 logger = logging.getLogger("messaging")
@@ -28,6 +30,8 @@ MAX_EMAIL_BODY = 100_000
 MAX_SUBJECT = 200
 
 _PURPOSE_RE = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,99}")
+MAX_CONTENT_VARIABLES = 2000  # characters of JSON
+MAX_MEDIA_URL = 2000
 
 
 class MessagingError(Invalid):
@@ -85,14 +89,26 @@ def message_queue(
     subject: str = "",
     purpose: str = "",
     actor: Actor,
+    sender: str = "",
+    content_sid: str = "",
+    content_variables: dict | None = None,
+    media_url: str = "",
 ) -> OutboundMessage:
     """Write a queued message, audit it, and enqueue its sending once the caller's transaction commits.
 
     Call it inside the transaction of the change that causes the message, so the message exists if and
     only if that change does. Raises a MessagingError (a core.domain.Invalid) for bad input.
+
+    sms/whatsapp only: `sender` is who it is sent as (an E.164 number or a Twilio Messaging Service SID,
+    MG...; "" = the platform's TWILIO_FROM_NUMBER / TWILIO_WHATSAPP_FROM). whatsapp only: `content_sid`
+    a pre-approved template (HX...) sent with `content_variables` (a JSON object of strings; `body` is
+    then the rendered text kept for the record), `media_url` an http(s) attachment Twilio fetches.
     """
     normalized = normalize_recipient(channel, recipient)
     _validate_content(channel=channel, body=body, subject=subject, purpose=purpose)
+    sender = _clean_sender(channel, sender)
+    variables = _clean_template(channel, content_sid, content_variables)
+    media_url = _clean_media_url(channel, media_url)
     now = utc_now()
     message = OutboundMessage.objects.create(
         channel=channel,
@@ -100,6 +116,10 @@ def message_queue(
         recipient_index=recipient_index(channel, normalized),
         subject=subject if channel == Channel.EMAIL else "",
         body=body,
+        sender=sender,
+        content_sid=content_sid,
+        content_variables=variables,
+        media_url=media_url,
         purpose=purpose,
         status=Status.QUEUED,
         next_attempt_at=now,
@@ -131,6 +151,55 @@ def _validate_content(*, channel: str, body: str, subject: str, purpose: str) ->
         raise InvalidMessageError(f"subject must be one line of at most {MAX_SUBJECT} characters")
     if purpose and not _PURPOSE_RE.fullmatch(purpose):
         raise InvalidMessageError("purpose must be a short lowercase code such as 'careos.welcome'")
+
+
+def _clean_sender(channel: str, sender: str) -> str:
+    """An E.164 number (a `whatsapp:` prefix dropped) or a Messaging Service SID; "" = the platform's."""
+    if not sender:
+        return ""
+    if not isinstance(sender, str) or channel == Channel.EMAIL:
+        raise InvalidMessageError("sender is for sms/whatsapp messages")
+    if MESSAGING_SERVICE_SID_RE.fullmatch(sender):
+        return sender
+    if sender.removeprefix(WHATSAPP_PREFIX).startswith("+"):
+        try:
+            return normalize_e164(sender)
+        except InvalidPhone:
+            pass
+    raise InvalidMessageError("sender must be an E.164 number or a Twilio Messaging Service SID (MG...)")
+
+
+def _clean_template(channel: str, content_sid: str, variables: dict | None) -> str:
+    """The variables as JSON text ("" without a template)."""
+    if not content_sid:
+        if variables:
+            raise InvalidMessageError("content_variables need a content_sid")
+        return ""
+    if channel != Channel.WHATSAPP or not isinstance(content_sid, str) or not CONTENT_SID_RE.fullmatch(content_sid):
+        raise InvalidMessageError("content_sid is a Twilio Content SID (HX...) for whatsapp messages")
+    variables = variables or {}
+    if not isinstance(variables, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in variables.items()
+    ):
+        raise InvalidMessageError("content_variables is an object of strings")
+    text = json.dumps(variables, ensure_ascii=False, sort_keys=True)
+    if len(text) > MAX_CONTENT_VARIABLES:
+        raise InvalidMessageError(f"content_variables is at most {MAX_CONTENT_VARIABLES} characters of JSON")
+    return text
+
+
+def _clean_media_url(channel: str, media_url: str) -> str:
+    if not media_url:
+        return ""
+    if (
+        channel != Channel.WHATSAPP
+        or not isinstance(media_url, str)
+        or len(media_url) > MAX_MEDIA_URL
+        or not media_url.startswith(("https://", "http://"))
+        or any(ch.isspace() for ch in media_url)
+    ):
+        raise InvalidMessageError("media_url is an http(s) URL, for whatsapp messages")
+    return media_url
 
 
 def _enqueue_on_commit(message: OutboundMessage) -> None:

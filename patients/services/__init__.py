@@ -22,7 +22,6 @@ import json
 import re
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -37,7 +36,7 @@ from core.domain import Conflict, Invalid
 from core.encryption import blind_index
 from core.phones import InvalidPhone, normalize_e164
 from core.time import utc_now
-from messaging.services import message_queue
+from patients import events
 from patients.models import (
     EMAIL_INDEX_PURPOSE,
     PHONE_INDEX_PURPOSE,
@@ -52,6 +51,13 @@ from patients.models import (
     fold_name,
 )
 from patients.reminder_texts import language_of, reminder_text
+from patients.services.whatsapp import (
+    OUTSIDE_WINDOW,
+    TEMPLATE_CANCELLED,
+    TEMPLATE_CLINIC_MESSAGE,
+    TEMPLATE_REMINDER,
+    whatsapp_queue,
+)
 
 LANGUAGE_RE = re.compile(r"[a-z]{2,3}(-[A-Za-z]{2,4})?")
 NAME_MAX = 200
@@ -263,6 +269,7 @@ def patient_create(
         subject_id=patient.public_id,
         source=patient.source,
     )
+    events.patient_created(patient)
     return patient
 
 
@@ -338,6 +345,7 @@ def patient_update(
         subject_id=patient.public_id,
         fields=changed,
     )
+    events.patient_updated(patient, fields=changed)
     return patient
 
 
@@ -360,6 +368,7 @@ def patient_whatsapp_opt_out(*, patient: Patient, reason: str, actor: Actor, now
         subject_id=patient.public_id,
         reason=patient.whatsapp_opt_out_reason,
     )
+    events.patient_updated(patient, fields=["whatsapp_consent"])
     return patient
 
 
@@ -411,6 +420,7 @@ def patient_erase(*, patient: Patient, actor: Actor, now: datetime | None = None
         tombstones=len(tombstones),
         **counts,
     )
+    events.patient_erased(organization_pk=organization.pk, patient_id=public_id)
     return counts
 
 
@@ -542,6 +552,7 @@ def appointment_create(
         subject_id=appointment.public_id,
         patient_id=patient.public_id,
     )
+    events.appointment_created(appointment)
     return appointment
 
 
@@ -627,6 +638,7 @@ def appointment_update(
         fields=changed,
         rescheduled=moved,
     )
+    events.appointment_updated(appointment, fields=changed)
     return appointment
 
 
@@ -657,6 +669,7 @@ def appointment_cancel(
         subject_id=appointment.public_id,
         reminders_skipped=skipped,
     )
+    events.appointment_canceled(appointment)
     return appointment
 
 
@@ -695,13 +708,16 @@ def conversation_for_message(*, patient: Patient, now: datetime) -> Conversation
         conversation.status = Conversation.Status.CLOSED
         conversation.end_time = last
         conversation.save(update_fields=["status", "end_time"])
-    return Conversation.objects.create(
+        events.conversation_updated(conversation)
+    conversation = Conversation.objects.create(
         organization_id=patient.organization_id,
         patient=patient,
         language=patient.language,
         status=Conversation.Status.OPEN,
         start_time=now,
     )
+    events.conversation_created(conversation)
+    return conversation
 
 
 def _clean_content(value: Any) -> str:
@@ -764,7 +780,14 @@ def _whatsapp_refusal(patient: Patient) -> Conflict | None:
 
 @transaction.atomic
 def message_send_text(
-    *, organization, patient: Patient, text: Any, actor: Actor, now: datetime | None = None
+    *,
+    organization,
+    patient: Patient,
+    text: Any,
+    actor: Actor,
+    now: datetime | None = None,
+    template: str = TEMPLATE_CLINIC_MESSAGE,
+    variables: dict | None = None,
 ) -> Message:
     """A text from the clinic (POST /messages): stored as sender `system` in the patient's conversation
     and queued on WhatsApp through the messaging outbox in the same transaction; its status is the outbox
@@ -778,8 +801,14 @@ def message_send_text(
     refusal = _whatsapp_refusal(patient)
     if refusal is not None:
         raise refusal
-    outbound = message_queue(
-        channel="whatsapp", recipient=patient.phone, body=text, purpose=MESSAGE_PURPOSE, actor=actor
+    outbound = whatsapp_queue(
+        patient=patient,
+        body=text,
+        purpose=MESSAGE_PURPOSE,
+        actor=actor,
+        template=template,
+        variables=variables if variables is not None else {"1": patient.organization.name, "2": text},
+        now=now,
     )
     message = message_record(
         patient=patient, sender=Message.Sender.SYSTEM, content=text, outbound_message=outbound, now=now
@@ -809,14 +838,19 @@ def reminder_status(reminder: Reminder) -> str:
     return reminder.status
 
 
+def _appointment_variables(appointment: Appointment, patient: Patient) -> dict[str, str]:
+    """The clinic's name and the start's date and time in the clinic's time zone: the variables of the
+    appointment templates ({"1": clinic, "2": date, "3": time}) and of the free texts."""
+    from patients.selectors import clinic_time_zone  # selectors import this package: import late
+
+    start = appointment.start_time.astimezone(clinic_time_zone(organization=patient.organization))
+    return {"1": patient.organization.name, "2": start.strftime("%d/%m/%Y"), "3": start.strftime("%H:%M")}
+
+
 def _reminder_body(reminder: Reminder, appointment: Appointment, patient: Patient) -> str:
-    start = appointment.start_time.astimezone(ZoneInfo(settings.MARK_TIME_ZONE))
+    variables = _appointment_variables(appointment, patient)
     return reminder_text(
-        language=patient.language,
-        kind=reminder.kind,
-        clinic=patient.organization.name,
-        date=start.strftime("%d/%m/%Y"),
-        time=start.strftime("%H:%M"),
+        language=patient.language, kind=reminder.kind, clinic=variables["1"], date=variables["2"], time=variables["3"]
     )
 
 
@@ -879,9 +913,30 @@ def reminder_send(*, reminder_id: int, now: datetime | None = None) -> str:
             )
             return "skipped"
         body = _reminder_body(reminder, appointment, patient)
-        outbound = message_queue(
-            channel="whatsapp", recipient=patient.phone, body=body, purpose=REMINDER_PURPOSE, actor=SYSTEM_ACTOR
-        )
+        try:
+            outbound = whatsapp_queue(
+                patient=patient,
+                body=body,
+                purpose=REMINDER_PURPOSE,
+                actor=SYSTEM_ACTOR,
+                template=TEMPLATE_REMINDER[reminder.kind],
+                variables=_appointment_variables(appointment, patient),
+                now=now,
+            )
+        except Conflict as exc:
+            # Outside WhatsApp's window with no template for it: never sent as free text (docs/mark.md).
+            reminder.status = Reminder.Status.SKIPPED
+            reminder.save(update_fields=["status", "updated_at"])
+            _audit(
+                "reminder.skipped",
+                actor=SYSTEM_ACTOR,
+                organization=patient.organization,
+                subject_type="appointment",
+                subject_id=appointment.public_id,
+                kind=reminder.kind,
+                reason=(exc.code or "refused").lower(),
+            )
+            return "skipped"
         message_record(patient=patient, sender=Message.Sender.SYSTEM, content=body, outbound_message=outbound, now=now)
         reminder.status = Reminder.Status.SENT
         reminder.outbound_message = outbound
@@ -943,9 +998,22 @@ def appointment_cancel_and_notify(
     patient = appointment.patient
     if not notify_patient or _whatsapp_refusal(patient) is not None:
         return appointment, False
-    start = appointment.start_time.astimezone(ZoneInfo(settings.MARK_TIME_ZONE))
+    variables = _appointment_variables(appointment, patient)
     text = CANCEL_NOTICE_TEXTS[language_of(patient.language)].format(
-        clinic=patient.organization.name, date=start.strftime("%d/%m/%Y"), time=start.strftime("%H:%M")
+        clinic=variables["1"], date=variables["2"], time=variables["3"]
     )
-    message_send_text(organization=patient.organization, patient=patient, text=text, actor=actor, now=now)
+    try:
+        message_send_text(
+            organization=patient.organization,
+            patient=patient,
+            text=text,
+            actor=actor,
+            now=now,
+            template=TEMPLATE_CANCELLED,
+            variables=variables,
+        )
+    except Conflict as exc:
+        if exc.code != OUTSIDE_WINDOW:
+            raise
+        return appointment, False  # outside WhatsApp's window and no template: the cancel stands
     return appointment, True

@@ -231,6 +231,7 @@ def test_put_onto_another_appointment_is_409(http, clinic, owner):
 
 def test_cancel_with_notify_queues_a_whatsapp_notice(http, clinic, owner):
     patient = _patient(clinic, phone_number="+34612345678", preferred_language="es")
+    Patient.objects.filter(pk=patient.pk).update(last_inbound_at=utc_now())  # inside WhatsApp's window
     appointment = _appointment(patient, days=10)
     body = {"reason": "Patient unavailable", "notify_patient": True}
     response = http.post(

@@ -27,7 +27,11 @@ TEXT = "Su resultado está listo, llame al 612 000 111"
 def make_patient(organization, **fields) -> Patient:
     fields.setdefault("name", "Núria Puig")
     fields.setdefault("phone_number", "+34 612 34 56 78")
-    return services.patient_create(organization=organization, actor=ACTOR, now=NOW, **fields)
+    patient = services.patient_create(organization=organization, actor=ACTOR, now=NOW, **fields)
+    # The patient wrote a minute ago: WhatsApp's 24-hour window is open, free text may be sent.
+    patient.last_inbound_at = NOW - MINUTE
+    patient.save(update_fields=["last_inbound_at"])
+    return patient
 
 
 def record(patient, at, sender="patient", content="Hola"):

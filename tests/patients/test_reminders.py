@@ -15,7 +15,7 @@ from django.db import close_old_connections, connection
 from audit.models import AuditEvent
 from messaging.models import OutboundMessage
 from patients import services, tasks
-from patients.models import Appointment, Message, Patient, Reminder
+from patients.models import Appointment, ClinicSettings, Message, Patient, Reminder
 from patients.reminder_texts import TEXTS, language_of
 from tests.patients.conftest import ACTOR, NOW
 from tests.workers import celery_worker, test_database_url, worker_environment
@@ -27,9 +27,17 @@ DAY = timedelta(days=1)
 START = NOW + 2 * DAY  # both reminders pending when booked at NOW
 
 
+# Reminders go out outside WhatsApp's 24-hour window, so as the clinic's approved templates (Content SIDs);
+# tests/patients/test_whatsapp.py covers a clinic without them (reminders skipped).
+REMINDER_TEMPLATES = {
+    name: {"en": "HX" + "0" * 31 + str(index)} for index, name in enumerate(("reminder_24h", "reminder_30min"))
+}
+
+
 def make_patient(organization, **fields) -> Patient:
     fields.setdefault("name", "Núria Puig")
     fields.setdefault("phone_number", "+34 612 34 56 78")
+    ClinicSettings.objects.get_or_create(organization=organization, defaults={"whatsapp_templates": REMINDER_TEMPLATES})
     return services.patient_create(organization=organization, actor=ACTOR, now=NOW, **fields)
 
 
