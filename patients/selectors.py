@@ -118,7 +118,7 @@ def _messages() -> QuerySet[Message]:
 
 def conversation_get(*, organization, public_id: str) -> Conversation:
     conversation = (
-        Conversation.objects.select_related("patient")
+        Conversation.objects.select_related("patient", "organization")
         .prefetch_related(Prefetch("messages", queryset=_messages()))
         .filter(organization=organization, public_id=public_id)
         .first()
