@@ -478,6 +478,10 @@ try:
     ZoneInfo(MARK_TIME_ZONE)
 except (ZoneInfoNotFoundError, ValueError):
     raise ImproperlyConfigured("MARK_TIME_ZONE must be an IANA time zone such as Europe/Madrid.") from None
+# The longest date range (in days, both ends' days counted) GET /api/v1/analytics/* accept; longer is a 400.
+MARK_ANALYTICS_MAX_DAYS = env.int("MARK_ANALYTICS_MAX_DAYS", default=366)
+if MARK_ANALYTICS_MAX_DAYS < 1:
+    raise ImproperlyConfigured("MARK_ANALYTICS_MAX_DAYS must be at least 1.")
 
 # --- Messaging (messaging/: SMS, WhatsApp and email outbox; docs/operations.md) --------------------
 # console: logs "message msg_... via sms sent" only (no number, no body) and delivers nothing;

@@ -1,8 +1,15 @@
 from django.urls import path
 
-from patients.api import messages, views
+from patients.api import analytics, messages, views
 
 urlpatterns = [
+    path(
+        "api/v1/analytics/conversations",
+        analytics.ConversationStatsView.as_view(),
+        name="mark-analytics-conversations",
+    ),
+    path("api/v1/analytics/appointments", analytics.AppointmentStatsView.as_view(), name="mark-analytics-appointments"),
+    path("api/v1/analytics/patients", analytics.PatientStatsView.as_view(), name="mark-analytics-patients"),
     path("api/v1/patients", views.PatientListView.as_view(), name="mark-patients"),
     path("api/v1/patients/<pat_id:patient_id>", views.PatientDetailView.as_view(), name="mark-patient"),
     path("api/v1/appointments", views.AppointmentListView.as_view(), name="mark-appointments"),

@@ -178,6 +178,10 @@ def mark_scenario(api: Api, demo: dict) -> None:
         expect_valid=True,
     )
     api.call("mark: cancel appointment again", "POST", f"{apt_path}/cancel", {}, token=token, headers=headers)
+    for name in ("conversations", "appointments", "patients"):
+        analytics = f"/api/v1/analytics/{name}"
+        api.call(f"mark: {name} analytics", "GET", f"{analytics}?interval=week", token=token, headers=headers)
+        api.call(f"mark: {name} analytics, bad date", "GET", f"{analytics}?end_date=x", token=token, headers=headers)
     api.call("mark: delete patient", "DELETE", path, token=token, headers=headers)
     api.call("mark: delete patient again", "DELETE", path, token=token, headers=headers)
 

@@ -59,6 +59,9 @@ ROUTE_CREDENTIAL = {
     "mark-appointments": MARK_MEMBER,
     "mark-appointment": MARK_MEMBER,
     "mark-appointment-cancel": MARK_MEMBER,
+    "mark-analytics-conversations": MARK_MEMBER,
+    "mark-analytics-appointments": MARK_MEMBER,
+    "mark-analytics-patients": MARK_MEMBER,
 }
 
 
