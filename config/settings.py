@@ -536,6 +536,27 @@ else:
     EMAIL_BACKEND = "messaging.backends.RedactedConsoleEmailBackend"
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 
+# --- Cliniko (sync/clients.py; docs/routiq.md) -----------------------------------------------------
+# Cliniko requires "App name (contact email)" as User-Agent and may block requests without a valid email.
+CLINIKO_APP_NAME = env.str("CLINIKO_APP_NAME", default="Routiq")
+CLINIKO_CONTACT_EMAIL = env.str("CLINIKO_CONTACT_EMAIL", default=DEFAULT_FROM_EMAIL)
+CLINIKO_USER_AGENT = env.str("CLINIKO_USER_AGENT", default="") or f"{CLINIKO_APP_NAME} ({CLINIKO_CONTACT_EMAIL})"
+# Requests per minute per API key, shared by every worker through Redis (Cliniko allows 200 per user).
+CLINIKO_REQUESTS_PER_MINUTE = env.int("CLINIKO_REQUESTS_PER_MINUTE", default=200)
+# 5xx/timeouts: retries with backoff (seconds, doubling, capped), then the sync run records the error.
+CLINIKO_MAX_RETRIES = env.int("CLINIKO_MAX_RETRIES", default=4)
+CLINIKO_RETRY_BACKOFF_SECONDS = env.float("CLINIKO_RETRY_BACKOFF_SECONDS", default=1.0)
+CLINIKO_RETRY_BACKOFF_MAX_SECONDS = env.float("CLINIKO_RETRY_BACKOFF_MAX_SECONDS", default=30.0)
+# 429: wait until X-RateLimit-Reset (at most this long per wait), at most this many times in a row.
+CLINIKO_MAX_RATE_LIMIT_WAIT_SECONDS = env.float("CLINIKO_MAX_RATE_LIMIT_WAIT_SECONDS", default=120.0)
+CLINIKO_MAX_RATE_LIMIT_RETRIES = env.int("CLINIKO_MAX_RATE_LIMIT_RETRIES", default=10)
+# Pages fetched at once when Cliniko's total_entries is known (always within the rate budget).
+CLINIKO_CONCURRENCY = env.int("CLINIKO_CONCURRENCY", default=4)
+if CLINIKO_REQUESTS_PER_MINUTE < 1 or CLINIKO_CONCURRENCY < 1 or CLINIKO_MAX_RETRIES < 0:
+    raise ImproperlyConfigured("CLINIKO_REQUESTS_PER_MINUTE and CLINIKO_CONCURRENCY must be >= 1, retries >= 0.")
+if CLINIKO_MAX_RATE_LIMIT_RETRIES < 0 or CLINIKO_RETRY_BACKOFF_SECONDS < 0 or CLINIKO_MAX_RATE_LIMIT_WAIT_SECONDS <= 0:
+    raise ImproperlyConfigured("CLINIKO_* retry and wait settings must not be negative.")
+
 # --- I18N / time ----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
