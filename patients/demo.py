@@ -7,7 +7,9 @@ run creates and changes nothing and prints the same ids):
   numbers, in es/ca/en/ar, each with WhatsApp messages spread over the last 90 days (patient, assistant and
   clinic senders) and appointments in the past and the next weeks (reminders planned for future ones);
 - a second clinic, "Other Demo Clinic", with its owner `demo-other` (same demo password), one patient:
-  its ids are another tenant's for trying the 404s.
+  its ids are another tenant's for trying the 404s;
+- each clinic's settings (through clinic_settings_update): country ES, Europe/Madrid, and its own WhatsApp
+  number (DEMO_WHATSAPP_NUMBER, OTHER_WHATSAPP_NUMBER), the number inbound messages are routed by.
 The clock is fixed per run (`now`); history is created through the services' `now=` arguments.
 """
 
@@ -22,11 +24,16 @@ from accounts.services import membership_set, organization_create, user_create
 from core.actors import Actor
 from core.time import utc_now
 from patients.models import Appointment, Conversation, Patient
+from patients.selectors import clinic_settings
 from patients.services import appointment_create, message_record, patient_create
+from patients.services.clinic_settings import clinic_settings_update
 
 OTHER_ORGANIZATION_NAME = "Other Demo Clinic"
 OTHER_USERNAME = "demo-other"
 ACTOR = Actor.system("seed_demo")
+# Spanish fixed-line numbers (valid for phonenumbers); demo only, they reach no one.
+DEMO_WHATSAPP_NUMBER = "+34930000001"
+OTHER_WHATSAPP_NUMBER = "+34930000002"
 
 FIRST = {
     "es": ["María", "José", "Lucía", "Javier", "Carmen", "Álvaro", "Sofía", "Andrés"],
@@ -134,12 +141,25 @@ def _other_clinic(ctx, now) -> tuple[Organization, Patient]:
     return organization, patient
 
 
+def _clinic_settings(ctx, organization, number: str) -> str:
+    """The clinic's settings with its WhatsApp number, made once (a later run leaves them as they are)."""
+    config = clinic_settings(organization=organization)
+    if not config.whatsapp_number:
+        config = clinic_settings_update(
+            organization=organization, actor=ACTOR, country="ES", time_zone="Europe/Madrid", whatsapp_number=number
+        )
+        ctx.changed(f"set the Mark settings of {organization.name} (WhatsApp number)")
+    return config.whatsapp_number
+
+
 def seed(ctx) -> tuple[str, object]:
     """The "mark" key of seed_demo --json."""
     now = utc_now()
     organization = ctx.organization
     patients = _patients(ctx, organization, now)
-    _other_clinic(ctx, now)
+    other, _ = _other_clinic(ctx, now)
+    whatsapp_number = _clinic_settings(ctx, organization, DEMO_WHATSAPP_NUMBER)
+    _clinic_settings(ctx, other, OTHER_WHATSAPP_NUMBER)
     first = patients[0]
     conversation = Conversation.objects.filter(patient=first).order_by("pk").first()
     appointment = (
@@ -152,6 +172,7 @@ def seed(ctx) -> tuple[str, object]:
         "password": ctx.password,
         "otherUsername": OTHER_USERNAME,
         "otherPassword": ctx.password,
+        "whatsappNumber": whatsapp_number,
         "patientId": first.public_id,
         "conversationId": conversation.public_id if conversation else None,
         "appointmentId": appointment.public_id if appointment else None,

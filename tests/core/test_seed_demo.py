@@ -180,6 +180,12 @@ def test_mark_demo_ids_belong_to_the_demo_clinic_and_not_to_the_other(api_client
     assert data["patientId"].startswith("pat_") and data["conversationId"].startswith("conv_")
     assert data["appointmentId"].startswith("apt_")
     assert Organization.objects.get(public_id=data["organizationId"]).name == "Demo Clinic"
+    # Each clinic has its own WhatsApp number in its settings; inbound messages are routed by it.
+    from patients.models import ClinicSettings
+
+    numbers = dict(ClinicSettings.objects.values_list("organization__public_id", "whatsapp_number"))
+    assert data["whatsappNumber"] == numbers[data["organizationId"]] == "+34930000001"
+    assert set(numbers.values()) == {"+34930000001", "+34930000002"}
 
     def token(username, password):
         response = api_client.post(
