@@ -28,8 +28,9 @@ filter, `>` with `strictly_after=True`).
 
 **Archived, cancelled, deleted.** Cliniko's documented endpoints for these are separate collections:
 `/patients/archived`, `/patients/deleted`, `/individual_appointments/cancelled`,
-`/individual_appointments/deleted`, `/appointment_types/archived`, `/practitioners/inactive` (see
-docs/routiq.md; the API reference documents no boolean query flag for them, so we do not rely on one).
+`/individual_appointments/deleted`, `/appointment_types/archived`, `/practitioners/inactive`
+(github.com/redguava/cliniko-api; we found no documented boolean query flag for them, so we do not rely
+on one, and whether the main lists also contain such records is not documented).
 `include_archived`/`include_cancelled`/`include_deleted` also read those collections, with the same
 filters, and merge by id (the most recently updated copy wins), so the result is right whether or not
 the main list already contains such records. Deleted-patient entries may carry only `deleted_at` and a
@@ -507,6 +508,8 @@ class ClinikoClient:
         """First-page URL of a collection (`patients`, `individual_appointments/cancelled`...)."""
         query: list[tuple[str, str]] = [("per_page", str(per_page))]
         if updated_since is not None:
+            if updated_since.tzinfo is None:  # we store UTC: a naive instant is UTC, never local time
+                updated_since = updated_since.replace(tzinfo=UTC)
             instant = updated_since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             query.append(("q[]", f"updated_at:{'>' if strictly_after else '>='}{instant}"))
         query.extend(("q[]", expression) for expression in filters)
@@ -613,7 +616,9 @@ class ClinikoClient:
         reset = headers.get("X-RateLimit-Reset", "").strip()
         if reset:
             try:
-                wait = float(reset) - self.clock()
+                value = float(reset)
+                # Cliniko sends a UNIX time; a small number can only be a delay in seconds.
+                wait = value - self.clock() if value > 1_000_000_000 else value
             except ValueError:
                 try:
                     wait = parsedate_to_datetime(reset).timestamp() - self.clock()
@@ -656,10 +661,16 @@ class ClinikoClient:
         if len(urls) == 1 or self.concurrency == 1:
             pages = [self.get_page(page_url, resource_key) for page_url in urls]
         else:
-            with ThreadPoolExecutor(
-                max_workers=min(self.concurrency, len(urls)), thread_name_prefix="cliniko-page"
-            ) as pool:
-                pages = list(pool.map(lambda page_url: self.get_page(page_url, resource_key), urls))
+            pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(urls)), thread_name_prefix="cliniko-page")
+            futures = [pool.submit(self.get_page, page_url, resource_key) for page_url in urls]
+            try:
+                pages = [future.result() for future in futures]
+            except BaseException:
+                # One page failed for good: pages not started yet are dropped; those in flight finish (no
+                # thread outlives this call), then the error goes up.
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
         next_url = pages[-1].next_url
         while next_url:
             page = self.get_page(next_url, resource_key)

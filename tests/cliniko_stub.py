@@ -317,11 +317,13 @@ class ClinikoStub:
     # -- Data --
 
     def stamp(self) -> datetime:
-        """The stub's current time, strictly later than the previous stamp (whole seconds, like Cliniko)."""
+        """The stub's current time (`now`), never earlier than the previous stamp; whole seconds, like
+        Cliniko (so a record edited within the second of an `updated_at:>` filter's instant is left out:
+        tests that need exact boundaries inject `now`)."""
         with self._lock:
-            now = self._now()
-            if self._last_stamp is not None and now <= self._last_stamp:
-                now = self._last_stamp + timedelta(seconds=1)
+            now = self._now().replace(microsecond=0)
+            if self._last_stamp is not None and now < self._last_stamp:
+                now = self._last_stamp
             self._last_stamp = now
             return now
 
@@ -344,10 +346,11 @@ class ClinikoStub:
         country: str = "Australia",
         country_code: str = "AU",
         time_zone: str = "Australia/Sydney",
+        at: datetime | None = None,
     ) -> dict:
         with self._lock:
             account = self.accounts[key]
-            stamp = iso(self.stamp())
+            stamp = iso(at or self.stamp())
             record_id = account.new_id()
             record = {
                 "id": record_id,
@@ -375,10 +378,11 @@ class ClinikoStub:
         last_name: str = "Mitchell",
         designation: str = "Physiotherapist",
         active: bool = True,
+        at: datetime | None = None,
     ) -> dict:
         with self._lock:
             account = self.accounts[key]
-            stamp = iso(self.stamp())
+            stamp = iso(at or self.stamp())
             record_id = account.new_id()
             record = {
                 "id": record_id,
@@ -397,11 +401,17 @@ class ClinikoStub:
             return record
 
     def add_appointment_type(
-        self, key: str, *, name: str = "Initial Consultation", category: str = "Physiotherapy", duration: int = 60
+        self,
+        key: str,
+        *,
+        name: str = "Initial Consultation",
+        category: str = "Physiotherapy",
+        duration: int = 60,
+        at: datetime | None = None,
     ) -> dict:
         with self._lock:
             account = self.accounts[key]
-            stamp = iso(self.stamp())
+            stamp = iso(at or self.stamp())
             record_id = account.new_id()
             record = {
                 "id": record_id,
@@ -429,11 +439,12 @@ class ClinikoStub:
         mobile: str | None = "0412 345 678",
         other_phones: Iterable[tuple[str, str]] = (),
         date_of_birth: str | None = "1985-04-12",
+        at: datetime | None = None,
         **extra,
     ) -> dict:
         with self._lock:
             account = self.accounts[key]
-            stamp = iso(self.stamp())
+            stamp = iso(at or self.stamp())
             record_id = account.new_id()
             phones = ([{"phone_type": "Mobile", "number": mobile}] if mobile else []) + [
                 {"phone_type": kind, "number": number} for kind, number in other_phones
@@ -482,6 +493,7 @@ class ClinikoStub:
         appointment_type_id: str | None = None,
         business_id: str | None = None,
         notes: str | None = None,
+        at: datetime | None = None,
         **extra,
     ) -> dict:
         with self._lock:
@@ -490,7 +502,7 @@ class ClinikoStub:
             appointment_type_id = appointment_type_id or next(iter(account.appointment_types), None)
             business_id = business_id or next(iter(account.businesses), None)
             patient = account.patients[patient_id]
-            stamp = iso(self.stamp())
+            stamp = iso(at or self.stamp())
             record_id = account.new_id()
             record = {
                 "id": record_id,
@@ -522,11 +534,11 @@ class ClinikoStub:
             account.appointments[record_id] = record
             return record
 
-    def _update(self, store: dict[str, dict], record_id: str, changes: dict) -> dict:
+    def _update(self, store: dict[str, dict], record_id: str, changes: dict, at: datetime | None = None) -> dict:
         with self._lock:
             record = store[record_id]
             record.update(changes)
-            record["updated_at"] = iso(self.stamp())
+            record["updated_at"] = iso(at or self.stamp())
             return record
 
     def edit_patient(self, key: str, patient_id: str, **changes) -> dict:
@@ -549,16 +561,16 @@ class ClinikoStub:
                 changes[name] = iso(changes[name])
         return self._update(self.accounts[key].appointments, appointment_id, changes)
 
-    def cancel_appointment(self, key: str, appointment_id: str, *, reason: int = 50) -> dict:
-        return self._update(
-            self.accounts[key].appointments,
-            appointment_id,
-            {
-                "cancelled_at": iso(self.stamp()),
-                "cancellation_reason": reason,
-                "cancellation_reason_description": "Other",
-            },
-        )
+    def cancel_appointment(
+        self, key: str, appointment_id: str, *, reason: int = 50, at: datetime | None = None
+    ) -> dict:
+        stamp = at or self.stamp()
+        changes = {
+            "cancelled_at": iso(stamp),
+            "cancellation_reason": reason,
+            "cancellation_reason_description": "Other",
+        }
+        return self._update(self.accounts[key].appointments, appointment_id, changes, at=stamp)
 
     def delete_appointment(self, key: str, appointment_id: str) -> dict:
         return self._update(self.accounts[key].appointments, appointment_id, {"deleted_at": iso(self.stamp())})
@@ -573,19 +585,43 @@ class ClinikoStub:
         patients (AU mobiles, some with a Home number or none, a few without email) and `appointments`
         appointments over the 120 days before and 60 days after `reference` (default: now), spread over the
         patients, ~8% cancelled, some did-not-arrive, some with notes. Same seed and sizes: same records
-        and ids in every account."""
+        and ids in every account.
+
+        Timestamps are history, never the future: records are created in id order over the 720 days
+        before `reference` (after anything the account already holds) and last updated at least an hour
+        before it, so an incremental read from `reference - 1h` on sees only later edits."""
         rng = random.Random(seed)
         reference = (reference or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
+        cutoff = reference - timedelta(hours=1)
         self.add_account(key)
-        if not self.accounts[key].businesses:
-            self.add_business(key)
-        if not self.accounts[key].practitioners:
-            for first, last, designation in PRACTITIONERS:
-                self.add_practitioner(key, first_name=first, last_name=last, designation=designation)
-        if not self.accounts[key].appointment_types:
-            for name, category, duration in APPOINTMENT_TYPES:
-                self.add_appointment_type(key, name=name, category=category, duration=duration)
         account = self.accounts[key]
+        existing = [
+            parse_iso(record["created_at"])
+            for store in (
+                account.patients,
+                account.appointments,
+                account.businesses,
+                account.practitioners,
+                account.appointment_types,
+            )
+            for record in store.values()
+        ]
+        begin = max([reference - timedelta(days=720)] + [stamp + timedelta(seconds=1) for stamp in existing if stamp])
+        total = 1 + len(PRACTITIONERS) + len(APPOINTMENT_TYPES) + patients + appointments
+        step = max(timedelta(seconds=1), (cutoff - timedelta(days=1) - begin) / max(1, total))
+        moments = (begin + step * index for index in range(total))
+
+        def updated(created: datetime) -> datetime:
+            return max(created, min(cutoff, created + timedelta(seconds=rng.randint(0, 60 * 86400))))
+
+        if not account.businesses:
+            self.add_business(key, at=next(moments))
+        if not account.practitioners:
+            for first, last, designation in PRACTITIONERS:
+                self.add_practitioner(key, first_name=first, last_name=last, designation=designation, at=next(moments))
+        if not account.appointment_types:
+            for name, category, duration in APPOINTMENT_TYPES:
+                self.add_appointment_type(key, name=name, category=category, duration=duration, at=next(moments))
         practitioner_ids = list(account.practitioners)
         type_ids = list(account.appointment_types)
         patient_ids = []
@@ -599,23 +635,26 @@ class ClinikoStub:
             others = [("Home", f"02 9{rng.randint(100, 999)} {rng.randint(1000, 9999)}")] if rng.random() < 0.2 else []
             email = "" if rng.random() < 0.1 else f"{first}.{last}{index}@example.com".lower().replace("'", "")
             dob = f"{rng.randint(1940, 2015)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-            patient_ids.append(
-                self.add_patient(
-                    key,
-                    first_name=first,
-                    last_name=last,
-                    email=email,
-                    mobile=mobile,
-                    other_phones=others,
-                    date_of_birth=dob,
-                )["id"]
+            created = next(moments)
+            record = self.add_patient(
+                key,
+                first_name=first,
+                last_name=last,
+                email=email,
+                mobile=mobile,
+                other_phones=others,
+                date_of_birth=dob,
+                at=created,
             )
+            record["updated_at"] = iso(updated(created))
+            patient_ids.append(record["id"])
         appointment_ids = []
         for _ in range(appointments):
             if not patient_ids:
                 break
             start = reference + timedelta(days=rng.randint(-120, 60), hours=rng.randint(-4, 6))
             type_index = rng.randrange(len(type_ids))
+            created = next(moments)
             record = self.add_appointment(
                 key,
                 patient_id=rng.choice(patient_ids),
@@ -626,9 +665,11 @@ class ClinikoStub:
                 notes=rng.choice(NOTES) or None,
                 did_not_arrive=start < reference and rng.random() < 0.05,
                 patient_arrived=start < reference and rng.random() < 0.8,
+                at=created,
             )
+            record["updated_at"] = iso(updated(created))
             if rng.random() < 0.08:
-                self.cancel_appointment(key, record["id"])
+                self.cancel_appointment(key, record["id"], at=updated(created))
             appointment_ids.append(record["id"])
         return {"patients": patient_ids, "appointments": appointment_ids}
 

@@ -234,20 +234,25 @@ def test_fetch_pages_in_order_and_follows_a_trailing_next(stub):
     assert len(set(ids)) == 150
 
 
-def test_incremental_filter_is_sent_and_applied(stub):
-    key = stub.add_account(new_key())
-    ids = stub.generate(key, patients=20, appointments=0)["patients"]
-    since = stub.stamp()
-    stub.edit_patient(key, ids[3], first_name="Edited")
-    stub.edit_patient(key, ids[7], mobile="0499 000 111")
-    client = client_for(stub, key)
-    changed = client.list_patients(updated_since=since)
-    assert sorted(p.id for p in changed) == sorted([ids[3], ids[7]])
-    sent = stub.requests_to("/v1/patients")[-1].params("q[]")
-    assert sent == [f"updated_at:>={since.strftime('%Y-%m-%dT%H:%M:%SZ')}"]
-    strictly = client.list_patients(updated_since=since, strictly_after=True)
-    assert stub.requests_to("/v1/patients")[-1].params("q[]")[0].startswith("updated_at:>2")
-    assert len(strictly) == 2
+def test_incremental_filter_is_sent_and_applied():
+    moment = [datetime(2026, 5, 1, 12, tzinfo=UTC)]
+    with ClinikoStub(now=lambda: moment[0]) as stub:
+        key = stub.add_account(new_key())
+        ids = stub.generate(key, patients=20, appointments=0, reference=moment[0])["patients"]
+        since = moment[0]  # generated history ends an hour before: nothing is that recent yet
+        stub.edit_patient(key, ids[3], first_name="Edited")  # at `since` exactly
+        moment[0] += timedelta(seconds=5)
+        stub.edit_patient(key, ids[7], mobile="0499 000 111")
+        client = client_for(stub, key)
+        changed = client.list_patients(updated_since=since)
+        assert sorted(p.id for p in changed) == sorted([ids[3], ids[7]])
+        assert stub.requests_to("/v1/patients")[-1].params("q[]") == ["updated_at:>=2026-05-01T12:00:00Z"]
+        strictly = client.list_patients(updated_since=since, strictly_after=True)
+        assert stub.requests_to("/v1/patients")[-1].params("q[]") == ["updated_at:>2026-05-01T12:00:00Z"]
+        assert [p.id for p in strictly] == [ids[7]]
+        naive = client.list_patients(updated_since=since.replace(tzinfo=None) + timedelta(seconds=1))
+        assert [p.id for p in naive] == [ids[7]]  # a naive instant is read as UTC
+        assert len(client.list_patients()) == 20
 
 
 def test_archived_cancelled_and_deleted_only_when_asked(stub):
@@ -495,3 +500,16 @@ def test_merging_copies_keeps_archived_cancelled_deleted_stamps():
     assert merged["8"]["first_name"] == "New"  # the later update wins...
     assert merged["8"]["archived_at"] == "2026-01-01T00:00:00Z"  # ...and a state stamp from either copy stays
     assert len(merged) == 2
+
+
+def test_a_page_failing_for_good_stops_the_concurrent_fetch(stub):
+    stub.latency = 0.05
+    key = stub.add_account(new_key())
+    stub.generate(key, patients=1000, appointments=0)
+    client = client_for(stub, key, concurrency=2)
+    first = client.get_page(client.url("patients"), "patients")
+    assert first.total_entries == 1000 and first.next_url
+    stub.fail_path("/v1/patients", 404)
+    with pytest.raises(ClinikoPermanentError):
+        client.fetch_pages(client.url("patients"), first.total_entries, "patients", start_page=2)
+    assert len(stub.requests) <= 1 + 4  # the 9 remaining pages were not all asked for
