@@ -454,6 +454,23 @@ if not 1 <= MARK_MEDIA_URL_SECONDS <= 30 * 24 * 3600:
 MARK_PUBLIC_BASE_URL = env.str("MARK_PUBLIC_BASE_URL", default="").rstrip("/")
 if MARK_PUBLIC_BASE_URL and not MARK_PUBLIC_BASE_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured("MARK_PUBLIC_BASE_URL must be an http(s) URL.")
+# POST /api/v1/messages/voice: largest audio file accepted (bytes; larger is 413).
+MARK_VOICE_MAX_BYTES = env.int("MARK_VOICE_MAX_BYTES", default=10 * 1024 * 1024)
+if not 1024 <= MARK_VOICE_MAX_BYTES <= 25 * 1024 * 1024:
+    raise ImproperlyConfigured("MARK_VOICE_MAX_BYTES must be between 1 kB and 25 MB.")
+# Speech-to-text of voice messages: "none" (transcription null) or "openai" (an OpenAI-compatible
+# POST {MARK_STT_BASE_URL}/v1/audio/transcriptions; patients/clients/stt.py).
+MARK_STT_BACKEND = env.str("MARK_STT_BACKEND", default="none")
+if MARK_STT_BACKEND not in {"none", "openai"}:
+    raise ImproperlyConfigured(f"MARK_STT_BACKEND must be none or openai, not {MARK_STT_BACKEND!r}")
+MARK_STT_BASE_URL = env.str("MARK_STT_BASE_URL", default="https://api.openai.com").rstrip("/")
+MARK_STT_API_KEY = env.str("MARK_STT_API_KEY", default="")
+MARK_STT_MODEL = env.str("MARK_STT_MODEL", default="whisper-1")
+MARK_STT_TIMEOUT_SECONDS = env.float("MARK_STT_TIMEOUT_SECONDS", default=30.0)
+if MARK_STT_BACKEND == "openai" and not MARK_STT_BASE_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("MARK_STT_BASE_URL must be an http(s) URL.")
+if not 1 <= MARK_STT_TIMEOUT_SECONDS <= 120:
+    raise ImproperlyConfigured("MARK_STT_TIMEOUT_SECONDS must be between 1 and 120.")
 # Zoom (appointments' zoom_link, patients/services/zoom.py): OAuth and REST bases (tests point them at
 # 127.0.0.1); each clinic's server-to-server app credentials live in its ClinicSettings. The call is in the
 # booking request's path, so its timeout is short (a slow Zoom books without a link).

@@ -1,7 +1,8 @@
-"""core: no domain models; only the bookkeeping of field-encryption key rotations."""
+"""core: no domain models; only bookkeeping: field-encryption key rotations and idempotency keys."""
 
 from django.db import models
 
+from core.encryption import EncryptedTextField
 from core.time import utc_now
 
 
@@ -28,3 +29,31 @@ class KeyRotation(models.Model):
     @property
     def is_complete(self) -> bool:
         return self.completed_at is not None
+
+
+class IdempotencyKey(models.Model):
+    """A completed request made with an `Idempotency-Key` header (core.idempotency), kept 24 hours so a
+    retry gets the same answer instead of a second effect.
+
+    Scope: the API, the credential's principal (e.g. "user:42"), the organization and the key. The
+    request's fingerprint (sha256 of method, path and body) tells a true retry from a reused key; the
+    stored response (status and JSON body) is encrypted at rest, as it may hold patient data.
+    """
+
+    api = models.CharField(max_length=20)
+    principal = models.CharField(max_length=100)
+    organization = models.CharField(max_length=64, blank=True, default="")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = EncryptedTextField()
+    created_at = models.DateTimeField(default=utc_now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api", "principal", "organization", "key"], name="core_idempotency_scope")
+        ]
+
+    def __str__(self) -> str:
+        return f"Idempotency key {self.api}/{self.principal} ({self.response_status})"

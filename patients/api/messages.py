@@ -13,21 +13,162 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
 
+from core import idempotency
 from core.api import ApiView, public
 from core.apis import MARK
 from core.context import note_subjects, set_organization
+from core.domain import NotFound
 from core.errors import ApiError
 from core.schema import error_responses
-from patients import media
+from patients import media, selectors, services
+from patients.api import message_serializers as ms
+from patients.api.views import _input, _MarkView, _schema
 from patients.services import messages as message_services
+from patients.storage import media_storage
 
 logger = logging.getLogger("patients")
+
+
+def idempotent_create(request, run, *, prepare=None):
+    """A Mark create under the request's Idempotency-Key (core.idempotency): scoped to the caller's user
+    and clinic."""
+    return idempotency.idempotent(request, api=MARK.name, run=run, prepare=prepare)
+
+
+def _body_patient(organization, patient_id: str):
+    try:
+        return selectors.patient_get(organization=organization, public_id=patient_id)
+    except NotFound:
+        # An id in a body is the caller's input, not the resource addressed: 400 naming the field.
+        raise ApiError(400, "Unknown patient_id", details={"field": "patient_id"}) from None
+
+
+def _render(request, message, *, status_code=status.HTTP_200_OK) -> Response:
+    content_url = media.signed_media_url(message, request=request) if message.media else None
+    return Response(ms.MessageOutput(ms.present(message, content_url=content_url)).data, status=status_code)
+
+
+class MessageCreateView(_MarkView):
+    @_schema(
+        "mark_messages_send",
+        "Send a text message to a patient on WhatsApp (stored as sender system; status follows the outbox)",
+        request=ms.MessageCreateInput,
+        responses={201: ms.MessageOutput},
+        errors=(400, 401, 403, 404, 409, 422, 429),
+        parameters=[idempotency.PARAMETER],
+    )
+    def post(self, request):
+        data = _input(ms.MessageCreateInput, request)
+        if data["content_type"] != "text":
+            raise ApiError(
+                400,
+                "Voice messages are sent with POST /api/v1/messages/voice (multipart)",
+                details={"field": "content_type"},
+            )
+        organization = self.organization(request)
+
+        def run(_prepared):
+            patient = _body_patient(organization, data["patient_id"])
+            message = services.message_send_text(
+                organization=organization, patient=patient, text=data["content"], actor=self.actor(request)
+            )
+            note_subjects(request, "message", [message.public_id])
+            message = message_services.message_get(organization=organization, public_id=message.public_id)
+            return _render(request, message, status_code=status.HTTP_201_CREATED)
+
+        return idempotent_create(request, run)
+
+
+class MessageVoiceView(_MarkView):
+    parser_classes = [MultiPartParser]
+
+    @_schema(
+        "mark_messages_send_voice",
+        "Send a voice message (MP3, WAV or OGG, checked by content) to a patient on WhatsApp",
+        request={"multipart/form-data": ms.VoiceMessageInput},
+        responses={201: ms.MessageOutput},
+        errors=(400, 401, 403, 404, 409, 413, 415, 422, 429),
+        parameters=[idempotency.PARAMETER],
+    )
+    def post(self, request):
+        limit = settings.MARK_VOICE_MAX_BYTES
+        declared = request.META.get("CONTENT_LENGTH") or ""
+        if declared.isascii() and declared.isdigit() and int(declared) > limit + 64 * 1024:
+            raise _too_large(limit)
+        data = _input(ms.VoiceMessageInput, request)
+        upload = data["audio_file"]
+        if upload.size > limit:
+            raise _too_large(limit)
+        language = message_services.voice_language(data.get("language"))
+        organization = self.organization(request)
+        media_base_url = request.build_absolute_uri("/").rstrip("/")
+        stored: list[str] = []
+
+        def prepare():
+            # Not run for a replay. Cheap refusals first, then the audio, then speech-to-text (a vendor
+            # call: outside the transaction).
+            patient = _body_patient(organization, data["patient_id"])
+            message_services.voice_precheck(patient=patient)
+            info = media.audio_inspect(upload)
+            upload.seek(0)
+            audio = upload.read()
+            upload.seek(0)
+            return patient, info, message_services.voice_transcribe(data=audio, info=info, language=language)
+
+        def run(prepared):
+            patient, info, transcription = prepared
+            message = message_services.message_send_voice(
+                organization=organization,
+                patient=patient,
+                fileobj=upload,
+                info=info,
+                transcription=transcription,
+                actor=self.actor(request),
+                media_base_url=media_base_url,
+            )
+            stored.append(message.media.name)
+            note_subjects(request, "message", [message.public_id])
+            message = message_services.message_get(organization=organization, public_id=message.public_id)
+            return _render(request, message, status_code=status.HTTP_201_CREATED)
+
+        try:
+            return idempotent_create(request, run, prepare=prepare)
+        except BaseException:
+            for name in stored:  # the transaction rolled back after the file was stored
+                media.audio_delete(name)
+            raise
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"audio_file is larger than {limit} bytes",
+        code="audio_too_large",
+        details={"field": "audio_file", "max_bytes": limit},
+    )
+
+
+class MessageDetailView(_MarkView):
+    @_schema(
+        "mark_messages_get",
+        "Get a message (its status follows the outbox; a voice message's content is a fresh signed URL)",
+        responses={200: ms.MessageOutput},
+        errors=(400, 401, 403, 404, 429),
+    )
+    def get(self, request, message_id: str):
+        message = message_services.message_get(organization=self.organization(request), public_id=message_id)
+        note_subjects(request, "message", [message.public_id])
+        return _render(request, message)
 
 
 class _FirstRenderer(BaseContentNegotiation):
@@ -56,7 +197,6 @@ class MessageAudioView(ApiView):
             "its only credential. Missing/bad signature or an expired link: 403. No audio: 404. The body is "
             "the audio file (audio/mpeg, audio/wav or audio/ogg), `Cache-Control: private, no-store`."
         ),
-        auth=[],
         parameters=[
             OpenApiParameter("expires", OpenApiTypes.INT, required=True, description="Expiry, Unix seconds"),
             OpenApiParameter("signature", OpenApiTypes.STR, required=True, description="The URL's signature"),
@@ -81,7 +221,7 @@ class MessageAudioView(ApiView):
         set_organization(request, message.organization.public_id)
         note_subjects(request, "message", [message.public_id])
         try:
-            handle = message.media.storage.open(message.media.name, "rb")
+            handle = media_storage().open(message.media.name, "rb")
         except (FileNotFoundError, OSError):
             logger.warning("media file missing for message %s", message.public_id)
             raise ApiError(404, "Audio not found") from None

@@ -19,6 +19,9 @@ urlpatterns = [
         views.AppointmentCancelView.as_view(),
         name="mark-appointment-cancel",
     ),
+    path("api/v1/messages", messages.MessageCreateView.as_view(), name="mark-messages"),
+    path("api/v1/messages/voice", messages.MessageVoiceView.as_view(), name="mark-messages-voice"),
+    path("api/v1/messages/<msg_id:message_id>", messages.MessageDetailView.as_view(), name="mark-message"),
     path(
         "api/v1/messages/<msg_id:message_id>/audio", messages.MessageAudioView.as_view(), name="mark-message-audio"
     ),

@@ -15,6 +15,7 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from accounts.authentication import OIDCAuthentication, PlatformJWTAuthentication
+from core import idempotency
 from core.actors import Actor
 from core.api import ApiView
 from core.apis import MARK
@@ -224,10 +225,15 @@ class AppointmentListView(_MarkView):
         "Book an appointment (a start in the past is 400, an overlap with the patient's active appointment 409)",
         request=s.AppointmentCreateInput,
         responses={201: s.AppointmentOutput},
-        errors=(400, 401, 403, 404, 409, 429),
+        errors=(400, 401, 403, 404, 409, 422, 429),
+        parameters=[idempotency.PARAMETER],
     )
     def post(self, request):
         data = dict(_input(s.AppointmentCreateInput, request))
+        # Idempotency-Key (core.idempotency): a retry replays the first answer and books nothing twice.
+        return idempotency.idempotent(request, api=MARK.name, run=lambda _prepared: self._create(request, data))
+
+    def _create(self, request, data: dict):
         organization = self.organization(request)
         patient_id = data.pop("patient_id")
         try:

@@ -133,6 +133,9 @@ def recorded_headers(response) -> dict:
 
 
 def json_body(response):
+    if getattr(response, "streaming", False):  # a file (e.g. audio): read it so it is closed
+        b"".join(response.streaming_content)
+        return {"<non-json>": response.headers.get("Content-Type", "")}
     if not response.content:
         return None
     if "json" not in response.headers.get("Content-Type", ""):
