@@ -64,7 +64,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from tests.servers import LocalServer, Recorded, Reply
 
 ID_BASE = 1_390_000_000_000_000_000  # Cliniko-like int64 ids
-USER_AGENT_RE = re.compile(r"^.+ \([^()\s@]+@[^()\s@]+\.[^()\s@]+\)$")
+USER_AGENT_RE = re.compile(r"^.+ \([^()\s@]+@[^()\s@]+\)$")
 DATETIME_FIELDS = {"updated_at", "created_at", "archived_at", "cancelled_at", "deleted_at", "starts_at", "ends_at"}
 ID_FIELDS = {"id", "patient_id", "practitioner_id", "appointment_type_id", "business_id"}
 FILTER_RE = re.compile(r"^(?P<field>[a-z_]+):(?P<op>>=|<=|!=|>|<|=)(?P<value>.+)$")
@@ -256,6 +256,8 @@ class ClinikoStub:
         self.accounts: dict[str, Account] = {}
         self.requests: list[StubRequest] = []
         self._failures: list[_Failure] = []
+        self._version = 0  # bumped by every change to the data (invalidates the list cache)
+        self._list_cache: dict[tuple, tuple[int, list[dict]]] = {}
         self.in_flight = 0
         self.max_in_flight = 0  # most requests being answered at once (concurrency seen)
         self._lock = threading.RLock()
@@ -368,6 +370,7 @@ class ClinikoStub:
                 **self._link("businesses", record_id),
             }
             account.businesses[record_id] = record
+            self.touch()
             return record
 
     def add_practitioner(
@@ -398,6 +401,7 @@ class ClinikoStub:
                 **self._link("practitioners", record_id),
             }
             account.practitioners[record_id] = record
+            self.touch()
             return record
 
     def add_appointment_type(
@@ -427,6 +431,7 @@ class ClinikoStub:
                 **self._link("appointment_types", record_id),
             }
             account.appointment_types[record_id] = record
+            self.touch()
             return record
 
     def add_patient(
@@ -480,6 +485,7 @@ class ClinikoStub:
                 **extra,
             }
             account.patients[record_id] = record
+            self.touch()
             return record
 
     def add_appointment(
@@ -532,10 +538,18 @@ class ClinikoStub:
                 **extra,
             }
             account.appointments[record_id] = record
+            self.touch()
             return record
+
+    def touch(self) -> None:
+        """Say the data changed (the helpers do; call it after editing record dicts by hand)."""
+        with self._lock:
+            self._version += 1
+            self._list_cache.clear()
 
     def _update(self, store: dict[str, dict], record_id: str, changes: dict, at: datetime | None = None) -> dict:
         with self._lock:
+            self.touch()
             record = store[record_id]
             record.update(changes)
             record["updated_at"] = iso(at or self.stamp())
@@ -671,6 +685,7 @@ class ClinikoStub:
             if rng.random() < 0.08:
                 self.cancel_appointment(key, record["id"], at=updated(created))
             appointment_ids.append(record["id"])
+        self.touch()
         return {"patients": patient_ids, "appointments": appointment_ids}
 
     # -- HTTP --
@@ -752,9 +767,15 @@ class ClinikoStub:
                 if parsed is None:
                     return 400, {"errors": f"invalid filter: {value}"}
                 filters.append(parsed)
-        records = [r for r in getattr(account, store_name).values() if include(r)]
-        records = [r for r in records if all(test(r) for test in filters)]
-        records.sort(key=lambda r: (r.get("created_at") or "", int(r["id"])))
+        cache_key = (account.key, resource, tuple(value for name, value in query if name in ("q[]", "q")))
+        cached = self._list_cache.get(cache_key)
+        if cached is not None and cached[0] == self._version:
+            records = cached[1]
+        else:  # filtered and sorted once per data version, not per page (large accounts stay fast)
+            records = [r for r in getattr(account, store_name).values() if include(r)]
+            records = [r for r in records if all(test(r) for test in filters)]
+            records.sort(key=lambda r: (r.get("created_at") or "", int(r["id"])))
+            self._list_cache[cache_key] = (self._version, records)
         total = len(records)
         chunk = records[(page - 1) * per_page : page * per_page]
         if resource == "patients/deleted":
