@@ -392,6 +392,12 @@ CELERY_TASK_ROUTES = (
         # messaging: every other SMS / WhatsApp / email send (bounded by the provider's timeouts).
         "messaging.tasks.send_message": {"queue": "messaging"},
         "patients.tasks.send_due_reminders": {"queue": "messaging"},  # Mark reminders: bulk, like sends
+        # Mark WhatsApp: inbound voice-note fetch, assistant replies and conversation summaries (vendor
+        # calls bounded by their timeouts), the idle-conversation sweeper.
+        "patients.tasks.fetch_inbound_media": {"queue": "messaging"},
+        "patients.tasks.assistant_reply": {"queue": "messaging"},
+        "patients.tasks.summarize_conversation": {"queue": "messaging"},
+        "patients.tasks.close_idle_conversations": {"queue": "messaging"},
         # webhooks: partner endpoints, which may hang up to WEBHOOK_TIMEOUT_SECONDS per attempt.
         "webhooks.tasks.deliver_webhook": {"queue": "webhooks"},
         # default: short periodic jobs and operations checks.
@@ -495,6 +501,15 @@ try:
     ZoneInfo(MARK_TIME_ZONE)
 except (ZoneInfoNotFoundError, ValueError):
     raise ImproperlyConfigured("MARK_TIME_ZONE must be an IANA time zone such as Europe/Madrid.") from None
+# The assistant responder (per clinic: ClinicSettings.responder, its API key and model; docs/mark.md
+# "WhatsApp: numbers, templates, inbound, assistant"): Anthropic's Messages API at this base URL.
+MARK_RESPONDER_BASE_URL = env.str("MARK_RESPONDER_BASE_URL", default="https://api.anthropic.com").rstrip("/")
+if not MARK_RESPONDER_BASE_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("MARK_RESPONDER_BASE_URL must be an http(s) URL.")
+MARK_RESPONDER_MODEL = env.str("MARK_RESPONDER_MODEL", default="claude-haiku-4-5")
+MARK_RESPONDER_TIMEOUT_SECONDS = env.float("MARK_RESPONDER_TIMEOUT_SECONDS", default=30.0)
+if not 1 <= MARK_RESPONDER_TIMEOUT_SECONDS <= 120:
+    raise ImproperlyConfigured("MARK_RESPONDER_TIMEOUT_SECONDS must be between 1 and 120.")
 # The longest date range (in days, both ends' days counted) GET /api/v1/analytics/* accept; longer is a 400.
 MARK_ANALYTICS_MAX_DAYS = env.int("MARK_ANALYTICS_MAX_DAYS", default=366)
 if MARK_ANALYTICS_MAX_DAYS < 1:

@@ -11,4 +11,11 @@ PERIODIC_TASKS: tuple[Schedule, ...] = (
         description="Mark: queues the WhatsApp text of each due appointment reminder through the messaging "
         "outbox (once; never after a cancel or reschedule).",
     ),
+    Schedule(
+        name="patients: close idle conversations",
+        task="patients.tasks.close_idle_conversations",
+        when=Interval(seconds=300),
+        description="Mark: ends the WhatsApp conversations idle for MARK_CONVERSATION_IDLE_MINUTES "
+        "(end_time = the last message) and asks the clinic's responder for their summaries.",
+    ),
 )

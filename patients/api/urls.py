@@ -1,8 +1,10 @@
 from django.urls import path
 
 from patients.api import analytics, messages, views
+from patients.api.inbound import TwilioInboundView
 
 urlpatterns = [
+    path("api/messaging/twilio/inbound", TwilioInboundView.as_view(), name="messaging-twilio-inbound"),
     path(
         "api/v1/analytics/conversations",
         analytics.ConversationStatsView.as_view(),

@@ -75,6 +75,64 @@ def platform_scenario(api: Api) -> None:
         content_type="application/json",
         headers={"X-Twilio-Signature": signature},
     )
+    inbound_walk(api)
+
+
+def inbound_walk(api: Api) -> None:
+    """Twilio's incoming-message webhook: a signed message to a number no clinic has (answered, ignored),
+    a bad signature, a signed form missing MessageSid, and JSON."""
+    path = "/api/messaging/twilio/inbound"
+    params = {
+        "MessageSid": "SM" + "1e" * 16,
+        "AccountSid": "AC" + "0123456789abcdef" * 2,
+        "From": "whatsapp:+14155550123",
+        "To": "whatsapp:+14155550199",
+        "Body": "Hola",
+        "NumMedia": "0",
+        "ProfileName": "Walker",
+    }
+    form = "application/x-www-form-urlencoded"
+
+    def signed(values: dict) -> dict:
+        return {"X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, TWILIO_BASE + path, values)}
+
+    api.call(
+        "twilio inbound: unknown To (ignored)",
+        "POST",
+        path,
+        params,
+        raw=urlencode(params),
+        content_type=form,
+        headers=signed(params),
+        expect_valid=True,
+    )
+    api.call(
+        "twilio inbound: bad signature",
+        "POST",
+        path,
+        params,
+        raw=urlencode(params),
+        content_type=form,
+        headers={"X-Twilio-Signature": "bad"},
+    )
+    partial = {key: value for key, value in params.items() if key != "MessageSid"}
+    api.call(
+        "twilio inbound: no MessageSid",
+        "POST",
+        path,
+        partial,
+        raw=urlencode(partial),
+        content_type=form,
+        headers=signed(partial),
+    )
+    api.call(
+        "twilio inbound: JSON body",
+        "POST",
+        path,
+        raw=json.dumps(params),
+        content_type="application/json",
+        headers=signed(params),
+    )
 
 
 def mark_scenario(api: Api, demo: dict) -> None:

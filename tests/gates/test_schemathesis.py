@@ -95,6 +95,8 @@ schema = schemathesis.openapi.from_wsgi(SCHEMA_PATH, application, config=CONFIG)
 
 TWILIO_TOKEN = "schemathesis-gate-twilio-auth-token"
 TWILIO_BASE = "https://platform.example.com"
+# Twilio's webhooks (status callback, incoming messages): signed like Twilio signs them.
+TWILIO_SIGNED_PATHS = ("/api/messaging/twilio/status", "/api/messaging/twilio/inbound")
 WEBHOOK_HOST = "hooks.example.com"
 APP_PREFIX = "/api/app/"
 LEAD_PHONES = ("+14155550123", "+14155550124", "+442071838750")
@@ -169,7 +171,7 @@ class DemoWorld:
         self._sign_twilio(case)
 
     def _sign_twilio(self, case) -> None:
-        if case.operation.path != "/api/messaging/twilio/status" or not isinstance(case.body, dict):
+        if case.operation.path not in TWILIO_SIGNED_PATHS or not isinstance(case.body, dict):
             return
         params = {name: str(value) for name, value in case.body.items()}
         case.body = params
