@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
@@ -16,6 +17,9 @@ from core.domain import Invalid
 
 class AccountInvalid(Invalid):
     """Bad input for an accounts write; the message is for staff."""
+
+
+_CLERK_ID = re.compile(r"^org_[A-Za-z0-9]{1,64}$")  # the form Organization.clerk_organization_id validates
 
 
 @transaction.atomic
@@ -151,6 +155,54 @@ def membership_remove(*, user: User, organization: Organization, actor: Actor) -
         metadata={"role": role},
     )
     return True
+
+
+@transaction.atomic
+def membership_record_from_token(
+    *, user: User, clerk_organization_id: str, role: str | None, clerk_role: str, actor: Actor
+) -> Membership | None:
+    """Record what a verified Clerk token says about the user in its active organization: the membership
+    with `role` (our role mapped from `clerk_role`), or none when the Clerk role maps to nothing. Only an
+    active organization linked to that Clerk id is touched; nothing changed, nothing written (this runs
+    on every Clerk-authenticated request). Returns the membership, or None."""
+    organization = None
+    if _CLERK_ID.match(clerk_organization_id or ""):
+        organization = Organization.objects.filter(clerk_organization_id=clerk_organization_id, is_active=True).first()
+    if organization is None:
+        return None
+    current = Membership.objects.select_for_update().filter(user=user, organization=organization).first()
+    previous = current.role if current is not None else None
+    if previous == role:
+        return current
+    metadata = {"role": role, "previous_role": previous, "clerk_role": clerk_role[:64], "source": "clerk_token"}
+    if role is None:
+        current.delete()
+        action, membership = "accounts.membership_removed", None
+    elif current is not None:
+        current.role = role
+        current.save(update_fields=["role"])
+        action, membership = "accounts.membership_set", current
+    else:
+        try:
+            with transaction.atomic():
+                membership = Membership.objects.create(user=user, organization=organization, role=role)
+        except IntegrityError:
+            # A concurrent request of the same user recorded it first: bring it to this token's role.
+            membership = Membership.objects.select_for_update().get(user=user, organization=organization)
+            if membership.role == role:
+                return membership
+            membership.role = role
+            membership.save(update_fields=["role"])
+        action = "accounts.membership_set"
+    audit_event_record(
+        action=action,
+        actor=actor,
+        organization_id=organization.public_id,
+        subject_type="user",
+        subject_id=str(user.pk),
+        metadata=metadata,
+    )
+    return membership
 
 
 # --- Users and groups (the admin) ------------------------------------------------------------------------

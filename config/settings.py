@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from accounts.oidc import authorized_parties, cors_allowed_origins, cors_urls_regex, jwks_url, oidc_problems
 from core.health import authentication_problems, encryption_problems
 from core.net import parse_networks
 
@@ -92,6 +93,7 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "axes",
+    "corsheaders",
     "core",
     "accounts",
     "audit",
@@ -110,6 +112,10 @@ MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
     "core.net.ForwardedProtoMiddleware",  # before SecurityMiddleware: X-Forwarded-Proto only from our proxies
     "django.middleware.security.SecurityMiddleware",
+    # Before the access log and the rate limiter: a CORS preflight (OPTIONS with Access-Control-Request-
+    # Method) is answered here and never counted or logged; every other answer, errors included, passes
+    # back through it to get its CORS headers (docs/identity.md, "CORS").
+    "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "audit.middleware.AccessLogMiddleware",
     "core.middleware.ApiErrorMiddleware",
@@ -239,10 +245,38 @@ SIMPLE_JWT = {
     "UPDATE_LAST_LOGIN": False,
 }
 
-# External OIDC JWTs (Clerk-style), verified against the provider's JWKS.
-OIDC_JWKS_URL = env.str("OIDC_JWKS_URL", default="")
-OIDC_ISSUER = env.str("OIDC_ISSUER", default="")
-OIDC_AUDIENCE = env.str("OIDC_AUDIENCE", default="")
+# External OIDC JWTs (Clerk session tokens), verified against the provider's JWKS (docs/identity.md).
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="").strip()
+# Defaults to the issuer's /.well-known/jwks.json, where Clerk serves it.
+OIDC_JWKS_URL = jwks_url(env.str("OIDC_JWKS_URL", default=""), OIDC_ISSUER)
+# Checked only when set: Clerk session tokens carry no `aud` (custom JWT templates may).
+OIDC_AUDIENCE = env.str("OIDC_AUDIENCE", default="").strip()
+# Origins allowed in `azp` (Clerk: the Origin of the page that got the token); when set, a token without
+# `azp` or with another one is refused.
+OIDC_AUTHORIZED_PARTIES = authorized_parties(env.list("OIDC_AUTHORIZED_PARTIES", default=[]))
+# Clock skew allowed on exp / nbf / iat (Clerk session tokens live 60 s).
+OIDC_LEEWAY_SECONDS = env.int("OIDC_LEEWAY_SECONDS", default=5)
+if not 0 <= OIDC_LEEWAY_SECONDS <= 60:
+    raise ImproperlyConfigured("OIDC_LEEWAY_SECONDS must be between 0 and 60.")
+_oidc_problems = oidc_problems(jwks=OIDC_JWKS_URL, issuer=OIDC_ISSUER, production=IS_PRODUCTION)
+if _oidc_problems:
+    raise ImproperlyConfigured("; ".join(_oidc_problems) + " (see docs/identity.md).")
+
+# CORS (django-cors-headers) for the browser dashboards: only these origins (never a wildcard), only on the
+# API paths they call (Routiq, the token endpoint, the therapist dashboard), bearer tokens not cookies.
+CORS_ALLOWED_ORIGINS = cors_allowed_origins(env.list("CORS_ALLOWED_ORIGINS", default=[]))
+CORS_ALLOW_ALL_ORIGINS = False
+CORS_ALLOW_CREDENTIALS = False
+CORS_URLS_REGEX = cors_urls_regex()
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-organization-id", "x-request-id")
+CORS_EXPOSE_HEADERS = (
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Retry-After",
+    "X-Request-ID",
+)
+CORS_PREFLIGHT_MAX_AGE = 3600
 # Clerk organization roles -> ours (core.scoping.Role), e.g. CLERK_ROLE_MAP="org:billing=viewer,org:admin=admin".
 # Defaults: org:admin -> admin, org:member -> staff; an unmapped Clerk role grants nothing.
 CLERK_ROLE_MAP = env.dict("CLERK_ROLE_MAP", default={})

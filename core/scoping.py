@@ -12,6 +12,12 @@ named by its public id (`org_...`) or, where it is linked to Clerk, by its Clerk
 - a Clerk token whose active organization is not the one asked for -> 403;
 - then the caller's role must be in the view's `read_roles` (safe methods) or `write_roles`.
 
+A verified external (Clerk) token acts in its active organization only (docs/identity.md): with no
+organization named, the request acts in the token's active organization; a token without an active
+organization, or whose active organization is not linked to one of ours, reaches no organization (403);
+the role is the token's Clerk role mapped to ours (`clerk_role`), not a stored membership, so a role
+changed or revoked in Clerk takes effect with the next token.
+
 core knows no models: the organizations and memberships come from the directory named by the setting
 `ORGANIZATION_DIRECTORY` (accounts provides it), so core imports no other app.
 """
@@ -76,6 +82,20 @@ def clerk_active_organization(claims: Any) -> tuple[str, str] | None:
     return None
 
 
+class OIDCClaims(dict):
+    """The verified claims of an external OIDC (Clerk) token, as `request.auth`: the type says they came
+    from the identity provider, so scoping applies the active-organization rules above to them."""
+
+
+def token_active_organization(request) -> tuple[str, str] | None:
+    """(Clerk organization id, Clerk role) of the request's token's active organization, or None."""
+    return clerk_active_organization(getattr(request, "auth", None))
+
+
+def _is_external_token(request) -> bool:
+    return isinstance(getattr(request, "auth", None), OIDCClaims)
+
+
 class OrganizationDirectory(Protocol):
     """What scoping needs to know about organizations (implemented by accounts)."""
 
@@ -134,6 +154,14 @@ def resolve_scope(request, path_identifier: str | None = None) -> OrganizationSc
             )
         organization = named
     user = request.user
+    active = token_active_organization(request)
+    if active is None and _is_external_token(request):
+        raise PermissionDenied("The token has no active organization: choose one in the identity provider")
+    if organization is None and active is not None:
+        # No organization named: the token's active one (when it is linked to one of ours).
+        organization = found.find(active[0]) if "\x00" not in active[0] else None
+        if organization is None:
+            raise PermissionDenied("The token's active organization is not linked to an organization here")
     if organization is None:
         organization, count = found.only_organization(user)
         if organization is None and count == 0:
@@ -143,10 +171,15 @@ def resolve_scope(request, path_identifier: str | None = None) -> OrganizationSc
                 f"You belong to several organizations: name one with the {ORGANIZATION_HEADER} header",
                 details={"header": ORGANIZATION_HEADER},
             )
-    active = clerk_active_organization(getattr(request, "auth", None))
     if active is not None and active[0] not in (found.clerk_id(organization), found.public_id(organization)):
         raise PermissionDenied("The token's active organization is not this organization")
-    role = found.role(user, organization)
+    if active is not None:
+        # The identity provider's current word, not a stored membership (which records the last one seen).
+        role = clerk_role(active[1])
+        if role is None:
+            raise PermissionDenied("Your role in the token's active organization grants no access here")
+    else:
+        role = found.role(user, organization)
     if role is None:
         raise PermissionDenied("You are not a member of this organization")
     return OrganizationScope(organization=organization, public_id=found.public_id(organization), role=role)
