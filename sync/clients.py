@@ -39,9 +39,10 @@ the main list already contains such records. Deleted-patient entries may carry o
 **Rate budget.** Cliniko allows 200 requests per minute per user and answers 429 with
 `X-RateLimit-Reset` (a UNIX timestamp; an HTTP date is accepted too). Every request first takes a slot
 of a `core.request_budget.RequestBudget` keyed by the API key (hashed; shared through Redis across
-workers) of CLINIKO_REQUESTS_PER_MINUTE per 60 s. A 429 anyway (another app using the same Cliniko
-user) blocks the shared budget and waits until the reset (capped by CLINIKO_MAX_RATE_LIMIT_WAIT_SECONDS)
-and sends the same request again, at most CLINIKO_MAX_RATE_LIMIT_RETRIES times in a row.
+workers) of CLINIKO_REQUESTS_PER_MINUTE per 61 s (a second of margin: BUDGET_WINDOW_SECONDS). A 429
+anyway (another app using the same Cliniko user) blocks the shared budget and waits until the reset
+(capped by CLINIKO_MAX_RATE_LIMIT_WAIT_SECONDS) and sends the same request again, at most
+CLINIKO_MAX_RATE_LIMIT_RETRIES times in a row.
 
 **Errors.** 5xx, 408, timeouts, connection failures and unreadable bodies are retried
 CLINIKO_MAX_RETRIES times with exponential backoff (CLINIKO_RETRY_BACKOFF_SECONDS doubling, capped at
@@ -86,6 +87,9 @@ DEFAULT_SHARD = "au1"
 _SHARD_RE = re.compile(r"[a-z]{2}[0-9]{1,2}")
 _ID_RE = re.compile(r"[0-9A-Za-z_-]{1,64}")
 _RETRYABLE_STATUS = {408, 500, 502, 503, 504}
+# The budget's window: Cliniko's minute plus one second, so the delay between our counting a request and
+# Cliniko's (network, queueing) never lets request 201 reach Cliniko inside the minute it counts.
+BUDGET_WINDOW_SECONDS = 61.0
 
 
 # --- Errors --------------------------------------------------------------------------------------
@@ -450,6 +454,7 @@ class ClinikoClient:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         resolver: Callable[..., list] | None = None,
+        budget_window_seconds: float = BUDGET_WINDOW_SECONDS,
     ):
         api_key = (api_key or "").strip()
         if not api_key or any(ord(ch) < 33 or ord(ch) == 127 for ch in api_key):
@@ -486,7 +491,9 @@ class ClinikoClient:
         self.timeout = timeout
         self.resolver = resolver
         rpm = _setting("CLINIKO_REQUESTS_PER_MINUTE", 200) if requests_per_minute is None else requests_per_minute
-        self.budget = budget or RequestBudget("cliniko", limit=rpm, window_seconds=60, clock=clock, sleep=sleep)
+        self.budget = budget or RequestBudget(
+            "cliniko", limit=rpm, window_seconds=budget_window_seconds, clock=clock, sleep=sleep
+        )
         self._counter_lock = threading.Lock()
         self.requests_made = 0  # HTTP requests sent (retries included)
         self.rate_limited = 0  # 429 answers received

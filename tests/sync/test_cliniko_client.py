@@ -437,7 +437,7 @@ def test_malformed_answers_are_errors(stub):
 
 def test_requests_share_the_budget_of_the_key(stub):
     """Two clients of one key (e.g. two workers) share CLINIKO_REQUESTS_PER_MINUTE: the 6th request in
-    a minute waits for the first to leave the window."""
+    a minute waits for the first to leave the (61 s) window."""
     clock = FakeClock()
     key = stub.add_account(new_key())
     first = client_for(stub, key, clock, requests_per_minute=5)
@@ -446,7 +446,7 @@ def test_requests_share_the_budget_of_the_key(stub):
         client.check_connection()
     assert clock.sleeps == []
     second.check_connection()
-    assert sum(clock.sleeps) == pytest.approx(60.0)
+    assert sum(clock.sleeps) == pytest.approx(61.0)  # Cliniko's minute plus the budget's one-second margin
     assert len(stub.requests) == 6 and all(r.status == 200 for r in stub.requests)
 
 
@@ -513,3 +513,15 @@ def test_a_page_failing_for_good_stops_the_concurrent_fetch(stub):
     with pytest.raises(ClinikoPermanentError):
         client.fetch_pages(client.url("patients"), first.total_entries, "patients", start_page=2)
     assert len(stub.requests) <= 1 + 4  # the 9 remaining pages were not all asked for
+
+
+def test_the_budget_keeps_a_run_under_the_vendor_limit_without_any_429(stub):
+    """Real time, scaled down: the stand-in allows 10 requests per second, the client's budget is 10 per
+    second plus its margin; 25 requests (three windows) all succeed, none is refused."""
+    stub.rate_limit, stub.rate_window = 10, 1.0
+    key = stub.add_account(new_key())
+    client = client_for(stub, key, requests_per_minute=10, budget_window_seconds=1.1, concurrency=3)
+    for _ in range(25):
+        client.check_connection()
+    assert [r.status for r in stub.requests] == [200] * 25
+    assert client.rate_limited == 0
