@@ -43,8 +43,10 @@ Records are Cliniko-shaped dicts (patients: first_name, last_name, email, patien
 [{phone_type, number}], date_of_birth, archived_at, deleted_at, created_at, updated_at...; appointments:
 starts_at, ends_at, patient/practitioner/appointment_type/business links, cancelled_at, did_not_arrive,
 patient_arrived, notes, deleted_at, archived_at, updated_at...). Helpers add, edit, archive, cancel and
-delete records and bump `updated_at` (from the stub's clock, `now`, injectable, strictly increasing so
-`updated_at:>` filters are exact).
+delete records and bump `updated_at` from the stub's `now` (injectable; whole seconds, never going
+back); each takes `at=` to date a change explicitly. `generate()` writes history only (every timestamp
+at least an hour before its reference), so incremental reads see exactly the later edits. ASSUMPTION:
+Cliniko's timestamps are whole seconds in UTC (as in every example in its docs).
 """
 
 from __future__ import annotations
