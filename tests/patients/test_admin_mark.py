@@ -273,3 +273,41 @@ def test_staff_without_user_permissions_may_not_create_api_users(client, clinic,
     )
     assert response.status_code == 403
     assert not User.objects.filter(username="sneaky").exists()
+
+
+# --- The services directly -----------------------------------------------------------------------------
+
+
+def test_clinic_settings_update_is_partial_and_writes_nothing_when_nothing_changes(clinic):
+    from core.domain import Invalid
+
+    config = clinic_settings_update(organization=clinic, actor=ACTOR, country="ES", zoom_client_secret=SECRET)
+    assert AuditEvent.objects.filter(action="clinic_settings.updated").count() == 1
+    same = clinic_settings_update(organization=clinic, actor=ACTOR, country="es")  # normalised: no change
+    assert same.zoom_client_secret == SECRET and same.country == "ES"
+    assert AuditEvent.objects.filter(action="clinic_settings.updated").count() == 1
+    with pytest.raises(Invalid) as caught:
+        clinic_settings_update(organization=clinic, actor=ACTOR, zoom_client_secret="   ")
+    assert caught.value.details == {"field": "zoom_client_secret"}
+    with pytest.raises(Invalid):
+        clinic_settings_update(organization=clinic, actor=ACTOR, organization_id=5)
+    config.refresh_from_db()
+    assert config.zoom_client_secret == SECRET
+
+
+def test_api_users_only_for_an_active_organization_and_a_mark_role(clinic):
+    from accounts import services as accounts_services
+    from core.domain import Invalid
+    from patients.services.clinic_settings import mark_api_user_create
+
+    with pytest.raises(Invalid) as caught:
+        mark_api_user_create(organization=clinic, username="x-user", role="supervisor", actor=ACTOR)
+    assert caught.value.details == {"field": "role"}
+    accounts_services.organization_update(
+        organization=clinic, name=clinic.name, clerk_organization_id=None, is_active=False, actor=ACTOR
+    )
+    clinic.refresh_from_db()
+    with pytest.raises(Invalid) as caught:
+        mark_api_user_create(organization=clinic, username="x-user", role="staff", actor=ACTOR)
+    assert caught.value.details == {"field": "organization"}
+    assert not User.objects.filter(username="x-user").exists()
