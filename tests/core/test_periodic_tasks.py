@@ -208,6 +208,12 @@ EXPECTED = {
         "Mark: queues the WhatsApp text of each due appointment reminder through the messaging outbox (once; "
         "never after a cancel or reschedule).",
     ),
+    "patients: close idle conversations": (
+        "patients.tasks.close_idle_conversations",
+        Interval(seconds=300),
+        "Mark: ends the WhatsApp conversations idle for MARK_CONVERSATION_IDLE_MINUTES (end_time = the last "
+        "message) and asks the clinic's responder for their summaries.",
+    ),
     "integration: evaluate daily alerts": (
         "integration.tasks.evaluate_daily_alerts",
         Crontab(minute="5", hour="5"),
