@@ -406,7 +406,8 @@ class Listing:
 
     `total_entries`: the sum of the collections' totals as Cliniko reported them; `complete`: every
     collection delivered at least as many distinct records as it counted (False when some shifted out
-    of a page while reading: run again); `requests`: HTTP requests made (retries included).
+    of a page while reading: run again); `requests`: HTTP requests made (retries included; counted on the
+    client, so approximate when one client object runs several lists at once).
     """
 
     records: list[dict] = field(default_factory=list)
