@@ -42,9 +42,10 @@ TEMPLATE_NAMES = (*TEMPLATE_REMINDER.values(), TEMPLATE_CANCELLED, TEMPLATE_CLIN
 
 
 def _clinic_settings(organization) -> ClinicSettings:
-    from patients.selectors import clinic_settings  # selectors import patients.services: import late
-
-    return clinic_settings(organization=organization)
+    """The clinic's settings as they are now (read each time: a cached `organization.clinic_settings`
+    may predate a change), defaults when it has none."""
+    found = ClinicSettings.objects.filter(organization_id=organization.pk).first()
+    return found if found is not None else ClinicSettings(organization=organization)
 
 
 def whatsapp_sender(clinic: ClinicSettings) -> str:
