@@ -22,7 +22,7 @@ from functools import cache
 from typing import Any
 from zoneinfo import available_timezones
 
-import phonenumbers
+import pycountry
 from django.conf import settings
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
@@ -78,7 +78,12 @@ def clean_country(value: Any) -> str:
     value = (value or "").strip().upper() if isinstance(value, str | None) else value
     if value == "":
         return ""
-    if not isinstance(value, str) or len(value) != 2 or value not in phonenumbers.SUPPORTED_REGIONS:
+    if (
+        not isinstance(value, str)
+        or len(value) != 2
+        or not value.isalpha()
+        or not pycountry.countries.get(alpha_2=value)
+    ):
         raise _invalid("country", "country is an ISO 3166-1 alpha-2 code such as ES (or empty)")
     return value
 
