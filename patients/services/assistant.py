@@ -320,18 +320,19 @@ def _count_attempt(conversation_id: int) -> None:
         cache.add(key, 1, timeout=int((SUMMARY_LOOKBACK * 2).total_seconds()))
 
 
-_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+_CODE_FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?```$", re.DOTALL)
 
 
 def parse_summary(text: str) -> tuple[str, dict] | None:
-    """(summary, metadata) from the responder's answer, or None when it is not the JSON asked for. The
-    object may be wrapped in a code fence; intent and sentiment must be from the lists, escalated a
-    boolean, the summary a non-empty string (cut to SUMMARY_MAX)."""
-    found = _JSON_OBJECT.search(text or "")
-    if found is None:
-        return None
+    """(summary, metadata) from the responder's answer, or None when it is not the JSON asked for: one
+    JSON object (alone, or alone in a code fence) whose intent and sentiment are from the lists, escalated
+    a boolean and summary a non-empty string (cut to SUMMARY_MAX)."""
+    text = (text or "").strip()
+    fenced = _CODE_FENCE.match(text)
+    if fenced is not None:
+        text = fenced.group(1).strip()
     try:
-        data = json.loads(found.group(0))
+        data = json.loads(text)
     except ValueError:
         return None
     if not isinstance(data, dict):
