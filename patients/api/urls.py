@@ -1,6 +1,6 @@
 from django.urls import path
 
-from patients.api import analytics, messages, views
+from patients.api import analytics, conversations, messages, views
 from patients.api.inbound import TwilioInboundView
 
 urlpatterns = [
@@ -20,6 +20,17 @@ urlpatterns = [
         "api/v1/appointments/<apt_id:appointment_id>/cancel",
         views.AppointmentCancelView.as_view(),
         name="mark-appointment-cancel",
+    ),
+    path("api/v1/conversations", conversations.ConversationListView.as_view(), name="mark-conversations"),
+    path(
+        "api/v1/conversations/<conv_id:conversation_id>",
+        conversations.ConversationDetailView.as_view(),
+        name="mark-conversation",
+    ),
+    path(
+        "api/v1/conversations/<conv_id:conversation_id>/export",
+        conversations.ConversationExportView.as_view(),
+        name="mark-conversation-export",
     ),
     path("api/v1/messages", messages.MessageCreateView.as_view(), name="mark-messages"),
     path("api/v1/messages/voice", messages.MessageVoiceView.as_view(), name="mark-messages-voice"),

@@ -234,6 +234,8 @@ def world(gate_demo, django_db_blocker) -> DemoWorld:
     }
     assert all(ids.values()), f"the demo data lack ids the gate steers to: {ids}"
     ids["organization_id"] = [gate_demo["platform"]["organizationId"]]
+    if gate_demo.get("mark", {}).get("conversationId"):
+        ids["conversation_id"] = [gate_demo["mark"]["conversationId"]]  # Mark conversations: a real one
     headers = {
         "loveRescueIntegrationToken": {"Authorization": f"Bearer {partner['token']}"},
         "platformToken": {"Authorization": f"Bearer {staff['access_token']}"},
