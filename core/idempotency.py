@@ -4,7 +4,7 @@ created or sent twice.
 
 One mechanism, `idempotent(request, ...)`, that a view wraps its work in:
 
-- no header: the work runs as usual (in one transaction);
+- no header: the work runs as usual (the view's services keep their own transactions);
 - a header that is not 1-255 printable ASCII characters: 400 naming the header;
 - scope: (API, principal = the credential's user, organization, key). Keys of one user never collide
   with another user's or another clinic's;
@@ -191,10 +191,8 @@ def idempotent(
     transaction that also stores the answer. The scope's principal defaults to the request's user and
     its organization to the request's organization scope (core.scoping)."""
     key = header_key(request)
-    if key is None:
-        prepared = prepare() if prepare else None
-        with transaction.atomic():
-            return run(prepared)
+    if key is None:  # exactly as without this mechanism: no transaction of ours around the work
+        return run(prepare() if prepare else None)
     scope = {
         "api": api,
         "principal": principal if principal is not None else _principal(request),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.db import transaction
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -127,24 +128,27 @@ class MessageVoiceView(_MarkView):
 
         def run(prepared):
             patient, info, transcription = prepared
-            message = message_services.message_send_voice(
-                organization=organization,
-                patient=patient,
-                fileobj=upload,
-                info=info,
-                transcription=transcription,
-                actor=self.actor(request),
-                media_base_url=media_base_url,
-            )
-            stored.append(message.media.name)
-            note_subjects(request, "message", [message.public_id])
-            message = message_services.message_get(organization=organization, public_id=message.public_id)
-            return _render(request, message, status_code=status.HTTP_201_CREATED)
+            # One transaction up to the rendered answer: whatever fails after the file was stored rolls
+            # the message back, and the file is deleted below.
+            with transaction.atomic():
+                message = message_services.message_send_voice(
+                    organization=organization,
+                    patient=patient,
+                    fileobj=upload,
+                    info=info,
+                    transcription=transcription,
+                    actor=self.actor(request),
+                    media_base_url=media_base_url,
+                )
+                stored.append(message.media.name)
+                note_subjects(request, "message", [message.public_id])
+                message = message_services.message_get(organization=organization, public_id=message.public_id)
+                return _render(request, message, status_code=status.HTTP_201_CREATED)
 
         try:
             return idempotent_create(request, run, prepare=prepare)
         except BaseException:
-            for name in stored:  # the transaction rolled back after the file was stored
+            for name in stored:  # the transaction that recorded it rolled back
                 media.audio_delete(name)
             raise
 

@@ -524,3 +524,18 @@ def test_stt_is_not_called_for_a_refused_request(http, stt_settings, clinic, own
         _error(_send_voice(http, owner, "pat_unknown123", wav_bytes(1)), 400)
         _error(_send_voice(http, owner, _patient(clinic).public_id, b"not audio at all" * 10), 400)
     assert server.requests == []
+
+
+@pytest.mark.parametrize("key", [None, "voice-rollback"], ids=["no-key", "idempotency-key"])
+def test_a_failure_after_the_service_rolls_back_and_removes_the_file(http, monkeypatch, clinic, owner, media_root, key):
+    patient = _patient(clinic)
+
+    def broken(**_kwargs):
+        raise RuntimeError("rendering failed")
+
+    monkeypatch.setattr(message_services, "message_get", broken)
+    extra = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}
+    response = _send_voice(http, owner, patient.public_id, wav_bytes(1), **extra)
+    assert response.status_code == 500
+    assert not Message.objects.exists() and not OutboundMessage.objects.exists()
+    assert stored_files(media_root) == []
