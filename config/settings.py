@@ -14,6 +14,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from accounts.oidc import authorized_parties, cors_allowed_origins, cors_urls_regex, jwks_url, oidc_problems
+import core.process  # noqa: F401 - records the process start time (uptime), once, at start-up
 from core.health import authentication_problems, encryption_problems
 from core.net import parse_networks
 
@@ -535,6 +536,11 @@ try:
     ZoneInfo(MARK_TIME_ZONE)
 except (ZoneInfoNotFoundError, ValueError):
     raise ImproperlyConfigured("MARK_TIME_ZONE must be an IANA time zone such as Europe/Madrid.") from None
+# The field-encryption key rotation policy GET /api/v1/system/encryption/status reports: next_rotation is
+# the last `manage.py rotate_encryption_keys` run plus this many days.
+MARK_KEY_ROTATION_DAYS = env.int("MARK_KEY_ROTATION_DAYS", default=30)
+if MARK_KEY_ROTATION_DAYS < 1:
+    raise ImproperlyConfigured("MARK_KEY_ROTATION_DAYS must be at least 1.")
 # The assistant responder (per clinic: ClinicSettings.responder, its API key and model; docs/mark.md
 # "WhatsApp: numbers, templates, inbound, assistant"): Anthropic's Messages API at this base URL.
 MARK_RESPONDER_BASE_URL = env.str("MARK_RESPONDER_BASE_URL", default="https://api.anthropic.com").rstrip("/")

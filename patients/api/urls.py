@@ -1,6 +1,6 @@
 from django.urls import path
 
-from patients.api import analytics, conversations, messages, views
+from patients.api import analytics, conversations, messages, system, views, webhooks
 from patients.api.inbound import TwilioInboundView
 
 urlpatterns = [
@@ -38,4 +38,8 @@ urlpatterns = [
     path(
         "api/v1/messages/<msg_id:message_id>/audio", messages.MessageAudioView.as_view(), name="mark-message-audio"
     ),
+    path("api/v1/system/status", system.SystemStatusView.as_view(), name="mark-system-status"),
+    path("api/v1/system/encryption/status", system.EncryptionStatusView.as_view(), name="mark-encryption-status"),
+    path("api/v1/webhooks", webhooks.WebhookListView.as_view(), name="mark-webhooks"),
+    path("api/v1/webhooks/<wh_id:webhook_id>", webhooks.WebhookDetailView.as_view(), name="mark-webhook"),
 ]

@@ -166,6 +166,8 @@ class DemoWorld:
                 body["user_phone_encrypted"] = encrypt_phone(phone, careos["publicKeyPem"])
             if case.operation.path == "/api/integration/webhook/register":
                 body["webhookUrl"] = f"https://{WEBHOOK_HOST}/loverescue/{pick % 1000}"
+            if case.operation.path == "/api/v1/webhooks":  # Mark: a public https receiver
+                body["url"] = f"https://{WEBHOOK_HOST}/mark/{pick % 1000}"
         if isinstance(case.query, dict) and "lastSessionDate" in case.query:
             case.query["lastSessionDate"] = (timezone.now() - timedelta(days=pick % 60)).isoformat()
         self._sign_twilio(case)
