@@ -34,8 +34,11 @@ from fpdf import FPDF
 
 from core.time import iso_utc
 
-# fontTools (fpdf2's font subsetter) logs every pruned table at INFO: noise in the app's logs.
+# fontTools (fpdf2's font subsetter) logs every pruned table at INFO: noise in the app's logs. fpdf2 warns
+# "Font ... is missing the following glyphs: '<the characters>'", which quotes message text: never logged
+# (message text never reaches the logs, at any level); its errors raise anyway.
 logging.getLogger("fontTools").setLevel(logging.WARNING)
+logging.getLogger("fpdf").setLevel(logging.ERROR)
 
 FONT_PATH = Path(__file__).resolve().parent / "fonts" / "DejaVuSans.ttf"
 FONT_FAMILY = "DejaVuSans"

@@ -21,7 +21,7 @@ from accounts.models import User
 from audit.models import AuditEvent
 from core.time import utc_now
 from messaging.models import OutboundMessage
-from patients import media, services
+from patients import media, selectors, services
 from patients.models import Appointment, Conversation, Message, Patient, Reminder
 from patients.services import conversations as conversation_services
 from tests.patients.conftest import ACTOR
@@ -269,6 +269,14 @@ def _get_queries(http, owner, conversation) -> int:
     return len(queries)
 
 
+def test_the_selector_reads_a_conversation_and_its_messages_in_two_queries(clinic, django_assert_num_queries):
+    conversation = _conversation(_patient(clinic), *[f"message {i}" for i in range(12)])
+    with django_assert_num_queries(2):
+        got = selectors.conversation_get(organization=clinic, public_id=conversation.public_id)
+        assert (got.patient.name, got.organization.pk) == ("Ana", clinic.pk)
+        assert [m.content for m in got.messages.all()] == [f"message {i}" for i in range(12)]
+
+
 def test_get_query_count_is_flat_in_the_number_of_messages(http, clinic, owner, media_root):
     at = utc_now() - timedelta(days=1)
     small = _conversation(_patient(clinic, "Ana"), "a", "b", at=at)
@@ -374,7 +382,7 @@ def test_delete_erases_the_conversation_and_keeps_the_patient(http, clinic, owne
         doomed.public_id,
         clinic.public_id,
     )
-    assert event.actor_id == str(owner.pk) or str(owner.pk) in event.actor_id
+    assert (event.actor_type, event.actor_id) == ("user", str(owner.pk))
     assert event.metadata == {
         "patient_id": patient.public_id,
         "messages": 2,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from unittest import mock
@@ -155,6 +156,20 @@ def test_pdf_shows_voice_messages_summary_and_survives_control_characters():
     assert "[Voice message, 3 s] Transcripció: vull una cita" in text
     assert "Summary: Canvi de cita" in text and "End: open" in text
     assert "nul bell tab    end" in text and "line two" in text
+
+
+def test_pdf_rendering_logs_no_message_text(caplog):
+    """fpdf2 names the characters its font lacks in a warning: that would put message text in the logs.
+    Drawn unshaped, CJK text (no glyphs in DejaVu Sans) makes fpdf2 record them as missing."""
+    secret = "你好预约"
+    conversation = _conversation([_message(0, secret), _message(1, ARABIC)], patient_name="Núria Puig")
+    with caplog.at_level(logging.DEBUG), mock.patch.object(exports, "_needs_shaping", lambda text: False):
+        exports.render_pdf(conversation)
+    with caplog.at_level(logging.DEBUG):
+        exports.render_pdf(conversation)
+    logged = caplog.text + "".join(str(record.args) for record in caplog.records)
+    assert not any(char in logged for char in secret + ARABIC)
+    assert "Núria" not in logged
 
 
 # --- CSV -----------------------------------------------------------------------------------------------
