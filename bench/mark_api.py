@@ -217,8 +217,10 @@ def bench_data(now: datetime):
             "FROM patients_patient p WHERE p.organization_id = %s",
             [now, now, encrypt_str(""), now, reasons, encrypt_str(""), now, now, clinic.pk],
         )
-        for model in (Patient, Conversation, Message, Appointment):
-            cursor.execute(f"ANALYZE {model._meta.db_table}")
+    # The steady state autovacuum reaches in production: statistics and visibility maps (index-only scans).
+    with connection.cursor() as cursor:
+        tables = ", ".join(model._meta.db_table for model in (Patient, Conversation, Message, Appointment))
+        cursor.execute(f"VACUUM (ANALYZE) {tables}")
     return clinic, {"reused": False, "seconds": time.monotonic() - started}
 
 

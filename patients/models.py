@@ -93,6 +93,14 @@ class Patient(models.Model):
             models.Index(fields=["organization", "phone_index"], name="patients_pat_org_phone"),
             models.Index(fields=["organization", "email_index"], name="patients_pat_org_email"),
             models.Index(fields=["organization", "name_search"], name="patients_pat_org_name"),
+            # The patient list's default (archived hidden): its page, its exact `total` and a name search
+            # answered from this index alone (bench/mark_api.py; docs/mark.md, "API: analytics").
+            models.Index(
+                fields=["organization", "-last_activity", "-id"],
+                condition=Q(archived=False),
+                include=["name_search"],
+                name="patients_pat_org_live",
+            ),
         ]
 
     def __str__(self) -> str:
