@@ -61,6 +61,17 @@ PARAMETER = OpenApiParameter(
     "first answer again (header Idempotent-Replayed: true) and creates or sends nothing; the same key with "
     "another body is 422; while the first request is still running, 409.",
 )
+# The response header of a replayed answer, documented on the 201 of the operations that take the key.
+REPLAYED_PARAMETER = OpenApiParameter(
+    REPLAYED_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    enum=["true"],
+    response=[201],
+    description="Present (true) when this answer is the stored answer of an earlier request with the same "
+    "Idempotency-Key: nothing was created or sent again.",
+)
+PARAMETERS = [PARAMETER, REPLAYED_PARAMETER]
 
 
 def key_hours() -> int:

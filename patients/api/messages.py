@@ -66,7 +66,7 @@ class MessageCreateView(_MarkView):
         request=ms.MessageCreateInput,
         responses={201: ms.MessageOutput},
         errors=(400, 401, 403, 404, 409, 422, 429),
-        parameters=[idempotency.PARAMETER],
+        parameters=idempotency.PARAMETERS,
     )
     def post(self, request):
         data = _input(ms.MessageCreateInput, request)
@@ -99,7 +99,7 @@ class MessageVoiceView(_MarkView):
         request={"multipart/form-data": ms.VoiceMessageInput},
         responses={201: ms.MessageOutput},
         errors=(400, 401, 403, 404, 409, 413, 415, 422, 429),
-        parameters=[idempotency.PARAMETER],
+        parameters=idempotency.PARAMETERS,
     )
     def post(self, request):
         limit = settings.MARK_VOICE_MAX_BYTES

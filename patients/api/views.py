@@ -226,7 +226,7 @@ class AppointmentListView(_MarkView):
         request=s.AppointmentCreateInput,
         responses={201: s.AppointmentOutput},
         errors=(400, 401, 403, 404, 409, 422, 429),
-        parameters=[idempotency.PARAMETER],
+        parameters=idempotency.PARAMETERS,
     )
     def post(self, request):
         data = dict(_input(s.AppointmentCreateInput, request))
