@@ -426,3 +426,15 @@ def test_the_client_refuses_missing_credentials_and_bad_answers(fake_zoom, setti
     fake_zoom.server.handler = lambda request: _json(201, {"id": 1, "join_url": "javascript:alert(1)"})
     with pytest.raises(ZoomError, match="zoom_bad_response"):
         client.create_meeting(token=token.access_token, topic="t", start_time=_future(), duration=30, timezone="UTC")
+
+
+def test_an_idempotent_retry_creates_no_second_meeting(http, owner, patient, connected, fake_zoom):
+    body = {"patient_id": patient.public_id, "start_time": _iso(_future(days=6)), "duration": 30, "location": "Zoom"}
+    headers = {**owner, "HTTP_IDEMPOTENCY_KEY": "book-zoom-1"}
+    first = http.post("/api/v1/appointments", json.dumps(body), content_type=JSON, **headers)
+    again = http.post("/api/v1/appointments", json.dumps(body), content_type=JSON, **headers)
+
+    assert first.status_code == again.status_code == 201, again.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json()["zoom_link"] == first.json()["zoom_link"] is not None
+    assert len(fake_zoom.calls("POST", "/v2/users/me/meetings")) == 1 and Appointment.objects.count() == 1
