@@ -45,11 +45,13 @@ def test_public_routes_are_few_and_known():
         if getattr(getattr(callback, "cls", None), "public", False)
     )
     # Adding a public API route is a security decision: extend this list deliberately.
-    # api/messaging/twilio/status authenticates by X-Twilio-Signature, not by a platform credential;
+    # api/messaging/twilio/status and .../inbound (patients' WhatsApp messages) authenticate by
+    # X-Twilio-Signature, not by a platform credential;
     # api/integration/auth is LoveRescue's token exchange (API key + secret in the body).
     assert public == [
         "",
         "api/integration/auth",
+        "api/messaging/twilio/inbound",
         "api/messaging/twilio/status",
         "api/schema/",
         "api/v1/auth/token",
