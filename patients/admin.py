@@ -39,6 +39,7 @@ from core.scoping import Role
 from patients import services
 from patients.models import Appointment, ClinicSettings, Conversation, Message, Patient, Reminder, fold_name
 from patients.services import clinic_settings as settings_services
+from patients.services import zoom
 
 
 @admin.register(Patient)
@@ -151,7 +152,8 @@ class AppointmentAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdm
         cancelled = 0
         for appointment in queryset.select_related("patient", "patient__organization"):
             try:
-                services.appointment_cancel(appointment=appointment, actor=admin_actor(request), reason="")
+                # Through the Zoom wrapper: a meeting Mark made for it is deleted too (docs/mark.md).
+                zoom.appointment_cancel_with_zoom(appointment=appointment, actor=admin_actor(request), reason="")
             except DomainError as exc:
                 self.message_user(request, f"{appointment.public_id}: {exc.message}", messages.WARNING)
             else:

@@ -292,7 +292,7 @@ class AppointmentCancelView(_AppointmentView):
     )
     def post(self, request, appointment_id: str):
         data = _input(s.AppointmentCancelInput, request)
-        appointment, notified = services.appointment_cancel_and_notify(
+        appointment, notified = zoom.appointment_cancel_with_zoom(
             appointment=self._appointment(request, appointment_id),
             actor=self.actor(request),
             reason=data["reason"],

@@ -14,9 +14,12 @@ The HTTP call never runs inside the transaction that holds the patient lock: the
 BEFORE the booking's transaction (so the 201 carries the link, as the spec shows), after the cheap checks
 (start in the future, duration); if the booking is then refused (an overlap, a 409), the meeting is deleted
 again (best effort). A moved appointment (PUT with a new start or duration) keeps its link: the meeting
-whose id is in the stored Zoom join URL is moved (PATCH) after the update committed; the patient's link
-does not change. An update that makes the location Zoom (or moves a Zoom appointment that has no link yet)
-creates a meeting as a booking does. A caller's own `zoom_link` is never replaced.
+Mark created for it (the id in its join URL, matched against the appointment's
+`appointment.zoom_meeting_created` audit event) is moved (PATCH) after the update committed; the patient's
+link does not change. A cancelled appointment's Mark-made meeting is deleted after the cancel committed.
+An update that makes the location Zoom (or moves a Zoom appointment that has no link yet) creates a meeting
+as a booking does. A caller's own `zoom_link` is never replaced, moved or deleted (it may be a meeting
+shared by many appointments).
 
 The access token (a secret: kept in the cache only, never logged) is cached per clinic and credentials
 until shortly before it expires; a 401 with a cached token fetches a new one once.
@@ -33,6 +36,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+from audit.models import AuditEvent
 from core.actors import Actor
 from core.time import utc_now
 from patients import services
@@ -249,9 +253,58 @@ def appointment_update_with_zoom(
             _meeting_delete_quietly(config, meeting)
         raise
     meeting_id = meeting_id_from_join_url(appointment.zoom_link)
-    if config is not None and meeting is None and not failure and retimed and not caller_link and meeting_id:
+    if (
+        config is not None
+        and meeting is None
+        and not failure
+        and retimed
+        and not caller_link
+        and meeting_id
+        and made_by_mark(appointment=appointment, meeting_id=meeting_id)
+    ):
         _move(config, appointment=appointment, meeting_id=meeting_id, actor=actor, organization=organization)
     return appointment
+
+
+def made_by_mark(*, appointment: Appointment, meeting_id: str) -> bool:
+    """True if Mark created this meeting for this appointment (its `appointment.zoom_meeting_created`
+    event), so moving or deleting it touches nobody else's meeting."""
+    return AuditEvent.objects.filter(
+        subject_id=appointment.public_id,
+        subject_type="appointment",
+        action="appointment.zoom_meeting_created",
+        metadata__meeting_id=meeting_id,
+    ).exists()
+
+
+def appointment_cancel_with_zoom(
+    *, appointment: Appointment, actor: Actor, reason: str | None = "", notify_patient: bool = False
+) -> tuple[Appointment, bool]:
+    """`services.appointment_cancel_and_notify`, then (after it committed) the meeting Mark made for the
+    appointment is deleted; a failure is audited with its code and changes nothing else. The link stays
+    on the cancelled appointment for the record."""
+    appointment, notified = services.appointment_cancel_and_notify(
+        appointment=appointment, actor=actor, reason=reason, notify_patient=notify_patient
+    )
+    meeting_id = meeting_id_from_join_url(appointment.zoom_link)
+    if not meeting_id:
+        return appointment, notified
+    organization = appointment.patient.organization
+    config = clinic_settings(organization=organization)
+    if not config.zoom_connected or not made_by_mark(appointment=appointment, meeting_id=meeting_id):
+        return appointment, notified
+    try:
+        _call(config, lambda client, token: client.delete_meeting(token=token, meeting_id=meeting_id))
+    except ZoomError as exc:
+        logger.warning("zoom meeting for %s not deleted: %s", appointment.public_id, exc.code)
+        with transaction.atomic():
+            _audit("appointment.zoom_meeting_delete_failed", actor=actor, appointment=appointment,
+                   organization=organization, meeting_id=meeting_id, code=exc.code)  # fmt: skip
+    else:
+        with transaction.atomic():
+            _audit("appointment.zoom_meeting_deleted", actor=actor, appointment=appointment,
+                   organization=organization, meeting_id=meeting_id)  # fmt: skip
+    return appointment, notified
 
 
 def _move(config: ClinicSettings, *, appointment: Appointment, meeting_id: str, actor: Actor, organization) -> None:

@@ -438,3 +438,50 @@ def test_an_idempotent_retry_creates_no_second_meeting(http, owner, patient, con
     assert again["Idempotent-Replayed"] == "true"
     assert again.json()["zoom_link"] == first.json()["zoom_link"] is not None
     assert len(fake_zoom.calls("POST", "/v2/users/me/meetings")) == 1 and Appointment.objects.count() == 1
+
+
+# --- Cancel, and meetings Mark did not make ---------------------------------------------------------------
+
+
+def _cancel(http, owner, appointment_id):
+    return http.post(f"/api/v1/appointments/{appointment_id}/cancel", json.dumps({}), content_type=JSON, **owner)
+
+
+def test_cancel_deletes_the_meeting_mark_made(http, owner, patient, connected, fake_zoom):
+    created = _book(http, owner, patient).json()
+    meeting_id = meeting_id_from_join_url(created["zoom_link"])
+
+    response = _cancel(http, owner, created["id"])
+
+    assert response.status_code == 200 and response.json()["status"] == "canceled"
+    assert fake_zoom.calls("DELETE", "/v2/meetings/") == [f"/v2/meetings/{meeting_id}"]
+    assert fake_zoom.meetings == {}
+    assert AuditEvent.objects.get(action="appointment.zoom_meeting_deleted").metadata == {"meeting_id": meeting_id}
+
+
+def test_a_failed_delete_still_cancels_and_is_audited(http, owner, patient, connected, fake_zoom):
+    created = _book(http, owner, patient).json()
+    fake_zoom.fail = 503
+    response = _cancel(http, owner, created["id"])
+    assert response.status_code == 200 and response.json()["status"] == "canceled"
+    event = AuditEvent.objects.get(action="appointment.zoom_meeting_delete_failed")
+    assert event.metadata["code"] == "zoom_http_503_error_3000"
+
+
+def test_a_meeting_mark_did_not_make_is_never_moved_or_deleted(http, owner, patient, connected, fake_zoom):
+    # A Zoom link of the clinic's own account that the caller manages (maybe shared by many appointments).
+    shared = zoom.meeting_create(config=connected, start_time=_future(days=30), duration=60)
+    fake_zoom.log.clear()
+    created = _book(http, owner, patient, zoom_link=shared.join_url).json()
+    assert created["zoom_link"] == shared.join_url
+
+    http.put(
+        f"/api/v1/appointments/{created['id']}",
+        json.dumps({"start_time": _iso(_future(days=17))}),
+        content_type=JSON,
+        **owner,
+    )
+    _cancel(http, owner, created["id"])
+
+    assert fake_zoom.log == []  # nothing moved, nothing deleted
+    assert shared.id in fake_zoom.meetings
