@@ -115,14 +115,6 @@ def webhook_register(*, organization, url: str, secret: str, events: Iterable[st
     (the engine's SSRF guard), the secret 16 to 256 printable characters, every event one of EVENT_TYPES.
     At most MAX_ACTIVE_WEBHOOKS active endpoints per clinic (Conflict). Refusals name the field."""
     events = _check_event_types(events)
-    # Lock the clinic's row: two registrations at once cannot both pass the cap.
-    Organization.objects.select_for_update().filter(pk=organization.pk).first()
-    active = webhook_list(organization=organization).filter(is_active=True).count()
-    if active >= MAX_ACTIVE_WEBHOOKS:
-        raise Conflict(
-            f"A clinic has at most {MAX_ACTIVE_WEBHOOKS} active webhooks; delete one first",
-            details={"field": "url"},
-        )
     try:
         endpoint, _secret = webhook_endpoint_register(
             owner_type=OWNER_TYPE,
@@ -136,6 +128,14 @@ def webhook_register(*, organization, url: str, secret: str, events: Iterable[st
     except WebhookEndpointInvalid as exc:
         field = _FIELD_OF_CODE.get(exc.code or "", "url")
         raise Invalid(exc.message, details={"field": field}) from None
+    # The cap, counted under the clinic's row lock (taken after the URL's DNS check, not during it): of two
+    # registrations at once, the second counts the first once it commits. Over the cap, all rolls back.
+    Organization.objects.select_for_update().filter(pk=organization.pk).first()
+    if webhook_list(organization=organization).filter(is_active=True).count() > MAX_ACTIVE_WEBHOOKS:
+        raise Conflict(
+            f"A clinic has at most {MAX_ACTIVE_WEBHOOKS} active webhooks; delete one first",
+            details={"field": "url"},
+        )
     return endpoint
 
 

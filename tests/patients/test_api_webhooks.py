@@ -269,3 +269,60 @@ def test_a_path_id_of_another_kind_is_not_routed_here(http, clinic, owner):
     response = http.delete("/api/v1/webhooks/pat_abc", **_auth(owner))
     assert response.status_code == 404
     assert set(response.json()) == {"error"}
+
+
+# --- The cap under concurrency (PostgreSQL) -------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_registrations_at_once_cannot_both_pass_the_cap(require_postgres):
+    import threading
+
+    from django.db import connections, transaction
+
+    from accounts import services as accounts_services
+    from core.domain import Conflict
+    from tests.patients.test_concurrency import waiting_on_a_lock_or_done
+
+    clinic = accounts_services.organization_create(name="Clinic", actor=ACTOR)
+    for n in range(events.MAX_ACTIVE_WEBHOOKS - 1):
+        events.webhook_register(
+            organization=clinic, url=f"{PUBLIC_URL}/{n}", secret=SECRET, events=ALL_EVENTS, actor=ACTOR
+        )
+    first_registered, release_first = threading.Event(), threading.Event()
+    outcome: dict[str, str] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                events.webhook_register(
+                    organization=clinic, url=f"{PUBLIC_URL}/a", secret=SECRET, events=ALL_EVENTS, actor=ACTOR
+                )
+                first_registered.set()  # the 10th, lock held, not committed
+                release_first.wait(30)
+        finally:
+            connections.close_all()
+
+    def second() -> None:
+        try:
+            events.webhook_register(
+                organization=clinic, url=f"{PUBLIC_URL}/b", secret=SECRET, events=ALL_EVENTS, actor=ACTOR
+            )
+            outcome["second"] = "registered"
+        except Conflict:
+            outcome["second"] = "conflict"
+        finally:
+            connections.close_all()
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert first_registered.wait(30)
+    two = threading.Thread(target=second)
+    two.start()
+    assert waiting_on_a_lock_or_done(two)  # without the lock it would count 10 and register
+    release_first.set()
+    one.join(30)
+    two.join(30)
+    assert outcome == {"second": "conflict"}
+    assert events.webhook_list(organization=clinic).filter(is_active=True).count() == events.MAX_ACTIVE_WEBHOOKS
