@@ -21,8 +21,9 @@ Types, who publishes them, and their `data`:
   cancellation_time;
 - conversation.created (conversation_for_message, when a message starts one): conversation_id,
   patient_id, start_time, language (the spec's example);
-- conversation.updated (a conversation ends: conversation_for_message, the idle sweeper):
-  conversation_id, patient_id, start_time, end_time, status, language, message_count.
+- conversation.updated (a conversation ends: conversation_for_message, the idle sweeper; its summary is
+  filled: services.assistant): conversation_id, patient_id, start_time, end_time, status, language,
+  message_count.
 
 An erased patient (DELETE /patients/{id}) is announced as `patient.updated` with `"erased": true` and
 nothing else about them (the spec has no patient.deleted type): the clinic's systems learn to drop their
