@@ -191,6 +191,7 @@ def membership_record_from_token(
             membership = Membership.objects.select_for_update().get(user=user, organization=organization)
             if membership.role == role:
                 return membership
+            metadata["previous_role"] = membership.role
             membership.role = role
             membership.save(update_fields=["role"])
         action = "accounts.membership_set"

@@ -438,3 +438,43 @@ def test_jwks_url_defaults_to_the_issuers_well_known_path():
     )
     assert result.returncode == 0, result.stderr
     assert "https://clerk.example.com/.well-known/jwks.json ['https://app.example.com']" in result.stdout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_concurrent_first_record_of_the_same_membership_is_brought_to_the_tokens_role(require_postgres, clinic):
+    """Two first requests of one user at once: the second's insert waits for the first's row, hits the
+    unique constraint, and brings that row to its own token's role instead of failing (a 500)."""
+    import threading
+
+    from django.db import connection, transaction
+
+    user = User.objects.create(username="racer")
+    outcome = {}
+
+    def second_request():
+        try:
+            outcome["membership"] = accounts_services.membership_record_from_token(
+                user=user, clerk_organization_id=CLINIC_CLERK_ID, role="admin", clerk_role="org:admin", actor=ACTOR
+            )
+        except Exception as exc:  # noqa: BLE001 - the assertion below reports it
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        # The first request's row exists but is not committed: the second cannot see it and inserts too.
+        Membership.objects.create(user=user, organization=clinic, role="staff")
+        thread = threading.Thread(target=second_request)
+        thread.start()
+        thread.join(timeout=1.0)
+        assert thread.is_alive(), "the second insert should wait for the first transaction"
+    thread.join(timeout=10)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["membership"].role == "admin"
+    assert list(Membership.objects.filter(user=user).values_list("role", flat=True)) == ["admin"]
+    event = token_membership_events(clinic)[-1]
+    assert (event.action, event.metadata["previous_role"], event.metadata["role"]) == (
+        "accounts.membership_set",
+        "staff",
+        "admin",
+    )
