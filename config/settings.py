@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from accounts.oidc import authorized_parties, cors_allowed_origins, cors_urls_regex, jwks_url, oidc_problems
 import core.process  # noqa: F401 - records the process start time (uptime), once, at start-up
 from accounts.oidc import authorized_parties, cors_allowed_origins, cors_urls_regex, jwks_url, oidc_problems
 from core.health import authentication_problems, encryption_problems
