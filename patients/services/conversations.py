@@ -18,6 +18,7 @@ from functools import partial
 from django.db import transaction
 
 from core.actors import Actor
+from core.domain import NotFound
 from core.outbox import unclaimed
 from core.time import utc_now
 from messaging.models import OutboundMessage
@@ -79,6 +80,10 @@ def conversation_delete(*, conversation: Conversation, actor: Actor, now: dateti
     """
     now = now or utc_now()
     Patient.objects.select_for_update().filter(pk=conversation.patient_id).first()
+    if not Conversation.objects.filter(pk=conversation.pk).exists():
+        # Deleted (or its patient erased) by a request that held the lock first: the same 404 as any
+        # unknown id, and no second audit event.
+        raise NotFound("Conversation not found")
     rows = list(Message.objects.filter(conversation_id=conversation.pk).values_list("media", "outbound_message_id"))
     media_names = sorted({name for name, _outbound in rows if name})
     withdrawn = _withdraw_queued(sorted({outbound for _name, outbound in rows if outbound}), now)

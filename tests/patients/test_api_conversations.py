@@ -19,6 +19,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts import services as accounts_services
 from accounts.models import User
 from audit.models import AuditEvent
+from core.domain import NotFound
 from core.time import utc_now
 from messaging.models import OutboundMessage
 from patients import media, selectors, services
@@ -393,6 +394,17 @@ def test_delete_erases_the_conversation_and_keeps_the_patient(http, clinic, owne
     assert CATALAN not in json.dumps(event.metadata)
 
 
+def test_deleting_a_conversation_already_gone_is_not_found_and_audited_once(clinic):
+    """Two DELETEs of one conversation at once: the second holds a conversation loaded before the first
+    committed; after the patient lock it finds it gone."""
+    conversation = _conversation(_patient(clinic), "Hola")
+    stale = Conversation.objects.select_related("patient", "organization").get(pk=conversation.pk)
+    conversation_services.conversation_delete(conversation=conversation, actor=ACTOR)
+    with pytest.raises(NotFound):
+        conversation_services.conversation_delete(conversation=stale, actor=ACTOR)
+    assert len(_events("conversation.deleted")) == 1
+
+
 def test_after_delete_the_next_message_starts_a_new_conversation(clinic):
     patient = _patient(clinic)
     at = utc_now() - HOUR
@@ -560,3 +572,75 @@ def test_export_query_count_is_flat_in_the_number_of_messages(http, clinic, owne
         return len(captured)
 
     assert queries(big) == queries(small)
+
+
+# --- Concurrency (PostgreSQL) ----------------------------------------------------------------------------
+
+
+def _waiting_on_a_lock_or_done(thread, timeout: float = 30.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not thread.is_alive():
+            return True
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_message_arriving_during_a_delete_starts_a_new_conversation(require_postgres):
+    """conversation_delete locks the patient row first, as message_record does: a message recorded while
+    the delete is in flight waits, then starts a new conversation (instead of joining the one being
+    deleted and failing on its foreign key, or vanishing with it)."""
+    import threading
+
+    from django.db import connections, transaction
+
+    from accounts import services as accounts_services
+
+    clinic = accounts_services.organization_create(name="Clinic", actor=ACTOR)
+    patient = _patient(clinic)
+    conversation = _conversation(patient, "Hola", at=utc_now() - timedelta(minutes=5))
+    deleted, release = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def delete() -> None:
+        try:
+            with transaction.atomic():
+                conversation_services.conversation_delete(conversation=conversation, actor=ACTOR)
+                deleted.set()  # deleted, patient lock held, not committed
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    def record() -> None:
+        try:
+            message = services.message_record(patient=patient, sender="patient", content="are you there?")
+            outcome["conversation"] = message.conversation.public_id
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcome["error"] = type(exc).__name__
+        finally:
+            connections.close_all()
+
+    one = threading.Thread(target=delete)
+    one.start()
+    assert deleted.wait(30)
+    two = threading.Thread(target=record)
+    two.start()
+    assert _waiting_on_a_lock_or_done(two)
+    release.set()
+    one.join(30)
+    two.join(30)
+    assert "error" not in outcome, outcome
+    assert outcome["conversation"] != conversation.public_id
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
+    [survivor] = Conversation.objects.filter(patient=patient)
+    assert survivor.public_id == outcome["conversation"] and survivor.message_count == 1
