@@ -431,3 +431,54 @@ def test_inbound_logs_no_number_name_or_text(http, clinics, caplog, delayed):
     text = "\n".join(record.getMessage() for record in caplog.records)
     for secret in (PATIENT_PHONE, PATIENT_PHONE.lstrip("+"), PATIENT_PHONE[3:], PROFILE, "Zebrafinch", TEXT, "cambiar"):
         assert secret not in text
+
+
+# --- PostgreSQL: concurrent deliveries -------------------------------------------------------------------
+
+
+def _concurrently(count: int, make_inbound) -> list[str]:
+    """Run inbound_whatsapp_record from `count` threads released together; their outcomes."""
+    import threading
+
+    from django.db import connection
+
+    barrier, outcomes, errors = threading.Barrier(count), [], []
+
+    def deliver(index: int) -> None:
+        try:
+            barrier.wait(10)
+            outcomes.append(inbound.inbound_whatsapp_record(inbound=make_inbound(index)).outcome)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    return outcomes
+
+
+@pytest.mark.postgres
+def test_concurrent_retries_of_one_message_store_it_once(clinics, require_postgres, transactional_db, delayed):
+    outcomes = _concurrently(
+        6, lambda _i: inbound.Inbound(to=CLINIC_NUMBER, from_=PATIENT_PHONE, body=TEXT, message_sid=sid(9))
+    )
+    assert sorted(outcomes) == ["duplicate"] * 5 + ["stored"]
+    assert Message.objects.count() == 1 and Patient.objects.count() == 1
+
+
+@pytest.mark.postgres
+def test_concurrent_first_messages_of_a_new_number_make_one_patient(
+    clinics, require_postgres, transactional_db, delayed
+):
+    outcomes = _concurrently(
+        6, lambda i: inbound.Inbound(to=CLINIC_NUMBER, from_=PATIENT_PHONE, body=f"{TEXT} {i}", message_sid=sid(i))
+    )
+    assert outcomes == ["stored"] * 6
+    assert Patient.objects.count() == 1
+    assert Message.objects.count() == 6 and Conversation.objects.count() == 1
+    assert Conversation.objects.get().message_count == 6
