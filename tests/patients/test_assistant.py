@@ -404,3 +404,36 @@ def test_inbound_reply_and_reminder_log_no_number_and_no_text(
     assert Conversation.objects.filter(summary__isnull=False).exists()
     assert "outbound POST 127.0.0.1 -> 200" in logs.text()  # the capture sees the responder calls
     logs.assert_clean(PHONE, PROFILE, TEXT, REPLY, "Otra pregunta privada", SUMMARY["summary"], API_KEY)
+
+
+def test_a_transcribed_voice_note_is_answered_from_its_transcription(
+    responder_clinic, anthropic, delayed, settings, monkeypatch
+):
+    from patients.services import messages as voice_messages
+    from tests.patients.test_inbound import ACCOUNT_SID, TOKEN, FakeTwilioMedia, wav_bytes
+
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = ACCOUNT_SID, TOKEN
+    monkeypatch.setattr(voice_messages, "voice_transcribe", lambda **kwargs: TEXT)
+    media = FakeTwilioMedia(wav_bytes())
+    media.server.start()
+    settings.TWILIO_API_BASE_URL = media.server.base_url
+    try:
+        result = inbound.inbound_whatsapp_record(
+            inbound=inbound.Inbound(
+                to=CLINIC_NUMBER,
+                from_=PHONE,
+                body="",
+                message_sid="SM" + "7" * 32,
+                num_media=1,
+                media_url=media.url(),
+                media_content_type="audio/ogg",
+            )
+        )
+        assert inbound.inbound_media_fetch(message_id=result.message.pk, media_url=media.url()) == "stored"
+    finally:
+        media.server.stop()
+    voice = Message.objects.get(pk=result.message.pk)
+    assert (voice.content_type, voice.transcription) == ("voice", TEXT)
+    assert ("patients.tasks.assistant_reply", (voice.pk,)) in delayed
+    assert assistant.assistant_reply(message_id=voice.pk) == "sent"
+    assert anthropic.bodies[-1]["messages"] == [{"role": "user", "content": TEXT}]
