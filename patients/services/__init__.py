@@ -11,6 +11,10 @@ transaction; refusals are core.domain errors (Invalid -> 400, Conflict -> 409, N
 - `message_record` / `conversation_for_message`: a message joins the patient's open conversation or
   starts one (idle for MARK_CONVERSATION_IDLE_MINUTES: closed); `message_send_text` queues a clinic text
   on WhatsApp through the messaging outbox.
+- WhatsApp sends go through `patients.services.whatsapp.whatsapp_queue` (the clinic's sender; free text
+  inside the 24-hour window, the clinic's template outside it, else Conflict OUTSIDE_WHATSAPP_WINDOW);
+  inbound messages are `patients.services.inbound`, the responder and conversation end
+  `patients.services.assistant`.
 - `reminders_sweep` / `reminder_send`: the beat sweeper's work (patients.tasks.send_due_reminders).
 
 Every function takes `now` (default: core.time.utc_now()) so tests inject the clock.
