@@ -170,7 +170,11 @@ def membership_record_from_token(
         organization = Organization.objects.filter(clerk_organization_id=clerk_organization_id, is_active=True).first()
     if organization is None:
         return None
-    current = Membership.objects.select_for_update().filter(user=user, organization=organization).first()
+    memberships = Membership.objects.filter(user=user, organization=organization)
+    current = memberships.first()
+    if (current.role if current is not None else None) == role:
+        return current  # the usual case: one read, no row lock
+    current = memberships.select_for_update().first()  # about to change it: read again under the lock
     previous = current.role if current is not None else None
     if previous == role:
         return current

@@ -478,3 +478,18 @@ def test_a_concurrent_first_record_of_the_same_membership_is_brought_to_the_toke
         "staff",
         "admin",
     )
+
+
+def test_a_repeated_token_writes_nothing_and_locks_nothing(clerk, clinic):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    assert call(clerk.token(sub="user_2alice", org_id=CLINIC_CLERK_ID, org_role="org:admin")).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert call(clerk.token(sub="user_2alice", org_id=CLINIC_CLERK_ID, org_role="org:admin")).status_code == 200
+    statements = [query["sql"].upper() for query in queries.captured_queries]
+    writes = [sql for sql in statements if sql.startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert writes == [next(sql for sql in statements if "AUDIT_ACCESSLOG" in sql)]  # only the access row
+    assert not [sql for sql in statements if "FOR UPDATE" in sql]
+    reads = [sql for sql in statements if sql.startswith("SELECT")]
+    assert len(reads) <= 6, reads  # identity, organization, membership, scope, then the page and its count
