@@ -187,6 +187,9 @@ def bench_data(now: datetime):
         )
         # Appointments: one per patient, from six months ago to six months ahead; one in ten canceled.
         reasons = [encrypt_str(reason) for reason in REASONS]
+        from patients.services import cancellation_reason_index_of
+
+        reason_indexes = [cancellation_reason_index_of(reason) for reason in REASONS]
         _insert(
             cursor,
             Appointment,
@@ -210,12 +213,14 @@ def bench_data(now: datetime):
                 "cancelled_at": "CASE WHEN p.id %% 10 = 0 THEN %s ELSE NULL END",
                 "cancellation_reason": f"CASE WHEN p.id %% 10 = 0 THEN (%s::text[])[1 + (p.id / 10) %% {len(REASONS)}] "
                 "ELSE %s END",
+                "cancellation_reason_index": f"CASE WHEN p.id %% 10 = 0 THEN (%s::text[])[1 + (p.id / 10) %% "
+                f"{len(REASONS)}] ELSE '' END",
                 "did_not_arrive": "false",
                 "created_at": "%s",
                 "updated_at": "%s",
             },
             "FROM patients_patient p WHERE p.organization_id = %s",
-            [now, now, encrypt_str(""), now, reasons, encrypt_str(""), now, now, clinic.pk],
+            [now, now, encrypt_str(""), now, reasons, encrypt_str(""), reason_indexes, now, now, clinic.pk],
         )
     # The steady state autovacuum reaches in production: statistics and visibility maps (index-only scans).
     with connection.cursor() as cursor:
@@ -269,8 +274,12 @@ ANALYTICS_SQL = {
            AND start_time < %(end)s GROUP BY 1""",
         """SELECT appointment_type, count(*) FROM patients_appointment
            WHERE organization_id = %(org)s AND start_time >= %(start)s AND start_time < %(end)s GROUP BY 1""",
-        """SELECT cancellation_reason FROM patients_appointment WHERE organization_id = %(org)s
-           AND start_time >= %(start)s AND start_time < %(end)s AND status = 'canceled'""",
+        """SELECT count(*), min(id) FROM patients_appointment WHERE organization_id = %(org)s
+           AND start_time >= %(start)s AND start_time < %(end)s AND status = 'canceled'
+           GROUP BY cancellation_reason_index ORDER BY 1 DESC, 2""",
+        """SELECT id, cancellation_reason FROM patients_appointment WHERE id IN (
+             SELECT min(id) FROM patients_appointment WHERE organization_id = %(org)s AND start_time >= %(start)s
+             AND start_time < %(end)s AND status = 'canceled' GROUP BY cancellation_reason_index)""",
     ],
     "analytics_patients": [
         """SELECT language, count(*) FROM patients_patient WHERE organization_id = %(org)s AND NOT archived

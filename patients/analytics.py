@@ -19,7 +19,6 @@ docs/mark.md ("API: analytics") is promised is decided here, so it can be tested
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -262,7 +261,7 @@ def appointment_stats(
     interval: str,
 ) -> dict:
     """`by_bucket`: {bucket start: {status: count}}; `by_type`: {appointment type ("" = none): count};
-    `reasons`: the decrypted cancellation reason of each canceled appointment in the range."""
+    `reasons`: (spelling, count) per distinct cancellation reason in the range, most frequent first."""
     status_totals = {status: sum(int(row.get(status) or 0) for row in by_bucket.values()) for status in statuses}
     total = sum(status_totals.values())
     buckets = fill_buckets(
@@ -282,23 +281,25 @@ def normalise_reason(reason: str | None) -> str:
     return " ".join((reason or "").split()) or NO_REASON
 
 
-def reason_counts(reasons: Iterable[str], limit: int = MAX_REASONS) -> list[tuple[str, int]]:
-    """Reasons grouped case-insensitively after normalising whitespace, most frequent first (shown in
-    their most frequent spelling); past the `limit` most frequent, the rest are summed as "Other"."""
-    spellings: dict[str, Counter] = {}
-    for reason in reasons:
-        text = normalise_reason(reason)
-        spellings.setdefault(text.casefold(), Counter())[text] += 1
-    groups = [
-        (min(spelled.items(), key=lambda item: (-item[1], item[0]))[0], sum(spelled.values()))
-        for spelled in spellings.values()
-    ]
-    groups.sort(key=lambda item: (-item[1], item[0].casefold()))
+def reason_key(reason: str | None) -> str:
+    """What equal reasons share: the normalised text, case-folded. Its blind index is stored beside the
+    encrypted reason (Appointment.cancellation_reason_index), so SQL can group reasons without reading them."""
+    return normalise_reason(reason).casefold()
+
+
+def reason_counts(groups: Sequence[tuple[str | None, int]], limit: int = MAX_REASONS) -> list[tuple[str, int]]:
+    """`groups`: one (shown spelling, count) per distinct reason, most frequent first; only the first `limit`
+    need a spelling (None past it: they are never shown). Past the `limit` most frequent, the rest are summed
+    as "Other" (an "Other" among the kept ones merges into it instead of appearing twice)."""
+    total = sum(count for _text, count in groups)
+    named = sorted(
+        ((normalise_reason(text), count) for text, count in groups[:limit]),
+        key=lambda item: (-item[1], item[0].casefold()),
+    )
     if len(groups) <= limit:
-        return groups
-    kept = [group for group in groups[: limit - 1] if group[0].casefold() != OTHER_REASON.casefold()]
-    rest = sum(count for _reason, count in groups) - sum(count for _reason, count in kept)
-    return [*kept, (OTHER_REASON, rest)]
+        return named
+    kept = [group for group in named[: limit - 1] if group[0].casefold() != OTHER_REASON.casefold()]
+    return [*kept, (OTHER_REASON, total - sum(count for _reason, count in kept))]
 
 
 def engagement_bucket(messages: int) -> str:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, DateField, Q, Sum
+from django.db.models import Count, DateField, Min, Q, Sum
 from django.db.models.functions import ExtractHour, TruncDay, TruncMonth, TruncWeek
 
-from patients.analytics import HIGHLY_ENGAGED_MIN, MODERATELY_ENGAGED_MIN, DateRange, as_day
+from patients.analytics import HIGHLY_ENGAGED_MIN, MAX_REASONS, MODERATELY_ENGAGED_MIN, DateRange, as_day
 from patients.models import Appointment, Conversation, Message, Patient
 
 _TRUNC = {"day": TruncDay, "week": TruncWeek, "month": TruncMonth}
@@ -69,11 +69,10 @@ def appointment_aggregates(*, organization, period: DateRange, interval: str) ->
     """Appointments that start in the range: per bucket one count per status (conditional counts), per type,
     and the cancellation reasons of the canceled ones.
 
-    The reasons are encrypted at rest (Fernet: a random IV, so equal texts differ in the database and
-    cannot be grouped by SQL). Until the model keeps a groupable form of the reason (a blind index or a
-    reason code; docs/mark.md, "API: analytics"), this one query returns the canceled appointments'
-    reasons, decrypted, and patients/analytics.py groups them: the only read here that is a row per
-    appointment, limited to the canceled ones in the range."""
+    The reasons are encrypted at rest (a random IV: equal texts differ in the database), so they are grouped
+    by their blind index (`cancellation_reason_index`, of patients.analytics.reason_key) and only one sample
+    row per shown group is decrypted: at most MAX_REASONS decryptions, whatever the number of rows. The
+    shown spelling is the group's first recorded one."""
     appointments = Appointment.objects.filter(_in_range("start_time", period), organization=organization).order_by()
     by_bucket = {
         as_day(row["bucket"]): {status: row[status] for status in APPOINTMENT_STATUSES}
@@ -85,9 +84,19 @@ def appointment_aggregates(*, organization, period: DateRange, interval: str) ->
         row["appointment_type"]: row["count"]
         for row in appointments.values("appointment_type").annotate(count=Count("id"))
     }
-    reasons = list(
-        appointments.filter(status=Appointment.Status.CANCELED).values_list("cancellation_reason", flat=True)
+    groups = list(
+        appointments.filter(status=Appointment.Status.CANCELED)
+        .values("cancellation_reason_index")
+        .annotate(count=Count("id"), sample=Min("id"))
+        .order_by("-count", "sample")
+        .values_list("count", "sample")
     )
+    shown = dict(
+        Appointment.objects.filter(pk__in=[sample for _count, sample in groups[:MAX_REASONS]]).values_list(
+            "pk", "cancellation_reason"
+        )
+    )
+    reasons = [(shown.get(sample), count) for count, sample in groups]
     return {"by_bucket": by_bucket, "by_type": by_type, "reasons": reasons}
 
 

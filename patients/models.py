@@ -24,6 +24,7 @@ from patients.storage import media_storage, media_upload_to
 PHONE_INDEX_PURPOSE = "patients.patient.phone"
 EMAIL_INDEX_PURPOSE = "patients.patient.email"
 TOMBSTONE_INDEX_PURPOSE = "patients.tombstone.external_id"
+CANCELLATION_REASON_INDEX_PURPOSE = "patients.appointment.cancellation_reason"
 
 
 def fold_name(value: str) -> str:
@@ -251,6 +252,8 @@ class Appointment(models.Model):
     external_id = models.CharField(max_length=64, blank=True, default="")  # Cliniko appointment id; "" = none
     cancelled_at = models.DateTimeField(null=True, blank=True)
     cancellation_reason = EncryptedTextField(blank=True, default="")
+    # blind_index(patients.analytics.reason_key(reason)): analytics groups equal reasons without reading them.
+    cancellation_reason_index = BlindIndexField(blank=True, default="", db_index=False)
     did_not_arrive = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=utc_now)
     updated_at = models.DateTimeField(auto_now=True)

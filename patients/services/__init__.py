@@ -41,7 +41,9 @@ from core.encryption import blind_index
 from core.phones import InvalidPhone, normalize_e164
 from core.time import utc_now
 from patients import events
+from patients.analytics import reason_key
 from patients.models import (
+    CANCELLATION_REASON_INDEX_PURPOSE,
     EMAIL_INDEX_PURPOSE,
     PHONE_INDEX_PURPOSE,
     TOMBSTONE_INDEX_PURPOSE,
@@ -198,6 +200,11 @@ def _set_email(patient: Patient, email: str | None) -> None:
 
 def phone_index_of(e164: str) -> str:
     return blind_index(e164, purpose=PHONE_INDEX_PURPOSE)
+
+
+def cancellation_reason_index_of(reason: str | None) -> str:
+    """Equal for reasons analytics counts as one (patients.analytics.reason_key)."""
+    return blind_index(reason_key(reason), purpose=CANCELLATION_REASON_INDEX_PURPOSE)
 
 
 def tombstone_index_of(external_id: str) -> str:
@@ -662,7 +669,10 @@ def appointment_cancel(
     appointment.status = Appointment.Status.CANCELED
     appointment.cancelled_at = now
     appointment.cancellation_reason = reason
-    appointment.save(update_fields=["status", "cancelled_at", "cancellation_reason", "updated_at"])
+    appointment.cancellation_reason_index = cancellation_reason_index_of(reason)
+    appointment.save(
+        update_fields=["status", "cancelled_at", "cancellation_reason", "cancellation_reason_index", "updated_at"]
+    )
     skipped = appointment.reminders.filter(status=Reminder.Status.PENDING).update(status=Reminder.Status.SKIPPED)
     _touch(appointment.patient, now)
     _audit(

@@ -184,21 +184,29 @@ def test_breakdowns_are_most_frequent_first_then_by_name():
 # --- Reasons and engagement ------------------------------------------------------------------------------
 
 
-def test_reasons_group_case_and_whitespace_insensitively_in_their_commonest_spelling():
-    reasons = ["Patient unavailable", "patient  unavailable ", "Patient unavailable", "Sick", "", None]
-    assert analytics.reason_counts(reasons) == [
+def test_reason_key_ignores_case_and_whitespace_and_names_a_missing_reason():
+    assert analytics.reason_key("Patient unavailable") == analytics.reason_key("  patient   UNAVAILABLE ")
+    assert analytics.reason_key("") == analytics.reason_key(None) == analytics.NO_REASON.casefold()
+    assert analytics.reason_key("Sick") != analytics.reason_key("Sick leave")
+
+
+def test_reason_groups_are_shown_in_their_normalised_spelling_most_frequent_first():
+    groups = [("Patient  unavailable ", 3), ("", 2), ("Sick", 2)]
+    assert analytics.reason_counts(groups) == [
         ("Patient unavailable", 3),
         (analytics.NO_REASON, 2),
-        ("Sick", 1),
+        ("Sick", 2),
     ]
 
 
-def test_reasons_past_the_limit_are_summed_as_other():
-    reasons = ["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d"] * 2 + ["other"] + ["e"]
-    assert analytics.reason_counts(reasons, limit=3) == [("a", 5), ("b", 4), ("Other", 7)]
-    assert sum(count for _r, count in analytics.reason_counts(reasons, limit=3)) == len(reasons)
+def test_reasons_past_the_limit_are_summed_as_other_without_their_spelling():
+    groups = [("a", 5), ("b", 4), ("c", 3), ("d", 2), ("other", 1), ("e", 1)]
+    # Past the limit the selector decrypts nothing: the spellings are None.
+    hidden = [(text if index < 3 else None, count) for index, (text, count) in enumerate(groups)]
+    assert analytics.reason_counts(hidden, limit=3) == [("a", 5), ("b", 4), ("Other", 7)]
+    assert sum(count for _r, count in analytics.reason_counts(hidden, limit=3)) == 16
     # An "Other" among the kept ones merges into the summed one instead of appearing twice.
-    assert analytics.reason_counts(["Other"] * 5 + ["x"] * 2 + ["y"], limit=2) == [("Other", 8)]
+    assert analytics.reason_counts([("Other", 5), ("x", 2), ("y", 1)], limit=2) == [("Other", 8)]
 
 
 def test_engagement_buckets_by_messages_written():
@@ -235,7 +243,7 @@ def test_appointment_stats_derive_totals_from_the_buckets():
     body = analytics.appointment_stats(
         by_bucket={date(2026, 3, 1): {"scheduled": 1, "rescheduled": 0, "completed": 1, "canceled": 1}},
         by_type={"follow_up": 2, "": 1},
-        reasons=["Sick"],
+        reasons=[("Sick", 1)],
         statuses=statuses,
         period=period,
         interval="day",
