@@ -57,6 +57,14 @@ def e164_or_none(raw: str, *, region: str | None = None) -> str | None:
         return None
 
 
+def region_of(e164: str) -> str | None:
+    """The ISO 3166-1 region a number belongs to ("ES" for +34...), None when it cannot be told."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return None
+
+
 def mask(phone: str | None) -> str:
     """ "+14155550123" -> "+1 ••• ••• 0123": the country code and the last four digits only."""
     if not phone:

@@ -38,14 +38,13 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 
-import phonenumbers
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from core.actors import Actor
 from core.domain import Invalid
 from core.outbound import OutboundError, guarded_request
-from core.phones import InvalidPhone, mask, normalize_e164
+from core.phones import InvalidPhone, mask, normalize_e164, region_of
 from core.time import utc_now
 from patients.models import ClinicSettings, Message, Patient, Source
 
@@ -111,10 +110,7 @@ def keyword_of(body: str) -> str:
 
 def language_for_number(e164: str) -> str:
     """A first guess of a new patient's language from their number's country (see the module docstring)."""
-    try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
-    except phonenumbers.NumberParseException:
-        return "en"
+    region = region_of(e164)
     if region in SPANISH_REGIONS:
         return "es"
     if region in ARABIC_REGIONS:

@@ -47,7 +47,9 @@ def test_public_routes_are_few_and_known():
     # Adding a public API route is a security decision: extend this list deliberately.
     # api/messaging/twilio/status and .../inbound (patients' WhatsApp messages) authenticate by
     # X-Twilio-Signature, not by a platform credential;
-    # api/integration/auth is LoveRescue's token exchange (API key + secret in the body).
+    # api/integration/auth is LoveRescue's token exchange (API key + secret in the body);
+    # api/v1/messages/<id>/audio serves a voice note to whoever holds its signed, expiring URL (the
+    # signature is the credential: Twilio fetches outbound voice notes with it).
     assert public == [
         "",
         "api/integration/auth",
@@ -55,6 +57,7 @@ def test_public_routes_are_few_and_known():
         "api/messaging/twilio/status",
         "api/schema/",
         "api/v1/auth/token",
+        "api/v1/messages/msg_Sample123/audio",
         "docs",
         "health",
         "redoc",
