@@ -536,11 +536,6 @@ try:
     ZoneInfo(MARK_TIME_ZONE)
 except (ZoneInfoNotFoundError, ValueError):
     raise ImproperlyConfigured("MARK_TIME_ZONE must be an IANA time zone such as Europe/Madrid.") from None
-# The field-encryption key rotation policy GET /api/v1/system/encryption/status reports: next_rotation is
-# the last `manage.py rotate_encryption_keys` run plus this many days.
-MARK_KEY_ROTATION_DAYS = env.int("MARK_KEY_ROTATION_DAYS", default=30)
-if MARK_KEY_ROTATION_DAYS < 1:
-    raise ImproperlyConfigured("MARK_KEY_ROTATION_DAYS must be at least 1.")
 # The assistant responder (per clinic: ClinicSettings.responder, its API key and model; docs/mark.md
 # "WhatsApp: numbers, templates, inbound, assistant"): Anthropic's Messages API at this base URL.
 MARK_RESPONDER_BASE_URL = env.str("MARK_RESPONDER_BASE_URL", default="https://api.anthropic.com").rstrip("/")
@@ -554,6 +549,11 @@ if not 1 <= MARK_RESPONDER_TIMEOUT_SECONDS <= 120:
 MARK_ANALYTICS_MAX_DAYS = env.int("MARK_ANALYTICS_MAX_DAYS", default=366)
 if MARK_ANALYTICS_MAX_DAYS < 1:
     raise ImproperlyConfigured("MARK_ANALYTICS_MAX_DAYS must be at least 1.")
+# The field-encryption key rotation policy GET /api/v1/system/encryption/status reports: next_rotation is
+# the last `manage.py rotate_encryption_keys` run plus this many days.
+MARK_KEY_ROTATION_DAYS = env.int("MARK_KEY_ROTATION_DAYS", default=30)
+if MARK_KEY_ROTATION_DAYS < 1:
+    raise ImproperlyConfigured("MARK_KEY_ROTATION_DAYS must be at least 1.")
 
 # --- Messaging (messaging/: SMS, WhatsApp and email outbox; docs/operations.md) --------------------
 # console: logs "message msg_... via sms sent" only (no number, no body) and delivers nothing;
