@@ -26,7 +26,7 @@ RUN APP_ENV=production \
     ALLOWED_HOSTS=localhost \
     REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput \
-    && mkdir -p .local && chown app:app .local
+    && mkdir -p .local media/mark && chown app:app .local media media/mark
 
 USER app
 
