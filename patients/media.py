@@ -15,16 +15,22 @@ storage. Used by POST /api/v1/messages/voice and by inbound WhatsApp voice notes
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.files import File
+from django.db import transaction
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from core.domain import Invalid
+
+logger = logging.getLogger("patients")
 
 SIGNATURE_SALT = "patients.media.signed-url"
 AUDIO_FIELD = "audio_file"
@@ -202,3 +208,20 @@ def audio_delete(name: str) -> None:
 
     if name:
         media_storage().delete(name)
+
+
+def audio_delete_after_commit(names: Iterable[str]) -> int:
+    """Remove these files once the caller's transaction commits (rows first, files after: a failure leaves
+    an orphan file, never a row pointing at nothing). Returns how many are scheduled."""
+    names = sorted({name for name in names if name})
+    if names:
+        transaction.on_commit(partial(_delete_files, names))
+    return len(names)
+
+
+def _delete_files(names: list[str]) -> None:
+    for name in names:
+        try:
+            audio_delete(name)
+        except Exception as exc:  # the storage may be remote (S3): log and go on, the rows are gone
+            logger.warning("media: a file could not be deleted (%s)", type(exc).__name__)

@@ -5,7 +5,8 @@
   commit) and `message_retry` (staff re-queue a failed message);
 - `sending`: `message_send` (what the task calls: claim, send outside any transaction, record),
   `messages_sweep` (the beat sweeper);
-- `status`: `message_status_record` (provider delivery reports).
+- `status`: `message_status_record` (provider delivery reports);
+- `withdrawing`: `messages_withdraw` (queued messages whose conversation or patient is gone).
 
 Errors raised here never quote the recipient or the body.
 """
@@ -24,6 +25,7 @@ from messaging.services.queueing import (
 )
 from messaging.services.sending import SendOutcome, message_claim, message_send, messages_sweep, retry_delay
 from messaging.services.status import message_status_record
+from messaging.services.withdrawing import messages_withdraw
 
 __all__ = [
     "InvalidChannelError",
@@ -37,6 +39,7 @@ __all__ = [
     "message_send",
     "message_status_record",
     "messages_sweep",
+    "messages_withdraw",
     "normalize_recipient",
     "recipient_index",
     "retry_delay",

@@ -40,8 +40,10 @@ from core.domain import Conflict, Invalid
 from core.encryption import blind_index
 from core.phones import InvalidPhone, normalize_e164
 from core.time import utc_now
+from messaging.services import messages_withdraw
 from patients import events
 from patients.analytics import reason_key
+from patients.media import audio_delete_after_commit
 from patients.models import (
     CANCELLATION_REASON_INDEX_PURPOSE,
     EMAIL_INDEX_PURPOSE,
@@ -383,10 +385,15 @@ def patient_whatsapp_opt_out(*, patient: Patient, reason: str, actor: Actor, now
     return patient
 
 
+# `last_error` of an outbox message withdrawn because its patient was erased.
+ERASED_WITHDRAWN = "withdrawn_patient_erased"
+
+
 @transaction.atomic
 def patient_erase(*, patient: Patient, actor: Actor, now: datetime | None = None) -> dict[str, int]:
     """Erase the patient (docs/mark.md, "Decisions"): their row, conversations, messages, appointments and
-    reminders are deleted (pending reminders are counted as cancelled, so none is sent); their external
+    reminders are deleted (pending reminders are counted as cancelled, so none is sent; queued outbox
+    messages to them are withdrawn; their audio files are removed after the commit); their external
     ids (patient's and appointments') are kept as blind-index tombstones so a later sync does not bring
     them back; the audit trail keeps ids and counts only. Returns the counts."""
     now = now or utc_now()
@@ -396,10 +403,23 @@ def patient_erase(*, patient: Patient, actor: Actor, now: datetime | None = None
     Patient.objects.select_for_update().filter(pk=patient.pk).first()
     appointments = Appointment.objects.filter(patient=patient)
     pending = Reminder.objects.filter(appointment__patient=patient, status=Reminder.Status.PENDING)
+    # What was queued for them and not yet sent is never sent (the outbox row holds their number and the
+    # text); their voice notes leave the media storage after the commit.
+    rows = list(Message.objects.filter(conversation__patient=patient).values_list("media", "outbound_message_id"))
+    outbound_ids = [outbound for _media, outbound in rows if outbound]
+    outbound_ids += [
+        outbound
+        for outbound in Reminder.objects.filter(appointment__patient=patient).values_list(
+            "outbound_message_id", flat=True
+        )
+        if outbound
+    ]
     counts = {
         "conversations": Conversation.objects.filter(patient=patient).count(),
         "appointments": appointments.count(),
         "reminders_cancelled": pending.update(status=Reminder.Status.SKIPPED),
+        "outbox_withdrawn": len(messages_withdraw(message_ids=outbound_ids, reason=ERASED_WITHDRAWN, now=now)),
+        "media_files": audio_delete_after_commit(media for media, _outbound in rows),
     }
     tombstones = []
     if patient.external_id:

@@ -11,58 +11,21 @@ exports").
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
-from functools import partial
 
 from django.db import transaction
 
 from core.actors import Actor
 from core.domain import NotFound
-from core.outbox import unclaimed
 from core.time import utc_now
-from messaging.models import OutboundMessage
+from messaging.services import messages_withdraw
 from patients import exports
-from patients.media import audio_delete
+from patients.media import audio_delete_after_commit
 from patients.models import Conversation, Message, Patient, Reminder
 from patients.services import _audit
 
-logger = logging.getLogger("patients")
-
 # `last_error` of an outbox message withdrawn because its conversation was deleted.
 WITHDRAWN = "withdrawn_conversation_deleted"
-
-
-def _withdraw_queued(outbound_ids: list[int], now: datetime) -> list[int]:
-    """Mark the still-queued, unclaimed outbox rows among `outbound_ids` failed (`last_error` WITHDRAWN), so
-    no worker sends them. A row a worker holds right now (a live lease) is left to finish: it may already be
-    with the provider. The rows are locked with SKIP LOCKED first: a worker's claim (one conditional UPDATE)
-    then waits for this transaction and finds the row no longer queued; a row being claimed at this instant
-    is skipped, as one being sent."""
-    if not outbound_ids:
-        return []
-    queued = OutboundMessage.objects.filter(pk__in=outbound_ids, status=OutboundMessage.Status.QUEUED).filter(
-        unclaimed(now)
-    )
-    ids = list(queued.select_for_update(skip_locked=True).values_list("pk", flat=True))
-    if ids:
-        OutboundMessage.objects.filter(pk__in=ids).update(
-            status=OutboundMessage.Status.FAILED,
-            last_error=WITHDRAWN,
-            next_attempt_at=None,
-            claimed_until=None,
-            updated_at=now,
-        )
-    return ids
-
-
-def _delete_media_files(names: list[str]) -> None:
-    """After the commit: remove the audio files (a failure leaves an orphan file, never a broken row)."""
-    for name in names:
-        try:
-            audio_delete(name)
-        except Exception as exc:  # the storage may be remote (S3): log and go on, the rows are gone
-            logger.warning("conversation media: a file could not be deleted (%s)", type(exc).__name__)
 
 
 @transaction.atomic
@@ -86,7 +49,9 @@ def conversation_delete(*, conversation: Conversation, actor: Actor, now: dateti
         raise NotFound("Conversation not found")
     rows = list(Message.objects.filter(conversation_id=conversation.pk).values_list("media", "outbound_message_id"))
     media_names = sorted({name for name, _outbound in rows if name})
-    withdrawn = _withdraw_queued(sorted({outbound for _name, outbound in rows if outbound}), now)
+    withdrawn = messages_withdraw(
+        message_ids=[outbound for _name, outbound in rows if outbound], reason=WITHDRAWN, now=now
+    )
     reminders_skipped = (
         Reminder.objects.filter(outbound_message_id__in=withdrawn)
         .exclude(status=Reminder.Status.SKIPPED)
@@ -112,8 +77,7 @@ def conversation_delete(*, conversation: Conversation, actor: Actor, now: dateti
         patient_id=patient_public_id,
         **counts,
     )
-    if media_names:
-        transaction.on_commit(partial(_delete_media_files, media_names))
+    audio_delete_after_commit(media_names)
     return counts
 
 

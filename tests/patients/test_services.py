@@ -161,7 +161,13 @@ def test_erase_deletes_protected_data_tombstones_and_keeps_ids_only(clinic):
 
     counts = services.patient_erase(patient=patient, actor=ACTOR, now=NOW)
 
-    assert counts == {"conversations": 1, "appointments": 1, "reminders_cancelled": 2}
+    assert counts == {
+        "conversations": 1,
+        "appointments": 1,
+        "reminders_cancelled": 2,
+        "outbox_withdrawn": 0,
+        "media_files": 0,
+    }
     for model in (Patient, Conversation, Message, Appointment, Reminder):
         assert not model.objects.exists(), model
     assert PatientTombstone.objects.count() == 2
@@ -348,3 +354,42 @@ def test_reminders_due_lists_only_pending_due_ones(clinic):
     assert list(selectors.reminders_due(now=NOW)) == []
     [due] = selectors.reminders_due(now=start - 24 * HOUR)
     assert (due.appointment_id, due.kind) == (appointment.pk, "24h")
+
+
+def test_erase_withdraws_queued_messages_and_removes_audio_after_commit(
+    clinic, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    import io
+
+    from messaging.models import OutboundMessage
+    from patients import media
+
+    root = tmp_path / "mark-media"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "mark_media": {**settings.STORAGES["mark_media"], "OPTIONS": {"location": str(root), "base_url": None}},
+    }
+    patient = make_patient(clinic, phone_number="+34612345678")
+    Patient.objects.filter(pk=patient.pk).update(last_inbound_at=NOW - timedelta(minutes=5))
+    patient.refresh_from_db()
+    sent_text = services.message_send_text(organization=clinic, patient=patient, text="Hola", actor=ACTOR, now=NOW)
+    queued = OutboundMessage.objects.get(pk=sent_text.outbound_message_id)
+    assert queued.status == OutboundMessage.Status.QUEUED
+    voice = services.message_record(patient=patient, sender="patient", content="", content_type="voice", now=NOW)
+    voice.media = media.audio_store(organization=clinic, fileobj=io.BytesIO(b"OggS" + b"\0" * 60), format="ogg")
+    voice.save(update_fields=["media"])
+    file = root / voice.media.name
+    assert file.is_file()
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        counts = services.patient_erase(patient=patient, actor=ACTOR, now=NOW)
+    assert file.is_file()  # rows first, files after the commit
+    for callback in callbacks:
+        callback()
+
+    assert not file.exists()
+    queued.refresh_from_db()
+    assert (queued.status, queued.last_error) == (OutboundMessage.Status.FAILED, services.ERASED_WITHDRAWN)
+    assert queued.next_attempt_at is None
+    assert (counts["outbox_withdrawn"], counts["media_files"]) == (1, 1)
+    assert events("patient.erased")[0].metadata["outbox_withdrawn"] == 1
