@@ -446,6 +446,7 @@ CELERY_TASK_ROUTES = (
         "leads.tasks.process_partner_payments": {"queue": "batch"},
         "leads.tasks.resume_payout_batches": {"queue": "batch"},
         "audit.tasks.purge_expired_audit_rows": {"queue": "batch"},
+        "core.tasks.purge_idempotency_keys": {"queue": "batch"},
     },
 )
 

@@ -1,6 +1,7 @@
-"""Platform-level Celery tasks for operations and tests: no database, no PHI.
+"""Platform-level Celery tasks for operations and tests: no PHI.
 
 - `core.tasks.ping` proves a worker consumes the queue (`celery -A config call core.tasks.ping`).
+- `core.tasks.purge_idempotency_keys` deletes expired Idempotency-Key records (hourly, core/schedules.py).
 - `core.tasks.record_heartbeat(path, token)` writes a small JSON file, so a process that cannot see
   the worker's result (results are ignored) can still observe that the worker ran the task: the
   cross-process broker tests use it, and ops can use it to check a worker end to end.
@@ -36,3 +37,10 @@ def record_heartbeat(path: str, token: str = "") -> dict:
     tmp.write_text(json.dumps(beat), encoding="utf-8")
     os.replace(tmp, target)
     return beat
+
+
+@shared_task(name="core.tasks.purge_idempotency_keys", time_limit=300, soft_time_limit=240)
+def purge_idempotency_keys() -> int:
+    from core.idempotency import idempotency_purge
+
+    return idempotency_purge()

@@ -186,6 +186,12 @@ def test_fails_on_duplicate_names(monkeypatch):
 
 # What config/schedules.py declared before each app declared its own: the installed rows must not change.
 EXPECTED = {
+    "core: purge expired idempotency keys": (
+        "core.tasks.purge_idempotency_keys",
+        Crontab(minute="23"),
+        "Deletes Idempotency-Key records past their 24 hours (they are ignored once expired; this keeps the "
+        "table, which holds encrypted response bodies, small).",
+    ),
     "audit: retention purge": (
         "audit.tasks.purge_expired_audit_rows",
         Crontab(minute="17", hour="3"),
@@ -255,7 +261,7 @@ def test_registry_collects_each_apps_schedules_module():
 
     per_app = {
         label: import_module(f"{label}.schedules").PERIODIC_TASKS
-        for label in ("audit", "webhooks", "messaging", "integration", "patients", "leads")
+        for label in ("core", "audit", "webhooks", "messaging", "integration", "patients", "leads")
     }
     collected = registry.periodic_tasks()
 
