@@ -130,7 +130,7 @@ def bench_data(now: datetime):
                 "whatsapp_consent_changed_at": "NULL",
                 "whatsapp_opt_out_reason": "''",
                 "source": "'api'",
-                "external_id": "''",
+                "external_id": "NULL",
                 "archived": "i %% 50 = 0",
                 "last_activity": f"%s - make_interval(secs => (i * {year}.0 / {N_PATIENTS}))",
                 "last_inbound_at": "NULL",
@@ -209,7 +209,7 @@ def bench_data(now: datetime):
                 "zoom_link": "''",
                 "calendly_link": "''",
                 "practitioner": "''",
-                "external_id": "''",
+                "external_id": "NULL",
                 "cancelled_at": "CASE WHEN p.id %% 10 = 0 THEN %s ELSE NULL END",
                 "cancellation_reason": f"CASE WHEN p.id %% 10 = 0 THEN (%s::text[])[1 + (p.id / 10) %% {len(REASONS)}] "
                 "ELSE %s END",

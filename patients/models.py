@@ -71,8 +71,11 @@ class Patient(models.Model):
     whatsapp_consent_changed_at = models.DateTimeField(null=True, blank=True)
     whatsapp_opt_out_reason = models.CharField(max_length=20, choices=OptOutReason.choices, blank=True, default="")
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
-    external_id = models.CharField(max_length=64, blank=True, default="")  # Cliniko patient id; "" = none
+    # Cliniko patient id; NULL = none (NULLs never collide, so the unique key needs no condition and
+    # the sync can upsert on it with ON CONFLICT).
+    external_id = models.CharField(max_length=64, null=True, blank=True, default=None)  # noqa: DJ001
     archived = models.BooleanField(default=False)  # archived in Cliniko; hidden from lists by default
+    last_synced_at = models.DateTimeField(null=True, blank=True)  # the last sync run that wrote this row
     last_activity = models.DateTimeField(default=utc_now)
     # The patient's last WhatsApp message to the clinic: free text may be sent for 24 h after it, templates
     # (Content SIDs) outside that window.
@@ -83,11 +86,7 @@ class Patient(models.Model):
     class Meta:
         ordering = ["-last_activity", "-id"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["organization", "external_id"],
-                condition=~Q(external_id=""),
-                name="patients_patient_one_external_id",
-            )
+            models.UniqueConstraint(fields=["organization", "external_id"], name="patients_patient_one_external_id")
         ]
         indexes = [
             models.Index(fields=["organization", "-last_activity", "-id"], name="patients_pat_org_activity"),
@@ -249,7 +248,8 @@ class Appointment(models.Model):
     zoom_link = models.URLField(max_length=500, blank=True, default="")  # "" renders as null
     calendly_link = models.URLField(max_length=500, blank=True, default="")
     practitioner = models.CharField(max_length=200, blank=True, default="")
-    external_id = models.CharField(max_length=64, blank=True, default="")  # Cliniko appointment id; "" = none
+    # Cliniko appointment id; NULL = none (as Patient.external_id).
+    external_id = models.CharField(max_length=64, null=True, blank=True, default=None)  # noqa: DJ001
     cancelled_at = models.DateTimeField(null=True, blank=True)
     cancellation_reason = EncryptedTextField(blank=True, default="")
     # blind_index(patients.analytics.reason_key(reason)): analytics groups equal reasons without reading them.
@@ -262,9 +262,7 @@ class Appointment(models.Model):
         ordering = ["start_time", "id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "external_id"],
-                condition=~Q(external_id=""),
-                name="patients_appointment_one_external_id",
+                fields=["organization", "external_id"], name="patients_appointment_one_external_id"
             ),
             models.CheckConstraint(condition=Q(duration__gte=1), name="patients_appointment_duration_positive"),
         ]

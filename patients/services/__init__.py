@@ -181,9 +181,10 @@ def _clean_url(value: Any, field: str) -> str:
     return value
 
 
-def _clean_external_id(value: Any) -> str:
+def _clean_external_id(value: Any) -> str | None:
+    """None when there is none (NULL in the column: NULLs never collide in the unique key)."""
     if value is None or value == "":
-        return ""
+        return None
     value = str(value)
     if len(value) > 64:
         raise _invalid("external_id", "external_id is at most 64 characters")
@@ -426,7 +427,7 @@ def patient_erase(*, patient: Patient, actor: Actor, now: datetime | None = None
         tombstones.append((PatientTombstone.Kind.PATIENT, patient.external_id))
     tombstones += [
         (PatientTombstone.Kind.APPOINTMENT, external_id)
-        for external_id in appointments.exclude(external_id="").values_list("external_id", flat=True)
+        for external_id in appointments.exclude(external_id=None).values_list("external_id", flat=True)
     ]
     PatientTombstone.objects.bulk_create(
         [
