@@ -447,6 +447,11 @@ CELERY_TASK_ROUTES = (
         "leads.tasks.resume_payout_batches": {"queue": "batch"},
         "audit.tasks.purge_expired_audit_rows": {"queue": "batch"},
         "core.tasks.purge_idempotency_keys": {"queue": "batch"},
+        # sync: Cliniko sync chunks (each bounded by CLINIKO_CHUNK_TIME_LIMIT_SECONDS, rate-limited by Cliniko),
+        # the hourly scheduler and the stalled-run sweeper: a long sync never holds a batch or default slot.
+        "sync.tasks.sync_run_chunk": {"queue": "sync"},
+        "sync.tasks.start_scheduled_syncs": {"queue": "sync"},
+        "sync.tasks.resume_stalled_runs": {"queue": "sync"},
     },
 )
 
@@ -629,6 +634,24 @@ if CLINIKO_REQUESTS_PER_MINUTE < 1 or CLINIKO_CONCURRENCY < 1 or CLINIKO_MAX_RET
     raise ImproperlyConfigured("CLINIKO_REQUESTS_PER_MINUTE and CLINIKO_CONCURRENCY must be >= 1, retries >= 0.")
 if CLINIKO_MAX_RATE_LIMIT_RETRIES < 0 or CLINIKO_RETRY_BACKOFF_SECONDS < 0 or CLINIKO_MAX_RATE_LIMIT_WAIT_SECONDS <= 0:
     raise ImproperlyConfigured("CLINIKO_* retry and wait settings must not be negative.")
+# Sync runs (sync/services.py; docs/routiq.md, "Sync runs"). Incremental runs ask for records updated since
+# the last completed run's start minus this margin; a run older than CLINIKO_RUN_MAX_HOURS is failed
+# (`stalled`). A chunk task fetches at most CLINIKO_CHUNK_PAGES pages and starts no new batch after
+# CLINIKO_CHUNK_SECONDS; CLINIKO_CHUNK_TIME_LIMIT_SECONDS is its hard limit (its lease is 60 s longer).
+CLINIKO_INCREMENTAL_MARGIN_MINUTES = env.int("CLINIKO_INCREMENTAL_MARGIN_MINUTES", default=10)
+CLINIKO_RUN_MAX_HOURS = env.float("CLINIKO_RUN_MAX_HOURS", default=6.0)
+CLINIKO_CHUNK_PAGES = env.int("CLINIKO_CHUNK_PAGES", default=20)
+CLINIKO_CHUNK_SECONDS = env.float("CLINIKO_CHUNK_SECONDS", default=90.0)
+CLINIKO_CHUNK_TIME_LIMIT_SECONDS = env.int("CLINIKO_CHUNK_TIME_LIMIT_SECONDS", default=300)
+if CLINIKO_INCREMENTAL_MARGIN_MINUTES < 0 or CLINIKO_RUN_MAX_HOURS <= 0 or CLINIKO_CHUNK_PAGES < 1:
+    raise ImproperlyConfigured("Need CLINIKO_INCREMENTAL_MARGIN_MINUTES >= 0, RUN_MAX_HOURS > 0, CHUNK_PAGES >= 1.")
+if CLINIKO_CHUNK_TIME_LIMIT_SECONDS < CLINIKO_CHUNK_SECONDS + 150:
+    raise ImproperlyConfigured("CLINIKO_CHUNK_TIME_LIMIT_SECONDS must exceed CLINIKO_CHUNK_SECONDS by 150 s.")
+# Routiq dashboards (sync/selectors.py; docs/routiq.md, "Definitions"): an appointment is "recent" when it
+# started within this many days.
+ROUTIQ_RECENT_DAYS = env.int("ROUTIQ_RECENT_DAYS", default=30)
+if not 1 <= ROUTIQ_RECENT_DAYS <= 3650:
+    raise ImproperlyConfigured("ROUTIQ_RECENT_DAYS must be from 1 to 3650.")
 
 # --- I18N / time ----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -1,5 +1,12 @@
 from django.apps import AppConfig
 
+from core import registry
+
 
 class SyncConfig(AppConfig):
     name = "sync"
+
+    def ready(self):
+        from sync.schedules import PERIODIC_TASKS
+
+        registry.register(self, schedules=PERIODIC_TASKS)

@@ -47,22 +47,38 @@ Nothing here logs or stores the API key, a patient's name, phone, email or notes
 from __future__ import annotations
 
 import logging
+import math
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from audit.services import audit_event_record
 from core.actors import Actor
 from core.domain import Conflict, Invalid
 from core.time import utc_now
 from sync.clients import (
+    BudgetExhausted,
+    ClinikoAppointment,
+    ClinikoAppointmentType,
     ClinikoAuthError,
+    ClinikoBusiness,
     ClinikoClient,
     ClinikoError,
+    ClinikoPatient,
     ClinikoPermanentError,
+    ClinikoPractitioner,
+    ClinikoTransientError,
+    Page,
     _check_base_url,
+    _per_page,
+    _with_page,
     shard_from_key,
 )
 from sync.models import ClinikoConnection, SyncRun
@@ -336,3 +352,456 @@ def run_progress(run: SyncRun, *, now: datetime | None = None) -> dict:
         elapsed = (now or utc_now()) - run.started_at
         estimated = run.started_at + elapsed / done
     return {"progress_percentage": round(done * 100, 1), "estimated_completion": estimated}
+
+
+# --- Engine --------------------------------------------------------------------------------------
+#
+# A run is worked by chunks (sync.tasks.sync_run_chunk). A chunk claims the run (a lease: cursor.token +
+# lease_until, longer than the task's hard time limit), then works in waves: one page (a collection's first
+# page, or a `next` link) or one batch of concurrent pages (when total_entries is known), each wave imported
+# and the cursor moved in one transaction, until the chunk's page or time allowance is used; then it
+# releases the lease and enqueues the next chunk after commit. Lost work is at most one wave: imports are
+# idempotent upserts, so a wave fetched again changes nothing.
+
+# (path, resource key, extra parse arguments); `updated_since` only for patients and appointments.
+COLLECTIONS: dict[str, tuple[tuple[str, str, dict], ...]] = {
+    "business": (("businesses", "businesses", {}),),
+    "practitioners": (
+        ("practitioners", "practitioners", {}),
+        ("practitioners/inactive", "practitioners", {"active": False}),
+    ),
+    "appointment_types": (
+        ("appointment_types", "appointment_types", {}),
+        ("appointment_types/archived", "appointment_types", {}),
+    ),
+    # Archived/deleted patients and cancelled/deleted appointments are read in full runs too: full and
+    # incremental runs then end in the same state.
+    "patients": (
+        ("patients", "patients", {}),
+        ("patients/archived", "patients", {}),
+        ("patients/deleted", "patients", {}),
+    ),
+    "appointments": (
+        ("individual_appointments", "individual_appointments", {}),
+        ("individual_appointments/cancelled", "individual_appointments", {}),
+        ("individual_appointments/deleted", "individual_appointments", {}),
+    ),
+}
+INCREMENTAL_STEPS = ("patients", "appointments")
+COUNTED_STEPS = ("patients", "appointments")  # records_total/processed count these (the rest are lookups)
+MAX_CHUNK_ATTEMPTS = 3  # claims of one position without progress (a chunk that keeps crashing)
+
+
+def _chunk_lease() -> timedelta:
+    """Longer than the chunk task's hard time limit: a lease still valid means its worker may be alive."""
+    return timedelta(seconds=_setting("CLINIKO_CHUNK_TIME_LIMIT_SECONDS", 300) + 60)
+
+
+def _chunk_seconds() -> float:
+    """A chunk starts no new wave after this long (the task's soft limit leaves room for one more)."""
+    return float(_setting("CLINIKO_CHUNK_SECONDS", 90))
+
+
+def _chunk_pages() -> int:
+    return max(1, int(_setting("CLINIKO_CHUNK_PAGES", 20)))
+
+
+def _max_deferrals() -> int:
+    return int(_setting("CLINIKO_MAX_RATE_LIMIT_DEFERRALS", 30))
+
+
+BUDGET_WAIT_SECONDS = 20.0  # a page waits this long for a slot of the shared budget, else the chunk defers
+ENGINE_RATE_LIMIT_WAIT_SECONDS = 60.0  # one 429 wait per page inside a chunk; a second 429 defers the chunk
+
+
+def engine_client(connection: ClinikoConnection, **options) -> ClinikoClient:
+    """The client chunks use: at most one 429 wait per page (capped), so a chunk never sleeps long."""
+    options.setdefault("max_rate_limit_retries", 1)
+    options.setdefault(
+        "max_rate_limit_wait",
+        min(ENGINE_RATE_LIMIT_WAIT_SECONDS, _setting("CLINIKO_MAX_RATE_LIMIT_WAIT_SECONDS", 120.0)),
+    )
+    return cliniko_client(connection, **options)
+
+
+@dataclass
+class _Wave:
+    """What one wave fetched: pages in order (a contiguous prefix of what was asked), where the cursor goes
+    next, and why the chunk stops early (a deferral or an error), if it does."""
+
+    pages: list[Page] = field(default_factory=list)
+    first_total: int | None = None  # the collection's total, when this wave read its first page
+    next_page: int | None = None
+    next_url: str | None = None
+    collection_done: bool = False
+    defer_seconds: float | None = None
+    rate_limited: bool = False
+    error: ClinikoError | None = None
+
+
+def _collection_url(client: ClinikoClient, run: SyncRun, step: str, path: str) -> str:
+    updated_since = run.updated_since if (run.incremental and step in INCREMENTAL_STEPS) else None
+    return client.url(path, updated_since=updated_since)
+
+
+def _fetch_wave(client: ClinikoClient, run: SyncRun, cursor: dict, max_pages: int) -> _Wave:
+    step = cursor["steps"][cursor["step"]]
+    path, key, _ = COLLECTIONS[step][cursor["collection"]]
+    first_url = _collection_url(client, run, step, path)
+    wave = _Wave()
+    if cursor["next_url"]:
+        urls = [cursor["next_url"]]
+    elif cursor["total"] is None:
+        urls = [first_url]
+    else:
+        last = max(1, math.ceil(cursor["total"] / _per_page(first_url)))
+        numbers = list(range(cursor["page"], min(last, cursor["page"] + max_pages - 1) + 1))
+        urls = [_with_page(first_url, number) for number in numbers]
+    results: list[Page | BaseException] = []
+    if len(urls) == 1:
+        try:
+            results.append(client.get_page(urls[0], key, budget_timeout=BUDGET_WAIT_SECONDS))
+        except (ClinikoError, BudgetExhausted) as exc:
+            results.append(exc)
+    else:
+        with ThreadPoolExecutor(max_workers=min(client.concurrency, len(urls)), thread_name_prefix="sync-page") as pool:
+            futures = [pool.submit(client.get_page, url, key, budget_timeout=BUDGET_WAIT_SECONDS) for url in urls]
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except (ClinikoError, BudgetExhausted) as exc:
+                    results.append(exc)
+    for result in results:
+        if isinstance(result, BaseException):
+            if isinstance(result, BudgetExhausted):
+                wave.defer_seconds = max(1.0, result.retry_after)
+            elif isinstance(result, ClinikoTransientError) and result.code == "cliniko_rate_limited":
+                wave.defer_seconds = max(1.0, result.retry_after or 60.0)
+                wave.rate_limited = True
+            else:
+                wave.error = result
+            break
+        wave.pages.append(result)
+    if not wave.pages:
+        return wave
+    first_read = cursor["total"] is None and not cursor["next_url"]
+    if first_read:
+        wave.first_total = wave.pages[0].total_entries
+    last_page = wave.pages[-1]
+    if cursor["next_url"] or (first_read and wave.first_total is None):
+        # Following links: one page at a time.
+        wave.next_url = last_page.next_url
+        wave.next_page = None
+        wave.collection_done = last_page.next_url is None
+        return wave
+    total = wave.first_total if first_read else cursor["total"]
+    last = max(1, math.ceil(total / _per_page(first_url)))
+    fetched_to = (cursor["page"] if not first_read else 1) + len(wave.pages) - 1
+    if fetched_to >= last:
+        # The last page may still link further (records added while reading): follow it.
+        wave.next_url = last_page.next_url
+        wave.collection_done = last_page.next_url is None
+    else:
+        wave.next_page = fetched_to + 1
+    return wave
+
+
+def _parse(step: str, collection: int, records: list[dict]) -> list:
+    _, _, extra = COLLECTIONS[step][collection]
+    parser = {
+        "business": ClinikoBusiness.from_api,
+        "practitioners": ClinikoPractitioner.from_api,
+        "appointment_types": ClinikoAppointmentType.from_api,
+        "patients": ClinikoPatient.from_api,
+        "appointments": ClinikoAppointment.from_api,
+    }[step]
+    parsed = (parser(record, **extra) for record in records)
+    return [item for item in parsed if item is not None]
+
+
+def _import(step: str, *, connection: ClinikoConnection, run: SyncRun, records: list, now: datetime) -> int:
+    """Import one wave's records of a step; returns how many failed."""
+    from sync import importing
+
+    organization = run.organization
+    if not records:
+        return 0
+    if step == "business":
+        country = next((business.country_code for business in records if business.country_code), "")
+        if country and country != connection.business_country:
+            ClinikoConnection.objects.filter(pk=connection.pk).update(business_country=country)
+            connection.business_country = country
+        return 0
+    if step == "patients":
+        counts = importing.import_patients(
+            organization=organization, records=records, region=connection.business_country, now=now, run=run
+        )
+    elif step == "appointments":
+        counts = importing.import_appointments(organization=organization, records=records, now=now, run=run)
+    elif step == "appointment_types":
+        counts = importing.import_appointment_types(organization=organization, records=records, now=now, run=run)
+    else:
+        counts = importing.import_practitioners(organization=organization, records=records, now=now, run=run)
+    return int(getattr(counts, "failed", 0) or 0)
+
+
+def _now(clock: Callable[[], datetime] | None) -> datetime:
+    return clock() if clock is not None else utc_now()
+
+
+def _error(step: str, code: str, at: datetime, **extra) -> dict:
+    return {"step": step, "code": code, "at": at.isoformat(), **extra}
+
+
+def _release(run: SyncRun, *, now: datetime, countdown: float = 0) -> None:
+    """Drop the lease and queue the next chunk (after commit); the sweeper re-queues it if it is lost."""
+    cursor = run.cursor
+    cursor["token"] = None
+    cursor["seq"] += 1
+    run.lease_until = now + timedelta(seconds=countdown) + _chunk_grace()
+    _enqueue_after_commit(run.pk, cursor["seq"], countdown)
+
+
+def _finish(run: SyncRun, connection: ClinikoConnection, *, status: str, now: datetime, code: str = "") -> None:
+    """End a run (inside the caller's transaction, run row locked). Only a completed run of a mode that reads
+    patients and appointments moves the incremental watermark."""
+    step = run.cursor["steps"][min(run.cursor["step"], len(run.cursor["steps"]) - 1)]
+    if code:
+        run.errors = [*run.errors, _error(step, code, now)]
+    run.status = status
+    run.completed_at = now
+    run.lease_until = None
+    run.cursor["token"] = None
+    if status != SyncRun.Status.FAILED:
+        run.completed_steps = run.total_steps
+        run.current_step = "Completed"
+    run.save()
+    if status == SyncRun.Status.COMPLETED and run.mode in WATERMARK_MODES:
+        ClinikoConnection.objects.filter(pk=connection.pk).update(last_successful_sync_started_at=run.started_at)
+    if code == "cliniko_http_401":
+        ClinikoConnection.objects.filter(pk=connection.pk).update(credentials_valid=False, credentials_checked_at=now)
+    _audit(
+        "sync.run_finished",
+        actor=Actor.system("sync"),
+        organization=run.organization,
+        subject_type="sync_run",
+        subject_id=run.public_id,
+        status=status,
+        code=code,
+        records_processed=run.records_processed,
+        records_failed=run.records_failed,
+    )
+
+
+def _claim(run_id: int, seq: int | None, now: datetime) -> tuple[SyncRun, ClinikoConnection, str] | dict:
+    with transaction.atomic():
+        run = SyncRun.objects.select_for_update().select_related("organization").filter(pk=run_id).first()
+        if run is None or run.status not in SyncRun.ACTIVE_STATUSES:
+            return {"result": "skipped", "reason": "not_active"}
+        cursor = run.cursor
+        if seq is not None and seq != cursor.get("seq"):
+            return {"result": "skipped", "reason": "duplicate"}
+        if cursor.get("token") and run.lease_until is not None and run.lease_until > now:
+            return {"result": "skipped", "reason": "leased"}
+        connection = ClinikoConnection.objects.filter(organization_id=run.organization_id).first()
+        if connection is None:
+            _finish(run, _Gone(), status=SyncRun.Status.FAILED, now=now, code="cliniko_not_connected")
+            return {"result": "finished", "status": run.status}
+        if (run.started_at or run.created_at) < now - run_max_age():
+            _finish(run, connection, status=SyncRun.Status.FAILED, now=now, code="stalled")
+            return {"result": "finished", "status": run.status}
+        cursor["attempts"] = cursor.get("attempts", 0) + 1
+        if cursor["attempts"] > MAX_CHUNK_ATTEMPTS:
+            _finish(run, connection, status=SyncRun.Status.FAILED, now=now, code="chunk_failed")
+            return {"result": "finished", "status": run.status}
+        token = uuid.uuid4().hex
+        cursor["token"] = token
+        run.lease_until = now + _chunk_lease()
+        run.status = SyncRun.Status.RUNNING
+        if run.started_at is None:
+            run.started_at = now
+        run.save()
+        return run, connection, token
+
+
+class _Gone:
+    """A connection deleted under a run: _finish has nothing to update."""
+
+    pk = None
+
+
+def _advance(run: SyncRun, wave: _Wave) -> bool:
+    """Move the cursor past what the wave fetched; True when the run's last step is done."""
+    cursor = run.cursor
+    step = cursor["steps"][cursor["step"]]
+    received = sum(len(page.records) for page in wave.pages)
+    if wave.first_total is not None:
+        cursor["total"] = wave.first_total
+        cursor["step_total"] += wave.first_total
+        if step in COUNTED_STEPS:
+            run.records_total += wave.first_total
+    elif cursor["total"] is None and not cursor["next_url"]:
+        cursor["total"] = 0 if wave.collection_done else None  # no total from Cliniko: follow links
+    cursor["received"] += received
+    cursor["step_done"] += received
+    cursor["next_url"] = wave.next_url
+    if wave.next_page is not None:
+        cursor["page"] = wave.next_page
+    if not wave.collection_done:
+        return False
+    if cursor["total"] and cursor["received"] < cursor["total"]:
+        # Offset paging lost records (deleted or moved while reading): the run cannot say "completed".
+        path = COLLECTIONS[step][cursor["collection"]][0]
+        cursor.setdefault("incomplete", []).append(path)
+    cursor.update(collection=cursor["collection"] + 1, page=1, total=None, next_url=None, received=0)
+    if cursor["collection"] < len(COLLECTIONS[step]):
+        return False
+    cursor.update(step=cursor["step"] + 1, collection=0, step_total=0, step_done=0)
+    run.completed_steps = min(run.total_steps, run.completed_steps + 1)
+    if cursor["step"] >= len(cursor["steps"]):
+        return True
+    run.current_step = STEP_LABELS[cursor["steps"][cursor["step"]]]
+    return False
+
+
+def sync_run_chunk(
+    *,
+    run_id: int,
+    seq: int | None = None,
+    clock: Callable[[], datetime] | None = None,
+    client: ClinikoClient | None = None,
+) -> dict:
+    claimed = _claim(run_id, seq, _now(clock))
+    if isinstance(claimed, dict):
+        return claimed
+    run, connection, token = claimed
+    try:
+        client = client or engine_client(connection)
+    except ClinikoError as exc:  # the stored key or base URL no longer passes the client's rules
+        with transaction.atomic():
+            run = SyncRun.objects.select_for_update().get(pk=run.pk)
+            _finish(run, connection, status=SyncRun.Status.FAILED, now=_now(clock), code=exc.code)
+        return {"result": "finished", "status": SyncRun.Status.FAILED}
+    started = client.clock()
+    pages_left = _chunk_pages()
+    waves = 0
+    while True:
+        wave = _fetch_wave(client, run, run.cursor, min(pages_left, client.concurrency))
+        now = _now(clock)
+        with transaction.atomic():
+            locked = SyncRun.objects.select_for_update().select_related("organization").get(pk=run.pk)
+            if locked.cursor.get("token") != token or locked.status not in SyncRun.ACTIVE_STATUSES:
+                return {"result": "skipped", "reason": "lease_lost"}  # the sweeper gave the run to another
+            run = locked
+            cursor = run.cursor
+            step = cursor["steps"][cursor["step"]]
+            failed = 0
+            for page in wave.pages:
+                records = _parse(step, cursor["collection"], page.records)
+                failed += _import(step, connection=connection, run=run, records=records, now=now)
+            received = sum(len(page.records) for page in wave.pages)
+            if step in COUNTED_STEPS:
+                run.records_processed += received
+                run.records_success += max(0, received - failed)
+                if step == "patients":
+                    run.patients_processed += received
+                else:
+                    run.appointments_processed += received
+            if failed:
+                run.records_failed += failed
+                run.errors = [*run.errors, _error(step, "records_failed", now, count=failed)]
+            finished = _advance(run, wave) if wave.pages else False
+            if wave.pages:
+                cursor["attempts"] = 0
+                if not wave.rate_limited:
+                    cursor["deferrals"] = 0
+            run.lease_until = now + _chunk_lease()
+            if finished:
+                clean = run.records_failed == 0 and not cursor.get("incomplete")
+                if cursor.get("incomplete"):
+                    run.errors = [*run.errors, _error(step, "listing_incomplete", now)]
+                _finish(run, connection, status=SyncRun.Status.COMPLETED if clean else SyncRun.Status.PARTIAL, now=now)
+                return {"result": "finished", "status": run.status}
+            if wave.error is not None:
+                logger.warning("sync run %s failed: %s", run.public_id, wave.error.code)
+                _finish(run, connection, status=SyncRun.Status.FAILED, now=now, code=wave.error.code)
+                return {"result": "finished", "status": run.status, "code": wave.error.code}
+            if wave.defer_seconds is not None:
+                if wave.rate_limited:
+                    cursor["deferrals"] = cursor.get("deferrals", 0) + 1
+                    if cursor["deferrals"] > _max_deferrals():
+                        _finish(run, connection, status=SyncRun.Status.FAILED, now=now, code="cliniko_rate_limited")
+                        return {"result": "finished", "status": run.status, "code": "cliniko_rate_limited"}
+                cursor["attempts"] = 0  # waiting for the budget is not a crash
+                _release(run, now=now, countdown=wave.defer_seconds)
+                run.save()
+                return {"result": "deferred", "countdown": wave.defer_seconds}
+            waves += 1
+            pages_left -= len(wave.pages)
+            if pages_left <= 0 or client.clock() - started >= _chunk_seconds():
+                _release(run, now=now)
+                run.save()
+                return {"result": "continued", "waves": waves}
+            run.save()
+
+
+# --- Sweeper and schedule ------------------------------------------------------------------------
+
+
+def sync_runs_resume_stalled(*, now: datetime | None = None) -> dict[str, int]:
+    """Every minute (beat). An active run whose lease expired (its worker died, or its queued chunk was
+    lost) gets its next chunk queued again; one older than CLINIKO_RUN_MAX_HOURS is failed (`stalled`)."""
+    now = now or utc_now()
+    cutoff = now - run_max_age()
+    candidates = list(
+        SyncRun.objects.filter(status__in=SyncRun.ACTIVE_STATUSES)
+        .filter(
+            Q(lease_until__lt=now) | Q(lease_until__isnull=True) | Q(started_at__lt=cutoff) | Q(created_at__lt=cutoff)
+        )
+        .values_list("pk", flat=True)[:500]
+    )
+    resumed = failed = 0
+    for run_id in candidates:
+        with transaction.atomic():
+            run = (
+                SyncRun.objects.select_for_update(skip_locked=True)
+                .select_related("organization")
+                .filter(pk=run_id, status__in=SyncRun.ACTIVE_STATUSES)
+                .first()
+            )
+            if run is None:
+                continue  # finished meanwhile, or a chunk holds its row right now
+            if (run.started_at or run.created_at) < cutoff:
+                connection = ClinikoConnection.objects.filter(organization_id=run.organization_id).first()
+                _finish(run, connection or _Gone(), status=SyncRun.Status.FAILED, now=now, code="stalled")
+                failed += 1
+                continue
+            if run.lease_until is not None and run.lease_until >= now:
+                continue
+            _release(run, now=now)
+            run.save()
+            resumed += 1
+    return {"resumed": resumed, "failed": failed}
+
+
+def sync_schedule_hourly(*, now: datetime | None = None) -> dict[str, int]:
+    """Every hour (beat): a comprehensive run (incremental when possible) for every organization with a
+    Cliniko connection and sync enabled; an organization whose run is still going keeps that one."""
+    started = running = errors = 0
+    connections = ClinikoConnection.objects.filter(sync_enabled=True).select_related("organization")
+    for connection in connections.iterator():
+        try:
+            _, created = sync_run_start(
+                organization=connection.organization,
+                mode=SyncRun.Mode.COMPREHENSIVE,
+                trigger=SyncRun.Trigger.SCHEDULE,
+                actor=Actor.system("sync.schedule"),
+                now=now,
+            )
+        except Exception:  # one organization's failure never stops the others
+            logger.exception("hourly sync: could not start a run for organization %s", connection.organization_id)
+            errors += 1
+            continue
+        started += created
+        running += not created
+    return {"started": started, "running": running, "errors": errors}

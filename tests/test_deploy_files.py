@@ -16,7 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # Files that start processes or run management commands.
 COMMAND_FILES = ("docker-compose.yml", "Dockerfile", "Procfile.dev", "Makefile", ".ci/run")
 # One Celery worker per queue, in compose and Procfile.dev alike (queues: tests/faults/test_queues.py).
-WORKER_SERVICES = ("worker-critical", "worker-messaging", "worker-webhooks", "worker-default", "worker-batch")
+WORKER_SERVICES = (
+    "worker-critical",
+    "worker-messaging",
+    "worker-webhooks",
+    "worker-default",
+    "worker-batch",
+    "worker-sync",
+)
 
 _NAME = r"""["']([A-Z][A-Z0-9_]*)["']"""
 # env.str("NAME", ...), env.bool(...), env.int(...), env.list(...), env.float(...), env.db(...), env("NAME").

@@ -220,6 +220,18 @@ EXPECTED = {
         "Mark: ends the WhatsApp conversations idle for MARK_CONVERSATION_IDLE_MINUTES (end_time = the last "
         "message) and asks the clinic's responder for their summaries.",
     ),
+    "sync: hourly Cliniko syncs": (
+        "sync.tasks.start_scheduled_syncs",
+        Interval(seconds=3600),
+        "Routiq: starts a comprehensive Cliniko sync (incremental when a run completed before) for every "
+        "organization with a connection and sync enabled; one running already is left to finish.",
+    ),
+    "sync: resume stalled sync runs": (
+        "sync.tasks.resume_stalled_runs",
+        Interval(seconds=60),
+        "Routiq: queues again the sync runs whose chunk lease expired (a worker died) and fails runs older "
+        "than CLINIKO_RUN_MAX_HOURS (error `stalled`), so no run stays running forever.",
+    ),
     "integration: evaluate daily alerts": (
         "integration.tasks.evaluate_daily_alerts",
         Crontab(minute="5", hour="5"),
@@ -261,7 +273,7 @@ def test_registry_collects_each_apps_schedules_module():
 
     per_app = {
         label: import_module(f"{label}.schedules").PERIODIC_TASKS
-        for label in ("core", "audit", "webhooks", "messaging", "integration", "patients", "leads")
+        for label in ("core", "audit", "webhooks", "messaging", "integration", "patients", "leads", "sync")
     }
     collected = registry.periodic_tasks()
 

@@ -88,7 +88,7 @@ def test_every_task_has_an_explicit_route_and_every_route_a_task():
 
 def test_every_queue_has_a_worker_in_make_run_compose_and_the_guide():
     queues = {route["queue"] for route in static_routes().values()} | {"critical", "default"}
-    assert queues == {"critical", "messaging", "webhooks", "default", "batch"}
+    assert queues == {"critical", "messaging", "webhooks", "default", "batch", "sync"}
 
     procfile = [line.split(":", 1)[1] for line in (ROOT / "Procfile.dev").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]  # fmt: skip
@@ -113,6 +113,7 @@ def test_static_routes_reach_their_queues():
     assert routed_queue("webhooks.tasks.sweep_due_webhook_deliveries") == "default"
     assert routed_queue("messaging.tasks.sweep_queued_messages") == "critical"
     assert routed_queue("leads.tasks.process_partner_payments") == "batch"
+    assert routed_queue("sync.tasks.sync_run_chunk", (1,)) == "sync"
     assert routed_queue("a.task.nobody.routed") == "default"
 
 
