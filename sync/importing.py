@@ -51,8 +51,8 @@ reminders planned as patients.services.reminders_plan does (due = start - offset
 has passed; a moved one is re-planned); appointments cancelled or deleted lose their pending reminders.
 There is no per-organization switch for reminders of synced patients yet: sending decides per patient
 (WhatsApp consent, a phone, not archived, the clinic's sender and templates) exactly as for Mark bookings.
-The patients touched have `last_activity` moved to their latest appointment start if that is later (and
-not after `now`), in one UPDATE.
+The patients touched have `last_activity` moved to the start of their latest appointment that has begun
+(start <= now) if that is later, in one UPDATE (a future booking is not activity yet).
 
 **Appointment types and practitioners** (sync.models): upserted with Cliniko's name, category, duration and
 archive state / label, designation and active state.
@@ -73,7 +73,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Max, OuterRef, Subquery, Value, When
-from django.db.models.functions import Coalesce, Greatest, Least
+from django.db.models.functions import Coalesce, Greatest
 
 from audit.services import audit_event_record
 from core.actors import Actor
@@ -520,16 +520,14 @@ def import_appointments(
     touched = {appointment.patient_id for appointment in saved}
     if touched:
         latest = (
-            Appointment.objects.filter(patient=OuterRef("pk"))
+            Appointment.objects.filter(patient=OuterRef("pk"), start_time__lte=now)
             .order_by()
             .values("patient")
             .annotate(latest=Max("start_time"))
             .values("latest")
         )
         Patient.objects.filter(pk__in=touched).update(
-            last_activity=Greatest(
-                F("last_activity"), Least(Coalesce(Subquery(latest), F("last_activity")), Value(now))
-            )
+            last_activity=Greatest(F("last_activity"), Coalesce(Subquery(latest), F("last_activity")))
         )
 
     if counts.processed:
