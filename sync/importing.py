@@ -31,7 +31,9 @@ patients with that number (a family sharing one phone), or several records of th
 link nothing: a new patient is created (the clinic merges by hand if it wants).
 
 **Appointments** (`patients.Appointment`). The patient is found by its Cliniko id (unknown -> skipped,
-`unknown_patient`: the patients step runs first, so that means an erased, deleted or not yet synced one).
+`unknown_patient`: the patients step runs first, so that means one deleted in Cliniko before we saw it, or
+one created after that step, which the next incremental run brings with its appointments; an erased
+patient's -> skipped, `patient_erased`).
 Cliniko owns the patient, start, end and duration (whole minutes, at least one; a missing or non-positive
 length takes the stored appointment type's duration, else DEFAULT_DURATION_MINUTES), the type and
 practitioner names (read from the stored ClinikoAppointmentType / ClinikoPractitioner rows; "" until that
@@ -420,13 +422,19 @@ def import_appointments(
         else ()
     )
 
+    unknown = {record.patient_id for record in live if record.patient_id and record.patient_id not in patient_pk}
+    erased = (
+        _tombstoned(organization=organization, kind=PatientTombstone.Kind.PATIENT, external_ids=unknown)
+        if unknown
+        else set()
+    )
     canceled_index = cancellation_reason_index_of("")
     rows: list[Appointment] = []
     replan: set[str] = set()
     for record in live:
         patient = patient_pk.get(record.patient_id or "")
         if patient is None:
-            counts.skip("unknown_patient")
+            counts.skip("patient_erased" if record.patient_id in erased else "unknown_patient")
             continue
         if record.starts_at is None:
             counts.fail("missing_start")

@@ -195,9 +195,11 @@ def test_an_erased_patient_is_never_recreated_by_the_sync(clinic):
     assert (counts.created, counts.skipped, counts.codes["tombstoned"]) == (1, 1, 1)
     assert list(Patient.objects.filter(organization=clinic).values_list("external_id", flat=True)) == ["1002"]
 
-    # Their appointment, even moved to a patient that exists, stays erased.
-    counts = appointments(clinic, [appointment_record("5001", patient_id="1002")])
-    assert (counts.skipped, counts.codes["tombstoned"]) == (1, 1)
+    # Their appointment, even moved to a patient that exists, stays erased; a new one of theirs is skipped.
+    counts = appointments(
+        clinic, [appointment_record("5001", patient_id="1002"), appointment_record("5002", patient_id="1001")]
+    )
+    assert (counts.skipped, counts.codes["tombstoned"], counts.codes["patient_erased"]) == (2, 1, 1)
     assert not Appointment.objects.filter(organization=clinic).exists()
 
 
