@@ -242,9 +242,11 @@ def cliniko_test_connection(
 # --- Runs ----------------------------------------------------------------------------------------
 
 
+CHUNK_QUEUE_GRACE_SECONDS = 300  # a queued chunk may wait this long for a worker before the sweeper re-queues it
+
+
 def _chunk_grace() -> timedelta:
-    """How long a queued chunk may wait for a worker before the sweeper enqueues it again."""
-    return timedelta(seconds=_setting("CLINIKO_CHUNK_QUEUE_GRACE_SECONDS", 300))
+    return timedelta(seconds=CHUNK_QUEUE_GRACE_SECONDS)
 
 
 def _enqueue_chunk(run_id: int, seq: int, countdown: float = 0) -> None:
@@ -406,8 +408,11 @@ def _chunk_pages() -> int:
     return max(1, int(_setting("CLINIKO_CHUNK_PAGES", 20)))
 
 
+MAX_RATE_LIMIT_DEFERRALS = 30  # 429 deferrals in a row without progress before the run fails
+
+
 def _max_deferrals() -> int:
-    return int(_setting("CLINIKO_MAX_RATE_LIMIT_DEFERRALS", 30))
+    return MAX_RATE_LIMIT_DEFERRALS
 
 
 BUDGET_WAIT_SECONDS = 20.0  # a page waits this long for a slot of the shared budget, else the chunk defers
