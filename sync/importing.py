@@ -15,12 +15,13 @@ twice leaves the same state, and one organization's Cliniko ids never touch anot
 **Patients** (`patients.Patient`). Cliniko owns the name (first + last; `name_search` folded), the phone
 (the first Mobile number, else the first number, as E.164 read in the business's country: `region`; a number
 that does not parse is not stored, the record is still imported, code `phone_unusable`), the e-mail
-(encrypted, blind-indexed) and `archived` (Cliniko's archived_at or deleted_at). The clinic owns what it
-sets in Mark (language, notes, metadata, WhatsApp consent and its reason and time, `status`, `source`):
-those are written when the sync creates the row and never again. `status` follows Cliniko's archive only
-when it changes there: a patient archived in Cliniko becomes `inactive`, one unarchived becomes `active`
-again; a clinic's own status is otherwise left alone. A new patient's `created_at` (the registration
-date) and `last_activity` are Cliniko's created_at (never after `now`).
+(encrypted, blind-indexed) and `archived` (Cliniko's archived_at; a stored patient deleted in Cliniko is
+archived and nothing else of it changes: Cliniko's deleted entries may carry only the id and deleted_at).
+The clinic owns what it sets in Mark (language, notes, metadata, WhatsApp consent and its reason and time,
+`status`, `source`): those are written when the sync creates the row and never again. `status` follows
+Cliniko's archive only when it changes there: a patient archived in Cliniko becomes `inactive`, one
+unarchived becomes `active` again; a clinic's own status is otherwise left alone. A new patient's
+`created_at` (the registration date) and `last_activity` are Cliniko's created_at (never after `now`).
 A record whose id belonged to an erased patient (a tombstone) is skipped (`tombstoned`), never re-created;
 a record deleted in Cliniko that we never stored is skipped (`deleted`): a full run (without deleted
 records) and an incremental one (with them) end in the same state.
@@ -244,14 +245,19 @@ def import_patients(
     }
 
     rows: list[Patient] = []
+    deleted: list[str] = []  # stored patients deleted in Cliniko
     archived_of: dict[str, bool] = {}
     phone_of: dict[str, str] = {}  # new records' E.164 (link candidates)
     for record in page:
         if record.id in tombstoned:
             counts.skip("tombstoned")
             continue
-        if record.deleted_at is not None and record.id not in existing:
-            counts.skip("deleted")
+        if record.deleted_at is not None:
+            # Cliniko's deleted entries may carry nothing but the id and deleted_at: archive what we have.
+            if record.id in existing:
+                deleted.append(record.id)
+            else:
+                counts.skip("deleted")
             continue
         name = " ".join(f"{record.first_name} {record.last_name}".split())[:NAME_MAX]
         if not name:
@@ -284,8 +290,17 @@ def import_patients(
         archived_of[record.id] = archived
         if phone and record.id not in existing:
             phone_of[record.id] = phone
+    if deleted:
+        # One UPDATE; SET reads the old `archived`, so only patients archived now become inactive.
+        Patient.objects.filter(organization=organization, external_id__in=deleted).update(
+            archived=True,
+            status=Case(When(archived=False, then=Value(Patient.Status.INACTIVE)), default=F("status")),
+            last_synced_at=now,
+            updated_at=now,
+        )
+        counts.updated += len(deleted)
     if not rows:
-        if counts.skipped or counts.failed:
+        if counts.processed:
             _audit("sync.patients_imported", organization=organization, run=run, counts=counts)
         return counts
 

@@ -165,10 +165,16 @@ def test_an_update_rewrites_cliniko_fields_and_keeps_what_the_clinic_set_in_mark
 def test_archived_in_cliniko_is_archived_and_inactive_and_unarchiving_brings_it_back(clinic):
     patients(clinic, [patient_record("1"), patient_record("2", phone_numbers=())])
 
-    patients(clinic, [patient_record("1", archived_at=NOW), patient_record("2", deleted_at=NOW)])
+    # Cliniko's deleted entries may carry only the id and deleted_at.
+    deleted_entry = patient_record(
+        "2", first_name="", last_name="", email="", phone_numbers=(), created_at=None, deleted_at=NOW
+    )
+    counts = patients(clinic, [patient_record("1", archived_at=NOW), deleted_entry])
+    assert (counts.updated, counts.failed) == (2, 0)
     rows = {p.external_id: p for p in Patient.objects.filter(organization=clinic)}
     assert (rows["1"].archived, rows["1"].status) == (True, Patient.Status.INACTIVE)
     assert (rows["2"].archived, rows["2"].status) == (True, Patient.Status.INACTIVE)  # deleted in Cliniko
+    assert rows["2"].name == "Ana Gómez" and rows["2"].email == "ana@example.es"  # nothing else changed
     assert not rows["1"].can_receive_whatsapp
 
     patients(clinic, [patient_record("1")])
@@ -625,9 +631,16 @@ def test_statements_do_not_grow_with_the_page(clinic, other_clinic, require_post
     large = _statements(lambda: patients(other_clinic, patient_page(100)))
     assert small == large
     assert Patient.objects.filter(organization=other_clinic).count() == 100  # one of them linked
+
     # Second pass: updates with archive transitions.
-    small = _statements(lambda: patients(clinic, [replace(r, archived_at=None) for r in patient_page(10)]))
-    large = _statements(lambda: patients(other_clinic, [replace(r, archived_at=None) for r in patient_page(100)]))
+    def second_pass(size):  # archive transitions, and deletions
+        return [
+            replace(r, archived_at=None, deleted_at=NOW if n % 7 == 1 else None)
+            for n, r in enumerate(patient_page(size))
+        ]
+
+    small = _statements(lambda: patients(clinic, second_pass(10)))
+    large = _statements(lambda: patients(other_clinic, second_pass(100)))
     assert small == large
 
     small = _statements(lambda: appointments(clinic, appointment_page(10)))
