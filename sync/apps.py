@@ -9,4 +9,8 @@ class SyncConfig(AppConfig):
     def ready(self):
         from sync.schedules import PERIODIC_TASKS
 
-        registry.register(self, schedules=PERIODIC_TASKS)
+        registry.register(
+            self,
+            demo=[registry.DemoContributor("sync.demo.seed", order=500)],
+            schedules=PERIODIC_TASKS,
+        )

@@ -12,6 +12,7 @@ from accounts import demo as accounts_demo
 from accounts.models import Membership, Organization, User
 from audit.models import AuditEvent
 from core import registry
+from core.time import utc_now
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +37,7 @@ def test_json_output_is_one_object_with_the_documented_keys(settings):
     out, err = seed("--json")
 
     data = json.loads(out)  # the whole of stdout: one JSON document, no progress text
-    assert set(data) == {"platform", "admin", "docs", "loverescue", "careos", "mark"}
+    assert set(data) == {"platform", "admin", "docs", "loverescue", "careos", "mark", "routiq"}
     organization = Organization.objects.get(name="Demo Clinic")
     assert data["platform"] == {
         "baseUrl": "http://localhost:8123",
@@ -62,10 +63,10 @@ def test_creates_the_demo_rows_with_the_right_roles():
     admin = User.objects.get(username="admin")
     assert admin.is_staff and admin.is_superuser and admin.is_active
     assert admin.check_password(accounts_demo.DEMO_PASSWORD)
-    # Demo Clinic, and the Mark demo's second clinic (another tenant's ids for trying the 404s).
+    # Demo Clinic, the Mark demo's second clinic (another tenant's ids for trying the 404s), Routiq's three.
     created = AuditEvent.objects.filter(action="accounts.organization_created")
     assert sorted(Organization.objects.get(public_id=e.subject_id).name for e in created) == [
-        "Demo Clinic", "Other Demo Clinic"]
+        "Demo Clinic", "Other Demo Clinic", "Routiq Demo Clinic", "Routiq Empty Clinic", "Routiq Other Clinic"]
 
 
 def test_second_run_creates_and_changes_nothing():
@@ -157,10 +158,11 @@ def test_each_app_registers_its_demo_data_in_order():
         ("integration", "integration.demo.seed"),
         ("leads", "leads.demo.seed"),
         ("patients", "patients.demo.seed"),
+        ("sync", "sync.demo.seed"),
     ]
     assert [c.order for c in contributors] == sorted(c.order for c in contributors)
     out, _ = seed("--json")
-    assert list(json.loads(out)) == ["platform", "admin", "docs", "loverescue", "careos", "mark"]
+    assert list(json.loads(out)) == ["platform", "admin", "docs", "loverescue", "careos", "mark", "routiq"]
 
 
 def test_a_contributor_before_the_base_data_gets_a_clear_error(monkeypatch):
@@ -205,4 +207,39 @@ def test_mark_demo_ids_belong_to_the_demo_clinic_and_not_to_the_other(api_client
 
     count = Patient.objects.count()
     seed("--json")
-    assert Patient.objects.count() == count == settings.MARK_DEMO_PATIENTS + 1
+    mark_patients = Patient.objects.filter(organization__name__in=["Demo Clinic", "Other Demo Clinic"]).count()
+    assert Patient.objects.count() == count and mark_patients == settings.MARK_DEMO_PATIENTS + 1
+
+
+def test_routiq_demo_two_organizations_with_data_and_an_empty_one(api_client):
+    """The "routiq" key: each owner reads its organization's patients and is refused the other's; the
+    empty organization (owned by the first user) has no data at all; a second run creates nothing."""
+    from patients.models import Appointment, Patient
+
+    data = json.loads(seed("--json")[0])["routiq"]
+    assert set(data) == {
+        "organizationId", "username", "password", "otherOrganizationId", "otherUsername", "otherPassword",
+        "emptyOrganizationId",
+    }  # fmt: skip
+    organization, other, empty = data["organizationId"], data["otherOrganizationId"], data["emptyOrganizationId"]
+    assert len({organization, other, empty}) == 3
+    assert Patient.objects.filter(organization__public_id=organization).count() > 10
+    assert Appointment.objects.filter(organization__public_id=organization, start_time__gt=utc_now()).exists()
+    assert Patient.objects.filter(organization__public_id=other).exists()
+    assert not Patient.objects.filter(organization__public_id=empty).exists()
+    assert Membership.objects.get(user__username=data["username"], organization__public_id=empty).role == "owner"
+
+    def token(username, password):
+        response = api_client.post("/api/v1/auth/token", {"username": username, "password": password}, format="json")
+        assert response.status_code == 200, response.content
+        return {"HTTP_AUTHORIZATION": f"Bearer {response.json()['access_token']}"}
+
+    own, other_owner = token(data["username"], data["password"]), token(data["otherUsername"], data["otherPassword"])
+    status = api_client.get(f"/api/v1/cliniko/status/{organization}", **own)
+    assert status.status_code == 200 and status.json()["total_patients"] > 10
+    assert api_client.get(f"/api/v1/cliniko/status/{empty}", **own).json()["total_patients"] == 0
+    assert api_client.get(f"/api/v1/cliniko/status/{organization}", **other_owner).status_code == 403
+    assert api_client.get(f"/api/v1/cliniko/status/{other}", **other_owner).status_code == 200
+    before = (Patient.objects.count(), Appointment.objects.count(), Organization.objects.count())
+    seed("--json")
+    assert (Patient.objects.count(), Appointment.objects.count(), Organization.objects.count()) == before
