@@ -194,9 +194,11 @@ class SyncProgressView(_SyncTier):
         "Progress of a sync run",
         note=MEMBER_NOTE + " A run of another organization is a 404, like an unknown id.",
         responses={200: s.SyncProgressOutput},
-        errors=(401, 404, 429),
+        errors=(401, 403, 404, 429),
     )
     def get(self, request, sync_id: str):
+        if not isinstance(request.auth, OIDCClaims) and directory().only_organization(request.user) == (None, 0):
+            raise PermissionDenied("You belong to no organization")  # as every organization-scoped route
         run = ops.sync_run_find(public_id=sync_id)
         if run is None:
             raise NotFound("Sync not found")

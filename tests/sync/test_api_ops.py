@@ -235,6 +235,9 @@ def test_progress_of_own_run_and_404_for_another_organizations(world):
     # A header naming another organization than the run's: also 404, nothing of the run.
     mismatch = call("get", f"/api/v1/sync/progress/{run.public_id}", world["owner"], **org_header(world["other"]))
     routiq_error(mismatch, 404)
+    # A caller who belongs to no organization at all: 403, as on every organization-scoped route.
+    nobody = make_member("ops-nobody", "viewer")
+    routiq_error(call("get", f"/api/v1/sync/progress/{run.public_id}", nobody), 403)
 
 
 def test_history_totals_recent_runs_and_limit(world):
