@@ -492,6 +492,14 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 # Default region a phone number written without "+" is read in (a clinic may set its own country).
 # Private directory for Mark's audio files (voice notes) when kept on the filesystem.
 MARK_MEDIA_ROOT = env.str("MARK_MEDIA_ROOT", default=str(BASE_DIR / ".local" / "mark-media"))
+# Or an S3-compatible bucket (AWS S3, MinIO, Ceph...) through django-storages: private objects, read back by
+# the app only (the signed URLs point at our view, never at the bucket).
+MARK_MEDIA_STORAGE = env.str("MARK_MEDIA_STORAGE", default="filesystem")
+if MARK_MEDIA_STORAGE not in {"filesystem", "s3"}:
+    raise ImproperlyConfigured("MARK_MEDIA_STORAGE must be filesystem or s3.")
+MARK_MEDIA_S3_BUCKET = env.str("MARK_MEDIA_S3_BUCKET", default="")
+if MARK_MEDIA_STORAGE == "s3" and not MARK_MEDIA_S3_BUCKET:
+    raise ImproperlyConfigured("MARK_MEDIA_STORAGE=s3 needs MARK_MEDIA_S3_BUCKET.")
 # Voice messages' `content` URLs (signed, served by the app) expire after this many seconds.
 MARK_MEDIA_URL_SECONDS = env.int("MARK_MEDIA_URL_SECONDS", default=900)
 if not 1 <= MARK_MEDIA_URL_SECONDS <= 30 * 24 * 3600:
@@ -671,6 +679,22 @@ STORAGES = {
     "mark_media": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": MARK_MEDIA_ROOT, "base_url": None},
+    }
+    if MARK_MEDIA_STORAGE == "filesystem"
+    else {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": MARK_MEDIA_S3_BUCKET,
+            "location": env.str("MARK_MEDIA_S3_PREFIX", default="mark-media"),
+            # Empty: AWS itself; set for MinIO and other S3-compatible stores.
+            "endpoint_url": env.str("MARK_MEDIA_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("MARK_MEDIA_S3_REGION", default="") or None,
+            # Empty: boto3's own chain (AWS_ACCESS_KEY_ID..., an instance role).
+            "access_key": env.str("MARK_MEDIA_S3_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("MARK_MEDIA_S3_SECRET_ACCESS_KEY", default="") or None,
+            "default_acl": "private",
+            "file_overwrite": False,
+        },
     },
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
