@@ -452,3 +452,48 @@ def test_concurrent_triggers_make_one_run(require_postgres, world, monkeypatch):
     assert len({body["sync_id"] for _, body in answers}) == 1
     assert SyncRun.objects.filter(organization=world["clinic"]).count() == 1
     assert len(queued) == 1  # one first chunk, for the one run
+
+
+# --- Clerk session tokens (OIDC) ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clerk(settings, frozen_ratelimit_clock):
+    from accounts import authentication
+    from tests.clerk_stub import ClerkStub
+
+    authentication._jwks_clients.clear()
+    with ClerkStub() as stub:
+        stub.configure(settings)
+        yield stub
+    authentication._jwks_clients.clear()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_clerk_tokens_act_in_their_active_organization_with_their_role(clerk, version):
+    clinic = make_organization("Clerk ops clinic", clerk_organization_id="org_2xwOpsClinic0001")
+    other = make_organization("Clerk ops other", clerk_organization_id="org_2xwOpsClinic0002")
+    connect(clinic)
+    connect(other)
+    other_run, _ = services.sync_run_start(organization=other, mode="basic", trigger="api", actor=ACTOR)
+
+    def token(org, role):
+        return {"HTTP_AUTHORIZATION": f"Bearer {clerk.token(version=version, org_id=org, org_role=role)}"}
+
+    admin = token(clinic.clerk_organization_id, "org:admin")
+    started = call("post", "/api/v1/sync/trigger", **admin)
+    assert started.status_code == 200, started.content
+    assert started.json()["sync_started"] is True and started.json()["organization_id"] == clinic.clerk_organization_id
+    assert SyncRun.objects.get(public_id=started.json()["sync_id"]).organization == clinic
+    progress = call("get", f"/api/v1/sync/progress/{started.json()['sync_id']}", **admin)
+    assert progress.status_code == 200 and progress.json()["organization_id"] == clinic.clerk_organization_id
+    routiq_error(call("get", f"/api/v1/sync/progress/{other_run.public_id}", **admin), 404)
+    health = call("get", "/api/v1/admin/monitoring/system-health", **admin)
+    assert health.status_code == 200 and health.json()["scope"] == "organization"
+    # The token's active organization is another one than the path's: 403.
+    routiq_error(call("post", f"/api/v1/cliniko/sync/{other.public_id}", **admin), 403)
+    # A member (Clerk's org:member -> staff) reads but does not trigger or administer.
+    member = token(clinic.clerk_organization_id, "org:member")
+    assert call("get", f"/api/v1/cliniko/status/{clinic.public_id}", **member).status_code == 200
+    routiq_error(call("post", f"/api/v1/cliniko/import-patients/{clinic.public_id}", **member), 403)
+    routiq_error(call("post", "/api/v1/admin/database/cleanup", **member), 403)
