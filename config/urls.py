@@ -19,4 +19,5 @@ urlpatterns = [
     path("", include("integration.api.urls")),
     path("", include("leads.api.urls")),
     path("", include("patients.api.urls")),
+    path("", include("sync.api.urls")),
 ]

@@ -6,6 +6,7 @@ a request that resolves to no view (unknown path) takes the API owning the longe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +44,8 @@ class ApiFamily:
     # Failed credential checks allowed per client address / per claimed account before a 429
     # (core.ratelimit.failure_guard); None: the API checks no credentials.
     auth_failures: FailureLimits | None = None
+    # Paths that resolve to no view but are this API's by shape (regexes, checked before the prefixes).
+    unresolved_patterns: tuple[str, ...] = ()
 
     def code(self, error: ApiError) -> str:
         code = error.code or dict(self.status_codes).get(error.status) or DEFAULT_CODES.get(error.status, "error")
@@ -234,6 +237,9 @@ ROUTIQ = ApiFamily(
     rate_policy=ROUTIQ_API_RATES,
     retry_after_always=True,
     auth_failures=ROUTIQ_FAILURES,
+    # Under Mark's /api/v1/patients/ a path with segments after the id is Routiq's shape (Mark has only
+    # /api/v1/patients/{pat_id}): a malformed organization id there is answered in Routiq's body.
+    unresolved_patterns=(r"/api/v1/patients/[^/]+/.",),
 )
 
 
@@ -257,8 +263,15 @@ _PREFIX_INDEX = sorted(
 )
 
 
+_PATTERN_INDEX = [(re.compile(pattern), family) for family in FAMILIES for pattern in family.unresolved_patterns]
+
+
 def family_for_path(path: str) -> ApiFamily | None:
-    """The API owning the longest declared prefix of `path`, or None (admin, docs, health)."""
+    """The API owning the longest declared prefix of `path` (or one of its unresolved patterns, first),
+    or None (admin, docs, health)."""
+    for pattern, family in _PATTERN_INDEX:
+        if pattern.match(path):
+            return family
     for prefix, family in _PREFIX_INDEX:
         if path.startswith(prefix):
             return family

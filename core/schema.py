@@ -21,6 +21,8 @@ def _error_serializers():
             "reset_time": serializers.IntegerField(),
             "retry_after": serializers.IntegerField(),
         },
+        required=False,  # 429 only
+        help_text="429 only",
     )
     return {
         "loverescue": inline_serializer(

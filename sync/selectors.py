@@ -12,6 +12,7 @@ their numbers always equal what the lists return. Definitions (docs/routiq.md, "
 - is_active: at least one recent or upcoming appointment; archived patients are never active;
 - activity_status: `active` (recent and upcoming), `has_upcoming` (upcoming only), `recent_activity` (recent
   only), `imported` (neither: a record with no current activity, typically imported from Cliniko);
+- treatment_notes: the notes of the latest appointment that has begun (not cancelled), else of the next one;
 - primary_appointment_type: the most frequent type among the patient's non-cancelled appointments (ties: the
   alphabetically first), "" types ignored; next_appointment_type: the type of the next upcoming one;
 - priority (with-appointments): `high` when the next appointment is within 24 hours, `medium` within 7 days,
@@ -154,8 +155,14 @@ def patients_annotated(*, organization, now: datetime, days: int | None = None) 
                 _upcoming(window), ("start_time", "id"), "appointment_type", CharField()
             ),
             primary_appointment_type=_primary_type(),
-            # The latest appointment (by start) that is not cancelled: its notes are the treatment notes.
-            latest_appointment_id=_first_value(_not_cancelled(), ("-start_time", "-id"), "id", IntegerField()),
+            # Whose notes are the treatment notes: the latest appointment that has begun, not cancelled;
+            # with none begun yet, the next one.
+            latest_appointment_id=Coalesce(
+                _first_value(
+                    _not_cancelled() & Q(start_time__lte=window.now), ("-start_time", "-id"), "id", IntegerField()
+                ),
+                _first_value(_upcoming(window), ("start_time", "id"), "id", IntegerField()),
+            ),
             is_active=Case(
                 When(Q(recent_appointment_count__gt=0) | Q(upcoming_appointment_count__gt=0), then=Value(True)),
                 default=Value(False),

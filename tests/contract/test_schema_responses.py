@@ -444,6 +444,46 @@ def mark_system_webhooks_scenario(api: Api, demo: dict) -> None:
     api.call("mark: delete webhook again", "DELETE", hook_path, token=token, headers=headers)
 
 
+def routiq_read_scenario(api: Api, demo: dict) -> None:
+    """The Routiq auth checks, patient views and dashboards, on the demo clinic as its owner."""
+    from urllib.parse import quote
+
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from accounts.models import User
+
+    platform = demo["platform"]
+    token = str(AccessToken.for_user(User.objects.get(username=platform["username"])))
+    org = platform["organizationId"]
+    api.call("routiq: verify", "GET", "/api/v1/auth/verify", token=token, headers={"X-Organization-ID": org})
+    api.call("routiq: verify, anonymous", "GET", "/api/v1/auth/verify")
+    api.call(
+        "routiq: verify, unknown organization",
+        "GET",
+        "/api/v1/auth/verify",
+        token=token,
+        headers={"X-Organization-ID": "org_unknown1"},
+    )
+    api.call("routiq: access", "GET", f"/api/v1/auth/organization/{org}/access", token=token)
+    api.call("routiq: access, unknown", "GET", "/api/v1/auth/organization/org_unknown1/access", token=token)
+    base = f"/api/v1/patients/{org}"
+    for name, path in (
+        ("patients", f"{base}/patients?limit=5&offset=0"),
+        ("active summary", f"{base}/active/summary"),
+        ("with appointments", f"{base}/patients/with-appointments"),
+        ("by appointment type", f"{base}/patients/by-appointment-type/{quote('Initial consultation é')}"),
+        ("appointment types summary", f"{base}/patients/appointment-types/summary"),
+        ("dashboard", f"/api/v1/dashboard/{org}"),
+        ("dashboard summary", f"/api/v1/dashboard/{org}/summary"),
+        ("dashboard activity", f"/api/v1/dashboard/{org}/activity?limit=5"),
+    ):
+        api.call(f"routiq: {name}", "GET", path, token=token)
+        api.call(f"routiq: {name}, anonymous", "GET", path)
+        api.call(f"routiq: {name}, unknown organization", "GET", path.replace(org, "org_unknown1"), token=token)
+    api.call("routiq: patients, bad limit", "GET", f"{base}/patients?limit=501", token=token)
+    api.call("routiq: activity, bad limit", "GET", f"/api/v1/dashboard/{org}/activity?limit=0", token=token)
+
+
 def _fresh(body):
     """A documented-types re-send of a body that must not be taken for a replay of the first."""
     if isinstance(body, dict) and "source_conversation_id" in body:
@@ -466,6 +506,7 @@ def test_every_documented_operation_answers_as_documented(demo, twilio_settings,
     mark_conversations_scenario(api, demo)
     frozen_ratelimit_clock.now += 61  # system and webhooks in a minute of their own (60/min per IP)
     mark_system_webhooks_scenario(api, demo)
+    routiq_read_scenario(api, demo)
 
     problems: dict[tuple[str, str], list[str]] = defaultdict(list)
     successes: dict[tuple[str, str], int] = defaultdict(int)

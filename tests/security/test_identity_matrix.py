@@ -34,6 +34,10 @@ pytestmark = pytest.mark.django_db
 # How each non-public API route authenticates.
 PARTNER, APP_CLIENT, CAREOS = "partner token", "platform token of a LoveRescue client", "CareOS API key"
 MARK_MEMBER = "platform token of a member of the clinic"
+# Routiq: organization-path routes are probed on an organization that exists (the world's clinic), so a
+# caller who does not belong to it gets the 403 that tells it nothing (an unknown organization is a 404).
+ROUTIQ_MEMBER = "token of a member of the organization (Routiq)"
+ROUTIQ_PROBED_ORGANIZATION = "org_Sample123"  # tests/security/routes.py's sample org_ id
 ROUTE_CREDENTIAL = {
     "lr-alerts": PARTNER,
     "lr-alert-read": PARTNER,
@@ -72,6 +76,16 @@ ROUTE_CREDENTIAL = {
     "mark-analytics-conversations": MARK_MEMBER,
     "mark-analytics-appointments": MARK_MEMBER,
     "mark-analytics-patients": MARK_MEMBER,
+    "routiq-auth-verify": ROUTIQ_MEMBER,
+    "routiq-auth-organization-access": ROUTIQ_MEMBER,
+    "routiq-patients": ROUTIQ_MEMBER,
+    "routiq-patients-active-summary": ROUTIQ_MEMBER,
+    "routiq-patients-with-appointments": ROUTIQ_MEMBER,
+    "routiq-patients-by-appointment-type": ROUTIQ_MEMBER,
+    "routiq-patients-appointment-types-summary": ROUTIQ_MEMBER,
+    "routiq-dashboard": ROUTIQ_MEMBER,
+    "routiq-dashboard-summary": ROUTIQ_MEMBER,
+    "routiq-dashboard-activity": ROUTIQ_MEMBER,
 }
 
 
@@ -156,6 +170,7 @@ def world():
         "staff": staff,
         "member": member,
         "no_clinic": no_clinic,
+        "clinic": clinic,
     }
 
 
@@ -221,7 +236,7 @@ def identities(kind: str, w) -> dict[str, dict]:
             "platform token of a client": client_platform_token,
             "platform token of staff": staff_platform_token,
         }
-    if kind == MARK_MEMBER:
+    if kind in (MARK_MEMBER, ROUTIQ_MEMBER):
         claims = _platform_claims(w["member"])
         expired = jwt.encode(
             _platform_claims(w["member"], expired=True), settings.SIMPLE_JWT["SIGNING_KEY"], algorithm="HS256"
@@ -261,6 +276,7 @@ IDENTITY_NAMES = {
         "platform token of staff", "LoveRescue partner token", "CareOS API key", "staff session cookie",
     ],
 }  # fmt: skip
+IDENTITY_NAMES[ROUTIQ_MEMBER] = IDENTITY_NAMES[MARK_MEMBER]
 
 # A token for a therapist the partner no longer acts for was signed by us; the spec answers it as an
 # unknown therapist (404), which tells the partner nothing it did not know.
@@ -278,6 +294,7 @@ def _body_keys_of(family) -> set[str]:
         "loverescue": {"error", "code"},
         "careos": {"error"},
         "mark": {"error"},
+        "routiq": {"error", "detail", "timestamp", "path"},
     }[family.name]
 
 
@@ -290,6 +307,8 @@ def test_identity_is_refused_on_route(world, path, name, callback, identity):
         headers = {}
     else:
         headers = identities(kind, world)[identity]
+    if kind == ROUTIQ_MEMBER:
+        path = path.replace(ROUTIQ_PROBED_ORGANIZATION, world["clinic"].public_id)
     family = family_for_path(f"/{path}")
     for method in methods(callback):
         response = getattr(http, method)(f"/{path}", data={}, content_type="application/json", **headers)
@@ -299,4 +318,4 @@ def test_identity_is_refused_on_route(world, path, name, callback, identity):
         assert _body_keys_of(family) <= body.keys(), where
         assert response["Cache-Control"] == "no-store", where
         # Nothing of a resource: only the error body's own keys.
-        assert set(body) <= {"error", "code", "details", "retryAfter"}, where
+        assert set(body) <= {"error", "code", "details", "retryAfter", "detail", "timestamp", "path"}, where

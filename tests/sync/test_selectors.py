@@ -223,3 +223,17 @@ def test_activity_newest_first_and_dashboard_connection(org):
     ClinikoConnection.objects.create(organization=org, api_key="k-au4", credentials_valid=False)
     summary = selectors.dashboard_summary(organization=org, now=NOW)
     assert (summary["connected"], summary["credentials_valid"]) == (True, False)
+
+
+def test_treatment_notes_prefer_the_latest_begun_then_the_next(org):
+    patient = make_patient(org)
+    make_appointment(patient, NOW - 5 * DAY, notes="after the session")
+    make_appointment(patient, NOW + 5 * DAY, notes="booking note")
+    only_future = make_patient(org, "Future")
+    make_appointment(only_future, NOW + 5 * DAY, notes="first visit")
+    make_appointment(only_future, NOW + 9 * DAY, notes="second visit")
+    _total, page = selectors.patient_page(
+        selectors.active_patients(organization=org, now=NOW), now=NOW, limit=10, offset=0
+    )
+    notes = {p.pk: p.treatment_notes for p in page}
+    assert notes == {patient.pk: "after the session", only_future.pk: "first visit"}
