@@ -48,6 +48,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -249,10 +251,30 @@ def _chunk_grace() -> timedelta:
     return timedelta(seconds=CHUNK_QUEUE_GRACE_SECONDS)
 
 
+_eager = threading.local()
+
+
 def _enqueue_chunk(run_id: int, seq: int, countdown: float = 0) -> None:
     from sync.tasks import sync_run_chunk
 
-    sync_run_chunk.apply_async(args=[run_id], kwargs={"seq": seq}, countdown=max(0, int(countdown)))
+    if not getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
+        sync_run_chunk.apply_async(args=[run_id], kwargs={"seq": seq}, countdown=max(0, math.ceil(countdown)))
+        return
+    # Eager Celery (no worker: a local demo): chunks run here one after another, never nested in each other
+    # (each chunk queues the next from its commit), waiting their countdowns.
+    pending = getattr(_eager, "pending", None)
+    if pending is not None:
+        pending.append((run_id, seq, countdown))
+        return
+    _eager.pending = [(run_id, seq, countdown)]
+    try:
+        while _eager.pending:
+            run_id, seq, countdown = _eager.pending.pop(0)
+            if countdown > 0:
+                time.sleep(countdown)
+            sync_run_chunk(run_id=run_id, seq=seq)
+    finally:
+        _eager.pending = None
 
 
 def _enqueue_after_commit(run_id: int, seq: int, countdown: float = 0) -> None:

@@ -27,6 +27,7 @@ from tests.cliniko_stub import ClinikoStub
 
 USER_AGENT = "Routiq tests (dev@example.com)"
 ACTOR = Actor.system("tests")
+REAL_ENQUEUE = services._enqueue_chunk
 
 
 class FakeClock:
@@ -628,3 +629,32 @@ def test_progress_moves_between_chunks(clinic, stub):
     assert seen == sorted(seen) and seen[-1] == 100.0
     assert any(0 < value < 100 for value in seen)
     assert run.status == "completed" and run.records_total == 600
+
+
+@pytest.mark.django_db(transaction=True)
+def test_eager_celery_runs_the_chunks_one_after_another_never_nested(stub, settings, monkeypatch):
+    """With CELERY_TASK_ALWAYS_EAGER (no worker), each chunk queues the next from its commit: run there and
+    then, chunks would nest one level per chunk (a large account would hit Python's recursion limit)."""
+    monkeypatch.setattr(services, "_enqueue_chunk", REAL_ENQUEUE)
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    clinic = accounts_services.organization_create(name="Clinic A", actor=ACTOR)
+    key = connect(clinic, stub)
+    stub.generate(key, patients=320, appointments=40)
+    depth = {"now": 0, "max": 0}
+    original = services.sync_run_chunk
+
+    def counted(**kwargs):
+        depth["now"] += 1
+        depth["max"] = max(depth["max"], depth["now"])
+        try:
+            return original(**kwargs)
+        finally:
+            depth["now"] -= 1
+
+    monkeypatch.setattr(services, "sync_run_chunk", counted)
+    run, _ = services.sync_run_start(organization=clinic, mode="basic", trigger="api", actor=ACTOR)  # autocommit
+    run.refresh_from_db()
+    assert run.status == "completed"
+    assert run.cursor["seq"] >= 2  # several chunks ran
+    assert depth["max"] == 1
+    assert Patient.objects.filter(organization=clinic).count() == 320
