@@ -93,6 +93,9 @@ def bench_data(now: datetime):
             Message.objects.filter(organization=clinic).count(),
         )
         if have == (N_PATIENTS, n_messages):
+            # Migrations since the set was made may have rewritten rows (clearing the visibility map that
+            # index-only scans need): settle it as autovacuum would in production.
+            _settle(connection)
             return clinic, {"reused": True, "seconds": 0.0}
         print(f"bench clinic has {have[0]:,} patients / {have[1]:,} messages: making it again", flush=True)
         with connection.cursor() as cursor:
@@ -222,11 +225,17 @@ def bench_data(now: datetime):
             "FROM patients_patient p WHERE p.organization_id = %s",
             [now, now, encrypt_str(""), now, reasons, encrypt_str(""), reason_indexes, now, now, clinic.pk],
         )
-    # The steady state autovacuum reaches in production: statistics and visibility maps (index-only scans).
+    _settle(connection)
+    return clinic, {"reused": False, "seconds": time.monotonic() - started}
+
+
+def _settle(connection) -> None:
+    """The steady state autovacuum reaches in production: statistics and visibility maps (index-only scans)."""
+    from patients.models import Appointment, Conversation, Message, Patient
+
     with connection.cursor() as cursor:
         tables = ", ".join(model._meta.db_table for model in (Patient, Conversation, Message, Appointment))
         cursor.execute(f"VACUUM (ANALYZE) {tables}")
-    return clinic, {"reused": False, "seconds": time.monotonic() - started}
 
 
 # --- The floors ------------------------------------------------------------------------------------------
