@@ -815,8 +815,8 @@ def sync_schedule_hourly(*, now: datetime | None = None) -> dict[str, int]:
     """Every hour (beat): a comprehensive run (incremental when possible) for every organization with a
     Cliniko connection and sync enabled; an organization whose run is still going keeps that one."""
     started = running = errors = 0
-    connections = ClinikoConnection.objects.filter(sync_enabled=True).select_related("organization")
-    for connection in connections.iterator():
+    connections = list(ClinikoConnection.objects.filter(sync_enabled=True).select_related("organization"))
+    for connection in connections:
         try:
             _, created = sync_run_start(
                 organization=connection.organization,

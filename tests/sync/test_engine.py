@@ -298,6 +298,39 @@ def test_concurrent_starts_make_one_run(require_postgres, enqueued):
     assert len(enqueued) == 1  # one first chunk, after the one commit that made the run
 
 
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_on_one_chunk_work_it_once(require_postgres, stub):
+    clinic = accounts_services.organization_create(name="Clinic A", actor=ACTOR)
+    key = connect(clinic, stub)
+    stub.generate(key, patients=40, appointments=30)
+    stub.latency = 0.02
+    run = start(clinic, "basic")
+    barrier = threading.Barrier(2)
+    results: list[dict] = []
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            client = Engine().client(clinic)
+            barrier.wait(timeout=10)
+            results.append(services.sync_run_chunk(run_id=run.pk, seq=0, client=client))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            db_connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(result["result"] == "skipped" for result in results) == [False, True]  # one worked it
+    run = Engine().drive(run)
+    assert run.status == "completed" and (run.patients_processed, run.appointments_processed) == (40, 30)
+    assert len(stub.requests_to("/v1/patients", key)) == 1  # the pages were read once
+
+
 # --- Full and incremental runs -------------------------------------------------------------------
 
 
