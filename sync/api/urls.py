@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from sync.api import views
+from sync.api import ops, views
 
 urlpatterns = [
     path("api/v1/auth/verify", views.AuthVerifyView.as_view(), name="routiq-auth-verify"),
@@ -48,4 +48,27 @@ urlpatterns = [
         views.DashboardActivityView.as_view(),
         name="routiq-dashboard-activity",
     ),
+    # Sync, Cliniko and administration operations (sync/api/ops.py)
+    path("api/v1/sync/trigger", ops.SyncTriggerView.as_view(), name="routiq-sync-trigger"),
+    path("api/v1/sync/scheduler/status", ops.SchedulerStatusView.as_view(), name="routiq-sync-scheduler-status"),
+    path("api/v1/sync/scheduler/trigger", ops.SchedulerTriggerView.as_view(), name="routiq-sync-scheduler-trigger"),
+    path("api/v1/sync/progress/<str:sync_id>", ops.SyncProgressView.as_view(), name="routiq-sync-progress"),
+    path("api/v1/sync/history/<org_id:organization_id>", ops.SyncHistoryView.as_view(), name="routiq-sync-history"),
+    path("api/v1/cliniko/sync/<org_id:organization_id>", ops.ClinikoSyncView.as_view(), name="routiq-cliniko-sync"),
+    path(
+        "api/v1/cliniko/status/<org_id:organization_id>", ops.ClinikoStatusView.as_view(), name="routiq-cliniko-status"
+    ),
+    path(
+        "api/v1/cliniko/test-connection/<org_id:organization_id>",
+        ops.ClinikoTestConnectionView.as_view(),
+        name="routiq-cliniko-test-connection",
+    ),
+    path(
+        "api/v1/cliniko/import-patients/<org_id:organization_id>",
+        ops.ClinikoImportPatientsView.as_view(),
+        name="routiq-cliniko-import-patients",
+    ),
+    path("api/v1/cliniko/debug/<org_id:organization_id>", ops.ClinikoDebugView.as_view(), name="routiq-cliniko-debug"),
+    path("api/v1/admin/monitoring/system-health", ops.SystemHealthView.as_view(), name="routiq-admin-system-health"),
+    path("api/v1/admin/database/cleanup", ops.DatabaseCleanupView.as_view(), name="routiq-admin-database-cleanup"),
 ]

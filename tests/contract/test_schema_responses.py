@@ -484,6 +484,68 @@ def routiq_read_scenario(api: Api, demo: dict) -> None:
     api.call("routiq: activity, bad limit", "GET", f"/api/v1/dashboard/{org}/activity?limit=0", token=token)
 
 
+def routiq_ops_scenario(api: Api, demo: dict) -> None:
+    """The Routiq sync, Cliniko and administration operations, on the Routiq demo clinic as its owner
+    (connected to a Cliniko stand-in on 127.0.0.1) and its empty clinic (not connected)."""
+    from django.test import override_settings
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from accounts.models import Organization, User
+    from core.actors import Actor
+    from sync import services as sync_services
+    from tests.cliniko_stub import ClinikoStub
+
+    routiq = demo["routiq"]
+    token = str(AccessToken.for_user(User.objects.get(username=routiq["username"])))
+    org, empty, other = routiq["organizationId"], routiq["emptyOrganizationId"], routiq["otherOrganizationId"]
+    headers = {"X-Organization-ID": org}
+    cliniko = override_settings(OUTBOUND_ALLOW_LOOPBACK=True, CLINIKO_USER_AGENT="Routiq walk (walk@example.com)")
+    with ClinikoStub() as stub, cliniko:
+        key = stub.add_account("MS0xLXdhbGsta2V5-au1")
+        sync_services.cliniko_connect(
+            organization=Organization.objects.get(public_id=org), api_key=key, base_url=stub.base_url,
+            actor=Actor.system("tests"),
+        )  # fmt: skip
+        api.call("routiq: trigger, not connected", "POST", "/api/v1/sync/trigger", token=token,
+                 headers={"X-Organization-ID": empty})  # fmt: skip
+        started = api.call(
+            "routiq: trigger", "POST", "/api/v1/sync/trigger", token=token, headers=headers, expect_valid=True
+        ).json()
+        api.call("routiq: trigger, anonymous", "POST", "/api/v1/sync/trigger", headers=headers)
+        api.call("routiq: scheduler trigger (running)", "POST", "/api/v1/sync/scheduler/trigger", token=token,
+                 headers=headers, expect_valid=True)  # fmt: skip
+        api.call("routiq: scheduler trigger, no organization named (two)", "POST", "/api/v1/sync/scheduler/trigger",
+                 token=token)  # fmt: skip
+        api.call("routiq: scheduler status", "GET", "/api/v1/sync/scheduler/status", token=token, headers=headers)
+        api.call("routiq: scheduler status, another organization", "GET", "/api/v1/sync/scheduler/status",
+                 token=token, headers={"X-Organization-ID": other})  # fmt: skip
+        api.call("routiq: progress", "GET", f"/api/v1/sync/progress/{started['sync_id']}", token=token)
+        api.call("routiq: progress, unknown", "GET", "/api/v1/sync/progress/sync_unknown1", token=token)
+        api.call("routiq: history", "GET", f"/api/v1/sync/history/{org}?limit=5", token=token)
+        api.call("routiq: history, bad limit", "GET", f"/api/v1/sync/history/{org}?limit=0", token=token)
+        api.call("routiq: cliniko sync", "POST", f"/api/v1/cliniko/sync/{org}?mode=basic", token=token,
+                 expect_valid=True)  # fmt: skip
+        api.call("routiq: cliniko sync, bad mode", "POST", f"/api/v1/cliniko/sync/{org}?mode=all", token=token)
+        api.call("routiq: import patients", "POST", f"/api/v1/cliniko/import-patients/{org}", token=token,
+                 expect_valid=True)  # fmt: skip
+        api.call("routiq: import patients, another organization", "POST", f"/api/v1/cliniko/import-patients/{other}",
+                 token=token)  # fmt: skip
+        api.call("routiq: cliniko status", "GET", f"/api/v1/cliniko/status/{org}", token=token)
+        api.call("routiq: cliniko status, unknown", "GET", "/api/v1/cliniko/status/org_unknown1", token=token)
+        api.call("routiq: test connection", "GET", f"/api/v1/cliniko/test-connection/{org}", token=token)
+        api.call("routiq: test connection, not connected", "GET", f"/api/v1/cliniko/test-connection/{empty}",
+                 token=token)  # fmt: skip
+        api.call("routiq: debug", "GET", f"/api/v1/cliniko/debug/{org}", token=token)
+        api.call("routiq: debug, another organization", "GET", f"/api/v1/cliniko/debug/{other}", token=token)
+        api.call("routiq: system health", "GET", "/api/v1/admin/monitoring/system-health", token=token,
+                 headers=headers)  # fmt: skip
+        api.call("routiq: system health, anonymous", "GET", "/api/v1/admin/monitoring/system-health")
+        api.call("routiq: cleanup", "POST", "/api/v1/admin/database/cleanup?days_old=90", token=token,
+                 headers=headers, expect_valid=True)  # fmt: skip
+        api.call("routiq: cleanup, bad days_old", "POST", "/api/v1/admin/database/cleanup?days_old=0", token=token,
+                 headers=headers)  # fmt: skip
+
+
 def _fresh(body):
     """A documented-types re-send of a body that must not be taken for a replay of the first."""
     if isinstance(body, dict) and "source_conversation_id" in body:
@@ -507,6 +569,7 @@ def test_every_documented_operation_answers_as_documented(demo, twilio_settings,
     frozen_ratelimit_clock.now += 61  # system and webhooks in a minute of their own (60/min per IP)
     mark_system_webhooks_scenario(api, demo)
     routiq_read_scenario(api, demo)
+    routiq_ops_scenario(api, demo)
 
     problems: dict[tuple[str, str], list[str]] = defaultdict(list)
     successes: dict[tuple[str, str], int] = defaultdict(int)

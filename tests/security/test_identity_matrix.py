@@ -38,6 +38,8 @@ MARK_MEMBER = "platform token of a member of the clinic"
 # caller who does not belong to it gets the 403 that tells it nothing (an unknown organization is a 404).
 ROUTIQ_MEMBER = "token of a member of the organization (Routiq)"
 ROUTIQ_PROBED_ORGANIZATION = "org_Sample123"  # tests/security/routes.py's sample org_ id
+# Routiq's admin tier (/api/v1/admin/...): a staff user's platform token is a legitimate caller there.
+ROUTIQ_ADMIN = "staff platform token, or token of an owner/admin (Routiq admin tier)"
 ROUTE_CREDENTIAL = {
     "lr-alerts": PARTNER,
     "lr-alert-read": PARTNER,
@@ -86,6 +88,18 @@ ROUTE_CREDENTIAL = {
     "routiq-dashboard": ROUTIQ_MEMBER,
     "routiq-dashboard-summary": ROUTIQ_MEMBER,
     "routiq-dashboard-activity": ROUTIQ_MEMBER,
+    "routiq-sync-trigger": ROUTIQ_MEMBER,
+    "routiq-sync-scheduler-status": ROUTIQ_MEMBER,
+    "routiq-sync-scheduler-trigger": ROUTIQ_MEMBER,
+    "routiq-sync-progress": ROUTIQ_MEMBER,
+    "routiq-sync-history": ROUTIQ_MEMBER,
+    "routiq-cliniko-sync": ROUTIQ_MEMBER,
+    "routiq-cliniko-status": ROUTIQ_MEMBER,
+    "routiq-cliniko-test-connection": ROUTIQ_MEMBER,
+    "routiq-cliniko-import-patients": ROUTIQ_MEMBER,
+    "routiq-cliniko-debug": ROUTIQ_MEMBER,
+    "routiq-admin-system-health": ROUTIQ_ADMIN,
+    "routiq-admin-database-cleanup": ROUTIQ_ADMIN,
 }
 
 
@@ -236,7 +250,7 @@ def identities(kind: str, w) -> dict[str, dict]:
             "platform token of a client": client_platform_token,
             "platform token of staff": staff_platform_token,
         }
-    if kind in (MARK_MEMBER, ROUTIQ_MEMBER):
+    if kind in (MARK_MEMBER, ROUTIQ_MEMBER, ROUTIQ_ADMIN):
         claims = _platform_claims(w["member"])
         expired = jwt.encode(
             _platform_claims(w["member"], expired=True), settings.SIMPLE_JWT["SIGNING_KEY"], algorithm="HS256"
@@ -277,6 +291,7 @@ IDENTITY_NAMES = {
     ],
 }  # fmt: skip
 IDENTITY_NAMES[ROUTIQ_MEMBER] = IDENTITY_NAMES[MARK_MEMBER]
+IDENTITY_NAMES[ROUTIQ_ADMIN] = [name for name in IDENTITY_NAMES[MARK_MEMBER] if name != "platform token of staff"]
 
 # A token for a therapist the partner no longer acts for was signed by us; the spec answers it as an
 # unknown therapist (404), which tells the partner nothing it did not know.
