@@ -237,9 +237,9 @@ ROUTIQ = ApiFamily(
     rate_policy=ROUTIQ_API_RATES,
     retry_after_always=True,
     auth_failures=ROUTIQ_FAILURES,
-    # Under Mark's /api/v1/patients/ a path with segments after the id is Routiq's shape (Mark has only
-    # /api/v1/patients/{pat_id}): a malformed organization id there is answered in Routiq's body.
-    unresolved_patterns=(r"/api/v1/patients/[^/]+/.",),
+    # Under Mark's /api/v1/patients/ a path with segments after an id that is not Mark's (pat_...) is
+    # Routiq's shape: a malformed organization id there is answered in Routiq's body.
+    unresolved_patterns=(r"/api/v1/patients/(?!pat_)[^/]+/.",),
 )
 
 

@@ -308,6 +308,7 @@ def test_malformed_organization_under_patients_is_answered_by_routiq(http, owner
     for path in ("/api/v1/patients/%C2%84/patients", "/api/v1/patients/bad-id/active/summary"):
         body = _error(http.get(path, **bearer(owner)), 404)
         assert body["path"].startswith("/api/v1/patients/")
-    # Mark's own unknown-patient answer keeps Mark's body.
-    response = http.get("/api/v1/patients/not-a-pat-id", **bearer(owner))
-    assert response.status_code == 404 and set(response.json()) == {"error"}
+    # Mark's own shapes keep Mark's body.
+    for path in ("/api/v1/patients/not-a-pat-id", "/api/v1/patients/pat_abc123/unknown"):
+        response = http.get(path, **bearer(owner))
+        assert response.status_code == 404 and set(response.json()) == {"error"}, path
