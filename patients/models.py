@@ -101,6 +101,9 @@ class Patient(models.Model):
                 include=["name_search"],
                 name="patients_pat_org_live",
             ),
+            # The list's exact `total`: a narrow, deduplicated index counts 100k patients from ~90 pages
+            # instead of the ~2,300 of the wide one above (bench/mark_api.py: 40 -> 10 ms).
+            models.Index(fields=["organization"], condition=Q(archived=False), name="patients_pat_org_live_count"),
         ]
 
     def __str__(self) -> str:
