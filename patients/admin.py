@@ -264,6 +264,7 @@ class ClinicSettingsForm(forms.ModelForm):
             "whatsapp_number",
             "whatsapp_messaging_service_sid",
             "whatsapp_templates",
+            "remind_synced_appointments",
             "responder",
             "responder_model",
             "zoom_account_id",
@@ -275,6 +276,8 @@ class ClinicSettingsForm(forms.ModelForm):
             "whatsapp_number": "The clinic's WhatsApp sender in E.164 (+34930000001); one clinic per number.",
             "whatsapp_messaging_service_sid": "Optional Twilio Messaging Service (MG...) to send through.",
             "whatsapp_templates": 'Approved templates: {"reminder_24h": {"es": "HX...", "en": "HX..."}, ...}',
+            "remind_synced_appointments": "Send the two WhatsApp reminders for appointments the Cliniko sync "
+            "brings in (from the next time the sync writes each appointment).",
             "responder_model": "Empty: MARK_RESPONDER_MODEL.",
             "zoom_account_id": "From the clinic's Zoom Server-to-Server OAuth app.",
         }
@@ -372,7 +375,8 @@ class ClinicSettingsAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     readonly_fields = ("secrets_status", "api_users", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("organization", "country", "time_zone")}),
-        ("WhatsApp", {"fields": ("whatsapp_number", "whatsapp_messaging_service_sid", "whatsapp_templates")}),
+        ("WhatsApp", {"fields": ("whatsapp_number", "whatsapp_messaging_service_sid", "whatsapp_templates",
+                                 "remind_synced_appointments")}),
         ("Assistant responder", {"fields": ("responder", "responder_model", "new_responder_api_key",
                                             "clear_responder_api_key")}),
         ("Zoom (server-to-server OAuth app)", {"fields": ("zoom_account_id", "zoom_client_id",

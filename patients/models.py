@@ -336,6 +336,9 @@ class ClinicSettings(models.Model):
     # Pre-approved templates for messages outside WhatsApp's 24-hour window:
     # {"<template name>": {"<language>": "HX<Content SID>"}}; see docs/mark.md.
     whatsapp_templates = models.JSONField(default=dict, blank=True)
+    # Appointments the Cliniko sync brings in get the two WhatsApp reminders only when the clinic turns this
+    # on (Mark bookings always do): a synced patient never wrote to Mark and may not expect messages.
+    remind_synced_appointments = models.BooleanField(default=False)
     responder = models.CharField(max_length=20, choices=Responder.choices, default=Responder.NONE)
     responder_api_key = EncryptedTextField(null=True, blank=True)
     responder_model = models.CharField(max_length=100, blank=True, default="")  # "" = MARK_RESPONDER_MODEL

@@ -52,8 +52,10 @@ The clinic owns location, Zoom/Calendly links and the cancellation reason.
 Reminders: created appointments and ones whose start moved, when `scheduled` (future), get their two
 reminders planned as patients.services.reminders_plan does (due = start - offset; `skipped` if that time
 has passed; a moved one is re-planned); appointments cancelled or deleted lose their pending reminders.
-There is no per-organization switch for reminders of synced patients yet: sending decides per patient
-(WhatsApp consent, a phone, not archived, the clinic's sender and templates) exactly as for Mark bookings.
+Only when the clinic turned `ClinicSettings.remind_synced_appointments` on (off by default: a synced
+patient never wrote to Mark); sending then decides per patient (WhatsApp consent, a phone, not archived,
+the clinic's sender and templates) exactly as for Mark bookings. The switch applies to appointments the
+sync writes (creates or moves) from then on.
 The patients touched have `last_activity` moved to the start of their latest appointment that has begun
 (start <= now) if that is later, in one UPDATE (a future booking is not activity yet).
 
@@ -85,6 +87,7 @@ from core.phones import InvalidPhone, normalize_e164
 from patients.models import (
     EMAIL_INDEX_PURPOSE,
     Appointment,
+    ClinicSettings,
     Patient,
     PatientTombstone,
     Reminder,
@@ -510,8 +513,14 @@ def import_appointments(
     # drop the pending ones of the cancelled.
     planned = []
     offsets = reminder_offsets()
+    # Read fresh (not the relation cached on the organization object: a long sync run must see a change).
+    remind = bool(
+        ClinicSettings.objects.filter(organization=organization)
+        .values_list("remind_synced_appointments", flat=True)
+        .first()
+    )
     for appointment in saved:
-        if appointment.external_id not in replan:
+        if not remind or appointment.external_id not in replan:
             continue
         for kind, offset in offsets.items():
             due_at = appointment.start_time - offset

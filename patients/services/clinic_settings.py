@@ -50,6 +50,7 @@ FIELDS = (
     "whatsapp_number",
     "whatsapp_messaging_service_sid",
     "whatsapp_templates",
+    "remind_synced_appointments",
     "responder",
     "responder_api_key",
     "responder_model",
@@ -183,6 +184,12 @@ def clean_secret(value: Any, field: str) -> str | None:
 
 
 @transaction.atomic
+def clean_flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _invalid("remind_synced_appointments", "remind_synced_appointments must be true or false")
+    return value
+
+
 def clinic_settings_update(*, organization: Organization, actor: Actor, **changes: Any) -> ClinicSettings:
     """Change the given settings (FIELDS; leave one out to keep it). Secrets: a string sets, None clears.
     The first write creates the row. One audit event `clinic_settings.updated` names the fields changed
@@ -202,6 +209,7 @@ def clinic_settings_update(*, organization: Organization, actor: Actor, **change
         "whatsapp_number": lambda v: clean_whatsapp_number(v, organization=organization, region=region),
         "whatsapp_messaging_service_sid": clean_messaging_service_sid,
         "whatsapp_templates": clean_templates,
+        "remind_synced_appointments": clean_flag,
         "responder": clean_responder,
         "responder_model": clean_responder_model,
         "zoom_account_id": lambda v: clean_zoom_id(v, "zoom_account_id"),

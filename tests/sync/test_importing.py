@@ -18,6 +18,7 @@ from core.actors import Actor
 from core.encryption import decrypt_str
 from patients import services as patient_services
 from patients.models import Appointment, Patient, PatientTombstone, Reminder, Source, fold_name
+from patients.services.clinic_settings import clinic_settings_update
 from sync import importing
 from sync.clients import (
     ClinikoAppointment,
@@ -35,12 +36,17 @@ ACTOR = Actor.system("tests")
 
 @pytest.fixture
 def clinic(db):
-    return accounts_services.organization_create(name="Clínica Sol", actor=ACTOR)
+    organization = accounts_services.organization_create(name="Clínica Sol", actor=ACTOR)
+    # Reminders of synced appointments are the clinic's choice (off by default; see the test below).
+    clinic_settings_update(organization=organization, remind_synced_appointments=True, actor=ACTOR)
+    return organization
 
 
 @pytest.fixture
 def other_clinic(db):
-    return accounts_services.organization_create(name="Other clinic", actor=ACTOR)
+    organization = accounts_services.organization_create(name="Other clinic", actor=ACTOR)
+    clinic_settings_update(organization=organization, remind_synced_appointments=True, actor=ACTOR)
+    return organization
 
 
 def patient_record(external_id="1001", **overrides) -> ClinikoPatient:
@@ -393,6 +399,14 @@ def test_past_appointments_are_completed_and_a_no_show_keeps_did_not_arrive(clin
     assert not Reminder.objects.exists()  # nothing to remind of
     synced_patient.refresh_from_db()
     assert synced_patient.last_activity == past  # moved to the latest start, which is later than registration
+
+
+def test_without_the_clinics_switch_synced_appointments_get_no_reminders(clinic, synced_patient):
+    clinic_settings_update(organization=clinic, remind_synced_appointments=False, actor=ACTOR)
+    counts = appointments(clinic, [appointment_record("5002", start=NOW + timedelta(days=3))])
+    assert counts.created == 1
+    assert Appointment.objects.filter(organization=clinic, external_id="5002").exists()
+    assert not Reminder.objects.exists()
 
 
 def test_a_cancelled_appointment_is_canceled_and_its_pending_reminders_dropped(clinic, synced_patient):
