@@ -265,6 +265,7 @@ class ClinicSettingsForm(forms.ModelForm):
             "whatsapp_messaging_service_sid",
             "whatsapp_templates",
             "remind_synced_appointments",
+            "recent_days",
             "responder",
             "responder_model",
             "zoom_account_id",
@@ -276,6 +277,8 @@ class ClinicSettingsForm(forms.ModelForm):
             "whatsapp_number": "The clinic's WhatsApp sender in E.164 (+34930000001); one clinic per number.",
             "whatsapp_messaging_service_sid": "Optional Twilio Messaging Service (MG...) to send through.",
             "whatsapp_templates": 'Approved templates: {"reminder_24h": {"es": "HX...", "en": "HX..."}, ...}',
+            "recent_days": "Routiq dashboards: an appointment counts as recent for this many days (1-365). "
+            "Empty: the platform's ROUTIQ_RECENT_DAYS.",
             "remind_synced_appointments": "Send the two WhatsApp reminders for appointments the Cliniko sync "
             "brings in (from the next time the sync writes each appointment).",
             "responder_model": "Empty: MARK_RESPONDER_MODEL.",
@@ -374,7 +377,7 @@ class ClinicSettingsAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     search_help_text = "Clinic name, organization id (org_...) or its exact WhatsApp number (+E.164)."
     readonly_fields = ("secrets_status", "api_users", "created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("organization", "country", "time_zone")}),
+        (None, {"fields": ("organization", "country", "time_zone", "recent_days")}),
         ("WhatsApp", {"fields": ("whatsapp_number", "whatsapp_messaging_service_sid", "whatsapp_templates",
                                  "remind_synced_appointments")}),
         ("Assistant responder", {"fields": ("responder", "responder_model", "new_responder_api_key",

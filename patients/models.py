@@ -339,6 +339,8 @@ class ClinicSettings(models.Model):
     # Appointments the Cliniko sync brings in get the two WhatsApp reminders only when the clinic turns this
     # on (Mark bookings always do): a synced patient never wrote to Mark and may not expect messages.
     remind_synced_appointments = models.BooleanField(default=False)
+    # Routiq dashboards: an appointment is "recent" for this many days (None = ROUTIQ_RECENT_DAYS).
+    recent_days = models.PositiveSmallIntegerField(null=True, blank=True)
     responder = models.CharField(max_length=20, choices=Responder.choices, default=Responder.NONE)
     responder_api_key = EncryptedTextField(null=True, blank=True)
     responder_model = models.CharField(max_length=100, blank=True, default="")  # "" = MARK_RESPONDER_MODEL

@@ -6,7 +6,8 @@ appointment move with the clock, and the summaries aggregate the very querysets 
 their numbers always equal what the lists return. Definitions (docs/routiq.md, "Definitions"):
 
 - recent: an appointment not cancelled whose start is within the last N days (`now - N days <= start <= now`,
-  N = settings.ROUTIQ_RECENT_DAYS, 30 by default; the boundary instant counts as recent);
+  N = the organization's `recent_days` (clinic settings), else settings.ROUTIQ_RECENT_DAYS, 30 by default;
+  the boundary instant counts as recent);
 - upcoming: an appointment not cancelled whose start is after now;
 - total: every appointment not cancelled; first / last: the earliest start / the latest start up to now;
 - is_active: at least one recent or upcoming appointment; archived patients are never active;
@@ -51,7 +52,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
-from patients.models import Appointment, Patient
+from patients.models import Appointment, ClinicSettings, Patient
 from sync.models import ClinikoConnection, SyncRun
 
 # How many entries each patient's recent_appointments / upcoming_appointments arrays carry.
@@ -68,8 +69,12 @@ PRIORITIES = ("high", "medium", "low")
 
 
 def recent_days(organization=None) -> int:
-    """The "recent" window in days (settings.ROUTIQ_RECENT_DAYS; one value for every organization until an
-    organization-level setting exists)."""
+    """The "recent" window in days: the organization's own (clinic settings, `recent_days`), else
+    settings.ROUTIQ_RECENT_DAYS. Read fresh (one query) so a change shows on the next request."""
+    if organization is not None:
+        own = ClinicSettings.objects.filter(organization=organization).values_list("recent_days", flat=True).first()
+        if own:
+            return int(own)
     return int(getattr(settings, "ROUTIQ_RECENT_DAYS", 30))
 
 
@@ -234,13 +239,13 @@ def _array_prefetch(condition: Q, ordering: tuple[str, ...], to_attr: str) -> Pr
     return Prefetch("appointments", queryset=rows, to_attr=to_attr)
 
 
-def patient_page(queryset: QuerySet, *, now: datetime, days: int | None = None, limit: int, offset: int):
+def patient_page(queryset: QuerySet, *, now: datetime, days: int, limit: int, offset: int):
     """(total, the page's patients): one COUNT, one SELECT, two prefetches and one query for the notes;
     each patient gets `recent_appointments`, `upcoming_appointments` and `treatment_notes`."""
     total = queryset.count()
     if offset >= total:
         return total, []
-    window = Window.at(now, recent_days() if days is None else days)
+    window = Window.at(now, days)  # the window `queryset` was annotated with
     page = list(
         queryset.prefetch_related(
             _array_prefetch(_recent(window), ("-start_time", "-id"), "recent_appointments"),

@@ -51,6 +51,7 @@ FIELDS = (
     "whatsapp_messaging_service_sid",
     "whatsapp_templates",
     "remind_synced_appointments",
+    "recent_days",
     "responder",
     "responder_api_key",
     "responder_model",
@@ -184,6 +185,15 @@ def clean_secret(value: Any, field: str) -> str | None:
 
 
 @transaction.atomic
+def clean_recent_days(value: Any) -> int | None:
+    """Routiq's "recent" window for this clinic, 1 to 365 days; None = the platform's ROUTIQ_RECENT_DAYS."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 365:
+        raise _invalid("recent_days", "recent_days must be a whole number of days from 1 to 365")
+    return value
+
+
 def clean_flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise _invalid("remind_synced_appointments", "remind_synced_appointments must be true or false")
@@ -210,6 +220,7 @@ def clinic_settings_update(*, organization: Organization, actor: Actor, **change
         "whatsapp_messaging_service_sid": clean_messaging_service_sid,
         "whatsapp_templates": clean_templates,
         "remind_synced_appointments": clean_flag,
+        "recent_days": clean_recent_days,
         "responder": clean_responder,
         "responder_model": clean_responder_model,
         "zoom_account_id": lambda v: clean_zoom_id(v, "zoom_account_id"),

@@ -129,7 +129,7 @@ class OrganizationAccessView(RoutiqView):
 class _PatientListView(RoutiqView):
     output = s.RoutiqPatientListOutput
 
-    def queryset(self, request, now, **kwargs):
+    def queryset(self, request, now, days: int, **kwargs):
         raise NotImplementedError
 
     def extra(self, **kwargs) -> dict:
@@ -138,9 +138,11 @@ class _PatientListView(RoutiqView):
     def get(self, request, organization_id: str, **kwargs):
         paging = offset_request(request.query_params, default_limit=DEFAULT_LIMIT, max_limit=MAX_LIMIT)
         now = utc_now()
+        days = selectors.recent_days(self.organization(request))
         total, page = selectors.patient_page(
-            self.queryset(request, now, **kwargs), now=now, limit=paging.limit, offset=paging.offset
-        )
+            self.queryset(request, now, days, **kwargs), now=now, days=days, limit=paging.limit,
+            offset=paging.offset,
+        )  # fmt: skip
         note_subjects(request, "patient", [patient.public_id for patient in page])
         body = {
             "organization_id": organization_id,
@@ -164,8 +166,8 @@ class ActivePatientListView(_PatientListView):
     def get(self, request, organization_id: str):
         return super().get(request, organization_id)
 
-    def queryset(self, request, now):
-        return selectors.active_patients(organization=self.organization(request), now=now)
+    def queryset(self, request, now, days):
+        return selectors.active_patients(organization=self.organization(request), now=now, days=days)
 
 
 class PatientsWithAppointmentsView(_PatientListView):
@@ -180,8 +182,8 @@ class PatientsWithAppointmentsView(_PatientListView):
     def get(self, request, organization_id: str):
         return super().get(request, organization_id)
 
-    def queryset(self, request, now):
-        return selectors.patients_with_appointments(organization=self.organization(request), now=now)
+    def queryset(self, request, now, days):
+        return selectors.patients_with_appointments(organization=self.organization(request), now=now, days=days)
 
 
 class PatientsByAppointmentTypeView(_PatientListView):
@@ -206,8 +208,9 @@ class PatientsByAppointmentTypeView(_PatientListView):
             )
         return value
 
-    def queryset(self, request, now, appointment_type):
+    def queryset(self, request, now, days, appointment_type):
         return selectors.patients_by_appointment_type(
+            days=days,
             organization=self.organization(request), appointment_type=appointment_type, now=now
         )
 

@@ -312,3 +312,26 @@ def test_malformed_organization_under_patients_is_answered_by_routiq(http, owner
     for path in ("/api/v1/patients/not-a-pat-id", "/api/v1/patients/pat_abc123/unknown"):
         response = http.get(path, **bearer(owner))
         assert response.status_code == 404 and set(response.json()) == {"error"}, path
+
+
+def test_an_organizations_own_recent_window_moves_lists_arrays_and_summary(http, org, other_org, owner, settings):
+    from core.actors import Actor
+    from patients.services.clinic_settings import clinic_settings_update
+
+    settings.ROUTIQ_RECENT_DAYS = 30
+    now = utc_now()
+    mine, theirs = make_patient(org, name="Olga Forty"), make_patient(other_org, name="Otto Forty")
+    make_appointment(mine, now - 40 * DAY)
+    make_appointment(theirs, now - 40 * DAY)
+    assert _ok(http.get(_url(org.public_id, "patients"), **bearer(owner)))["total_count"] == 0
+
+    clinic_settings_update(organization=org, recent_days=45, actor=Actor.system("tests"))
+    body = _ok(http.get(_url(org.public_id, "patients"), **bearer(owner)))
+    assert [p["name"] for p in body["patients"]] == ["Olga Forty"]
+    assert body["patients"][0]["recent_appointment_count"] == 1
+    assert len(body["patients"][0]["recent_appointments"]) == 1  # the arrays use the same window
+    summary = _ok(http.get(_url(org.public_id, "active/summary"), **bearer(owner)))
+    assert summary["total_active_patients"] == 1
+    # Another organization keeps the platform's window.
+    other_owner = make_member("other-owner-window", "owner", other_org)
+    assert _ok(http.get(_url(other_org.public_id, "patients"), **bearer(other_owner)))["total_count"] == 0
