@@ -21,7 +21,7 @@ test the connection, read the debug view or clean up; every member reads status,
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRequest, extend_schema
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
@@ -71,15 +71,30 @@ ADMIN_NOTE = (
 
 
 def _schema(operation_id, summary, *, note, responses, errors, parameters=(), header=False):
+    # The POSTs take no body (their parameters are in the path and query): documented as an empty object.
+    is_post = operation_id in POST_OPERATIONS
     return extend_schema(
         tags=TAGS,
         operation_id=operation_id,
         summary=summary,
         description=note,
-        request=None,
+        request=NO_BODY if is_post else None,
         parameters=[*([ORGANIZATION_PARAMETER] if header else []), *parameters],
         responses={**responses, **error_responses(ROUTIQ, *errors)},
     )
+
+
+# Documented as an optional empty object: nothing is read from a body, and one sent is ignored.
+NO_BODY = OpenApiRequest(OpenApiTypes.OBJECT, examples=[OpenApiExample("No body", value={})])
+POST_OPERATIONS = frozenset(
+    {
+        "routiq_sync_trigger",
+        "routiq_sync_scheduler_trigger",
+        "routiq_cliniko_sync",
+        "routiq_cliniko_import_patients",
+        "routiq_admin_database_cleanup",
+    }
+)
 
 
 def _mode_param(params) -> str:
@@ -99,6 +114,21 @@ class _RoutiqOpsView(RoutiqView):
 
     def organization_id(self, request) -> str:
         return self.organization_label(request)
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if request.method == "POST":
+            require_no_body(request)
+
+
+def require_no_body(request) -> None:
+    """These POSTs take their options from the path and query: an empty body or a JSON object (ignored) is
+    fine; a JSON body that does not parse (the parser's 400) or is not an object is a 400, never a 200.
+    Bodies of other media types (an empty form a client library adds) are not read."""
+    if request.content_type.split(";")[0].strip().lower() != "application/json":
+        return
+    if request.body.strip() and not isinstance(request.data, dict):
+        raise ApiError(400, "The request body must be empty or a JSON object (this operation reads none)")
 
 
 class _SyncTier(_RoutiqOpsView):

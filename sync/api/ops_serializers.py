@@ -190,3 +190,4 @@ class CleanupOutput(OutputSerializer):
     idempotency_records_deleted = serializers.IntegerField()
     audit_logs_deleted = serializers.IntegerField(help_text="Always 0: audit logs are kept for the retention")
     completed_at = IsoDateTimeField()
+
