@@ -181,10 +181,6 @@ def clean_secret(value: Any, field: str) -> str | None:
     return value.strip()
 
 
-# --- Writes ---------------------------------------------------------------------------------------------
-
-
-@transaction.atomic
 def clean_recent_days(value: Any) -> int | None:
     """Routiq's "recent" window for this clinic, 1 to 365 days; None = the platform's ROUTIQ_RECENT_DAYS."""
     if value is None or value == "":
@@ -200,6 +196,10 @@ def clean_flag(value: Any) -> bool:
     return value
 
 
+# --- Writes ---------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
 def clinic_settings_update(*, organization: Organization, actor: Actor, **changes: Any) -> ClinicSettings:
     """Change the given settings (FIELDS; leave one out to keep it). Secrets: a string sets, None clears.
     The first write creates the row. One audit event `clinic_settings.updated` names the fields changed
