@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
@@ -24,10 +23,10 @@ from rest_framework.response import Response
 from core.api import ApiView, public
 from core.apis import PLATFORM
 from core.context import note_subjects
-from core.errors import ApiError
 from core.schema import error_responses
 from messaging import clients, services
 from messaging.api.serializers import TwilioStatusCallbackSerializer
+from messaging.api.signatures import require_twilio_signature
 from messaging.backends import status_callback_url
 
 logger = logging.getLogger("messaging")
@@ -57,15 +56,7 @@ class TwilioStatusCallbackView(ApiView):
         "failed/undelivered -> failed; a message never moves backwards.",
     )
     def post(self, request):
-        url = status_callback_url()
-        token = settings.TWILIO_AUTH_TOKEN
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not url or not token:
-            logger.warning("twilio status callback refused: callback URL or auth token not configured")
-            raise ApiError(403, "Status callbacks are not configured", code="not_configured")
-        if not clients.signature_is_valid(token, url, request.data, signature):
-            logger.warning("twilio status callback refused: %s signature", "bad" if signature else "missing")
-            raise ApiError(403, "Invalid Twilio signature", code="invalid_signature")
+        require_twilio_signature(request, url=status_callback_url(), what="status callback")
 
         data = TwilioStatusCallbackSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -28,9 +28,8 @@ from rest_framework.response import Response
 from core.api import ApiView, public
 from core.apis import PLATFORM
 from core.context import note_subjects
-from core.errors import ApiError
 from core.schema import error_responses
-from messaging import clients
+from messaging.api.signatures import require_twilio_signature
 from patients.services import inbound
 
 logger = logging.getLogger("patients")
@@ -92,15 +91,7 @@ class TwilioInboundView(ApiView):
         "reply).",
     )
     def post(self, request):
-        url = inbound_url()
-        token = settings.TWILIO_AUTH_TOKEN
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not url or not token:
-            logger.warning("twilio inbound refused: webhook base URL or auth token not configured")
-            raise ApiError(403, "Inbound messages are not configured", code="not_configured")
-        if not clients.signature_is_valid(token, url, request.data, signature):
-            logger.warning("twilio inbound refused: %s signature", "bad" if signature else "missing")
-            raise ApiError(403, "Invalid Twilio signature", code="invalid_signature")
+        require_twilio_signature(request, url=inbound_url(), what="inbound")
 
         data = TwilioInboundSerializer(data=request.data)
         data.is_valid(raise_exception=True)
