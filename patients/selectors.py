@@ -8,7 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from core.domain import NotFound
 from core.phones import e164_or_none
@@ -173,3 +173,23 @@ def reminders_due(*, now: datetime, limit: int = 500) -> QuerySet[Reminder]:
         .select_related("appointment", "appointment__patient")
         .order_by("due_at", "id")[:limit]
     )
+
+
+def message_get(*, organization, public_id: str) -> Message:
+    """One message of the organization, its conversation, patient and outbox row joined (404 otherwise)."""
+    message = (
+        Message.objects.select_related("conversation__patient", "outbound_message")
+        .filter(organization=organization, public_id=public_id)
+        .first()
+    )
+    if message is None:
+        raise NotFound("Message not found")
+    return message
+
+
+def message_with_media(*, public_id: str) -> Message:
+    """The message a signed media URL names (the signature already proved the caller was given it)."""
+    message = Message.objects.select_related("organization").filter(public_id=public_id).filter(~Q(media="")).first()
+    if message is None:
+        raise NotFound("Audio not found")
+    return message

@@ -84,7 +84,7 @@ class MessageCreateView(_MarkView):
                 organization=organization, patient=patient, text=data["content"], actor=self.actor(request)
             )
             note_subjects(request, "message", [message.public_id])
-            message = message_services.message_get(organization=organization, public_id=message.public_id)
+            message = selectors.message_get(organization=organization, public_id=message.public_id)
             return _render(request, message, status_code=status.HTTP_201_CREATED)
 
         return idempotent_create(request, run)
@@ -142,7 +142,7 @@ class MessageVoiceView(_MarkView):
                 )
                 stored.append(message.media.name)
                 note_subjects(request, "message", [message.public_id])
-                message = message_services.message_get(organization=organization, public_id=message.public_id)
+                message = selectors.message_get(organization=organization, public_id=message.public_id)
                 return _render(request, message, status_code=status.HTTP_201_CREATED)
 
         try:
@@ -170,7 +170,7 @@ class MessageDetailView(_MarkView):
         errors=(400, 401, 403, 404, 429),
     )
     def get(self, request, message_id: str):
-        message = message_services.message_get(organization=self.organization(request), public_id=message_id)
+        message = selectors.message_get(organization=self.organization(request), public_id=message_id)
         note_subjects(request, "message", [message.public_id])
         return _render(request, message)
 
@@ -221,7 +221,7 @@ class MessageAudioView(ApiView):
             if refused.reason == "expired":
                 raise ApiError(403, "This link has expired", code="link_expired") from None
             raise ApiError(403, "Invalid or missing signature", code="invalid_signature") from None
-        message = message_services.message_with_media(public_id=message_id)
+        message = selectors.message_with_media(public_id=message_id)
         set_organization(request, message.organization.public_id)
         note_subjects(request, "message", [message.public_id])
         try:

@@ -1,5 +1,6 @@
-"""Mark messages: voice notes from the clinic (POST /api/v1/messages/voice), their speech-to-text, and
-the message reads the messages API needs. Text messages are `patients.services.message_send_text`.
+"""Mark messages: voice notes from the clinic (POST /api/v1/messages/voice) and their speech-to-text
+(the message reads are patients.selectors.message_get / message_with_media). Text messages are
+`patients.services.message_send_text`.
 
 - `voice_transcribe`: the pluggable speech-to-text backend (MARK_STT_BACKEND), called synchronously
   in the request but outside its transaction; a failure gives a null transcription.
@@ -15,10 +16,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 
 from core.actors import Actor
-from core.domain import NotFound
 from core.time import utc_now
 from patients import media
 from patients.clients.stt import OpenAITranscriptionClient, SpeechToTextError
@@ -38,29 +37,6 @@ from patients.services.whatsapp import whatsapp_queue
 logger = logging.getLogger("patients")
 # The outbox needs a body; with media it is the voice note's caption. Language-neutral on purpose.
 VOICE_NOTE_BODY = "\N{MICROPHONE}"
-
-# --- Reads (scoped like patients.selectors) -------------------------------------------------------------
-
-
-def message_get(*, organization, public_id: str) -> Message:
-    """One message of the organization, its conversation, patient and outbox row joined (404 otherwise)."""
-    message = (
-        Message.objects.select_related("conversation__patient", "outbound_message")
-        .filter(organization=organization, public_id=public_id)
-        .first()
-    )
-    if message is None:
-        raise NotFound("Message not found")
-    return message
-
-
-def message_with_media(*, public_id: str) -> Message:
-    """The message a signed media URL names (the signature already proved the caller was given it)."""
-    message = Message.objects.select_related("organization").filter(public_id=public_id).filter(~Q(media="")).first()
-    if message is None:
-        raise NotFound("Audio not found")
-    return message
-
 
 # --- Speech-to-text (outside any transaction) ----------------------------------------------------------
 

@@ -30,7 +30,7 @@ from audit.models import AccessLog, AuditEvent
 from core.domain import Invalid
 from core.time import utc_now
 from messaging.models import OutboundMessage
-from patients import media, services
+from patients import media, selectors, services
 from patients.clients.stt import OpenAITranscriptionClient, SpeechToTextError
 from patients.models import Message, Patient
 from patients.services import messages as message_services
@@ -533,7 +533,7 @@ def test_a_failure_after_the_service_rolls_back_and_removes_the_file(http, monke
     def broken(**_kwargs):
         raise RuntimeError("rendering failed")
 
-    monkeypatch.setattr(message_services, "message_get", broken)
+    monkeypatch.setattr(selectors, "message_get", broken)
     extra = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}
     response = _send_voice(http, owner, patient.public_id, wav_bytes(1), **extra)
     assert response.status_code == 500
