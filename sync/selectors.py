@@ -36,6 +36,7 @@ from django.db.models import (
     Count,
     DateTimeField,
     DurationField,
+    Exists,
     ExpressionWrapper,
     F,
     IntegerField,
@@ -186,6 +187,13 @@ def patients_annotated(*, organization, now: datetime, days: int | None = None) 
         )
     )
     return queryset
+
+
+def active_condition(now: datetime, days: int) -> Q:
+    """A patient filter: the patient is active (a recent or an upcoming appointment, as defined above),
+    without annotating the counts (one EXISTS per patient: for totals over many organizations)."""
+    window = Window.at(now, days)
+    return Q(Exists(_appointments_of_patient(_recent(window) | _upcoming(window))))
 
 
 def _active_filter() -> Q:

@@ -21,12 +21,13 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Avg, Count, DurationField, Exists, ExpressionWrapper, F, Max, OuterRef, Q
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q
 
 from core.actors import Actor
 from core.auditing import audit_event
 from core.domain import Invalid, NotFound
 from core.time import utc_now
+from sync import selectors
 
 logger = logging.getLogger("sync")
 
@@ -133,16 +134,6 @@ def _cache_check() -> dict:
     return {"status": "healthy" if ok else "unhealthy", "connected": ok}
 
 
-def active_patients_filter(now: datetime) -> Q:
-    """A patient with an appointment not cancelled that started in the last ROUTIQ_RECENT_DAYS days or is
-    still to come (docs/routiq.md, "Definitions")."""
-    from patients.models import Appointment
-
-    recent_days = getattr(settings, "ROUTIQ_RECENT_DAYS", 30)
-    appointments = Appointment.objects.filter(patient=OuterRef("pk"), start_time__gte=now - timedelta(days=recent_days))
-    return Q(Exists(appointments.exclude(status=Appointment.Status.CANCELED)))
-
-
 def system_health(*, organizations, now: datetime | None = None) -> dict:
     """Checks and figures for the organizations the caller may see (None: the whole platform)."""
     from accounts.models import Organization
@@ -157,7 +148,10 @@ def system_health(*, organizations, now: datetime | None = None) -> dict:
     else:
         total_organizations = len(organizations)
     patients = Patient.objects.filter(_organization_filter(organizations), archived=False)
-    figures = patients.aggregate(total=Count("pk"), active=Count("pk", filter=active_patients_filter(now)))
+    # One window for a total over several organizations: the platform's (each organization's own window
+    # applies to its dashboards).
+    active = selectors.active_condition(now, selectors.recent_days())
+    figures = patients.aggregate(total=Count("pk"), active=Count("pk", filter=active))
     connections = ClinikoConnection.objects.filter(_organization_filter(organizations)).aggregate(
         total=Count("pk"), healthy=Count("pk", filter=Q(credentials_valid=True, sync_enabled=True))
     )
