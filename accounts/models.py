@@ -11,6 +11,9 @@ from core.scoping import Role
 class User(AbstractUser):
     """Custom user from the first migration, so fields can be added later without a table swap."""
 
+    # The id APIs show for a person (the therapist dashboard's therapistId / evaluatorId), never the row id.
+    public_id = models.CharField(max_length=40, unique=True, default=public_id_default("usr"), editable=False)
+
     class Meta:
         db_table = "accounts_user"
 

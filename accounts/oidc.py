@@ -20,7 +20,7 @@ CORS_PATH_PREFIXES = (
     "/api/v1/sync/",
     "/api/v1/cliniko/",
     "/api/v1/admin/",
-    "/api/session/",
+    "/api/session",
     "/api/evaluation",
 )
 CORS_EXACT_PATHS = ("/api/v1/auth/token",)

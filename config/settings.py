@@ -319,7 +319,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "LoveRescue", "description": "LoveRescue integration API (`/api/integration/`)."},
         {"name": "Mark", "description": "Mark assistant API (`/api/v1/`)."},
         {"name": "CareOS", "description": "CareOS leads API (`/api/leads/`)."},
-        {"name": "Therapist dashboard", "description": "`/api/session/` and `/api/evaluation`."},
+        {"name": "Therapist dashboard", "description": "`/api/session` (and below) and `/api/evaluation`."},
         {"name": "Routiq", "description": "Routiq backend API (organization dashboards, sync)."},
     ],
 }

@@ -215,7 +215,8 @@ CAREOS = ApiFamily(
 THERAPIST = ApiFamily(
     name="therapist",
     tag="Therapist dashboard",
-    prefixes=("/api/session/", "/api/evaluation"),
+    # "/api/session" without a slash: the added session collection (POST/GET /api/session) is this API too.
+    prefixes=("/api/session", "/api/evaluation"),
     render=_render_therapist,
     rate_policy=THERAPIST_RATES,
     upper_codes=True,
