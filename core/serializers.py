@@ -26,6 +26,7 @@ the two give the same bytes).
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -38,17 +39,19 @@ from rest_framework import ISO_8601, serializers
 from rest_framework.fields import SkipField, get_attribute
 from rest_framework.settings import api_settings
 
-from core.time import iso_text, iso_utc
+from core.time import iso_text, iso_utc, parse_instant
 
 __all__ = [
     "ABSENT",
     "DATE_ONLY_INPUT_FORMATS",
+    "InstantField",
     "IsoDateTimeField",
     "MidnightUtcField",
     "OutputListSerializer",
     "OutputSerializer",
     "StrictBooleanField",
     "StrictCharField",
+    "StrictFloatField",
     "StrictIntegerField",
     "StrictSlugField",
     "field_by_field_rendering",
@@ -135,6 +138,28 @@ class StrictIntegerField(serializers.IntegerField):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictFloatField(serializers.FloatField):
+    """Input: a finite JSON number only (no "7.5", true, or 1e400, which JSON parsing makes infinite)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        if not math.isfinite(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class InstantField(serializers.DateTimeField):
+    """Input: an ISO 8601 date-time with Z or an offset, within core.time's bounds (year 9999 would
+    overflow start + duration into a 500)."""
+
+    def to_internal_value(self, data):
+        value = parse_instant(data, require_offset=True) if isinstance(data, str) else None
+        if value is None:
+            self.fail("invalid", format="an ISO 8601 date-time with a time zone, e.g. 2026-06-20T15:00:00Z")
+        return value
 
 
 # --- Converters: what a field's to_representation amounts to, chosen once per field ---------------------

@@ -7,13 +7,13 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from core.serializers import (
+    InstantField,
     IsoDateTimeField,
     OutputSerializer,
     StrictBooleanField,
     StrictCharField,
     StrictIntegerField,
 )
-from core.time import parse_instant
 from patients.models import Appointment, Patient, Reminder
 from patients.services import MAX_DURATION_MINUTES, NAME_MAX, NOTES_MAX, TEXT_MAX, reminder_status
 
@@ -48,17 +48,6 @@ class PatientUpdateInput(PatientCreateInput):
     name = StrictCharField(required=False, max_length=NAME_MAX)
     preferred_language = StrictCharField(required=False, max_length=LANGUAGE_MAX)
     status = serializers.ChoiceField(choices=STATUSES, required=False)
-
-
-class InstantField(serializers.DateTimeField):
-    """Input: an ISO 8601 date-time with Z or an offset, within core.time's bounds (year 9999 would
-    overflow start + duration into a 500)."""
-
-    def to_internal_value(self, data):
-        value = parse_instant(data, require_offset=True) if isinstance(data, str) else None
-        if value is None:
-            self.fail("invalid", format="an ISO 8601 date-time with a time zone, e.g. 2026-06-20T15:00:00Z")
-        return value
 
 
 class AppointmentCreateInput(serializers.Serializer):
