@@ -20,4 +20,5 @@ urlpatterns = [
     path("", include("leads.api.urls")),
     path("", include("patients.api.urls")),
     path("", include("sync.api.urls")),
+    path("", include("sessions_analytics.api.urls")),
 ]
