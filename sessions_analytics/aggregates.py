@@ -1,0 +1,322 @@
+"""The therapist dashboard's aggregate reads: skills across sessions, analytics (posted or derived) and
+comparisons. Each costs a constant number of queries however many sessions there are: the grouping happens
+in SQL and only a few rows per skill or per day come back; the arithmetic on those rows is pure
+(sessions_analytics.analytics). Who may read what comes from sessions_analytics.selectors.
+
+Window functions and filtering on them are plain SQL on PostgreSQL and on SQLite (3.25+), so the same
+queries run on both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db.models import Case, Count, F, Max, Min, Q, QuerySet, Sum, Value, When, Window
+from django.db.models.functions import RowNumber, TruncDate
+
+from sessions_analytics.analytics import (
+    SOURCE_POSTED,
+    AnalyticsData,
+    DayRow,
+    SessionMetric,
+    SkillAggregateRow,
+    SkillProgress,
+    SkillScoreRow,
+    SkillSummary,
+    Snapshot,
+    StatTrend,
+    SummaryStat,
+    comparison_trend,
+    derived_analytics,
+    skill_summaries,
+)
+from sessions_analytics.models import (
+    AnalyticsSessionMetric,
+    AnalyticsSkillProgress,
+    AnalyticsSummaryStat,
+    Milestone,
+    ProgressSnapshot,
+    SessionComparison,
+    SessionSkillScore,
+    TrainingSession,
+)
+from sessions_analytics.selectors import Access, sessions_readable
+
+COMPARISON_LIST_MAX = 500  # GET /api/session/comparison returns at most this many, newest first
+
+
+# --- Skills --------------------------------------------------------------------------------------------------
+
+
+def _sessions_in_scope(access: Access, therapist, session: TrainingSession | None) -> QuerySet[TrainingSession]:
+    sessions = sessions_readable(access)
+    if therapist is not None:
+        sessions = sessions.filter(therapist=therapist)
+    if session is not None:
+        sessions = sessions.filter(pk=session.pk)
+    return sessions
+
+
+def skills_summary(access: Access, *, therapist=None, session: TrainingSession | None = None) -> list[SkillSummary]:
+    """The skills scored in the caller-readable sessions of `therapist` and/or the one `session`, sorted by
+    name: currentScore from the latest practising session (by session start, ties by the score's recorded_at),
+    practiceSessions, lastPracticed (that session's start) and createdAt (the first score). Two queries."""
+    scores = SessionSkillScore.objects.filter(session__in=_sessions_in_scope(access, therapist, session)).order_by()
+    totals = scores.values("skill_id", "skill__name", "skill__category").annotate(
+        sessions=Count("id"), latest_start=Max("session__start_time"), first_scored=Min("created_at")
+    )
+    latest_rank = Window(
+        RowNumber(),
+        partition_by=[F("skill_id")],
+        order_by=[F("session__start_time").desc(), F("recorded_at").desc(), F("id").desc()],
+    )
+    latest = dict(scores.annotate(rank=latest_rank).filter(rank=1).values_list("skill_id", "score"))
+    return skill_summaries(
+        SkillAggregateRow(
+            skill_name=row["skill__name"],
+            skill_category=row["skill__category"],
+            latest_score=latest[row["skill_id"]],
+            sessions=row["sessions"],
+            latest_session_start=row["latest_start"],
+            first_scored_at=row["first_scored"],
+        )
+        for row in totals
+    )
+
+
+# --- Analytics -------------------------------------------------------------------------------------------------
+
+
+def _snapshots(session: TrainingSession, since: datetime | None) -> list[Snapshot]:
+    rows = ProgressSnapshot.objects.filter(session=session)
+    if since is not None:
+        rows = rows.filter(timestamp__gte=since)
+    return [Snapshot(timestamp=t, value=v) for t, v in rows.order_by("timestamp").values_list("timestamp", "value")]
+
+
+def _posted(session: TrainingSession, since: datetime | None) -> AnalyticsData:
+    """As posted: sessionMetrics from `since`'s UTC date on, progressSnapshots from `since` on. The entries'
+    sessionId/therapistId were checked to be this session's when posted, so they are echoed from it."""
+    session_id, therapist_id = session.public_id, session.therapist.public_id
+    metrics = AnalyticsSessionMetric.objects.filter(session=session).order_by("position")
+    if since is not None:
+        metrics = metrics.filter(date__gte=since.astimezone(UTC).date())
+    skills = AnalyticsSkillProgress.objects.filter(session=session).select_related("skill").order_by("position")
+    stats = AnalyticsSummaryStat.objects.filter(session=session).order_by("position")
+    return AnalyticsData(
+        session_metrics=[
+            SessionMetric(
+                date=m.date,
+                sessions=m.sessions,
+                therapist_sessions=m.therapist_sessions,
+                average_session_progress=m.average_session_progress,
+                session_id=session_id,
+                therapist_id=therapist_id,
+                milestones_achieved=m.milestones_achieved,
+                average_response_time=m.average_response_time,
+            )
+            for m in metrics
+        ],
+        skill_progress=[
+            SkillProgress(
+                skill=s.skill.name,
+                skill_id=s.skill.skill_id,
+                score=s.score,
+                trend=s.trend,
+                category=s.skill.category,
+                sessions_practiced=s.sessions_practiced,
+                average_improvement=s.average_improvement,
+            )
+            for s in skills
+        ],
+        summary_stats=[
+            SummaryStat(
+                value=s.value,
+                label=s.label,
+                therapist_id=therapist_id,
+                trend=None
+                if s.trend_value is None
+                else StatTrend(value=s.trend_value, direction=s.trend_direction, period=s.trend_period),
+                color=s.color,
+            )
+            for s in stats
+        ],
+        progress_snapshots=_snapshots(session, since),
+        source=SOURCE_POSTED,
+    )
+
+
+def _day_rows(sessions: QuerySet[TrainingSession], since: datetime | None) -> list[DayRow]:
+    """Sessions grouped by UTC day of their start and period (in the range, or the previous period), with
+    their milestones and each day's latest session: three grouped queries, at most two rows a day."""
+    day = TruncDate("start_time", tzinfo=UTC)
+    in_range = Value(True) if since is None else Case(When(start_time__gte=since, then=Value(True)), default=False)
+    groups = (
+        sessions.annotate(day=day, in_range=in_range)
+        .values("day", "in_range")
+        .annotate(
+            sessions=Count("id"),
+            completed=Count("id", filter=Q(status=TrainingSession.Status.COMPLETED)),
+            progress_sum=Sum("progress"),
+            with_metrics=Count("progress_metrics"),
+            response_time_sum=Sum("progress_metrics__response_time"),
+        )
+    )
+    milestone_in_range = (
+        Value(True) if since is None else Case(When(session__start_time__gte=since, then=Value(True)), default=False)
+    )
+    milestones = {
+        (row["day"], row["in_range"]): row["milestones"]
+        for row in Milestone.objects.filter(session__in=sessions)
+        .order_by()
+        .annotate(day=TruncDate("session__start_time", tzinfo=UTC), in_range=milestone_in_range)
+        .values("day", "in_range")
+        .annotate(milestones=Count("id"))
+    }
+    current = sessions if since is None else sessions.filter(start_time__gte=since)
+    day_rank = Window(RowNumber(), partition_by=[day], order_by=[F("start_time").desc(), F("id").desc()])
+    latest = dict(current.annotate(day=day, rank=day_rank).filter(rank=1).values_list("day", "public_id"))
+    return [
+        DayRow(
+            day=row["day"],
+            in_range=bool(row["in_range"]),
+            sessions=row["sessions"],
+            completed=row["completed"],
+            progress_sum=row["progress_sum"] or 0.0,
+            with_metrics=row["with_metrics"],
+            response_time_sum=row["response_time_sum"] or 0.0,
+            milestones=milestones.get((row["day"], row["in_range"]), 0),
+            latest_session_id=latest.get(row["day"]) if row["in_range"] else None,
+        )
+        for row in groups
+    ]
+
+
+def _skill_rows(sessions: QuerySet[TrainingSession]) -> list[SkillScoreRow]:
+    """Per skill, only the scores derived analytics need (the first, the latest and the one before it) with
+    their ranks and the skill's count: one query, at most three rows a skill."""
+    partition = [F("skill_id")]
+    newest_first = [F("session__start_time").desc(), F("recorded_at").desc(), F("id").desc()]
+    oldest_first = [F("session__start_time").asc(), F("recorded_at").asc(), F("id").asc()]
+    rows = (
+        SessionSkillScore.objects.filter(session__in=sessions)
+        .order_by()
+        .annotate(
+            from_latest=Window(RowNumber(), partition_by=partition, order_by=newest_first),
+            from_first=Window(RowNumber(), partition_by=partition, order_by=oldest_first),
+            practiced=Window(Count("id"), partition_by=partition),
+        )
+        .filter(Q(from_latest__lte=2) | Q(from_first=1))
+        .values_list(
+            "skill__skill_id", "skill__name", "skill__category", "score", "from_latest", "from_first", "practiced"
+        )
+    )
+    return [SkillScoreRow(*row) for row in rows]
+
+
+def _derived(session: TrainingSession, since: datetime | None, now: datetime) -> AnalyticsData:
+    """Computed over the session's therapist's sessions (in its organization) that started from `since` on
+    (all, without a range); the summary trends compare with the same length of time just before `since`."""
+    therapist_sessions = TrainingSession.objects.filter(
+        organization_id=session.organization_id, therapist_id=session.therapist_id
+    ).order_by()
+    window = therapist_sessions if since is None else therapist_sessions.filter(start_time__gte=since - (now - since))
+    current = therapist_sessions if since is None else therapist_sessions.filter(start_time__gte=since)
+    return derived_analytics(
+        _day_rows(window, since),
+        _skill_rows(current),
+        therapist_id=session.therapist.public_id,
+        since=since,
+        now=now,
+        snapshots=_snapshots(session, since),
+    )
+
+
+def analytics_read(session: TrainingSession, *, since: datetime | None, now: datetime) -> AnalyticsData:
+    """The session's analytics: as posted when analytics were posted for it (source "posted"), else derived
+    from the stored sessions, scores and milestones (source "derived"). `since` None = all time."""
+    if session.analytics_posted_at is not None:
+        return _posted(session, since)
+    return _derived(session, since, now)
+
+
+# --- Comparisons -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComparisonMetrics:
+    progress_improvement: float
+    skill_score_improvement: float
+    response_time_improvement: float
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """A stored comparison with its two sessions' start times and its trend (analytics.comparison_trend)."""
+
+    comparison: SessionComparison
+    trend: str
+
+    @property
+    def id(self) -> str:
+        return self.comparison.public_id
+
+    @property
+    def therapist_id(self) -> str:
+        return self.comparison.therapist.public_id
+
+    @property
+    def current_session_id(self) -> str:
+        return self.comparison.current_session.public_id
+
+    @property
+    def previous_session_id(self) -> str:
+        return self.comparison.previous_session.public_id
+
+    @property
+    def improvement_score(self) -> float:
+        return self.comparison.improvement_score
+
+    @property
+    def metrics(self) -> ComparisonMetrics:
+        return ComparisonMetrics(
+            progress_improvement=self.comparison.progress_improvement,
+            skill_score_improvement=self.comparison.skill_score_improvement,
+            response_time_improvement=self.comparison.response_time_improvement,
+        )
+
+    @property
+    def analyzed_at(self) -> datetime:
+        return self.comparison.analyzed_at
+
+    @property
+    def current_session_started_at(self) -> datetime:
+        return self.comparison.current_session.start_time
+
+    @property
+    def previous_session_started_at(self) -> datetime:
+        return self.comparison.previous_session.start_time
+
+
+def comparisons_read(
+    access: Access, *, therapist=None, session: TrainingSession | None = None, since: datetime | None = None
+) -> list[ComparisonRow]:
+    """The caller-readable comparisons of `therapist` and/or those where `session` is the current or the
+    previous one, analyzed from `since` on, newest first, at most COMPARISON_LIST_MAX. One query."""
+    comparisons = SessionComparison.objects.filter(
+        organization=access.organization, current_session__in=sessions_readable(access)
+    )
+    if therapist is not None:
+        comparisons = comparisons.filter(therapist=therapist)
+    if session is not None:
+        comparisons = comparisons.filter(Q(current_session=session) | Q(previous_session=session))
+    if since is not None:
+        comparisons = comparisons.filter(analyzed_at__gte=since)
+    comparisons = comparisons.select_related("therapist", "current_session", "previous_session").order_by(
+        "-analyzed_at", "-id"
+    )[:COMPARISON_LIST_MAX]
+    return [
+        ComparisonRow(comparison=c, trend=comparison_trend(c.progress_improvement, c.skill_score_improvement))
+        for c in comparisons
+    ]
