@@ -37,7 +37,7 @@ def test_json_output_is_one_object_with_the_documented_keys(settings):
     out, err = seed("--json")
 
     data = json.loads(out)  # the whole of stdout: one JSON document, no progress text
-    assert set(data) == {"platform", "admin", "docs", "loverescue", "careos", "mark", "routiq"}
+    assert set(data) == {"platform", "admin", "docs", "loverescue", "careos", "mark", "routiq", "therapist"}
     organization = Organization.objects.get(name="Demo Clinic")
     assert data["platform"] == {
         "baseUrl": "http://localhost:8123",
@@ -159,10 +159,12 @@ def test_each_app_registers_its_demo_data_in_order():
         ("leads", "leads.demo.seed"),
         ("patients", "patients.demo.seed"),
         ("sync", "sync.demo.seed"),
+        ("sessions_analytics", "sessions_analytics.demo.seed"),
     ]
     assert [c.order for c in contributors] == sorted(c.order for c in contributors)
     out, _ = seed("--json")
-    assert list(json.loads(out)) == ["platform", "admin", "docs", "loverescue", "careos", "mark", "routiq"]
+    assert list(json.loads(out)) == [
+        "platform", "admin", "docs", "loverescue", "careos", "mark", "routiq", "therapist"]  # fmt: skip
 
 
 def test_a_contributor_before_the_base_data_gets_a_clear_error(monkeypatch):
