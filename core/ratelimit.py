@@ -1,8 +1,12 @@
-"""Rate limiting on django-ratelimit's usage API, with per-API policies and headers.
+"""Rate limiting: per-API policies of fixed-window counters, their headers and the 429.
 
-Counting is django-ratelimit's: `cache.add` then atomic `cache.incr` in the default cache (Redis when
-REDIS_URL is set), fixed windows per key. This module only chooses the key and rate per request, keeps
-the most restrictive usage for the response headers, and raises 429 through the error envelope.
+Counting: one round trip to the counters' store per stage, whatever the number of limits. In Redis (the
+default cache when REDIS_URL is set) a small Lua script increments the stage's counters in order, gives a
+new counter its expiry, and stops after the first one past its limit, atomically; without Redis (local
+development, tests on the local-memory cache) the cache's add + incr do the same one counter at a time.
+Windows and counter keys are django-ratelimit's, which counted here before (issue 15), so counters carry
+over a deploy. This module chooses the key and rate per request, keeps the most restrictive usage for the
+response headers, and raises 429 through the error envelope.
 
 Two stages, because some limits must hold before credentials are checked (per-IP limits also throttle
 requests with bad credentials) and others need the authenticated credential (per-key, per-user).
@@ -16,13 +20,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 from django.conf import settings
 from django.core.cache import caches
-from django_ratelimit.core import get_usage
+from django.core.cache.backends.redis import RedisCache
+from redis.commands.core import Script
 from redis.exceptions import RedisError
 
 from core.errors import ApiError, api_error_from_exception
@@ -106,48 +112,124 @@ class RateUsage:
         return max(1, self.reset_at - int(time.time()))
 
 
-def _usage_for(request, policy: RatePolicy, rate: Rate) -> RateUsage | None:
-    value = rate.key(request)
-    if value is None:
-        return None
-    limit = (rate.limit_override(request) if rate.limit_override else None) or rate.limit
-    try:
-        usage = get_usage(
-            request,
-            group=f"{policy.name}:{rate.name}",
-            key=lambda _group, _request: value,
-            rate=(limit, rate.period_seconds),
-            increment=True,
-        )
-    except (RedisError, OSError):
-        if rate.fail_open:
-            return None
-        raise store_unavailable() from None
-    if usage is None:  # RATELIMIT_ENABLE is off
-        return None
-    time_left = max(1, usage["time_left"])  # a window ending this very second resets in 1 s
-    return RateUsage(
-        limit=usage["limit"],
-        remaining=max(0, usage["limit"] - usage["count"]),
-        reset_at=int(time.time()) + time_left,
-        limited=usage["should_limit"],
-    )
+# --- Counting ----------------------------------------------------------------------------------------------
+
+# A counter outlives its window by this much (django-ratelimit's margin), so a late increment never
+# recreates a window's counter without an expiry.
+EXPIRY_MARGIN_SECONDS = 5
+
+# KEYS: the stage's counters in order; ARGV: limit and expiry (seconds) of each, in pairs. Returns the counts
+# up to and including the first one past its limit: a refused request does not spend the budgets of the
+# limits after the one that refused it (as when each limit was one call). The TTL check, rather than
+# "count == 1", also gives an expiry to a counter that somehow has none.
+_INCREMENT_SCRIPT = Script(
+    None,
+    b"""
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if redis.call('TTL', key) == -1 then
+    redis.call('EXPIRE', key, ARGV[2 * i])
+  end
+  counts[i] = count
+  if count > tonumber(ARGV[2 * i - 1]) then
+    break
+  end
+end
+return counts
+""",
+)
+
+
+@dataclass(frozen=True)
+class _Counter:
+    rate: Rate
+    limit: int
+    window_end: int  # epoch seconds
+    key: str  # the cache's full key (prefix and version included)
+
+    @property
+    def expiry(self) -> int:
+        return self.rate.period_seconds + EXPIRY_MARGIN_SECONDS
+
+
+def _window_end(value: str, period: int, now: int) -> int:
+    """End of the fixed window `now` falls in. Windows are `period` seconds long, each counted value's offset
+    by its crc32 so that not every client's window resets at the same second (django-ratelimit's rule)."""
+    if period == 1:
+        return now
+    end = now - now % period + zlib.crc32(value.encode("utf-8")) % period
+    return end + period if end < now else end
+
+
+def _counter_key(group: str, limit: int, period: int, value: str, window_end: int) -> str:
+    # django-ratelimit's key for a limit on every method (RATELIMIT_CACHE_PREFIX "rl:", sha256).
+    return "rl:" + hashlib.sha256(f"{group}{limit}/{period}s{value}{window_end}".encode()).hexdigest()
+
+
+def _increment(cache, counters: list[_Counter]) -> list[int]:
+    """Count one request on each counter in order, stopping after the first past its limit; the counts."""
+    if isinstance(cache, RedisCache):
+        client = cache._cache.get_client(counters[0].key, write=True)
+        keys = [counter.key for counter in counters]
+        args = [value for counter in counters for value in (counter.limit, counter.expiry)]
+        return _INCREMENT_SCRIPT(keys=keys, args=args, client=client)
+    counts = []
+    for counter in counters:
+        try:
+            count = 1 if cache.add(counter.key, 1, counter.expiry) else cache.incr(counter.key)
+        except ValueError:  # expired between add and incr: this request opens the next window
+            cache.set(counter.key, 1, counter.expiry)
+            count = 1
+        counts.append(count)
+        if count > counter.limit:
+            break
+    return counts
+
+
+def _counters_for(request, policy: RatePolicy, stage: Stage, cache, now: int) -> list[_Counter]:
+    counters = []
+    for rate in policy.rates:
+        if rate.stage is not stage:
+            continue
+        value = rate.key(request)
+        if value is None:
+            continue
+        limit = (rate.limit_override(request) if rate.limit_override else None) or rate.limit
+        window_end = _window_end(value, rate.period_seconds, now)
+        key = _counter_key(f"{policy.name}:{rate.name}", limit, rate.period_seconds, value, window_end)
+        counters.append(_Counter(rate, limit, window_end, cache.make_and_validate_key(key)))
+    return counters
 
 
 def enforce(request, policy: RatePolicy | None, stage: Stage) -> None:
-    """Count this request against the policy's rates of `stage`; raise 429 when one is exhausted.
+    """Count this request against the policy's rates of `stage` (one round trip to the store); raise 429
+    when one is exhausted.
 
     `request` is Django's HttpRequest (DRF views pass `request._request`) so the middleware can read the
     usage to render headers. The usage kept is the most restrictive one seen across both stages.
     """
-    if policy is None:
+    if policy is None or not getattr(settings, "RATELIMIT_ENABLE", True):
         return
-    for rate in policy.rates:
-        if rate.stage is not stage:
-            continue
-        usage = _usage_for(request, policy, rate)
-        if usage is None:
-            continue
+    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    now = int(time.time())
+    counters = _counters_for(request, policy, stage, cache, now)
+    if not counters:
+        return
+    try:
+        counts = _increment(cache, counters)
+    except (RedisError, OSError):
+        # Nothing was counted: pass only if every limit of the stage may fail open.
+        if all(counter.rate.fail_open for counter in counters):
+            return
+        raise store_unavailable() from None
+    for counter, count in zip(counters, counts, strict=False):  # counts stop at the first limit passed
+        usage = RateUsage(
+            limit=counter.limit,
+            remaining=max(0, counter.limit - count),
+            reset_at=now + max(1, counter.window_end - now),  # a window ending this very second resets in 1 s
+            limited=count > counter.limit,
+        )
         current = getattr(request, "ratelimit_usage", None)
         if usage.limited or current is None or (not current.limited and usage.remaining < current.remaining):
             request.ratelimit_usage = usage
