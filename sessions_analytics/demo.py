@@ -10,6 +10,8 @@ DEMO ONLY (seed_demo refuses production). In Demo Clinic (the same organization 
   over the weeks with some noise, a few snapshots, the milestones its progress reached, and for some a
   progress feedback; the supervisor evaluated two sessions and two comparisons link consecutive sessions;
 - one completed session for `demo-therapist-2` (what a therapist may not read, a supervisor may).
+Everything is written through sessions_analytics.services, the writes the API makes (audit trail, free text
+encrypted), with their `now=` set to the planned moments so the history lies in the past.
 The numbers come from a `random.Random(DEMO_SEED)`, never the global generator, so every run plans the same
 history (shifted to the day it runs). Only when missing: a second run creates and changes nothing (the
 marker is `demo-therapist` having sessions).
@@ -21,25 +23,14 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Q
-
 from accounts.models import Membership, Organization, User
 from accounts.services import membership_set, user_create
 from core.actors import Actor
 from core.scoping import Role
 from core.time import utc_now
-from sessions_analytics.analytics import skill_category, skill_slug
-from sessions_analytics.models import (
-    Evaluation,
-    Milestone,
-    ProgressFeedback,
-    ProgressMetrics,
-    ProgressSnapshot,
-    SessionComparison,
-    SessionSkillScore,
-    Skill,
-    TrainingSession,
-)
+from sessions_analytics import services
+from sessions_analytics.models import TrainingSession
+from sessions_analytics.selectors import Access
 
 ACTOR = Actor.system("seed_demo")
 THERAPIST_USERNAME = "demo-therapist"
@@ -175,111 +166,101 @@ def _member(ctx, organization: Organization, username: str, role: str) -> User:
     return user
 
 
-def _skill(organization: Organization, name: str) -> Skill:
-    slug = skill_slug(name)
-    skill, _ = Skill.objects.get_or_create(
-        organization=organization, skill_id=slug, defaults={"name": name, "category": skill_category(slug)}
+def _write_session(access: Access, planned: PlannedSession, *, feedback_author: User) -> TrainingSession:
+    """One planned session through the services the API calls, in the order a client would post: create,
+    snapshots, progress (so milestones take the latest snapshot's value), then the final status."""
+    session = services.session_create(
+        access=access, client_label=planned.client_label, start_time=planned.start, actor=ACTOR
     )
-    return skill
-
-
-def _write_session(organization: Organization, therapist: User, supervisor: User, planned: PlannedSession):
-    session = TrainingSession.objects.create(
-        organization=organization,
-        therapist=therapist,
-        client_label=planned.client_label,
-        start_time=planned.start,
-        end_time=planned.end,
-        status=planned.status,
-        progress=planned.progress,
-    )
-    ProgressSnapshot.objects.bulk_create(
-        ProgressSnapshot(session=session, timestamp=at, value=value) for at, value in planned.snapshots
-    )
-    if planned.metrics is None:
-        return session
-    recorded = planned.snapshots[-1][0] if planned.snapshots else planned.start
-    ProgressMetrics.objects.create(session=session, updated_at=recorded, **planned.metrics)
-    SessionSkillScore.objects.bulk_create(
-        SessionSkillScore(
-            session=session, skill=_skill(organization, name), score=score, created_at=recorded, recorded_at=recorded
-        )
-        for name, score in planned.scores.items()
-    )
-    value = planned.snapshots[-1][1] if planned.snapshots else None
-    Milestone.objects.bulk_create(
-        Milestone(
+    if planned.snapshots:
+        services.snapshots_record(session=session, snapshots=planned.snapshots, actor=ACTOR)
+    if planned.metrics is not None:
+        recorded = planned.snapshots[-1][0] if planned.snapshots else planned.start
+        services.progress_record(
             session=session,
-            name=name,
-            value=value,
-            achieved_at=recorded,
-            metadata={
-                "totalMessages": planned.metrics["total_messages"],
-                "sessionDuration": planned.metrics["session_duration"],
+            author=feedback_author,
+            metrics={
+                **planned.metrics,
+                "skill_scores": planned.scores,
+                "milestones_reached": planned.milestones,
+                "last_milestone_time": recorded if planned.milestones else None,
             },
+            feedback=planned.feedback,
+            actor=ACTOR,
+            now=recorded,
         )
-        for name in planned.milestones
+    ended = planned.status != TrainingSession.Status.ACTIVE
+    return services.session_update(
+        session=session,
+        status=planned.status if ended else None,
+        end_time=planned.end,
+        progress=planned.progress,
+        actor=ACTOR,
+        now=planned.end or planned.start,
     )
-    if planned.feedback:
-        ProgressFeedback.objects.create(
-            session=session, author=supervisor, feedback=planned.feedback, created_at=recorded
-        )
-    return session
 
 
-def _compare(organization, therapist, current: TrainingSession, previous: TrainingSession, now: datetime):
-    def scores(session):
-        return dict(session.skill_scores.values_list("skill_id", "score"))
-
-    current_scores, previous_scores = scores(current), scores(previous)
-    common = set(current_scores) & set(previous_scores)
-    skill_delta = sum(current_scores[s] - previous_scores[s] for s in common) / len(common) if common else 0.0
-    progress_delta = current.progress - previous.progress
-    response_delta = previous.progress_metrics.response_time - current.progress_metrics.response_time
-    return SessionComparison.objects.create(
-        organization=organization,
-        therapist=therapist,
-        current_session=current,
-        previous_session=previous,
-        improvement_score=_clamp(50 + progress_delta + skill_delta),
-        progress_improvement=round(progress_delta, 1),
-        skill_score_improvement=round(skill_delta, 1),
-        response_time_improvement=round(response_delta, 1),
-        analyzed_at=now,
-        created_by=therapist,
-    )
+def _mean_score_change(current: PlannedSession, previous: PlannedSession) -> float:
+    common = set(current.scores) & set(previous.scores)
+    if not common:
+        return 0.0
+    return sum(current.scores[name] - previous.scores[name] for name in common) / len(common)
 
 
 def _history(ctx, organization: Organization, therapist: User, other: User, supervisor: User, now: datetime):
-    rng = random.Random(DEMO_SEED)
-    planned = plan_history(now, rng)
+    as_therapist = Access(organization=organization, user=therapist, role=Role.THERAPIST)
+    as_supervisor = Access(organization=organization, user=supervisor, role=Role.SUPERVISOR)
+    planned = plan_history(now, random.Random(DEMO_SEED))
     for index, entry in enumerate(planned):
         if entry.metrics is not None and index % 3 == 1:
             entry.feedback = FEEDBACK[index % len(FEEDBACK)]
-    sessions = [_write_session(organization, therapist, supervisor, entry) for entry in planned]
-    completed = [s for s in sessions if s.status == TrainingSession.Status.COMPLETED]
-    for (rating, feedback, comments), session in zip(EVALUATIONS, completed[-2:], strict=True):
-        Evaluation.objects.create(
+    sessions = [_write_session(as_therapist, entry, feedback_author=supervisor) for entry in planned]
+    completed = [(s, p) for s, p in zip(sessions, planned, strict=True) if s.status == TrainingSession.Status.COMPLETED]
+    for (rating, feedback, comments), (session, _) in zip(EVALUATIONS, completed[-2:], strict=True):
+        services.evaluation_create(
             session=session,
             evaluator=supervisor,
             rating=rating,
             feedback=feedback,
             comments=comments,
-            created_at=session.end_time + timedelta(hours=2),
+            access=as_supervisor,
+            actor=ACTOR,
+            now=session.end_time + timedelta(hours=2),
         )
-    for current, previous in ((completed[-1], completed[-2]), (completed[-2], completed[-3])):
-        _compare(organization, therapist, current, previous, current.end_time + timedelta(hours=1))
+    for (current, current_plan), (previous, previous_plan) in (
+        (completed[-1], completed[-2]),
+        (completed[-2], completed[-3]),
+    ):
+        progress_change = current_plan.progress - previous_plan.progress
+        skill_change = _mean_score_change(current_plan, previous_plan)
+        services.comparison_create(
+            access=as_therapist,
+            therapist=therapist,
+            current=current,
+            previous=previous,
+            improvement_score=_clamp(50 + progress_change + skill_change),
+            metrics={
+                "progress_improvement": round(progress_change, 1),
+                "skill_score_improvement": round(skill_change, 1),
+                "response_time_improvement": round(
+                    previous_plan.metrics["response_time"] - current_plan.metrics["response_time"], 1
+                ),
+            },
+            actor=ACTOR,
+            now=current.end_time + timedelta(hours=1),
+        )
     other_plan = plan_history(now, random.Random(DEMO_SEED + 1))[-2]
     other_plan.client_label = "demo-client-other"
-    _write_session(organization, other, supervisor, other_plan)
+    _write_session(
+        Access(organization=organization, user=other, role=Role.THERAPIST), other_plan, feedback_author=other
+    )
     ctx.changed(f"created {len(sessions)} demo training sessions for {therapist.username} in {organization.name}")
 
 
 def _demo_session(therapist: User) -> TrainingSession | None:
     """The latest active session of the demo therapist (the `sessionId` of the key)."""
     return (
-        TrainingSession.objects.filter(therapist=therapist)
-        .filter(Q(status=TrainingSession.Status.ACTIVE))
+        TrainingSession.objects.filter(therapist=therapist, status=TrainingSession.Status.ACTIVE)
         .order_by("-start_time", "-id")
         .first()
     )

@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 
 from accounts import demo as accounts_demo
 from accounts.models import Membership, User
@@ -109,6 +110,24 @@ def test_four_weeks_of_sessions_with_their_records():
     assert ProgressFeedback.objects.filter(session__therapist=therapist).exists()
     other = User.objects.get(username=data["otherTherapist"]["username"])
     assert TrainingSession.objects.filter(therapist=other).count() == 1
+
+
+def test_written_through_the_services_audited_with_free_text_encrypted():
+    run_seed()
+    sessions = TrainingSession.objects.count()
+
+    assert AuditEvent.objects.filter(action="training_session.created").count() == sessions
+    assert AuditEvent.objects.filter(action="training_session.progress_recorded").exists()
+    assert AuditEvent.objects.filter(action="evaluation.created").count() == 2
+    assert AuditEvent.objects.filter(action="session_comparison.created").count() == 2
+    evaluation = Evaluation.objects.order_by("created_at").first()
+    assert evaluation.feedback in {feedback for _, feedback, _ in demo.EVALUATIONS}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT feedback FROM sessions_analytics_evaluation WHERE id = %s", [evaluation.pk])
+        assert evaluation.feedback not in cursor.fetchone()[0]  # encrypted at rest
+    # History lies in the past: milestones and scores carry the session's own moments, not the seeding time.
+    first = TrainingSession.objects.order_by("start_time").exclude(status="cancelled").first()
+    assert first.skill_scores.first().recorded_at < first.start_time + timedelta(hours=1)
 
 
 def test_a_second_run_creates_and_changes_nothing():
