@@ -39,6 +39,7 @@ from sessions_analytics.models import (
     ProgressSnapshot,
     SessionComparison,
     SessionSkillScore,
+    Skill,
     TrainingSession,
 )
 from sessions_analytics.selectors import Access, sessions_readable
@@ -61,7 +62,9 @@ def _sessions_in_scope(access: Access, therapist, session: TrainingSession | Non
 def skills_summary(access: Access, *, therapist=None, session: TrainingSession | None = None) -> list[SkillSummary]:
     """The skills scored in the caller-readable sessions of `therapist` and/or the one `session`, sorted by
     name: currentScore from the latest practising session (by session start, ties by the score's recorded_at),
-    practiceSessions, lastPracticed (that session's start) and createdAt (the first score). Two queries."""
+    practiceSessions, lastPracticed (that session's start) and createdAt (the first score). Two queries: the
+    totals grouped by skill, and a narrow window for each skill's latest score (cheaper together than one window
+    query carrying the totals too)."""
     scores = SessionSkillScore.objects.filter(session__in=_sessions_in_scope(access, therapist, session)).order_by()
     totals = scores.values("skill_id", "skill__name", "skill__category").annotate(
         sessions=Count("id"), latest_start=Max("session__start_time"), first_scored=Min("created_at")
@@ -147,11 +150,21 @@ def _posted(session: TrainingSession, since: datetime | None) -> AnalyticsData:
     )
 
 
-def _day_rows(sessions: QuerySet[TrainingSession], since: datetime | None) -> list[DayRow]:
-    """Sessions grouped by UTC day of their start and period (in the range, or the previous period), with
-    their milestones and each day's latest session: three grouped queries, at most two rows a day."""
+def _day_rows(since: datetime | None, now: datetime, **therapist) -> list[DayRow]:
+    """The therapist's sessions (`therapist`: organization_id and therapist_id) from the start of the previous
+    period on, grouped by UTC day of their start and period (in the range, or the previous period), with their
+    milestones and each day's latest session: three grouped queries, at most two rows a day each. (One window
+    query could carry it all, but PostgreSQL computes these groups faster with GROUP BY.)"""
+    sessions = TrainingSession.objects.filter(**therapist).order_by()
+    milestones = Milestone.objects.filter(**{f"session__{key}": value for key, value in therapist.items()}).order_by()
+    in_range: Value | Case = Value(True)
+    milestone_in_range: Value | Case = Value(True)
+    if since is not None:
+        sessions = sessions.filter(start_time__gte=since - (now - since))
+        milestones = milestones.filter(session__start_time__gte=since - (now - since))
+        in_range = Case(When(start_time__gte=since, then=Value(True)), default=Value(False))
+        milestone_in_range = Case(When(session__start_time__gte=since, then=Value(True)), default=Value(False))
     day = TruncDate("start_time", tzinfo=UTC)
-    in_range = Value(True) if since is None else Case(When(start_time__gte=since, then=Value(True)), default=False)
     groups = (
         sessions.annotate(day=day, in_range=in_range)
         .values("day", "in_range")
@@ -163,16 +176,11 @@ def _day_rows(sessions: QuerySet[TrainingSession], since: datetime | None) -> li
             response_time_sum=Sum("progress_metrics__response_time"),
         )
     )
-    milestone_in_range = (
-        Value(True) if since is None else Case(When(session__start_time__gte=since, then=Value(True)), default=False)
-    )
-    milestones = {
-        (row["day"], row["in_range"]): row["milestones"]
-        for row in Milestone.objects.filter(session__in=sessions)
-        .order_by()
-        .annotate(day=TruncDate("session__start_time", tzinfo=UTC), in_range=milestone_in_range)
+    achieved = {
+        (row["day"], bool(row["in_range"])): row["achieved"]
+        for row in milestones.annotate(day=TruncDate("session__start_time", tzinfo=UTC), in_range=milestone_in_range)
         .values("day", "in_range")
-        .annotate(milestones=Count("id"))
+        .annotate(achieved=Count("id"))
     }
     current = sessions if since is None else sessions.filter(start_time__gte=since)
     day_rank = Window(RowNumber(), partition_by=[day], order_by=[F("start_time").desc(), F("id").desc()])
@@ -186,46 +194,53 @@ def _day_rows(sessions: QuerySet[TrainingSession], since: datetime | None) -> li
             progress_sum=row["progress_sum"] or 0.0,
             with_metrics=row["with_metrics"],
             response_time_sum=row["response_time_sum"] or 0.0,
-            milestones=milestones.get((row["day"], row["in_range"]), 0),
+            milestones=achieved.get((row["day"], bool(row["in_range"])), 0),
             latest_session_id=latest.get(row["day"]) if row["in_range"] else None,
         )
         for row in groups
     ]
 
 
-def _skill_rows(sessions: QuerySet[TrainingSession]) -> list[SkillScoreRow]:
-    """Per skill, only the scores derived analytics need (the first, the latest and the one before it) with
-    their ranks and the skill's count: one query, at most three rows a skill."""
-    partition = [F("skill_id")]
+def _skill_rows(**sessions) -> list[SkillScoreRow]:
+    """Per skill, only the scores derived analytics need (the latest, the one before it and the first) with
+    their ranks and the skill's count: one window query (one sort of the scores, kept narrow: the skills' names
+    come from a second, small query), at most three rows a skill. `sessions` filters the scores' sessions
+    through the join (`start_time__gte=...`), not a subquery."""
+    group = {"partition_by": [F("skill_id")]}
     newest_first = [F("session__start_time").desc(), F("recorded_at").desc(), F("id").desc()]
-    oldest_first = [F("session__start_time").asc(), F("recorded_at").asc(), F("id").asc()]
-    rows = (
-        SessionSkillScore.objects.filter(session__in=sessions)
+    rows = list(
+        SessionSkillScore.objects.filter(**{f"session__{key}": value for key, value in sessions.items()})
         .order_by()
         .annotate(
-            from_latest=Window(RowNumber(), partition_by=partition, order_by=newest_first),
-            from_first=Window(RowNumber(), partition_by=partition, order_by=oldest_first),
-            practiced=Window(Count("id"), partition_by=partition),
+            from_latest=Window(RowNumber(), order_by=newest_first, **group),
+            practiced=Window(Count("id"), **group),
         )
-        .filter(Q(from_latest__lte=2) | Q(from_first=1))
-        .values_list(
-            "skill__skill_id", "skill__name", "skill__category", "score", "from_latest", "from_first", "practiced"
-        )
+        .filter(Q(from_latest__lte=2) | Q(from_latest=F("practiced")))
+        .values_list("skill_id", "score", "from_latest", "practiced")
     )
-    return [SkillScoreRow(*row) for row in rows]
+    skills = Skill.objects.filter(pk__in={row[0] for row in rows}).order_by().in_bulk() if rows else {}
+    return [
+        SkillScoreRow(
+            skill_id=skills[skill].skill_id,
+            skill_name=skills[skill].name,
+            category=skills[skill].category,
+            score=score,
+            from_latest=from_latest,
+            from_first=practiced - from_latest + 1,
+            practiced=practiced,
+        )
+        for skill, score, from_latest, practiced in rows
+    ]
 
 
 def _derived(session: TrainingSession, since: datetime | None, now: datetime) -> AnalyticsData:
     """Computed over the session's therapist's sessions (in its organization) that started from `since` on
     (all, without a range); the summary trends compare with the same length of time just before `since`."""
-    therapist_sessions = TrainingSession.objects.filter(
-        organization_id=session.organization_id, therapist_id=session.therapist_id
-    ).order_by()
-    window = therapist_sessions if since is None else therapist_sessions.filter(start_time__gte=since - (now - since))
-    current = therapist_sessions if since is None else therapist_sessions.filter(start_time__gte=since)
+    therapist = {"organization_id": session.organization_id, "therapist_id": session.therapist_id}
+    in_range = {} if since is None else {"start_time__gte": since}
     return derived_analytics(
-        _day_rows(window, since),
-        _skill_rows(current),
+        _day_rows(since, now, **therapist),
+        _skill_rows(**therapist, **in_range),
         therapist_id=session.therapist.public_id,
         since=since,
         now=now,

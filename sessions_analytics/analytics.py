@@ -226,30 +226,39 @@ def _direction(delta: float, threshold: float) -> str:
     return STABLE
 
 
+def _combined(a: DayRow, b: DayRow) -> DayRow:
+    return DayRow(
+        day=a.day,
+        in_range=a.in_range,
+        sessions=a.sessions + b.sessions,
+        completed=a.completed + b.completed,
+        progress_sum=a.progress_sum + b.progress_sum,
+        with_metrics=a.with_metrics + b.with_metrics,
+        response_time_sum=a.response_time_sum + b.response_time_sum,
+        milestones=a.milestones + b.milestones,
+        latest_session_id=a.latest_session_id or b.latest_session_id,
+    )
+
+
 def session_metrics(days: Iterable[DayRow], *, therapist_id: str | None) -> list[SessionMetric]:
-    """One entry per UTC day of the range with sessions, ascending."""
-    merged: dict[date, list[DayRow]] = {}
+    """One entry per UTC day of the range with sessions, ascending (rows of the same day are added up)."""
+    by_day: dict[date, DayRow] = {}
     for row in days:
         if row.in_range:
-            merged.setdefault(row.day, []).append(row)
-    metrics = []
-    for day in sorted(merged):
-        rows = merged[day]
-        sessions = sum(r.sessions for r in rows)
-        with_metrics = sum(r.with_metrics for r in rows)
-        metrics.append(
-            SessionMetric(
-                date=day,
-                sessions=sessions,
-                therapist_sessions=sum(r.completed for r in rows),
-                average_session_progress=_mean(sum(r.progress_sum for r in rows), sessions, PROGRESS_PLACES),
-                session_id=next((r.latest_session_id for r in rows if r.latest_session_id), None),
-                therapist_id=therapist_id,
-                milestones_achieved=sum(r.milestones for r in rows),
-                average_response_time=_mean(sum(r.response_time_sum for r in rows), with_metrics, RESPONSE_TIME_PLACES),
-            )
+            by_day[row.day] = _combined(by_day[row.day], row) if row.day in by_day else row
+    return [
+        SessionMetric(
+            date=day,
+            sessions=row.sessions,
+            therapist_sessions=row.completed,
+            average_session_progress=_mean(row.progress_sum, row.sessions, PROGRESS_PLACES),
+            session_id=row.latest_session_id,
+            therapist_id=therapist_id,
+            milestones_achieved=row.milestones,
+            average_response_time=_mean(row.response_time_sum, row.with_metrics, RESPONSE_TIME_PLACES),
         )
-    return metrics
+        for day, row in sorted(by_day.items())
+    ]
 
 
 def skill_progress(rows: Iterable[SkillScoreRow]) -> list[SkillProgress]:

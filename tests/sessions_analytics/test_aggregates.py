@@ -358,11 +358,11 @@ def test_query_counts_do_not_grow_with_sessions(world, django_assert_num_queries
 
     with django_assert_num_queries(2):
         assert len(skills_summary(me, therapist=world.therapist)) == 3
-    # Derived: days, milestones, each day's latest session, skill scores, snapshots. Posted: three tables and
-    # the snapshots.
-    with django_assert_num_queries(4 if posted else 5):
+    # Derived: days, their milestones, each day's latest session, skill scores, their skills, snapshots.
+    # Posted: the three tables and the snapshots.
+    with django_assert_num_queries(4 if posted else 6):
         assert len(analytics_read(anchor, since=None, now=NOW).progress_snapshots) == 1
-    with django_assert_num_queries(4 if posted else 5):
+    with django_assert_num_queries(4 if posted else 6):
         analytics_read(anchor, since=NOW - timedelta(days=7), now=NOW)
     with django_assert_num_queries(1):
         assert len(comparisons_read(me, therapist=world.therapist)) == n - 1
