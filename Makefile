@@ -65,7 +65,8 @@ check: $(STAMP)
 # BENCH: a bare name (`make bench BENCH=loverescue_api`) or a path (`BENCH=bench/loverescue_api.py`).
 # Runs all, fails if any failed, and ends with the summary: every `BENCH <name> ratio=<x> target=<op><y>
 # ok|miss` line the scripts printed (bench/_harness.py `report`), one per measure.
-# careos_ingest, loverescue_api, mark_api and therapist_api need PostgreSQL (their summary lines say "not-run" without it):
+# careos_ingest, loverescue_api, mark_api and therapist_api need PostgreSQL (their summary lines say "not-run"
+# without it):
 #   make bench BENCH=loverescue_api DATABASE_URL=postgres://postgres@127.0.0.1:5432/lr_bench \
 #        REDIS_URL=redis://127.0.0.1:6379/0      (a database of its own: its data set stays there)
 BENCH ?=
