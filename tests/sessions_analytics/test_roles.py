@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from django.db import connections, transaction
 from django.test import Client
 
 from core.scoping import Role
@@ -256,18 +257,37 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def module_world(django_db_setup, django_db_blocker):
+    """The world, built once for the module inside a transaction rolled back at its end; each test runs in a
+    savepoint inside it (pytest-django `db`), so one test's writes never reach the next."""
+    with django_db_blocker.unblock():
+        atomic = transaction.atomic()
+        atomic.__enter__()
+        try:
+            world = make_world()
+            world.viewer = make_member(world.organization, Role.VIEWER)
+            world.sessions = {}
+            for who in THERAPISTS:
+                therapist = getattr(world, who)
+                previous = make_session(
+                    therapist, world.organization, start=NOW - timedelta(days=2), client_label=CLIENT_LABEL
+                )
+                current = make_session(
+                    therapist, world.organization, start=NOW - timedelta(days=1), client_label=CLIENT_LABEL
+                )
+                world.sessions[who] = (current, previous)
+            yield world
+        finally:
+            transaction.set_rollback(True)
+            atomic.__exit__(None, None, None)
+            for connection in connections.all():
+                connection.close_if_unusable_or_obsolete()
+
+
 @pytest.fixture
-def world():
-    world = make_world()
-    world.viewer = make_member(world.organization, Role.VIEWER)
-    sessions = {}
-    for who in THERAPISTS:
-        therapist = getattr(world, who)
-        previous = make_session(therapist, world.organization, start=NOW - timedelta(days=2), client_label=CLIENT_LABEL)
-        current = make_session(therapist, world.organization, start=NOW - timedelta(days=1), client_label=CLIENT_LABEL)
-        sessions[who] = (current, previous)
-    world.sessions = sessions
-    return world
+def world(module_world, db):
+    return module_world
 
 
 def _send(user, method: str, path: str, payload) -> object:
