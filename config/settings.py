@@ -295,7 +295,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.PlatformJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": [],  # rate limits: core.api.ApiViewMixin
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["core.renderers.FastJSONRenderer"],  # DRF's JSON bytes, by orjson
     "DEFAULT_PARSER_CLASSES": ["core.parsers.CheckedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.envelopes.api_exception_handler",
@@ -466,6 +466,10 @@ WEBHOOK_DISABLE_AFTER_DAYS = env.float("WEBHOOK_DISABLE_AFTER_DAYS", default=5.0
 WEBHOOK_LEASE_SECONDS = env.float("WEBHOOK_LEASE_SECONDS", default=0.0)
 if WEBHOOK_LEASE_SECONDS and WEBHOOK_LEASE_SECONDS <= WEBHOOK_TIMEOUT_SECONDS * 3:
     raise ImproperlyConfigured("WEBHOOK_LEASE_SECONDS must exceed 3 x WEBHOOK_TIMEOUT_SECONDS (one attempt's limit).")
+# A delivery task also sends up to this many more due deliveries of the same endpoint, one after another,
+# starting requests for at most WEBHOOK_BATCH_SECONDS (docs/webhooks.md, "Batches"). 1 = one per task.
+WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=50)
+WEBHOOK_BATCH_SECONDS = env.float("WEBHOOK_BATCH_SECONDS", default=10.0)
 if IS_PRODUCTION and not WEBHOOK_REQUIRE_HTTPS:
     raise ImproperlyConfigured("WEBHOOK_REQUIRE_HTTPS=false is for tests and local demos only.")
 

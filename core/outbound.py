@@ -10,7 +10,9 @@
   body is read, and the body is streamed and abandoned as soon as it passes the cap. `Accept-Encoding:
   identity` is sent unless the caller sets it, and the cap counts decoded bytes;
 * no proxies or other settings from the environment (`trust_env=False`), a fresh client per call (no
-  shared cookies or pooled connections between destinations);
+  shared cookies or pooled connections between destinations), unless the caller passes a
+  `ConnectionPool` (`pool=`): keep-alive connections, each kept for one vetted address AND one host
+  (see `ConnectionPool`), never cookies;
 * logging of the destination host, status and duration only: never bodies, paths or query strings.
 
 For user-supplied URLs (`user_supplied=True`, the default) it also guards against SSRF:
@@ -22,7 +24,8 @@ For user-supplied URLs (`user_supplied=True`, the default) it also guards agains
   `address_refusal` for the policy), then the request connects to the vetted address itself, so a
   second DNS answer (rebinding) cannot redirect it. The original host is kept in the Host header and,
   for https, as TLS SNI and the name the certificate is checked against (httpcore's `sni_hostname`
-  request extension sets both `server_hostname` uses).
+  request extension sets both `server_hostname` uses). With a pool the name is still resolved and
+  checked on every request, and a pooled connection is reused only for the same vetted address and host.
 
 Loopback (127.0.0.0/8 and ::1, nothing else) is allowed only with `OUTBOUND_ALLOW_LOOPBACK`, which tests
 set and production refuses. Calls to fixed vendor base URLs that we configure pass `user_supplied=False`:
@@ -31,14 +34,19 @@ they skip the address check and keep everything else.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import http.cookiejar
 import ipaddress
 import json as jsonlib
 import logging
+import os
 import re
 import socket
 import ssl
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -297,6 +305,76 @@ def validate_destination(url: str | httpx.URL, *, resolver: Resolver | None = No
     return Destination(url=parsed, hostname=host.rstrip("."), address=addresses[0], host_is_ip=literal is not None)
 
 
+# --- Connection pool -----------------------------------------------------------------------------
+
+# (scheme, address or fixed host, port, Host header, TLS server name): what a pooled connection is bound to.
+PoolKey = tuple[str, str, int, str, str | None]
+
+
+class ConnectionPool:
+    """Keep-alive connections for `guarded_request(pool=...)`, for a worker that sends many requests to a
+    few hosts (webhook deliveries). Without it every call opens a new connection (and TLS handshake).
+
+    One httpx.Client per `PoolKey`: the vetted address it connects to, the port, and the Host header and
+    TLS server name it presents. So a connection is reused only for a request that vetted that very
+    address this time and names the same host: a DNS answer that changes (to another public address, or
+    to a refused one, which is refused before any connection is chosen) can never send a request down a
+    connection opened to another address, and a certificate checked for one name never serves another.
+    Cookies are never stored. Idle connections are dropped after `keepalive_expiry` seconds (shorter than
+    common servers' idle timeouts, so a request seldom meets a connection the server is closing); at most
+    `max_clients` destinations are kept, the least recently used closed first. A forked child starts
+    empty (it never shares its parent's sockets). Thread-safe; typically one per process."""
+
+    def __init__(self, *, max_clients: int = 32, keepalive_expiry: float = 2.0, max_connections: int = 4):
+        self.max_clients = max_clients
+        self.keepalive_expiry = keepalive_expiry
+        self.max_connections = max_connections
+        self._clients: OrderedDict[PoolKey, tuple[httpx.Client, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def keys(self) -> list[PoolKey]:
+        with self._lock:
+            return list(self._clients)
+
+    def client(self, key: PoolKey, verify: Any) -> httpx.Client:
+        """The client for `key` (created on first use, or again if the TLS verification changed)."""
+        with self._lock:
+            entry = self._clients.get(key)
+            if entry is not None and entry[1] is verify:
+                self._clients.move_to_end(key)
+                return entry[0]
+            retired = [entry[0]] if entry is not None else []
+            client = httpx.Client(
+                follow_redirects=False,
+                trust_env=False,
+                verify=verify,
+                cookies=http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
+                limits=httpx.Limits(
+                    max_connections=self.max_connections,
+                    max_keepalive_connections=self.max_connections,
+                    keepalive_expiry=self.keepalive_expiry,
+                ),
+            )
+            self._clients[key] = (client, verify)
+            while len(self._clients) > self.max_clients:
+                retired.append(self._clients.popitem(last=False)[1][0])
+        for old in retired:
+            old.close()
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            clients = [client for client, _ in self._clients.values()]
+            self._clients.clear()
+        for client in clients:
+            client.close()
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._clients = OrderedDict()  # the parent's sockets stay the parent's: dropped, never closed here
+
+
 # --- Requests ------------------------------------------------------------------------------------
 
 
@@ -346,11 +424,14 @@ def guarded_request(
     max_bytes: int | None = None,
     user_supplied: bool = True,
     resolver: Resolver | None = None,
+    pool: ConnectionPool | None = None,
 ) -> OutboundResponse:
     """Send one HTTP request under the guards described in the module docstring.
 
     `timeout` (seconds, default OUTBOUND_TIMEOUT_SECONDS) applies to each of connect/read/write/pool;
     `max_bytes` defaults to OUTBOUND_MAX_RESPONSE_BYTES. Any status, including 3xx/4xx/5xx, is returned.
+    `pool` reuses keep-alive connections (`ConnectionPool`); a response abandoned part-way (size cap,
+    deadline) closes its connection instead of returning it to the pool.
     Raises UnsafeURLError (refused before any connection), OutboundTimeoutError, ResponseTooLargeError,
     or OutboundError for other failures (DNS, connection refused, TLS, protocol errors).
     """
@@ -367,19 +448,27 @@ def guarded_request(
         if target.scheme == "https" and not destination.host_is_ip:
             # httpcore uses this as server_hostname: the SNI sent and the name the certificate must match.
             extensions["sni_hostname"] = destination.hostname
+        pool_key: PoolKey = (
+            target.scheme, str(destination.address), target.port or _default_port(target.scheme),
+            destination.host_header, extensions.get("sni_hostname"),
+        )  # fmt: skip
     else:
         target = _parse_url(url)
         host = target.host
+        pool_key = (target.scheme, target.host, target.port or _default_port(target.scheme), target.host, None)
 
     start = time.monotonic()
     deadline = start + timeout * _DEADLINE_FACTOR
+    if pool is None:
+        client_context = httpx.Client(follow_redirects=False, trust_env=False, verify=_tls_verify())
+    else:
+        client_context = contextlib.nullcontext(pool.client(pool_key, _tls_verify()))
     try:
-        with httpx.Client(
-            timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False, verify=_tls_verify()
-        ) as client:
+        with client_context as client:
             with client.stream(
-                method, target, headers=request_headers, content=content, json=json, extensions=extensions
-            ) as response:
+                method, target, headers=request_headers, content=content, json=json, extensions=extensions,
+                timeout=httpx.Timeout(timeout),
+            ) as response:  # fmt: skip
                 declared = response.headers.get("content-length", "")
                 # A HEAD answer declares the length of a body it does not send.
                 if method.upper() != "HEAD" and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
@@ -406,6 +495,10 @@ def guarded_request(
     return OutboundResponse(
         status_code=status, headers=response_headers, content=bytes(body), elapsed=elapsed, url=str(url)
     )
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
 
 
 def _log_failure(method: str, host: str, start: float, what: str) -> None:

@@ -3,7 +3,8 @@
 - `endpoints`: register, rotate secret, revoke the previous secret, disable, enable, recover, and the
   auto-disable rule (with the owner's email);
 - `publishing`: publish an event inside the caller's transaction, enqueue deliveries after commit;
-- `delivery`: one HTTP attempt of a delivery and its record (claim, POST, record);
+- `delivery`: attempts of deliveries, a batch of one endpoint's at a time, and their record (claim, POST,
+  record);
 - `sweeping`: the sweeper and staff redelivery.
 
 Every service is keyword-only, takes `actor: Actor` where it writes an audit event, and writes it in its
@@ -12,9 +13,9 @@ own transaction, except two, by design:
 - `webhook_event_publish` runs INSIDE the caller's (domain) transaction: the event and its deliveries
   exist iff the domain change does, and tasks are enqueued only after commit (nothing is sent on a
   rollback). The domain service audits its own change; publishing adds no audit row (and takes no actor).
-- `webhook_delivery_attempt` must NOT run inside a transaction: it claims the delivery with a lease in
-  one committed conditional UPDATE (core.outbox), sends the HTTP request outside any transaction, then
-  records the result in a short transaction.
+- `webhook_delivery_attempt` / `webhook_deliveries_attempt` must NOT run inside a transaction: they claim
+  deliveries with a lease in a committed claim (core.outbox), send each HTTP request outside any
+  transaction, and record each result in a short transaction.
 
 Audited actions (audit.services.audit_event_record; metadata carries ids, codes and the URL host only):
 webhooks.endpoint_registered, webhooks.endpoint_replaced, webhooks.secret_rotated,
@@ -50,7 +51,11 @@ def _enqueue(delivery_id: int, countdown: float | None = None) -> None:
         logger.exception("could not enqueue webhook delivery %s; the sweeper will pick it up", delivery_id)
 
 
-from webhooks.services.delivery import delivery_lease, webhook_delivery_attempt  # noqa: E402
+from webhooks.services.delivery import (  # noqa: E402
+    delivery_lease,
+    webhook_deliveries_attempt,
+    webhook_delivery_attempt,
+)
 from webhooks.services.endpoints import (  # noqa: E402
     WebhookEndpointInvalid,
     check_webhook_url,
@@ -81,6 +86,7 @@ __all__ = [
     "url_host",
     "webhook_attempts_close_lost",
     "webhook_deliveries_redeliver",
+    "webhook_deliveries_attempt",
     "webhook_deliveries_sweep",
     "webhook_delivery_attempt",
     "webhook_endpoint_disable",

@@ -1,13 +1,15 @@
-"""The webhook deliveries outbox (core.outbox): pending rows, the lease, and the task that sends one."""
+"""The webhook deliveries outbox (core.outbox): pending rows, the lease, the task that sends one, and the
+batch claim of one endpoint's due deliveries."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import transaction
+from django.db.models import Case, Q, Value, When
 
-from core.outbox import Outbox
+from core.outbox import Outbox, unclaimed
 from webhooks.models import DeliveryStatus, WebhookDelivery
 
 
@@ -36,3 +38,37 @@ DELIVERIES = Outbox(
     sweep_grace=timedelta(seconds=30),
     sweep_batch=1000,
 )
+
+
+def claim_batch(delivery_id: int, *, limit: int, now: datetime) -> tuple[datetime, list[int]] | None:
+    """Take one lease on delivery `delivery_id` and up to `limit - 1` more pending, due, unclaimed
+    deliveries of its endpoint, oldest due first. Returns the lease expiry (the claim token `held`
+    takes, the same on every row) and the ids, `delivery_id` first; None if `delivery_id` itself is not
+    claimable (then nothing is claimed).
+
+    Run it in autocommit, like `Outbox.claim`. The common miss (a delivery a batch already took) is one
+    plain read. Otherwise one short transaction locks the rows with SKIP LOCKED, so two runs claiming
+    the same endpoint at once split its deliveries instead of waiting for each other, and a row is
+    claimed by one run only (PostgreSQL; SQLite's write transactions run one at a time)."""
+    claimable = DELIVERIES.rows().filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + DELIVERIES.due_tolerance), unclaimed(now)
+    )
+    if limit <= 1:
+        token = DELIVERIES.claim(delivery_id, now=now, updated_at=now)
+        return (token, [delivery_id]) if token is not None else None
+    endpoint_id = claimable.filter(pk=delivery_id).values_list("endpoint_id", flat=True).first()
+    if endpoint_id is None:
+        return None
+    token = now + DELIVERIES.lease_duration()
+    with transaction.atomic():
+        ids = list(
+            claimable.filter(endpoint_id=endpoint_id)
+            .select_for_update(skip_locked=True)
+            .annotate(requested=Case(When(pk=delivery_id, then=Value(0)), default=Value(1)))
+            .order_by("requested", "next_attempt_at", "pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not ids or ids[0] != delivery_id:
+            return None  # claimed by another run meanwhile
+        WebhookDelivery.objects.filter(pk__in=ids).update(claimed_until=token, updated_at=now)
+    return token, ids
