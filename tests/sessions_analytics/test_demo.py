@@ -155,3 +155,30 @@ def test_the_plan_uses_its_own_generator_not_the_global_one():
     assert first == second
     assert first != demo.plan_history(now, random.Random(demo.DEMO_SEED + 1))
     assert first[-1].start == now - timedelta(hours=1)
+
+
+def test_demo_credentials_work_on_the_api(client):
+    """The printed users sign in; the therapist and the supervisor read the session, the other therapist
+    gets 404; the dashboard has skills and derived analytics to show."""
+    data, _ = run_seed()
+
+    def headers(key: str) -> dict:
+        credentials = {"username": data[key]["username"], "password": data[key]["password"]}
+        response = client.post("/api/v1/auth/token", credentials, content_type="application/json")
+        assert response.status_code == 200, response.content
+        return {"HTTP_AUTHORIZATION": f"Bearer {response.json()['access_token']}"}
+
+    therapist, other, supervisor = headers("therapist"), headers("otherTherapist"), headers("supervisor")
+    url = f"/api/session/{data['sessionId']}"
+    session = client.get(url, **therapist)
+    assert session.status_code == 200 and session.json()["status"] == "active"
+    assert client.get(url, **supervisor).status_code == 200
+    assert client.get(url, **other).status_code == 404
+    therapist_id = session.json()["therapistId"]
+    skills = client.get("/api/session/skills", {"therapistId": therapist_id}, **therapist).json()["skills"]
+    assert len(skills) == 5 and all(skill["practiceSessions"] >= 1 for skill in skills)
+    analytics = client.get("/api/session/analytics", {"sessionId": data["sessionId"], "timeRange": "30d"}, **therapist)
+    body = analytics.json()["analyticsData"]
+    assert body["source"] == "derived" and len(body["sessionMetrics"]) >= 9
+    comparisons = client.get("/api/session/comparison", {"therapistId": therapist_id}, **supervisor).json()
+    assert len(comparisons["comparisons"]) == 2
