@@ -12,7 +12,8 @@ next request. Permission filtering happens in the queries: data above a link's l
 excluded in SQL at every level.
 
 List reads (clients, alerts, outcomes) run a fixed number of queries whatever the caseload size:
-per-client values are correlated subqueries / LEFT JOINs, not per-row lookups.
+per-client counts are grouped queries over the caseload (hash joins) merged by client id, "latest" values
+correlated LIMIT 1 subqueries on a (client, date) index, never per-row lookups from Python.
 
 Dates: "today" is the UTC date (`common.today_utc`); windows end today inclusive (90 days = today and the
 89 days before it).

@@ -12,21 +12,22 @@ from integration.selectors.common import consented_links, level_rank
 from integration.selectors.consent import ClientNotFound
 
 
-def visible_alerts(therapist: Therapist) -> QuerySet[Alert]:
+def alerts_visible_to(therapist: Therapist) -> QuerySet[Alert]:
     """Alerts this therapist may see now: the client has a consented link to them at the alert's
-    `required_level` or above (checked in SQL at read time). Annotated with this therapist's `read_at`."""
+    `required_level` or above (checked in SQL at read time)."""
     links = (
         consented_links(therapist)
         .filter(client_id=OuterRef("client_id"))
         .annotate(level_rank=level_rank("permission_level"))
         .filter(level_rank__gte=OuterRef("required_rank"))
     )
+    return Alert.objects.annotate(required_rank=level_rank("required_level")).filter(Exists(links))
+
+
+def visible_alerts(therapist: Therapist) -> QuerySet[Alert]:
+    """`alerts_visible_to`, annotated with this therapist's `read_at`."""
     read_at = AlertRecipient.objects.filter(alert_id=OuterRef("pk"), therapist=therapist).values("read_at")[:1]
-    return (
-        Alert.objects.annotate(required_rank=level_rank("required_level"))
-        .filter(Exists(links))
-        .annotate(read_at=Subquery(read_at))
-    )
+    return alerts_visible_to(therapist).annotate(read_at=Subquery(read_at))
 
 
 @dataclass(frozen=True)

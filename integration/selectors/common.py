@@ -9,8 +9,7 @@ from __future__ import annotations
 from datetime import date
 
 from django.db import connection
-from django.db.models import Case, CharField, Count, F, Func, IntegerField, QuerySet, Subquery, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Case, CharField, F, Func, IntegerField, QuerySet, Value, When
 
 from core.time import utc_now
 from integration.models import CONSENTED, LEVEL_RANK, Therapist, TherapistClientLink
@@ -43,12 +42,6 @@ def iso_utc_sql(field: str) -> Func | F:
             output_field=CharField(),
         )
     return F(field)
-
-
-def count_subquery(queryset: QuerySet, group_field: str = "client_id") -> Coalesce:
-    """COUNT(*) of a correlated queryset as a scalar subquery (0 when no rows)."""
-    counted = queryset.order_by().values(group_field).annotate(n=Count("*")).values("n")
-    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
 
 
 def consented_links(therapist: Therapist) -> QuerySet[TherapistClientLink]:
