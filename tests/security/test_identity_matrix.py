@@ -40,6 +40,8 @@ ROUTIQ_MEMBER = "token of a member of the organization (Routiq)"
 ROUTIQ_PROBED_ORGANIZATION = "org_Sample123"  # tests/security/routes.py's sample org_ id
 # Routiq's admin tier (/api/v1/admin/...): a staff user's platform token is a legitimate caller there.
 ROUTIQ_ADMIN = "staff platform token, or token of an owner/admin (Routiq admin tier)"
+# Therapist dashboard: a member of the organization with a dashboard role (therapist, supervisor, owner, admin).
+THERAPIST_MEMBER = "platform token of a therapist-dashboard member"
 ROUTE_CREDENTIAL = {
     "lr-alerts": PARTNER,
     "lr-alert-read": PARTNER,
@@ -100,6 +102,14 @@ ROUTE_CREDENTIAL = {
     "routiq-cliniko-debug": ROUTIQ_MEMBER,
     "routiq-admin-system-health": ROUTIQ_ADMIN,
     "routiq-admin-database-cleanup": ROUTIQ_ADMIN,
+    "td-sessions": THERAPIST_MEMBER,
+    "td-session": THERAPIST_MEMBER,
+    "td-progress": THERAPIST_MEMBER,
+    "td-snapshots": THERAPIST_MEMBER,
+    "td-skills": THERAPIST_MEMBER,
+    "td-analytics": THERAPIST_MEMBER,
+    "td-comparison": THERAPIST_MEMBER,
+    "td-evaluation": THERAPIST_MEMBER,
 }
 
 
@@ -174,6 +184,9 @@ def world():
     member = User.objects.create_user(username="matrix-member", password="x")
     membership_set(user=member, organization=clinic, role="owner", actor=TESTS_ACTOR)
     no_clinic = User.objects.create_user(username="matrix-no-clinic", password="x")
+    # Therapist dashboard: a clinic member whose role (staff) is not a dashboard role.
+    clinic_staff = User.objects.create_user(username="matrix-clinic-staff", password="x")
+    membership_set(user=clinic_staff, organization=clinic, role="staff", actor=TESTS_ACTOR)
     return {
         "therapist": therapist,
         "other_therapist": other_therapist,
@@ -184,6 +197,7 @@ def world():
         "staff": staff,
         "member": member,
         "no_clinic": no_clinic,
+        "clinic_staff": clinic_staff,
         "clinic": clinic,
     }
 
@@ -250,7 +264,8 @@ def identities(kind: str, w) -> dict[str, dict]:
             "platform token of a client": client_platform_token,
             "platform token of staff": staff_platform_token,
         }
-    if kind in (MARK_MEMBER, ROUTIQ_MEMBER, ROUTIQ_ADMIN):
+    if kind in (MARK_MEMBER, ROUTIQ_MEMBER, ROUTIQ_ADMIN, THERAPIST_MEMBER):
+        # Forged and expired tokens claim the clinic's owner: a caller every one of these routes admits.
         claims = _platform_claims(w["member"])
         expired = jwt.encode(
             _platform_claims(w["member"], expired=True), settings.SIMPLE_JWT["SIGNING_KEY"], algorithm="HS256"
@@ -260,6 +275,9 @@ def identities(kind: str, w) -> dict[str, dict]:
             "expired": _bearer(expired),
             **_jwt_forgeries(claims),
             "platform token of a user in no clinic": _bearer(str(AccessToken.for_user(w["no_clinic"]))),
+            "platform token of a clinic member with no dashboard role (staff)": _bearer(
+                str(AccessToken.for_user(w["clinic_staff"]))
+            ),
             "platform token of a LoveRescue client": client_platform_token,
             "platform token of staff": staff_platform_token,
             "LoveRescue partner token": partner_token,
@@ -292,6 +310,10 @@ IDENTITY_NAMES = {
 }  # fmt: skip
 IDENTITY_NAMES[ROUTIQ_MEMBER] = IDENTITY_NAMES[MARK_MEMBER]
 IDENTITY_NAMES[ROUTIQ_ADMIN] = [name for name in IDENTITY_NAMES[MARK_MEMBER] if name != "platform token of staff"]
+IDENTITY_NAMES[THERAPIST_MEMBER] = [
+    *IDENTITY_NAMES[MARK_MEMBER],
+    "platform token of a clinic member with no dashboard role (staff)",
+]
 
 # A token for a therapist the partner no longer acts for was signed by us; the spec answers it as an
 # unknown therapist (404), which tells the partner nothing it did not know.
@@ -310,6 +332,7 @@ def _body_keys_of(family) -> set[str]:
         "careos": {"error"},
         "mark": {"error"},
         "routiq": {"error", "detail", "timestamp", "path"},
+        "therapist": {"error", "code", "details"},
     }[family.name]
 
 
