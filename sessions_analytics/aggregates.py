@@ -127,7 +127,7 @@ def _posted(session: TrainingSession, since: datetime | None) -> AnalyticsData:
                 skill_id=s.skill.skill_id,
                 score=s.score,
                 trend=s.trend,
-                category=s.skill.category,
+                category=s.category or s.skill.category,
                 sessions_practiced=s.sessions_practiced,
                 average_improvement=s.average_improvement,
             )

@@ -210,6 +210,8 @@ class AnalyticsSkillProgress(models.Model):
     skill = models.ForeignKey(Skill, on_delete=models.PROTECT, related_name="+")
     score = models.FloatField()
     trend = models.CharField(max_length=10, choices=Trend.choices)
+    # As posted; blank when the post named none (the skill's own category is shown then).
+    category = models.CharField(max_length=50, blank=True, default="")
     sessions_practiced = models.PositiveIntegerField()
     average_improvement = models.FloatField()
 

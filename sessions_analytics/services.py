@@ -406,6 +406,7 @@ def analytics_record(*, session: TrainingSession, data: dict, actor: Actor, now:
             skill=skills[entry["skill"]],
             score=entry["score"],
             trend=entry["trend"],
+            category=entry.get("category") or "",
             sessions_practiced=entry["sessions_practiced"],
             average_improvement=entry["average_improvement"],
         )

@@ -12,7 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from core.time import utc_now
-from sessions_analytics.models import SessionComparison
+from sessions_analytics.models import SessionComparison, Skill
 from tests.sessions_analytics.factories import (
     NOW,
     bearer,
@@ -394,3 +394,18 @@ def test_aggregate_reads_keep_their_query_count_as_sessions_grow(world):
     assert len(ok(send("get", COMPARISON, world.supervisor, reads[3][1]))["comparisons"]) == 28
     assert ok(send("get", SKILLS, world.supervisor, reads[0][1]))["skills"][0]["practiceSessions"] == 30
     assert [queries(path, world.supervisor, params) for path, params in reads] == small
+
+
+def test_posted_skill_progress_keeps_its_posted_category_and_the_skill_keeps_its_own(world):
+    session = make_session(world.therapist, world.organization, start=utc_now() - timedelta(days=2))
+    make_skill(world.organization, "empathy", "Empathy", "therapeutic")
+    body = _posted_analytics(session, [1])
+    entry = {"skill": "Empathy", "score": 80, "trend": "up", "sessionsPracticed": 3, "averageImprovement": 4}
+    body["analyticsData"]["skillProgress"] = [{**entry, "category": "relational"}, {**entry, "skill": "Pacing"}]
+    ok(send("post", ANALYTICS, world.therapist, body))
+    progress = ok(send("get", ANALYTICS, world.therapist, {"sessionId": session.public_id}))["analyticsData"]
+    assert [(p["skillId"], p["category"]) for p in progress["skillProgress"]] == [
+        ("empathy", "relational"),
+        ("pacing", "general"),
+    ]
+    assert Skill.objects.get(organization=world.organization, skill_id="empathy").category == "therapeutic"
