@@ -82,6 +82,11 @@ class SessionIdField(serializers.Field):
     """A `ses_...` id. Any value that is not a string names no session: the view answers 404 "Session not
     found" for it exactly as for an unknown id (never a hint about which ids exist)."""
 
+    def validate_empty_values(self, data):
+        if data is None:  # null names no session either (absent is still "This field is required.")
+            return True, ""
+        return super().validate_empty_values(data)
+
     def to_internal_value(self, data):
         return data if isinstance(data, str) else ""
 
