@@ -5,6 +5,10 @@ returns it, so no byte of the body reaches the client until its row exists. When
 written (the database went away between the view and the row, a bad value), the prepared answer is
 dropped and the client gets that API's own 503 with Retry-After instead: protected data never leaves
 without its access row (issue 10, finding 10; docs/decisions.md).
+
+The row of a safe-method request (GET, HEAD, OPTIONS, TRACE: a read) commits asynchronously, still inserted
+before the answer leaves; a request that may write (POST, PUT, PATCH, DELETE, anything else) keeps a durable
+commit of its row (issue 15; the loss window is in docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from core.time import utc_now
 logger = logging.getLogger("audit")
 
 UNAVAILABLE_MESSAGE = "Service temporarily unavailable, try again shortly"
+# RFC 9110's safe methods: their rows may commit asynchronously.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 class AccessLogMiddleware:
@@ -40,7 +46,7 @@ class AccessLogMiddleware:
             return response
         try:
             fields = self._fields(request, response, family, created_at, started)
-            access_log_record(**fields)
+            access_log_record(durable=request.method not in SAFE_METHODS, **fields)
         except Exception:
             return self._withheld(request, response, family)
         return response

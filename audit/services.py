@@ -46,10 +46,47 @@ def audit_event_record(
     )
 
 
-def access_log_record(**fields) -> None:
-    """One round trip: a single INSERT in autocommit, no read before it. (`bulk_create` would wrap it in
-    BEGIN ... COMMIT, three round trips; `save(force_insert=True)` on a model without parents does not.)"""
-    AccessLog(**fields).save(force_insert=True)
+def _access_insert_statements() -> tuple[str, str, list]:
+    """The access row's INSERT, durable and asynchronously committed, and the model fields in its column
+    order. The asynchronous one sets `synchronous_commit = off` for its own (autocommit) transaction inside
+    the statement, so it is still one round trip on the request's own connection."""
+    model_fields = [field for field in AccessLog._meta.concrete_fields if not field.primary_key]
+    # Names from the model only, values always parameters.
+    columns = ", ".join(f'"{field.column}"' for field in model_fields)
+    insert = f'INSERT INTO "{AccessLog._meta.db_table}" ({columns})'
+    placeholders = ", ".join(["%s"] * len(model_fields))
+    durable = f"{insert} VALUES ({placeholders})"
+    asynchronous = (
+        f"{insert} SELECT {placeholders} "  # noqa: S608 (names are the model's)
+        "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit"
+    )
+    return durable, asynchronous, model_fields
+
+
+_ACCESS_INSERT_DURABLE, _ACCESS_INSERT_ASYNCHRONOUS, _ACCESS_FIELDS = _access_insert_statements()
+_ACCESS_FIELD_NAMES = frozenset(field.name for field in _ACCESS_FIELDS)
+
+
+def access_log_record(*, durable: bool = True, **fields) -> None:
+    """One round trip: a single INSERT in autocommit, no read before it, no model instance (issue 15).
+
+    `durable=False` (the row of a safe-method request) commits the row asynchronously on PostgreSQL: it is
+    inserted, and visible, before this returns, but its WAL may be flushed up to 3 x wal_writer_delay later,
+    so a PostgreSQL or OS crash in that window can lose it (docs/decisions.md, issue 15). Only in autocommit:
+    inside a transaction the setting would carry over to that transaction's commit (a service's writes and
+    audit events), so there the row is part of that transaction as usual. SQLite: the ORM's INSERT."""
+    if connection.vendor != "postgresql":
+        AccessLog(**fields).save(force_insert=True)
+        return
+    if unknown := fields.keys() - _ACCESS_FIELD_NAMES:
+        raise TypeError(f"AccessLog has no field(s) {sorted(unknown)}")  # as the model's constructor would
+    asynchronous = not durable and not connection.in_atomic_block
+    params = [
+        field.get_db_prep_save(fields[field.name] if field.name in fields else field.get_default(), connection)
+        for field in _ACCESS_FIELDS
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_ACCESS_INSERT_ASYNCHRONOUS if asynchronous else _ACCESS_INSERT_DURABLE, params)
 
 
 def retention_cutoff(now: datetime | None = None) -> datetime:

@@ -167,10 +167,20 @@ def _counter_key(group: str, limit: int, period: int, value: str, window_end: in
     return "rl:" + hashlib.sha256(f"{group}{limit}/{period}s{value}{window_end}".encode()).hexdigest()
 
 
+def _redis_client(cache: RedisCache):
+    """The Redis client of Django's cache, on the cache's own connection pool. Django's `get_client` builds a
+    new client (and its table of response callbacks, a measurable cost per request) on every call; one per
+    cache backend instance (Django's are per thread) is enough."""
+    client = getattr(cache, "_ratelimit_client", None)
+    if client is None:
+        client = cache._ratelimit_client = cache._cache.get_client(write=True)
+    return client
+
+
 def _increment(cache, counters: list[_Counter]) -> list[int]:
     """Count one request on each counter in order, stopping after the first past its limit; the counts."""
     if isinstance(cache, RedisCache):
-        client = cache._cache.get_client(counters[0].key, write=True)
+        client = _redis_client(cache)
         keys = [counter.key for counter in counters]
         args = [value for counter in counters for value in (counter.limit, counter.expiry)]
         return _INCREMENT_SCRIPT(keys=keys, args=args, client=client)
