@@ -546,6 +546,158 @@ def routiq_ops_scenario(api: Api, demo: dict) -> None:
                  headers=headers)  # fmt: skip
 
 
+def therapist_scenario(api: Api, demo: dict) -> None:
+    """The therapist dashboard operations on the demo clinic: its first therapist writes and reads their own
+    sessions, the supervisor evaluates; each operation's documented failures (400, 401, 403, 404, 409)."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from accounts.models import User
+
+    seeded = demo["therapist"]
+    users = {
+        key: User.objects.get(username=seeded[key]["username"]) for key in ("therapist", "otherTherapist", "supervisor")
+    }
+    token, supervisor = (str(AccessToken.for_user(users[key])) for key in ("therapist", "supervisor"))
+    me, other = users["therapist"].public_id, users["otherTherapist"].public_id
+    headers = {"X-Organization-ID": seeded["organizationId"]}
+    unknown = "ses_unknown1"
+
+    def call(name, method, path, body=None, *, as_=token, valid=False):
+        return api.call(name, method, path, body, token=as_, headers=headers, expect_valid=valid)
+
+    def day(offset: int) -> str:
+        return (utc_now() - timedelta(days=offset)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+    # Sessions: create (two, for the comparison), list, read, update and its refused transitions.
+    previous = call("td: create session", "POST", "/api/session", {"clientId": "walk-client", "startTime": day(2)},
+                    valid=True).json()  # fmt: skip
+    current = call("td: create session, now", "POST", "/api/session", {"clientId": "walk-client"}, valid=True).json()
+    call("td: create session, no clientId", "POST", "/api/session", {"startTime": day(1)})
+    call("td: create session, startTime without offset", "POST", "/api/session",
+         {"clientId": "walk-client", "startTime": "2026-01-01T10:00:00"})  # fmt: skip
+    api.call("td: create session, anonymous", "POST", "/api/session", {"clientId": "walk-client"}, headers=headers)
+    call("td: list sessions", "GET", "/api/session?page=1&limit=5&status=active&timeRange=30d")
+    call("td: list sessions, supervisor", "GET", f"/api/session?therapistId={me}", as_=supervisor)
+    call("td: list sessions, bad status", "GET", "/api/session?status=done")
+    call("td: list sessions, another therapist", "GET", f"/api/session?therapistId={other}")
+    api.call("td: list sessions, anonymous", "GET", "/api/session", headers=headers)
+    detail = f"/api/session/{current['id']}"
+    call("td: get session", "GET", detail)
+    call("td: get session, demo", "GET", f"/api/session/{seeded['sessionId']}")
+    call("td: get session, unknown", "GET", f"/api/session/{unknown}")
+    call("td: get session, another therapist", "GET", detail, as_=str(AccessToken.for_user(users["otherTherapist"])))
+    call("td: update session", "PATCH", detail, {"status": "paused", "progress": 40}, valid=True)
+    call("td: update session, nothing", "PATCH", detail, {})
+    call("td: update session, endTime before start", "PATCH", detail, {"endTime": "2000-01-01T00:00:00Z"})
+    call("td: update session, unknown", "PATCH", f"/api/session/{unknown}", {"status": "paused"})
+    ended = call("td: create session to cancel", "POST", "/api/session", {"clientId": "walk-client"}).json()
+    call("td: cancel session", "PATCH", f"/api/session/{ended['id']}", {"status": "cancelled"}, valid=True)
+    call("td: reopen cancelled session", "PATCH", f"/api/session/{ended['id']}", {"status": "active"})
+
+    session = current["id"]
+    metrics = {
+        "totalMessages": 42, "therapistMessages": 21, "clientMessages": 21, "sessionDuration": 3600,
+        "activeTime": 3000, "skillScores": {"Active Listening": 85, "Empathy": 78}, "responseTime": 2.5,
+        "conversationFlow": 88, "milestonesReached": ["introduction", "exploration"],
+        "lastMilestoneTime": day(0),
+    }  # fmt: skip
+    progress = {"sessionId": session, "progressMetrics": metrics, "therapistId": me, "evaluationFeedback": "Calm"}
+    call("td: post progress", "POST", "/api/session/progress", progress, valid=True)
+    call("td: post progress, activeTime over duration", "POST", "/api/session/progress",
+         {**progress, "progressMetrics": {**metrics, "activeTime": 4000}})  # fmt: skip
+    call("td: post progress, unknown session", "POST", "/api/session/progress", {**progress, "sessionId": unknown})
+    call("td: post progress, another therapist", "POST", "/api/session/progress", {**progress, "therapistId": other})
+    call("td: get progress", "GET", f"/api/session/progress?sessionId={session}&includeFeedback=true")
+    call("td: get progress, never posted", "GET", f"/api/session/progress?sessionId={previous['id']}")
+    call("td: get progress, no sessionId", "GET", "/api/session/progress")
+    call("td: get progress, bad includeFeedback", "GET", f"/api/session/progress?sessionId={session}&includeFeedback=1")
+    call("td: get progress, unknown", "GET", f"/api/session/progress?sessionId={unknown}")
+
+    snapshots = {
+        "sessionId": session,
+        "snapshots": [{"timestamp": day(0), "value": 25}, {"timestamp": day(1), "value": 30}],
+    }
+    call("td: post snapshots", "POST", "/api/session/snapshots", snapshots, valid=True)
+    call("td: post snapshots again (stored once)", "POST", "/api/session/snapshots", snapshots, valid=True)
+    call("td: post snapshots, duplicate timestamps", "POST", "/api/session/snapshots",
+         {**snapshots, "snapshots": [{"timestamp": day(3), "value": 1}] * 2})  # fmt: skip
+    call("td: post snapshots, unknown", "POST", "/api/session/snapshots", {**snapshots, "sessionId": unknown})
+    call("td: get snapshots", "GET", f"/api/session/snapshots?sessionId={session}")
+    call("td: get snapshots, no sessionId", "GET", "/api/session/snapshots")
+    call("td: get snapshots, unknown", "GET", f"/api/session/snapshots?sessionId={unknown}")
+
+    skills = {"sessionId": previous["id"], "therapistId": me, "skillScores": {"Active Listening": 70, "Empathy": 80}}
+    call("td: post skills", "POST", "/api/session/skills", skills, valid=True)
+    call("td: post skills, score over 100", "POST", "/api/session/skills", {**skills, "skillScores": {"Empathy": 101}})
+    call("td: post skills, unknown", "POST", "/api/session/skills", {**skills, "sessionId": unknown})
+    call("td: get skills of a session", "GET", f"/api/session/skills?sessionId={session}")
+    call("td: get skills of the therapist", "GET", f"/api/session/skills?therapistId={me}", as_=supervisor)
+    call("td: get skills, nothing named", "GET", "/api/session/skills")
+    call("td: get skills, another therapist", "GET", f"/api/session/skills?therapistId={other}")
+    call("td: get skills, unknown", "GET", f"/api/session/skills?sessionId={unknown}")
+
+    analytics = {
+        "sessionId": session,
+        "analyticsData": {
+            "sessionMetrics": [{
+                "date": day(0)[:10], "sessions": 1, "therapistSessions": 1, "averageSessionProgress": 85,
+                "sessionId": session, "therapistId": me, "milestonesAchieved": 2, "averageResponseTime": 2.5,
+            }],
+            "skillProgress": [{
+                "skill": "Active Listening", "skillId": "active-listening", "score": 85, "trend": "up",
+                "category": "therapeutic", "sessionsPracticed": 5, "averageImprovement": 12,
+            }],
+            "summaryStats": [{
+                "value": 1, "label": "Total Sessions", "therapistId": me,
+                "trend": {"value": 1, "direction": "up", "period": "recent"}, "color": "blue",
+            }],
+            "progressSnapshots": [{"timestamp": day(0), "value": 25}],
+        },
+    }  # fmt: skip
+    call("td: post analytics", "POST", "/api/session/analytics", analytics, valid=True)
+    call("td: post analytics, bad date", "POST", "/api/session/analytics", {**analytics, "analyticsData": {
+        **analytics["analyticsData"], "sessionMetrics": [{**analytics["analyticsData"]["sessionMetrics"][0],
+                                                          "date": "yesterday"}]}})  # fmt: skip
+    call("td: post analytics, unknown", "POST", "/api/session/analytics", {**analytics, "sessionId": unknown})
+    call("td: get analytics (posted)", "GET", f"/api/session/analytics?sessionId={session}&timeRange=30d")
+    call("td: get analytics (derived)", "GET", f"/api/session/analytics?sessionId={seeded['sessionId']}")
+    call("td: get analytics, bad timeRange", "GET", f"/api/session/analytics?sessionId={session}&timeRange=2w")
+    call("td: get analytics, no sessionId", "GET", "/api/session/analytics")
+    call("td: get analytics, unknown", "GET", f"/api/session/analytics?sessionId={unknown}")
+
+    comparison = {
+        "therapistId": me, "currentSessionId": session, "previousSessionId": previous["id"], "improvementScore": 85,
+        "metrics": {"progressImprovement": 10, "skillScoreImprovement": 5, "responseTimeImprovement": 0.5},
+    }  # fmt: skip
+    call("td: post comparison", "POST", "/api/session/comparison", comparison, valid=True)
+    call("td: post comparison, one session twice", "POST", "/api/session/comparison",
+         {**comparison, "previousSessionId": session})  # fmt: skip
+    call("td: post comparison, unknown", "POST", "/api/session/comparison", {**comparison, "currentSessionId": unknown})
+    call(
+        "td: post comparison, another therapist",
+        "POST",
+        "/api/session/comparison",
+        {**comparison, "therapistId": other},
+    )
+    call("td: get comparisons", "GET", f"/api/session/comparison?therapistId={me}&timeRange=7d")
+    call("td: get comparisons of a session", "GET", f"/api/session/comparison?sessionId={session}", as_=supervisor)
+    call("td: get comparisons, nothing named", "GET", "/api/session/comparison")
+    call("td: get comparisons, unknown", "GET", f"/api/session/comparison?sessionId={unknown}")
+
+    evaluation = {"sessionId": session, "feedback": "Good rapport", "rating": 5, "comments": "Keep going"}
+    call("td: post evaluation", "POST", "/api/evaluation", {**evaluation, "evaluatorId": users["supervisor"].public_id},
+         as_=supervisor, valid=True)  # fmt: skip
+    call("td: post evaluation, rating 6", "POST", "/api/evaluation", {**evaluation, "rating": 6}, as_=supervisor)
+    call("td: post evaluation, as the therapist", "POST", "/api/evaluation", evaluation)
+    call(
+        "td: post evaluation, unknown", "POST", "/api/evaluation", {**evaluation, "sessionId": unknown}, as_=supervisor
+    )
+    call("td: get evaluations", "GET", f"/api/evaluation?sessionId={session}")
+    call("td: get evaluations, no sessionId", "GET", "/api/evaluation")
+    call("td: get evaluations, unknown", "GET", f"/api/evaluation?sessionId={unknown}")
+    api.call("td: get evaluations, anonymous", "GET", f"/api/evaluation?sessionId={session}", headers=headers)
+
+
 def _fresh(body):
     """A documented-types re-send of a body that must not be taken for a replay of the first."""
     if isinstance(body, dict) and "source_conversation_id" in body:
@@ -570,6 +722,7 @@ def test_every_documented_operation_answers_as_documented(demo, twilio_settings,
     mark_system_webhooks_scenario(api, demo)
     routiq_read_scenario(api, demo)
     routiq_ops_scenario(api, demo)
+    therapist_scenario(api, demo)
 
     problems: dict[tuple[str, str], list[str]] = defaultdict(list)
     successes: dict[tuple[str, str], int] = defaultdict(int)
