@@ -325,7 +325,7 @@ def main() -> int:
         f"{WARMUP} warm-up, real and floor alternating\nfloor: same stack (auth, scoping, rate limits counted, "
         "access log with the same session ids) answering the real body, precomputed\n"
     )
-    header = f"{'endpoint':<54}{'variant':<9}{'body KB':>9}{'p50 ms':>9}{'p95 ms':>9}{'queries':>9}"
+    header = f"{'endpoint':<60}{'variant':<9}{'body KB':>9}{'p50 ms':>9}{'p95 ms':>9}{'queries':>9}"
     print(header)
     print("-" * len(header))
     p50s: dict[str, tuple[float, float]] = {}
@@ -337,12 +337,12 @@ def main() -> int:
             stats[variant] = (statistics.median(values) * 1000, percentile(values, 0.95) * 1000)
             count = queries[name][f"{N_SESSIONS} sessions" if variant == "real" else "floor"]
             print(
-                f"{label if variant == 'real' else '':<54}{variant:<9}{sizes[name] / 1024:>9.1f}"
+                f"{label if variant == 'real' else '':<60}{variant:<9}{sizes[name] / 1024:>9.1f}"
                 f"{stats[variant][0]:>9.2f}{stats[variant][1]:>9.2f}{count:>9}"
             )
         ratio = stats["real"][0] / stats["floor"][0]
         p50s[name] = (stats["real"][0], stats["floor"][0])
-        print(f"{'':<54}{'ratio':<9}{'':>9}{ratio:>8.2f}x{stats['real'][1] / stats['floor'][1]:>8.2f}x")
+        print(f"{'':<60}{'ratio':<9}{'':>9}{ratio:>8.2f}x{stats['real'][1] / stats['floor'][1]:>8.2f}x")
     print(
         "ratio = real / floor; queries = SQL statements per request (both include authentication, scoping and "
         f"the access-log INSERT); load average at the end {os.getloadavg()[0]:.2f}\n"
