@@ -314,6 +314,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets that several APIs name alike ("status", "trend"): one readable component each, not a hash suffix.
+    "ENUM_NAME_OVERRIDES": {
+        "AppointmentStatusEnum": ["scheduled", "rescheduled", "completed", "canceled"],
+        "PatientStatusEnum": ["active", "inactive"],
+        "TrainingSessionStatusEnum": ["active", "paused", "completed", "cancelled"],
+        "SyncRunStatusEnum": ["pending", "running", "completed", "partial", "failed"],
+        "TrendDirectionEnum": ["up", "down", "stable"],
+        "PatientActivityStatusEnum": ["active", "has_upcoming", "recent_activity", "imported"],
+    },
     "TAGS": [
         {"name": "Platform", "description": "Health, root information and the platform token."},
         {"name": "LoveRescue", "description": "LoveRescue integration API (`/api/integration/`)."},
@@ -468,8 +477,8 @@ if WEBHOOK_LEASE_SECONDS and WEBHOOK_LEASE_SECONDS <= WEBHOOK_TIMEOUT_SECONDS * 
     raise ImproperlyConfigured("WEBHOOK_LEASE_SECONDS must exceed 3 x WEBHOOK_TIMEOUT_SECONDS (one attempt's limit).")
 # A delivery task also sends up to this many more due deliveries of the same endpoint, one after another,
 # starting requests for at most WEBHOOK_BATCH_SECONDS (docs/webhooks.md, "Batches"). 1 = one per task.
-WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=50)
-WEBHOOK_BATCH_SECONDS = env.float("WEBHOOK_BATCH_SECONDS", default=10.0)
+WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=100)
+WEBHOOK_BATCH_SECONDS = env.float("WEBHOOK_BATCH_SECONDS", default=5.0)
 if IS_PRODUCTION and not WEBHOOK_REQUIRE_HTTPS:
     raise ImproperlyConfigured("WEBHOOK_REQUIRE_HTTPS=false is for tests and local demos only.")
 

@@ -94,8 +94,34 @@ def _render_careos(request, error: ApiError) -> dict:
 
 
 def _render_therapist(request, error: ApiError) -> dict:
-    # Spec: {"error", "code", "details"}
-    return {"error": error.message, "code": THERAPIST.code(error), "details": error.details or {}}
+    # Spec: {"error", "code", "details": {"field": "Error details"}}: one string per field, the field named by its
+    # JSON path ("progressMetrics.activeTime", "snapshots[3].timestamp"), whatever layer found the error.
+    details = error.details or {}
+    return {"error": error.message, "code": THERAPIST.code(error), "details": field_messages(details)}
+
+
+def field_messages(details, prefix: str = "") -> dict | object:
+    """Nested validation errors (DRF's dicts of lists, lists of per-item dicts, {index: errors} of list fields)
+    as {"json.path[i].field": "message; message"}; anything that is not a dict or list is left as it is."""
+    if not isinstance(details, dict | list):
+        return details
+    flat: dict[str, str] = {}
+
+    def walk(value, path: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key)))
+        elif isinstance(value, list) and value and all(not isinstance(item, dict | list) for item in value):
+            flat[path or "non_field_errors"] = "; ".join(str(item) for item in value)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if item:
+                    walk(item, f"{path}[{index}]")
+        else:
+            flat[path or "non_field_errors"] = str(value)
+
+    walk(details, prefix)
+    return flat
 
 
 _ROUTIQ_TYPES = {
@@ -220,6 +246,9 @@ THERAPIST = ApiFamily(
     render=_render_therapist,
     rate_policy=THERAPIST_RATES,
     upper_codes=True,
+    # Every 400 is a validation error whichever layer found it (serializer, selector, service), unless it names
+    # its own code (MISSING_PARAMETER, INVALID_TIME_RANGE, SNAPSHOT_LIMIT).
+    status_codes=((400, "VALIDATION_ERROR"),),
     auth_failures=THERAPIST_FAILURES,
 )
 ROUTIQ = ApiFamily(

@@ -4,6 +4,8 @@ snapshot posts, progress replace + feedback append, and every validation rule na
 
 from __future__ import annotations
 
+import re
+
 import copy
 import json
 from datetime import timedelta
@@ -76,13 +78,13 @@ def error(response, status: int, code: str) -> dict:
     return body
 
 
-def path_of(details, path: str):
-    """The error list at a dotted JSON path of `details` (list indexes as their string)."""
-    node = details
-    for part in path.split("."):
-        assert isinstance(node, dict) and part in node, (path, details)
-        node = node[part]
-    return node
+def path_of(details, path: str) -> str:
+    """The message `details` gives for the field at a dotted JSON path ("snapshots.0.value" is the key
+    "snapshots[0].value": details are flat, one string per field, core.apis.field_messages)."""
+    key = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", path)
+    assert isinstance(details, dict) and key in details, (key, details)
+    assert isinstance(details[key], str), details
+    return details[key]
 
 
 def progress_body(session, **metrics) -> dict:
