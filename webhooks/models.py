@@ -103,7 +103,15 @@ class WebhookDelivery(OutboxRow):
     class Meta:
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["event", "endpoint"], name="webhooks_delivery_event_endpoint")]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhooks_delivery_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="webhooks_delivery_due"),
+            # A batch's claim: one endpoint's pending deliveries, oldest due first (never its delivered history).
+            models.Index(
+                fields=["endpoint", "next_attempt_at"],
+                name="webhooks_delivery_endpoint_due",
+                condition=models.Q(status="pending"),
+            ),
+        ]
         verbose_name_plural = "webhook deliveries"
 
     def __str__(self) -> str:

@@ -2,26 +2,29 @@
 
 A run starts from one delivery (the task `deliver_webhook(delivery_id)`, one broker message per delivery):
 
-1. claim, in one short transaction (outbox.claim_batch): that delivery and up to `limit - 1` more of its
-   endpoint that are pending, due and unclaimed, oldest due first, under one lease; rows another run is
-   claiming at that moment are skipped, not waited for. If the run's own delivery cannot be claimed (done,
-   not due, or held) the run does nothing: one read, no write. Attempts an earlier holder left `sending`
-   are closed as `worker_lost` (that worker died: we hold its lease now);
-2. for each claimed delivery in turn: its attempt row (`sending`) is committed BEFORE its request leaves;
-   sign and POST outside any transaction, through a keep-alive pool (core.outbound.ConnectionPool: a
-   connection serves only the address vetted for this request and the same host); then ONE short
-   transaction completes the attempt, records the outcome (conditioned on still holding the claim) and
-   writes the next delivery's `sending` row if that delivery is still held. So every POST is recorded
-   before and after it, at one commit per POST;
-3. the batch starts no request that could outlast its lease (or after WEBHOOK_BATCH_SECONDS); the
-   deliveries it did not start are released at once and one message is sent for them.
+1. claim, in one short transaction (outbox.claim_batch): up to `limit` pending, due, unclaimed
+   deliveries of that delivery's endpoint, it first if it is claimable, then the oldest due, under one
+   lease; rows another run is claiming at that moment are skipped, not waited for. When the endpoint has
+   nothing claimable the run does nothing (one read, no write). Attempts an earlier holder left
+   `sending` are closed as `worker_lost` (that worker died: we hold its lease now);
+2. the claimed deliveries go out in groups of GROUP_SIZE: the group's attempt rows (`sending`) are
+   committed BEFORE any of its requests leaves; each is signed and POSTed in turn outside any
+   transaction, through a keep-alive pool (core.outbound.ConnectionPool: a connection serves only the
+   address vetted for this request, and the same host); then ONE short transaction completes the
+   group's attempts, records each delivery's outcome (conditioned on still holding the claim) and writes
+   the next group's `sending` rows. So every POST is recorded before and after it, at a few statements
+   and one commit per group instead of three commits per POST;
+3. no request starts that could outlast the lease (or after WEBHOOK_BATCH_SECONDS): attempts written for
+   requests that were not sent are removed, and the deliveries not sent are released at once with one
+   message for them.
 
-A worker killed mid-batch leaves its delivery in flight `sending` and the deliveries it had not started
-claimed until the lease expires (WEBHOOK_LEASE_SECONDS, default 3 x the timeout + 60 s); the sweeper then
-marks the attempt `worker_lost` and re-enqueues all of them, and the one in flight is POSTed again
-(at-least-once: receivers dedupe on the event id). A recorded success is final: no later run sends that
-delivery. Within a batch deliveries go out one after another, oldest due first; across runs and retries
-they are not ordered (docs/webhooks.md).
+A worker killed mid-batch leaves its group's attempts `sending` and every delivery it holds claimed
+until the lease expires (WEBHOOK_LEASE_SECONDS, default 3 x the timeout + 60 s); the sweeper then marks
+those attempts `worker_lost` and re-enqueues the deliveries, which are POSTed again (at-least-once:
+receivers dedupe on the event id). Requests of the group that had not left yet are counted `worker_lost`
+too: after a crash the history may over-count POSTs, never under-count them. A recorded success is
+final: no later run sends that delivery. Within a batch deliveries go out one after another, oldest due
+first; across runs and retries they are not ordered (docs/webhooks.md).
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from celery.worker import state as worker_state
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import DateTimeField, F, Value
 from django.db.models.functions import Coalesce
 
@@ -73,6 +77,11 @@ ENQUEUE_RETRY_WITHIN = timedelta(minutes=5)
 # records around it).
 LEASE_MARGIN = timedelta(seconds=5)
 
+# Attempt rows written together (one INSERT, one commit) before their requests leave one after another.
+# A worker killed mid-group leaves all of them `sending`, so up to GROUP_SIZE - 1 never-sent attempts may
+# be counted `worker_lost`: the history may over-count POSTs after a crash, never under-count them.
+GROUP_SIZE = 20
+
 # Keep-alive connections of this worker process, shared by its batches.
 CONNECTIONS = ConnectionPool()
 
@@ -107,8 +116,22 @@ def _attempt_limit() -> timedelta:
 class _InFlight:
     delivery: WebhookDelivery
     attempt_id: int
-    sent_at: datetime
+    sent_at: datetime  # the attempt's time: its group's, signed into its headers
     headers: dict[str, str]
+
+
+@dataclass
+class _Result:
+    sent: _InFlight
+    status_code: int | None
+    excerpt: str
+    error: str
+    duration_ms: int
+    retry_after_header: str | None
+
+    @property
+    def success(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
 
 
 @dataclass
@@ -119,9 +142,17 @@ class _Batch:
     stop_at: float  # time.monotonic(): start no request after this
     endpoint_failing: bool
     outcomes: dict[int, str] = field(default_factory=dict)
+    posted: int = 0
 
     def has_room(self) -> bool:
-        """Whether one more request surely ends (and is recorded) before the lease expires."""
+        """Whether one more request surely ends (and is recorded) before the lease expires, within the
+        batch's time and while the worker is not shutting down (a warm shutdown then finishes quickly
+        instead of being killed mid-batch). The batch's first request always goes (the lease is longer
+        than one attempt)."""
+        if self.posted == 0:
+            return True
+        if worker_state.should_stop is not None or worker_state.should_terminate is not None:
+            return False
         return time.monotonic() < self.stop_at and utc_now() + _attempt_limit() + LEASE_MARGIN <= self.token
 
 
@@ -137,9 +168,10 @@ def webhook_delivery_attempt(*, delivery_id: int) -> str:
 
 
 def webhook_deliveries_attempt(*, delivery_id: int, limit: int | None = None) -> dict[int, str]:
-    """Attempt `delivery_id` and, in the same run, up to `limit - 1` (default WEBHOOK_BATCH_SIZE) more due
-    deliveries of its endpoint (module docstring). Returns the outcome of each delivery the run handled
-    (see `webhook_delivery_attempt`), in order; empty when `delivery_id` could not be claimed."""
+    """Attempt a batch of up to `limit` (default WEBHOOK_BATCH_SIZE) due deliveries of the endpoint of
+    `delivery_id`, that one first if it is claimable (module docstring). Returns the outcome of each
+    delivery the run handled (see `webhook_delivery_attempt`), in order; empty when nothing could be
+    claimed. With `limit=1` only `delivery_id` itself is ever claimed."""
     limit = settings.WEBHOOK_BATCH_SIZE if limit is None else limit
     now = utc_now()
     if delivery_lease() < 2 * _attempt_limit() + LEASE_MARGIN:
@@ -165,58 +197,86 @@ def webhook_deliveries_attempt(*, delivery_id: int, limit: int | None = None) ->
     )
 
     with transaction.atomic():
-        current = _start_next(batch)
-    while current is not None:
-        current = _send_and_record(batch, current)
+        group = _start_group(batch)
+    while group:
+        results = []
+        for sent in group:
+            if not batch.has_room():
+                break
+            results.append(_post(batch, sent))
+            batch.posted += 1
+            if results[-1].status_code == 410:
+                break  # the endpoint is gone: the rest of the group is not sent
+        with transaction.atomic():
+            _unsend(batch, group[len(results) :])
+            _record_group(batch, results)
+            group = _start_group(batch) if batch.waiting and batch.has_room() else []
     if batch.waiting:
         _release(batch)
     return batch.outcomes
 
 
-def _start_next(batch: _Batch) -> _InFlight | None:
-    """Inside a transaction: the next waiting delivery still held and still to be tried gets its attempt
-    row (`sending`), committed with this transaction before its request leaves. Deliveries no longer held
-    (cancelled, or failed by a disable, meanwhile) are skipped; exhausted ones, or all of a disabled
-    endpoint, are failed. Returns None when none is left."""
+def _start_group(batch: _Batch) -> list[_InFlight]:
+    """Inside a transaction: up to GROUP_SIZE waiting deliveries still held and still to be tried get
+    their attempt rows (`sending`, one INSERT), committed with this transaction before any of their
+    requests leaves. Deliveries no longer held (cancelled, or failed by a disable, meanwhile) are
+    skipped; exhausted ones, or all of a disabled endpoint, are failed."""
     policy = retry.policy_for(batch.endpoint.scheme)
-    while batch.waiting:
-        delivery = batch.waiting.popleft()
-        pk = delivery.pk
-        if not DELIVERIES.held(pk, batch.token).exists():
-            batch.outcomes[pk] = "skipped"
-            continue
-        # Lost attempts count: a delivery whose request keeps killing its worker ends failed, not in a loop.
-        if not batch.endpoint.is_active or delivery.attempt_count >= policy.max_attempts:
-            DELIVERIES.held(pk, batch.token).update(
+    sendable: list[WebhookDelivery] = []
+    while batch.waiting and not sendable:
+        candidates = [batch.waiting.popleft() for _ in range(min(GROUP_SIZE, len(batch.waiting)))]
+        held = set(
+            DELIVERIES.rows()
+            .filter(pk__in=[delivery.pk for delivery in candidates], claimed_until=batch.token)
+            .values_list("pk", flat=True)
+        )
+        exhausted: list[int] = []
+        for delivery in candidates:
+            if delivery.pk not in held:
+                batch.outcomes[delivery.pk] = "skipped"
+            # Lost attempts count: a delivery whose request keeps killing its worker ends failed, not in a loop.
+            elif not batch.endpoint.is_active or delivery.attempt_count >= policy.max_attempts:
+                exhausted.append(delivery.pk)
+                batch.outcomes[delivery.pk] = "failed"
+            else:
+                sendable.append(delivery)
+        if exhausted:
+            DELIVERIES.rows().filter(pk__in=exhausted, claimed_until=batch.token).update(
                 status=DeliveryStatus.FAILED, next_attempt_at=None, claimed_until=None, updated_at=utc_now()
             )
-            batch.outcomes[pk] = "failed"
-            continue
+    if not sendable:
+        return []
+    sent_at = utc_now()
+    secrets = _valid_secrets(batch.endpoint, sent_at)
+    group = []
+    attempts = []
+    for delivery in sendable:
         event = delivery.event
-        sent_at = utc_now()
         headers = signing.build_headers(
             scheme=batch.endpoint.scheme,
             event_id=event.public_id,
             event_type=event.type,
             event_created_at=event.created_at,
             body=event.body,
-            secrets=_valid_secrets(batch.endpoint, sent_at),
+            secrets=secrets,
             timestamp=int(sent_at.timestamp()),
         )
-        attempt = WebhookAttempt.objects.create(
-            delivery_id=pk,
-            state=AttemptState.SENDING,
-            attempted_at=sent_at,
-            request_headers=_recordable_headers(headers),
+        group.append(_InFlight(delivery=delivery, attempt_id=0, sent_at=sent_at, headers=headers))
+        attempts.append(
+            WebhookAttempt(
+                delivery_id=delivery.pk,
+                state=AttemptState.SENDING,
+                attempted_at=sent_at,
+                request_headers=_recordable_headers(headers),
+            )
         )
-        return _InFlight(delivery=delivery, attempt_id=attempt.pk, sent_at=sent_at, headers=headers)
-    return None
+    for sent, attempt in zip(group, WebhookAttempt.objects.bulk_create(attempts), strict=True):
+        sent.attempt_id = attempt.pk
+    return group
 
 
-def _send_and_record(batch: _Batch, current: _InFlight) -> _InFlight | None:
-    """POST `current` outside any transaction, then in one transaction record its outcome and start the
-    next delivery if the batch has room for it. Returns that next delivery in flight, if any."""
-    delivery_id = current.delivery.pk
+def _post(batch: _Batch, sent: _InFlight) -> _Result:
+    """One request, outside any transaction; every failure becomes the result's error."""
     status_code: int | None = None
     excerpt = ""
     error = ""
@@ -226,8 +286,8 @@ def _send_and_record(batch: _Batch, current: _InFlight) -> _InFlight | None:
         response = guarded_request(
             "POST",
             batch.endpoint.url,
-            headers=current.headers,
-            content=current.delivery.event.body,
+            headers=sent.headers,
+            content=sent.delivery.event.body,
             timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
             user_supplied=True,
             resolver=package.RESOLVER,
@@ -241,33 +301,91 @@ def _send_and_record(batch: _Batch, current: _InFlight) -> _InFlight | None:
     except OutboundError as exc:
         error = str(exc)
     except Exception as exc:  # never leave a claimed delivery without a recorded attempt
-        logger.exception("webhook delivery %s: unexpected error", delivery_id)
+        logger.exception("webhook delivery %s: unexpected error", sent.delivery.pk)
         error = f"unexpected error: {type(exc).__name__}"
     duration_ms = int((time.monotonic() - started) * 1000)
     if status_code is not None and 300 <= status_code < 400:
         error = "redirect not followed (3xx counts as a failure)"
+    return _Result(sent, status_code, excerpt, error[:300], duration_ms, retry_after_header)
 
-    with transaction.atomic():
-        outcome = _record_attempt(
-            delivery_id=delivery_id,
-            attempt_id=current.attempt_id,
-            lease_until=batch.token,
-            sent_at=current.sent_at,
-            status_code=status_code,
-            excerpt=excerpt,
-            error=error[:300],
-            duration_ms=duration_ms,
-            retry_after_header=retry_after_header,
-            failing_endpoint_id=batch.endpoint.pk if batch.endpoint_failing else None,
+
+def _unsend(batch: _Batch, unsent: list[_InFlight]) -> None:
+    """Inside a transaction: attempts written for a group but never sent (the lease or the batch's time
+    ran out, or the endpoint answered 410) are removed, and their deliveries wait to be released."""
+    if not unsent:
+        return
+    WebhookAttempt.objects.filter(pk__in=[sent.attempt_id for sent in unsent]).delete()
+    batch.waiting.extendleft(reversed([sent.delivery for sent in unsent]))
+
+
+def _complete_attempts(results: list[_Result]) -> None:
+    """Inside a transaction: each attempt's outcome, by pk whatever its state (a late outcome replaces a
+    `worker_lost` guess). One parameterized UPDATE run for every row (psycopg pipelines them in one round
+    trip); Django's bulk_update builds a CASE per column, which costs more CPU than the whole POST."""
+    table = connection.ops.quote_name(WebhookAttempt._meta.db_table)
+    columns = ("state", "status_code", "response_excerpt", "duration_ms", "error")
+    assignments = ", ".join(f"{connection.ops.quote_name(column)} = %s" for column in columns)
+    completed = AttemptState.COMPLETED.value
+    rows = [(completed, r.status_code, r.excerpt, r.duration_ms, r.error, r.sent.attempt_id) for r in results]
+    with connection.cursor() as cursor:
+        # Identifiers from the model, quoted; every value is a parameter.
+        sql = f"UPDATE {table} SET {assignments} WHERE {connection.ops.quote_name(WebhookAttempt._meta.pk.column)} = %s"  # noqa: S608
+        cursor.executemany(sql, rows)
+
+
+def _record_group(batch: _Batch, results: list[_Result]) -> None:
+    """Inside a transaction: complete the group's attempts (one UPDATE) and record each delivery's
+    outcome. Successes on deliveries still held are one UPDATE together; anything else goes through
+    `_record_outcome`, under the delivery's row lock."""
+    if not results:
+        return
+    now = utc_now()
+    _complete_attempts(results)
+    sent_at = results[0].sent.sent_at  # one per group
+    succeeded = [result.sent.delivery.pk for result in results if result.success]
+    recorded: set[int] = set()
+    if succeeded:
+        count = (
+            DELIVERIES.rows()
+            .filter(pk__in=succeeded, claimed_until=batch.token)
+            .update(
+                status=DeliveryStatus.SUCCEEDED,
+                attempt_count=F("attempt_count") + 1,
+                first_attempt_at=Coalesce(F("first_attempt_at"), Value(sent_at, output_field=DateTimeField())),
+                last_attempt_at=sent_at,
+                succeeded_at=now,
+                next_attempt_at=None,
+                claimed_until=None,
+                updated_at=now,
+            )
         )
-        batch.outcomes[delivery_id] = outcome
-        if outcome == "succeeded":
+        if count == len(succeeded):
+            recorded = set(succeeded)
+        elif count:
+            recorded = set(
+                WebhookDelivery.objects.filter(pk__in=succeeded, succeeded_at=now).values_list("pk", flat=True)
+            )
+        if recorded and batch.endpoint_failing:
+            WebhookEndpoint.objects.filter(pk=batch.endpoint.pk, failing_since__isnull=False).update(failing_since=None)
             batch.endpoint_failing = False
-        elif outcome in ("retry_scheduled", "failed"):
+    for result in results:
+        pk = result.sent.delivery.pk
+        if pk in recorded:
+            batch.outcomes[pk] = "succeeded"
+            continue
+        outcome = _record_outcome(
+            delivery_id=pk,
+            lease_until=batch.token,
+            sent_at=result.sent.sent_at,
+            status_code=result.status_code,
+            retry_after_header=result.retry_after_header,
+            now=now,
+        )
+        batch.outcomes[pk] = outcome
+        if outcome in ("retry_scheduled", "failed"):
             batch.endpoint_failing = True
-        if outcome == "endpoint_disabled":
+        elif outcome == "endpoint_disabled":
             batch.waiting.clear()  # disabling failed every pending delivery of the endpoint, ours included
-        return _start_next(batch) if batch.waiting and batch.has_room() else None
 
 
 def _release(batch: _Batch) -> None:
@@ -282,51 +400,20 @@ def _release(batch: _Batch) -> None:
         package._enqueue(ids[0])
 
 
-def _record_attempt(
+def _record_outcome(
     *,
     delivery_id: int,
-    attempt_id: int,
     lease_until: datetime,
     sent_at: datetime,
     status_code: int | None,
-    excerpt: str,
-    error: str,
-    duration_ms: int,
     retry_after_header: str | None,
-    failing_endpoint_id: int | None,
+    now: datetime,
 ) -> str:
-    """Inside a transaction: complete the attempt and record the delivery's outcome. A success on a
-    delivery still held is one conditional UPDATE (plus clearing `failing_since` when the caller says
-    the endpoint, `failing_endpoint_id`, may be failing); anything else reads the delivery under its row
-    lock."""
-    now = utc_now()
-    # By pk, whatever its state: a late outcome replaces a `worker_lost` guess.
-    WebhookAttempt.objects.filter(pk=attempt_id).update(
-        state=AttemptState.COMPLETED,
-        status_code=status_code,
-        response_excerpt=excerpt,
-        duration_ms=duration_ms,
-        error=error,
-    )
-    success = status_code is not None and 200 <= status_code < 300
-    if success and DELIVERIES.held(delivery_id, lease_until).update(
-        status=DeliveryStatus.SUCCEEDED,
-        attempt_count=F("attempt_count") + 1,
-        first_attempt_at=Coalesce(F("first_attempt_at"), Value(sent_at, output_field=DateTimeField())),
-        last_attempt_at=sent_at,
-        succeeded_at=now,
-        next_attempt_at=None,
-        claimed_until=None,
-        updated_at=now,
-    ):
-        if failing_endpoint_id is not None:
-            WebhookEndpoint.objects.filter(pk=failing_endpoint_id, failing_since__isnull=False).update(
-                failing_since=None
-            )
-        return "succeeded"
-
+    """Inside a transaction, the delivery's row locked: its outcome after an attempt (already completed),
+    when it is not a success on a delivery still held."""
     delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
     endpoint = WebhookEndpoint.objects.get(pk=delivery.endpoint_id)
+    success = status_code is not None and 200 <= status_code < 300
     owned = delivery.status == DeliveryStatus.PENDING and delivery.claimed_until == lease_until
     if not owned and not success:
         # Cancelled or disabled while we were sending (or our lease was taken over): keep its state.

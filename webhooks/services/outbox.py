@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Q, Value, When
+from django.db.models import Case, Exists, OuterRef, Q, Value, When
 
 from core.outbox import Outbox, unclaimed
 from webhooks.models import DeliveryStatus, WebhookDelivery
@@ -41,22 +41,29 @@ DELIVERIES = Outbox(
 
 
 def claim_batch(delivery_id: int, *, limit: int, now: datetime) -> tuple[datetime, list[int]] | None:
-    """Take one lease on delivery `delivery_id` and up to `limit - 1` more pending, due, unclaimed
-    deliveries of its endpoint, oldest due first. Returns the lease expiry (the claim token `held`
-    takes, the same on every row) and the ids, `delivery_id` first; None if `delivery_id` itself is not
-    claimable (then nothing is claimed).
+    """Take one lease on up to `limit` pending, due, unclaimed deliveries of the endpoint of delivery
+    `delivery_id`, that one first if it is claimable, then the oldest due. Returns the lease expiry (the
+    claim token `held` takes, the same on every row) and the ids; None when nothing was claimable.
+    `limit=1` claims `delivery_id` itself or nothing (`Outbox.claim`).
 
-    Run it in autocommit, like `Outbox.claim`. The common miss (a delivery a batch already took) is one
-    plain read. Otherwise one short transaction locks the rows with SKIP LOCKED, so two runs claiming
-    the same endpoint at once split its deliveries instead of waiting for each other, and a row is
+    Any message for an endpoint may so take its waiting work: a run whose own delivery another batch
+    already holds takes the next rows instead of idling. Run it in autocommit, like `Outbox.claim`. When
+    the endpoint has nothing claimable (the common case for a message whose delivery a batch took) it
+    costs one plain read. Otherwise one short transaction locks the rows with SKIP LOCKED, so two runs
+    claiming one endpoint at once split its deliveries instead of waiting for each other, and each row is
     claimed by one run only (PostgreSQL; SQLite's write transactions run one at a time)."""
-    claimable = DELIVERIES.rows().filter(
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + DELIVERIES.due_tolerance), unclaimed(now)
-    )
     if limit <= 1:
         token = DELIVERIES.claim(delivery_id, now=now, updated_at=now)
         return (token, [delivery_id]) if token is not None else None
-    endpoint_id = claimable.filter(pk=delivery_id).values_list("endpoint_id", flat=True).first()
+    claimable = DELIVERIES.rows().filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + DELIVERIES.due_tolerance), unclaimed(now)
+    )
+    endpoint_id = (
+        WebhookDelivery.objects.filter(pk=delivery_id)
+        .filter(Exists(claimable.filter(endpoint_id=OuterRef("endpoint_id"))))
+        .values_list("endpoint_id", flat=True)
+        .first()
+    )
     if endpoint_id is None:
         return None
     token = now + DELIVERIES.lease_duration()
@@ -68,7 +75,7 @@ def claim_batch(delivery_id: int, *, limit: int, now: datetime) -> tuple[datetim
             .order_by("requested", "next_attempt_at", "pk")
             .values_list("pk", flat=True)[:limit]
         )
-        if not ids or ids[0] != delivery_id:
-            return None  # claimed by another run meanwhile
+        if not ids:
+            return None  # claimed by other runs meanwhile
         WebhookDelivery.objects.filter(pk__in=ids).update(claimed_until=token, updated_at=now)
     return token, ids
