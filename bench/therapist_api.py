@@ -98,6 +98,8 @@ def _make_sessions(organization, therapist, skills, n: int, now: datetime, rng: 
         SessionSkillScore(
             session=s,
             skill=skill,
+            therapist=therapist,
+            session_start=s.start_time,
             score=round(rng.uniform(30, 100), 1),
             created_at=s.start_time + timedelta(minutes=45),
             recorded_at=s.start_time + timedelta(minutes=45),

@@ -160,10 +160,18 @@ class Skill(models.Model):
 
 
 class SessionSkillScore(models.Model):
-    """A session's current score for one skill (a later post for the same skill replaces it)."""
+    """A session's current score for one skill (a later post for the same skill replaces it).
+
+    `therapist` and `session_start` copy the session's therapist and start time (neither ever changes after
+    the session is created), so the skill reads find a therapist's scores of one skill in start order with
+    one index range scan (therapist, skill, session_start) instead of joining and sorting all their scores.
+    Every insert sets them from the session (services, bench and test factories)."""
 
     session = models.ForeignKey(TrainingSession, on_delete=models.CASCADE, related_name="skill_scores")
     skill = models.ForeignKey(Skill, on_delete=models.PROTECT, related_name="scores")
+    # = session.therapist; the (therapist, skill, session_start) index serves lookups by therapist too.
+    therapist = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False)
+    session_start = models.DateTimeField()  # = session.start_time
     score = models.FloatField()
     created_at = models.DateTimeField()  # first scored in this session
     recorded_at = models.DateTimeField()  # last changed
@@ -174,7 +182,10 @@ class SessionSkillScore(models.Model):
             models.UniqueConstraint(fields=["session", "skill"], name="uniq_skill_score_session_skill"),
             _score_check("score", "sss"),
         ]
-        indexes = [models.Index(fields=["skill", "session"], name="sss_skill_session")]
+        indexes = [
+            models.Index(fields=["skill", "session"], name="sss_skill_session"),
+            models.Index(fields=["therapist", "skill", "session_start"], name="sss_therapist_skill_start"),
+        ]
 
 
 # --- Posted analytics (stored as posted; a new POST for the session replaces the previous one) -------------

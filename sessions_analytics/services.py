@@ -143,7 +143,16 @@ def _scores_upsert(session: TrainingSession, scores: dict[str, float], now: date
     if changed:
         SessionSkillScore.objects.bulk_update(changed, ["score", "recorded_at"])
     SessionSkillScore.objects.bulk_create(
-        SessionSkillScore(session=session, skill_id=skill_id, score=score, created_at=now, recorded_at=now)
+        SessionSkillScore(
+            session=session,
+            skill_id=skill_id,
+            # The session's, copied for the skill reads' index (neither changes after the session's creation).
+            therapist_id=session.therapist_id,
+            session_start=session.start_time,
+            score=score,
+            created_at=now,
+            recorded_at=now,
+        )
         for skill_id, score in by_skill.items()
         if skill_id not in existing
     )
