@@ -71,7 +71,15 @@ def make_skill(organization: Organization, slug: str, name: str, category: str =
 
 def make_score(session: TrainingSession, skill: Skill, score: float, at: datetime | None = None) -> SessionSkillScore:
     at = at or session.start_time
-    return SessionSkillScore.objects.create(session=session, skill=skill, score=score, created_at=at, recorded_at=at)
+    return SessionSkillScore.objects.create(
+        session=session,
+        skill=skill,
+        therapist_id=session.therapist_id,
+        session_start=session.start_time,
+        score=score,
+        created_at=at,
+        recorded_at=at,
+    )
 
 
 def make_snapshots(session: TrainingSession, values, *, start: datetime | None = None, step=timedelta(minutes=5)):
