@@ -6,13 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts import services as accounts_services
 from accounts.models import Organization, User
 from core.actors import Actor
 from core.scoping import Role
-from sessions_analytics.models import ProgressSnapshot, Skill, SessionSkillScore, TrainingSession
+from sessions_analytics.models import ProgressSnapshot, SessionSkillScore, Skill, TrainingSession
 
 ACTOR = Actor.system("tests")
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -121,3 +122,29 @@ def make_world() -> World:
         outsider_therapist=make_member(other, Role.THERAPIST),
         outsider_supervisor=make_member(other, Role.SUPERVISOR),
     )
+
+
+# --- HTTP, as a dashboard calls it ---------------------------------------------------------------------------
+
+
+def send(method: str, path: str, user=None, body=None, **extra):
+    """A request as `user` (platform token; None: anonymous): GET with `body` as the query, else a JSON body."""
+    headers = bearer(user) if user is not None else {}
+    client = Client()
+    if method == "get":
+        return client.get(path, body or {}, **headers, **extra)
+    return getattr(client, method)(path, body, content_type="application/json", **headers, **extra)
+
+
+def ok(response, status: int = 200) -> dict:
+    assert response.status_code == status, response.content[:600]
+    return response.json()
+
+
+def error(response, status: int, code: str) -> dict:
+    """The therapist API's error body, with this status and code."""
+    assert response.status_code == status, response.content[:600]
+    body = response.json()
+    assert set(body) == {"error", "code", "details"}, body
+    assert body["code"] == code, body
+    return body

@@ -8,19 +8,20 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from core.time import utc_now
 from sessions_analytics.models import SessionComparison, Skill
 from tests.sessions_analytics.factories import (
     NOW,
-    bearer,
+    error,
     make_score,
     make_session,
     make_skill,
     make_snapshots,
     make_world,
+    ok,
+    send,
 )
 
 pytestmark = pytest.mark.django_db
@@ -46,26 +47,6 @@ COMPARISON_KEYS = {
 @pytest.fixture
 def world():
     return make_world()
-
-
-def send(method: str, path: str, user=None, body=None):
-    headers = bearer(user) if user is not None else {}
-    if method == "get":
-        return Client().get(path, body or {}, **headers)
-    return getattr(Client(), method)(path, body, content_type="application/json", **headers)
-
-
-def ok(response, status: int = 200) -> dict:
-    assert response.status_code == status, response.content[:600]
-    return response.json()
-
-
-def error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content[:600]
-    body = response.json()
-    assert set(body) == {"error", "code", "details"}, body
-    assert body["code"] == code, body
-    return body
 
 
 def queries(path: str, user, params: dict) -> int:
@@ -283,7 +264,9 @@ def test_comparison_post_session_rules(world, pair):
     current, previous = pair
     same = error(send("post", COMPARISON, world.therapist, comparison_body(current, current)), 400, "VALIDATION_ERROR")
     assert "previousSessionId" in same["details"]
-    later = error(send("post", COMPARISON, world.therapist, comparison_body(previous, current)), 400, "VALIDATION_ERROR")
+    later = error(
+        send("post", COMPARISON, world.therapist, comparison_body(previous, current)), 400, "VALIDATION_ERROR"
+    )
     assert "previousSessionId" in later["details"]
     theirs = make_session(world.other_therapist, world.organization, start=NOW - timedelta(days=3))
     mixed = error(send("post", COMPARISON, world.supervisor, comparison_body(current, theirs)), 400, "VALIDATION_ERROR")

@@ -4,10 +4,9 @@ snapshot posts, progress replace + feedback append, and every validation rule na
 
 from __future__ import annotations
 
-import re
-
 import copy
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -26,7 +25,7 @@ from sessions_analytics.models import (
     SessionSkillScore,
     Skill,
 )
-from tests.sessions_analytics.factories import NOW, bearer, make_session, make_world
+from tests.sessions_analytics.factories import NOW, bearer, error, make_session, make_world, ok, send
 
 pytestmark = pytest.mark.django_db
 
@@ -56,26 +55,6 @@ def world():
 @pytest.fixture
 def session(world):
     return make_session(world.therapist, world.organization, start=NOW)
-
-
-def send(method: str, path: str, user=None, body=None):
-    headers = bearer(user) if user is not None else {}
-    if method == "get":
-        return Client().get(path, body or {}, **headers)
-    return getattr(Client(), method)(path, body, content_type="application/json", **headers)
-
-
-def ok(response, status: int = 200) -> dict:
-    assert response.status_code == status, response.content[:600]
-    return response.json()
-
-
-def error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content[:600]
-    body = response.json()
-    assert set(body) == {"error", "code", "details"}, body
-    assert body["code"] == code, body
-    return body
 
 
 def path_of(details, path: str) -> str:

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from audit.models import AuditEvent
 from core.time import utc_now
 from sessions_analytics.models import TrainingSession
-from tests.sessions_analytics.factories import NOW, bearer, make_session, make_snapshots, make_world
+from tests.sessions_analytics.factories import NOW, bearer, error, make_session, make_snapshots, make_world, ok, send
 
 pytestmark = pytest.mark.django_db
 
@@ -26,27 +26,6 @@ DETAIL_KEYS = BRIEF_KEYS | {"progressSnapshots", "progressMetrics"}
 @pytest.fixture
 def world():
     return make_world()
-
-
-def send(method: str, path: str, user=None, body=None, **extra):
-    headers = bearer(user) if user is not None else {}
-    client = Client()
-    if method == "get":
-        return client.get(path, body or {}, **headers, **extra)
-    return getattr(client, method)(path, body, content_type="application/json", **headers, **extra)
-
-
-def ok(response, status: int = 200) -> dict:
-    assert response.status_code == status, response.content[:600]
-    return response.json()
-
-
-def error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content[:600]
-    body = response.json()
-    assert set(body) == {"error", "code", "details"}, body
-    assert body["code"] == code, body
-    return body
 
 
 def detail_path(session) -> str:
