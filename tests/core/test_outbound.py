@@ -236,3 +236,95 @@ def test_head_with_large_declared_length_is_fine():
         response = guarded_request("HEAD", server.url("/"), max_bytes=100)
     assert response.status_code == 200
     assert response.headers["content-length"] == "5000" and response.content == b""
+
+
+# --- ConnectionPool: keep-alive connections bound to one vetted address and one host ------------------
+
+
+class LocalServerAt(LocalServer):
+    """A LocalServer on a chosen address and port (a second address of the same URL's port)."""
+
+    def __init__(self, handler, host: str, port: int):
+        from http.server import ThreadingHTTPServer
+
+        super().__init__(handler, host=host)
+        self._server.server_close()
+        self._server = ThreadingHTTPServer((host, port), self._request_handler_class())
+        self._server.daemon_threads = True
+
+
+def test_pool_reuses_one_connection_for_the_same_address_and_host(connections):
+    pool = outbound.ConnectionPool()
+    with LocalServer(echo) as server:
+        for _ in range(3):
+            assert guarded_request("POST", server.url("/hook"), content=b"x", pool=pool).status_code == 201
+    pool.close()
+    assert connections == [("127.0.0.1", server.port)]
+    assert len({request.client_address for request in server.requests}) == 1
+    assert pool.keys() == []
+
+
+def test_pool_never_reuses_a_connection_for_another_vetted_address(connections):
+    """The name moves from one address to another (same URL): the request goes to the address vetted for
+    it on a connection of its own, and a refused answer is refused before any pooled connection is used."""
+    pool = outbound.ConnectionPool()
+    resolver = StaticResolver({"receiver.test": "127.0.0.1"})
+    with LocalServer(echo) as first:
+        try:
+            second = LocalServerAt(echo, "127.0.0.2", first.port).start()
+        except OSError:
+            pytest.skip("127.0.0.2 is not available here")
+        try:
+            url = first.url("/hook", host="receiver.test")
+            guarded_request("GET", url, resolver=resolver, pool=pool)
+            resolver.mapping["receiver.test"] = ["127.0.0.2"]
+            guarded_request("GET", url, resolver=resolver, pool=pool)
+            resolver.mapping["receiver.test"] = ["10.0.0.1"]
+            with pytest.raises(UnsafeURLError):
+                guarded_request("GET", url, resolver=resolver, pool=pool)
+            resolver.mapping["receiver.test"] = ["127.0.0.1"]
+            guarded_request("GET", url, resolver=resolver, pool=pool)
+        finally:
+            second.stop()
+    assert len(first.requests) == 2 and len(second.requests) == 1
+    assert first.requests[0].client_address == first.requests[1].client_address  # reused for its own address
+    assert connections == [("127.0.0.1", first.port), ("127.0.0.2", first.port)]
+    assert sorted(key[1] for key in pool.keys()) == ["127.0.0.1", "127.0.0.2"]
+    pool.close()
+
+
+def test_pool_keeps_a_connection_per_host_name_over_tls(trust_test_ca, connections):
+    """Two names on one address: each gets its own connection, handshake (SNI) and certificate check."""
+    server_tls, client_tls = tls_contexts("a.receiver.test", "b.receiver.test")
+    trust_test_ca(client_tls)
+    resolver = StaticResolver({"a.receiver.test": "127.0.0.1", "b.receiver.test": "127.0.0.1"})
+    pool = outbound.ConnectionPool()
+    with LocalServer(echo, tls=server_tls) as server:
+        for host in ("a.receiver.test", "b.receiver.test", "a.receiver.test", "b.receiver.test"):
+            guarded_request("GET", server.url("/", host=host), resolver=resolver, pool=pool)
+    pool.close()
+    assert server.sni == ["a.receiver.test", "b.receiver.test"]
+    assert len(connections) == 2
+    assert [request.headers["Host"].split(":")[0] for request in server.requests] == [
+        "a.receiver.test", "b.receiver.test", "a.receiver.test", "b.receiver.test",
+    ]  # fmt: skip
+
+
+def test_pool_keeps_no_cookies():
+    pool = outbound.ConnectionPool()
+    with LocalServer(lambda request: Reply(200, {"Set-Cookie": "session=abc; Path=/"}, b"ok")) as server:
+        guarded_request("GET", server.url("/"), pool=pool)
+        guarded_request("GET", server.url("/"), pool=pool)
+    pool.close()
+    assert [request.headers.get("Cookie") for request in server.requests] == [None, None]
+
+
+def test_pool_drops_a_connection_whose_response_was_abandoned(connections):
+    """A response cut by the size cap is not read to its end: its connection is closed, not reused."""
+    pool = outbound.ConnectionPool()
+    with LocalServer(lambda request: Reply(200, {}, b"z" * 5000)) as server:
+        with pytest.raises(ResponseTooLargeError):
+            guarded_request("GET", server.url("/big"), max_bytes=100, pool=pool)
+        assert guarded_request("GET", server.url("/big"), pool=pool).content == b"z" * 5000
+    pool.close()
+    assert len(connections) == 2
