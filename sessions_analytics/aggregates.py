@@ -3,8 +3,10 @@ comparisons. Each costs a constant number of queries however many sessions there
 in SQL and only a few rows per skill or per day come back; the arithmetic on those rows is pure
 (sessions_analytics.analytics). Who may read what comes from sessions_analytics.selectors.
 
-Window functions and filtering on them are plain SQL on PostgreSQL and on SQLite (3.25+), so the same
-queries run on both.
+The skill reads are per-skill index lookups (correlated subqueries over the scores' copied therapist and
+session start) rather than one window over all of a therapist's scores: with a thousand sessions that sort
+was most of the request. Window functions, filtering on them and correlated subqueries are plain SQL on
+PostgreSQL and on SQLite (3.25+), so the same queries run on both.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db.models import Case, Count, F, Max, Min, Q, QuerySet, Sum, Value, When, Window
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, Subquery, Sum, Value, When, Window
 from django.db.models.functions import RowNumber, TruncDate
 
 from sessions_analytics.analytics import (
@@ -50,41 +52,75 @@ COMPARISON_LIST_MAX = 500  # GET /api/session/comparison returns at most this ma
 # --- Skills --------------------------------------------------------------------------------------------------
 
 
-def _sessions_in_scope(access: Access, therapist, session: TrainingSession | None) -> QuerySet[TrainingSession]:
-    sessions = sessions_readable(access)
-    if therapist is not None:
-        sessions = sessions.filter(therapist=therapist)
-    if session is not None:
-        sessions = sessions.filter(pk=session.pk)
-    return sessions
+def _skill_lookups(**scores) -> dict[str, Subquery]:
+    """Per-skill lookups among a skill's scores filtered by `scores` (`therapist_id`, optionally
+    `session_start__gte`), as annotations for a Skill queryset: correlated subqueries, each an index range scan
+    of (therapist, skill, session_start), so the cost grows with the skills, not with the therapist's sessions.
+    Newest = latest session start, ties by the later recorded_at, then the later row. Every lookup is None for
+    a skill without such scores. Scores belong to their skill's organization (services take a session's
+    skills from its organization), so filtering the skills by organization scopes the scores too."""
+    of_skill = SessionSkillScore.objects.filter(skill=OuterRef("pk"), **scores).order_by()
+    newest_first = of_skill.order_by("-session_start", "-recorded_at", "-id")
+    return {
+        "practiced": Subquery(of_skill.values("skill").annotate(n=Count("id")).values("n")),
+        "latest_score": Subquery(newest_first.values("score")[:1]),
+        "latest_start": Subquery(newest_first.values("session_start")[:1]),
+        "previous_score": Subquery(newest_first.values("score")[1:2]),
+        "first_score": Subquery(of_skill.order_by("session_start", "recorded_at", "id").values("score")[:1]),
+        "first_scored_at": Subquery(of_skill.order_by("created_at").values("created_at")[:1]),
+    }
 
 
 def skills_summary(access: Access, *, therapist=None, session: TrainingSession | None = None) -> list[SkillSummary]:
     """The skills scored in the caller-readable sessions of `therapist` and/or the one `session`, sorted by
-    name: currentScore from the latest practising session (by session start, ties by the score's recorded_at),
-    practiceSessions, lastPracticed (that session's start) and createdAt (the first score). Two queries: the
-    totals grouped by skill, and a narrow window for each skill's latest score (cheaper together than one window
-    query carrying the totals too)."""
-    scores = SessionSkillScore.objects.filter(session__in=_sessions_in_scope(access, therapist, session)).order_by()
-    totals = scores.values("skill_id", "skill__name", "skill__category").annotate(
-        sessions=Count("id"), latest_start=Max("session__start_time"), first_scored=Min("created_at")
+    name: currentScore from the latest practising session (by session start, ties by the score's recorded_at,
+    then the later row), practiceSessions, lastPracticed (that session's start) and createdAt (the first
+    score). One query."""
+    if session is not None:
+        return _session_skills(access, therapist, session)
+    if therapist is None:
+        raise ValueError("skills_summary needs a therapist or a session")
+    lookups = _skill_lookups(therapist_id=therapist.pk)
+    fields = ("practiced", "latest_score", "latest_start", "first_scored_at")
+    # One therapist's readable sessions are all of theirs in the organization or none (the selectors' rule):
+    # this EXISTS keeps the rule in one place for the price of one index probe.
+    readable = sessions_readable(access).filter(therapist=therapist)
+    skills = (
+        Skill.objects.filter(Exists(readable), organization=access.organization)
+        .order_by()
+        .annotate(**{field: lookups[field] for field in fields})
+        .values_list("name", "category", *fields)
     )
-    latest_rank = Window(
-        RowNumber(),
-        partition_by=[F("skill_id")],
-        order_by=[F("session__start_time").desc(), F("recorded_at").desc(), F("id").desc()],
-    )
-    latest = dict(scores.annotate(rank=latest_rank).filter(rank=1).values_list("skill_id", "score"))
     return skill_summaries(
         SkillAggregateRow(
-            skill_name=row["skill__name"],
-            skill_category=row["skill__category"],
-            latest_score=latest[row["skill_id"]],
-            sessions=row["sessions"],
-            latest_session_start=row["latest_start"],
-            first_scored_at=row["first_scored"],
+            skill_name=name,
+            skill_category=category,
+            latest_score=latest_score,
+            sessions=practiced,
+            latest_session_start=latest_start,
+            first_scored_at=first_scored_at,
         )
-        for row in totals
+        for name, category, practiced, latest_score, latest_start, first_scored_at in skills
+        if practiced
+    )
+
+
+def _session_skills(access: Access, therapist, session: TrainingSession) -> list[SkillSummary]:
+    """One session's skills: a session has at most one score per skill, so each is its own summary."""
+    sessions = sessions_readable(access).filter(pk=session.pk)
+    if therapist is not None:
+        sessions = sessions.filter(therapist=therapist)
+    scores = SessionSkillScore.objects.filter(session__in=sessions).select_related("skill").order_by()
+    return skill_summaries(
+        SkillAggregateRow(
+            skill_name=score.skill.name,
+            skill_category=score.skill.category,
+            latest_score=score.score,
+            sessions=1,
+            latest_session_start=score.session_start,
+            first_scored_at=score.created_at,
+        )
+        for score in scores
     )
 
 
@@ -201,46 +237,45 @@ def _day_rows(since: datetime | None, now: datetime, **therapist) -> list[DayRow
     ]
 
 
-def _skill_rows(**sessions) -> list[SkillScoreRow]:
-    """Per skill, only the scores derived analytics need (the latest, the one before it and the first) with
-    their ranks and the skill's count: one window query (one sort of the scores, kept narrow: the skills' names
-    come from a second, small query), at most three rows a skill. `sessions` filters the scores' sessions
-    through the join (`start_time__gte=...`), not a subquery."""
-    group = {"partition_by": [F("skill_id")]}
-    newest_first = [F("session__start_time").desc(), F("recorded_at").desc(), F("id").desc()]
-    rows = list(
-        SessionSkillScore.objects.filter(**{f"session__{key}": value for key, value in sessions.items()})
+def _skill_rows(organization_id: int, therapist_id: int, since: datetime | None) -> list[SkillScoreRow]:
+    """Per skill, only the scores derived analytics need, from `since` on: the latest, the one before it and
+    the first, with their ranks and the skill's count (analytics.SkillScoreRow). One query of per-skill index
+    lookups (_skill_lookups), at most three rows a skill."""
+    in_range = {} if since is None else {"session_start__gte": since}
+    lookups = _skill_lookups(therapist_id=therapist_id, **in_range)
+    fields = ("practiced", "latest_score", "previous_score", "first_score")
+    skills = (
+        Skill.objects.filter(organization_id=organization_id)
         .order_by()
-        .annotate(
-            from_latest=Window(RowNumber(), order_by=newest_first, **group),
-            practiced=Window(Count("id"), **group),
-        )
-        .filter(Q(from_latest__lte=2) | Q(from_latest=F("practiced")))
-        .values_list("skill_id", "score", "from_latest", "practiced")
+        .annotate(**{field: lookups[field] for field in fields})
+        .values_list("skill_id", "name", "category", *fields)
     )
-    skills = Skill.objects.filter(pk__in={row[0] for row in rows}).order_by().in_bulk() if rows else {}
-    return [
-        SkillScoreRow(
-            skill_id=skills[skill].skill_id,
-            skill_name=skills[skill].name,
-            category=skills[skill].category,
-            score=score,
-            from_latest=from_latest,
-            from_first=practiced - from_latest + 1,
-            practiced=practiced,
+    rows = []
+    for skill_id, name, category, practiced, latest, previous, first in skills:
+        # (score, rank from the latest): the first is the latest with one score, the previous with two.
+        ranked = [(latest, 1), (previous, 2), (first, practiced)][: min(practiced or 0, 3)]
+        rows.extend(
+            SkillScoreRow(
+                skill_id=skill_id,
+                skill_name=name,
+                category=category,
+                score=score,
+                from_latest=from_latest,
+                from_first=practiced - from_latest + 1,
+                practiced=practiced,
+            )
+            for score, from_latest in ranked
         )
-        for skill, score, from_latest, practiced in rows
-    ]
+    return rows
 
 
 def _derived(session: TrainingSession, since: datetime | None, now: datetime) -> AnalyticsData:
     """Computed over the session's therapist's sessions (in its organization) that started from `since` on
     (all, without a range); the summary trends compare with the same length of time just before `since`."""
     therapist = {"organization_id": session.organization_id, "therapist_id": session.therapist_id}
-    in_range = {} if since is None else {"start_time__gte": since}
     return derived_analytics(
         _day_rows(since, now, **therapist),
-        _skill_rows(**therapist, **in_range),
+        _skill_rows(session.organization_id, session.therapist_id, since),
         therapist_id=session.therapist.public_id,
         since=since,
         now=now,

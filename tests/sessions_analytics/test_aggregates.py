@@ -137,6 +137,17 @@ def test_skills_of_one_session_and_nobody_elses(world):
     assert reviewed.current_score == 99
 
 
+def test_skills_of_a_session_that_is_not_the_named_therapists_are_none(world):
+    skill = make_skill(world.organization, "empathy", "Empathy")
+    theirs = make_session(world.other_therapist, world.organization, start=NOW)
+    make_score(theirs, skill, 80)
+    supervisor = access(world, world.supervisor, Role.SUPERVISOR)
+
+    assert skills_summary(supervisor, therapist=world.therapist, session=theirs) == []
+    [summary] = skills_summary(supervisor, therapist=world.other_therapist, session=theirs)
+    assert (summary.current_score, summary.practice_sessions, summary.last_practiced) == (80, 1, NOW)
+
+
 # --- analytics_read ----------------------------------------------------------------------------------------------
 
 
@@ -186,6 +197,47 @@ def test_derived_analytics_when_never_posted(world):
     assert stats["Milestones Reached"].value == 3
     assert stats["Total Sessions"].trend.period == "all time"
     assert [s.value for s in data.progress_snapshots] == [10, 20]
+
+
+def test_derived_skill_progress_ranks_by_session_start_then_recorded_at_within_the_range(world):
+    """Per skill: latest, previous and first score by session start (ties: the later recorded score is the
+    later one), counted from `since` on inclusive; another therapist's scores never count."""
+    listening = make_skill(world.organization, "active-listening", "Active Listening")
+    empathy = make_skill(world.organization, "empathy", "Empathy")
+    old_only = make_skill(world.organization, "validation", "Validation")
+    since = NOW - timedelta(days=7)
+    before = make_session(world.therapist, world.organization, start=since - timedelta(seconds=1))
+    at_since = make_session(world.therapist, world.organization, start=since)
+    middle = make_session(world.therapist, world.organization, start=NOW - timedelta(days=4))
+    tied_a = make_session(world.therapist, world.organization, start=NOW - timedelta(days=2))
+    tied_b = make_session(world.therapist, world.organization, start=NOW - timedelta(days=2))
+    theirs = make_session(world.other_therapist, world.organization, start=NOW - timedelta(days=1))
+    make_score(before, listening, 10)
+    make_score(at_since, listening, 40)
+    make_score(middle, listening, 50)
+    make_score(tied_a, listening, 70, at=NOW - timedelta(hours=1))  # recorded after tied_b's: the latest
+    make_score(tied_b, listening, 60, at=NOW - timedelta(hours=2))
+    make_score(theirs, listening, 99)
+    make_score(at_since, empathy, 80)
+    make_score(middle, empathy, 75)
+    make_score(before, old_only, 30)
+
+    in_range = {p.skill_id: p for p in analytics_read(tied_a, since=since, now=NOW).skill_progress}
+    all_time = {p.skill_id: p for p in analytics_read(tied_a, since=None, now=NOW).skill_progress}
+
+    assert list(in_range) == ["active-listening", "empathy"]
+    listening_now = in_range["active-listening"]
+    assert (listening_now.score, listening_now.sessions_practiced, listening_now.trend) == (70, 4, "up")
+    assert listening_now.average_improvement == 10  # (70 - 40) / 3
+    empathy_now = in_range["empathy"]
+    assert (empathy_now.score, empathy_now.sessions_practiced, empathy_now.trend) == (75, 2, "down")
+    assert empathy_now.average_improvement == -5
+    assert (all_time["active-listening"].sessions_practiced, all_time["active-listening"].average_improvement) == (
+        5,
+        15,  # (70 - 10) / 4
+    )
+    assert (all_time["validation"].score, all_time["validation"].trend) == (30, "stable")
+    assert all_time["validation"].average_improvement == 0
 
 
 def test_time_range_boundary_is_inclusive(world):
@@ -356,13 +408,15 @@ def test_query_counts_do_not_grow_with_sessions(world, django_assert_num_queries
     anchor = TrainingSession.objects.select_related("therapist", "organization").get(pk=sessions[0].pk)
     me = access(world, world.therapist)
 
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(1):  # the skills with their per-skill lookups
         assert len(skills_summary(me, therapist=world.therapist)) == 3
-    # Derived: days, their milestones, each day's latest session, skill scores, their skills, snapshots.
+    with django_assert_num_queries(1):
+        assert len(skills_summary(me, therapist=world.therapist, session=sessions[-1])) == 3
+    # Derived: days, their milestones, each day's latest session, the skills with their lookups, snapshots.
     # Posted: the three tables and the snapshots.
-    with django_assert_num_queries(4 if posted else 6):
+    with django_assert_num_queries(4 if posted else 5):
         assert len(analytics_read(anchor, since=None, now=NOW).progress_snapshots) == 1
-    with django_assert_num_queries(4 if posted else 6):
+    with django_assert_num_queries(4 if posted else 5):
         analytics_read(anchor, since=NOW - timedelta(days=7), now=NOW)
     with django_assert_num_queries(1):
         assert len(comparisons_read(me, therapist=world.therapist)) == n - 1

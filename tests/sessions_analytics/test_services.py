@@ -382,6 +382,37 @@ def test_skill_scores_record_upserts_and_audits(session, world):
     assert [e.metadata for e in events("training_session.skills_recorded")] == [{"skills": 1}, {"skills": 2}]
 
 
+def test_every_score_written_carries_its_sessions_therapist_and_start(world):
+    """The copies the skill reads index on (SessionSkillScore.therapist, .session_start) always equal the
+    session's, whichever service writes the score and whoever posts it (a supervisor here)."""
+    mine = make_session(world.therapist, world.organization, start=NOW - timedelta(days=3))
+    theirs = make_session(world.other_therapist, world.organization, start=NOW - timedelta(days=1))
+    services.skill_scores_record(session=mine, scores={"Empathy": 60}, actor=actor(world.supervisor), now=NOW)
+    services.progress_record(
+        session=theirs,
+        author=world.supervisor,
+        metrics=metrics(skill_scores={"Empathy": 70, "Validation": 50}),
+        feedback=None,
+        actor=actor(world.supervisor),
+        now=NOW,
+    )
+    services.skill_scores_record(  # an update and an insert in one post
+        session=mine, scores={"empathy": 65, "Reflection": 55}, actor=actor(world.therapist), now=LATER
+    )
+
+    rows = SessionSkillScore.objects.select_related("session").order_by("pk")
+    assert [(r.session_id, r.skill.skill_id) for r in rows] == [
+        (mine.pk, "empathy"),
+        (theirs.pk, "empathy"),
+        (theirs.pk, "validation"),
+        (mine.pk, "reflection"),
+    ]
+    assert [(r.therapist_id, r.session_start) for r in rows] == [
+        (r.session.therapist_id, r.session.start_time) for r in rows
+    ]
+    assert {r.therapist_id for r in rows} == {world.therapist.pk, world.other_therapist.pk}
+
+
 # --- Snapshots --------------------------------------------------------------------------------------------------
 
 
