@@ -9,7 +9,8 @@ What it does (issue 10, "Gates in CI"):
 - authenticates every case as its API's demo identity (`seed_demo`), chosen by the operation's security
   requirement: the LoveRescue partner token of the demo partner acting for the demo therapist (with
   consented clients), the platform token of the demo client for the LoveRescue app API (/api/app/), the
-  platform token of the demo clinic's owner with `X-Organization-ID` elsewhere (organization-scoped APIs),
+  platform token of the demo clinic's owner with `X-Organization-ID` elsewhere (organization-scoped APIs;
+  on the therapist dashboard the owner is a reviewer: every session of the clinic),
   the CareOS demo key with `X-Platform: businessos`; the public operations anonymously. An operation
   whose scheme has no demo identity fails with a message saying so (a new API adds its own here).
   Schemathesis' `ignored_auth` check then also sends each authenticated operation without credentials
@@ -20,13 +21,14 @@ What it does (issue 10, "Gates in CI"):
   the path does not have refused with 405, authentication enforced.
 
 Bounded and reproducible: MAX_EXAMPLES fuzzing cases per operation plus the coverage phase's cases
-(about 1,450 in total for 24 operations), a fixed seed and derandomized generation (the same cases on
+(about 5,900 in total for 89 operations), a fixed seed and derandomized generation (the same cases on
 every run), no example database, a per-case deadline; `test_gate_totals` checks the total, and
 tests/conftest.py's GATE budget the time (300 s for tests/gates/). The run ends with
 `SCHEMATHESIS cases=<n> ops=<m> failures=<f> seconds=<s>` in pytest's terminal summary.
 
 Positive cases are sometimes steered onto the demo world (WORLD_SHARE): a path id becomes a real id the
-identity may see, a date falls in the accepted window, a CareOS lead carries a phone encrypted to the
+identity may see, a therapist dashboard session id (path, query or body) is the demo therapist's latest
+session, a date falls in the accepted window, a CareOS lead carries a phone encrypted to the
 platform's key, a Twilio callback is signed. A schema cannot say "an id that exists", so without this
 nearly every positive case would stop at a 404 or 401 and the code behind it would never be reached. The
 choice is a pure function of the case (stable under shrinking). Negative cases are never changed.
@@ -99,6 +101,10 @@ TWILIO_BASE = "https://platform.example.com"
 TWILIO_SIGNED_PATHS = ("/api/messaging/twilio/status", "/api/messaging/twilio/inbound")
 WEBHOOK_HOST = "hooks.example.com"
 APP_PREFIX = "/api/app/"
+# The therapist dashboard: positive cases name the demo therapist's sessions (the identity, the demo clinic's
+# owner, is a reviewer there), the therapist and the caller, wherever its operations take them.
+THERAPIST_PREFIXES = ("/api/session", "/api/evaluation")
+THERAPIST_SESSION_FIELDS = ("sessionId", "currentSessionId")
 LEAD_PHONES = ("+14155550123", "+14155550124", "+442071838750")
 
 
@@ -109,6 +115,7 @@ class DemoWorld:
         self.demo = demo
         self.headers = headers  # security scheme name -> headers of its demo identity
         self.ids = ids  # path parameter name -> ids the identity may use
+        self.therapist_ids: dict[str, str] = {}  # the therapist dashboard's ids (see _steer_therapist)
 
     def identity(self, case) -> dict[str, str]:
         """The headers of the demo identity for the operation's security requirement (the first one, of
@@ -170,7 +177,25 @@ class DemoWorld:
                 body["url"] = f"https://{WEBHOOK_HOST}/mark/{pick % 1000}"
         if isinstance(case.query, dict) and "lastSessionDate" in case.query:
             case.query["lastSessionDate"] = (timezone.now() - timedelta(days=pick % 60)).isoformat()
+        if case.operation.path.startswith(THERAPIST_PREFIXES):
+            self._steer_therapist(case)
         self._sign_twilio(case)
+
+    def _steer_therapist(self, case) -> None:
+        names = self.therapist_ids
+        for fields in (case.query, case.body):
+            if not isinstance(fields, dict):
+                continue
+            for name in THERAPIST_SESSION_FIELDS:
+                if name in fields:
+                    fields[name] = names["session"]
+            for name, value in (
+                ("previousSessionId", names["previousSession"]),
+                ("therapistId", names["therapist"]),
+                ("evaluatorId", names["caller"]),
+            ):
+                if name in fields:
+                    fields[name] = value
 
     def _sign_twilio(self, case) -> None:
         if case.operation.path not in TWILIO_SIGNED_PATHS or not isinstance(case.body, dict):
@@ -238,13 +263,42 @@ def world(gate_demo, django_db_blocker) -> DemoWorld:
     ids["organization_id"] = [gate_demo["platform"]["organizationId"]]
     if gate_demo.get("mark", {}).get("conversationId"):
         ids["conversation_id"] = [gate_demo["mark"]["conversationId"]]  # Mark conversations: a real one
+    therapist_ids = _therapist_ids(gate_demo, django_db_blocker)
+    ids["session_id"] = [therapist_ids["session"]]
     headers = {
         "loveRescueIntegrationToken": {"Authorization": f"Bearer {partner['token']}"},
         "platformToken": {"Authorization": f"Bearer {staff['access_token']}"},
         "platformToken:client": {"Authorization": f"Bearer {app['access_token']}"},
         "careosPartnerApiKey": {"X-API-Key": gate_demo["careos"]["apiKey"]},
     }
-    return DemoWorld(gate_demo, headers, ids)
+    world = DemoWorld(gate_demo, headers, ids)
+    world.therapist_ids = therapist_ids
+    return world
+
+
+def _therapist_ids(demo: dict, django_db_blocker) -> dict[str, str]:
+    """The demo therapist's latest session and one started before it, the therapist's and the gate
+    identity's (the demo clinic's owner) usr_ ids."""
+    from accounts.models import User
+    from sessions_analytics.models import TrainingSession
+
+    seeded = demo["therapist"]
+    with django_db_blocker.unblock():
+        therapist = User.objects.get(username=seeded["therapist"]["username"])
+        session = TrainingSession.objects.get(public_id=seeded["sessionId"])
+        previous = (
+            TrainingSession.objects.filter(therapist=therapist, start_time__lt=session.start_time)
+            .order_by("-start_time")
+            .first()
+        )
+        caller = User.objects.get(username=demo["platform"]["username"])
+    assert previous is not None, "the demo therapist needs a session before the latest (comparisons)"
+    return {
+        "session": session.public_id,
+        "previousSession": previous.public_id,
+        "therapist": therapist.public_id,
+        "caller": caller.public_id,
+    }
 
 
 @pytest.fixture
