@@ -55,7 +55,8 @@ COMPARISON_LIST_MAX = 500  # GET /api/session/comparison returns at most this ma
 def _skill_lookups(**scores) -> dict[str, Subquery]:
     """Per-skill lookups among a skill's scores filtered by `scores` (`therapist_id`, optionally
     `session_start__gte`), as annotations for a Skill queryset: correlated subqueries, each an index range scan
-    of (therapist, skill, session_start), so the cost grows with the skills, not with the therapist's sessions.
+    of (therapist, skill, session_start, recorded_at, id) in the order the lookup wants (no sort), so the cost
+    grows with the skills, not with the therapist's sessions.
     Newest = latest session start, ties by the later recorded_at, then the later row. Every lookup is None for
     a skill without such scores. Scores belong to their skill's organization (services take a session's
     skills from its organization), so filtering the skills by organization scopes the scores too."""

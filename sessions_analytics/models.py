@@ -163,13 +163,14 @@ class SessionSkillScore(models.Model):
     """A session's current score for one skill (a later post for the same skill replaces it).
 
     `therapist` and `session_start` copy the session's therapist and start time (neither ever changes after
-    the session is created), so the skill reads find a therapist's scores of one skill in start order with
-    one index range scan (therapist, skill, session_start) instead of joining and sorting all their scores.
+    the session is created), so the skill reads find a therapist's scores of one skill newest or oldest first
+    with one index range scan (therapist, skill, session_start, then the tie-breakers recorded_at and id: no
+    sort at all) instead of joining and sorting all their scores.
     Every insert sets them from the session (services, bench and test factories)."""
 
     session = models.ForeignKey(TrainingSession, on_delete=models.CASCADE, related_name="skill_scores")
     skill = models.ForeignKey(Skill, on_delete=models.PROTECT, related_name="scores")
-    # = session.therapist; the (therapist, skill, session_start) index serves lookups by therapist too.
+    # = session.therapist; the index led by therapist serves lookups by therapist too.
     therapist = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False)
     session_start = models.DateTimeField()  # = session.start_time
     score = models.FloatField()
@@ -184,7 +185,9 @@ class SessionSkillScore(models.Model):
         ]
         indexes = [
             models.Index(fields=["skill", "session"], name="sss_skill_session"),
-            models.Index(fields=["therapist", "skill", "session_start"], name="sss_therapist_skill_start"),
+            models.Index(
+                fields=["therapist", "skill", "session_start", "recorded_at", "id"], name="sss_therapist_skill_start"
+            ),
         ]
 
 

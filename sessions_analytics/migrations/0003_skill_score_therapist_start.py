@@ -1,21 +1,23 @@
 """SessionSkillScore.therapist and .session_start: copies of the session's therapist and start time, so the
-skill reads range-scan (therapist, skill, session_start) instead of joining and sorting every score.
+skill reads range-scan (therapist, skill, session_start, recorded_at, id) instead of joining and sorting every
+score.
 
 Added nullable, filled from the sessions in one UPDATE, then made NOT NULL and indexed."""
 
+import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
-import django.db.models.deletion
 
 
 def copy_from_sessions(apps, schema_editor):
     scores = apps.get_model("sessions_analytics", "SessionSkillScore")._meta.db_table
     sessions = apps.get_model("sessions_analytics", "TrainingSession")._meta.db_table
-    quote = schema_editor.quote_name
+    quote = schema_editor.quote_name  # the names below are the models' table names, never input
     with schema_editor.connection.cursor() as cursor:
         if schema_editor.connection.vendor == "postgresql":
             cursor.execute(
-                f"UPDATE {quote(scores)} AS score SET therapist_id = ses.therapist_id, session_start = ses.start_time "
+                f"UPDATE {quote(scores)} AS score "  # noqa: S608
+                "SET therapist_id = ses.therapist_id, session_start = ses.start_time "
                 f"FROM {quote(sessions)} AS ses WHERE ses.id = score.session_id"
             )
             # The new foreign key's checks are deferred to commit: run them now, or PostgreSQL refuses the
@@ -24,7 +26,7 @@ def copy_from_sessions(apps, schema_editor):
             cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         else:  # SQLite (and any other database): correlated subqueries, plain SQL everywhere
             cursor.execute(
-                f"UPDATE {quote(scores)} SET "
+                f"UPDATE {quote(scores)} SET "  # noqa: S608
                 f"therapist_id = (SELECT ses.therapist_id FROM {quote(sessions)} ses WHERE ses.id = session_id), "
                 f"session_start = (SELECT ses.start_time FROM {quote(sessions)} ses WHERE ses.id = session_id)"
             )
@@ -71,6 +73,8 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="sessionskillscore",
-            index=models.Index(fields=["therapist", "skill", "session_start"], name="sss_therapist_skill_start"),
+            index=models.Index(
+                fields=["therapist", "skill", "session_start", "recorded_at", "id"], name="sss_therapist_skill_start"
+            ),
         ),
     ]
