@@ -412,11 +412,11 @@ def test_query_counts_do_not_grow_with_sessions(world, django_assert_num_queries
         assert len(skills_summary(me, therapist=world.therapist)) == 3
     with django_assert_num_queries(1):
         assert len(skills_summary(me, therapist=world.therapist, session=sessions[-1])) == 3
-    # Derived: days, their milestones, each day's latest session, the skills with their lookups, snapshots.
+    # Derived: the sessions (metrics and milestone counts joined), the skills with their lookups, snapshots.
     # Posted: the three tables and the snapshots.
-    with django_assert_num_queries(4 if posted else 5):
+    with django_assert_num_queries(4 if posted else 3):
         assert len(analytics_read(anchor, since=None, now=NOW).progress_snapshots) == 1
-    with django_assert_num_queries(4 if posted else 5):
+    with django_assert_num_queries(4 if posted else 3):
         analytics_read(anchor, since=NOW - timedelta(days=7), now=NOW)
     with django_assert_num_queries(1):
         assert len(comparisons_read(me, therapist=world.therapist)) == n - 1
