@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -117,7 +118,8 @@ class SkillNameField(StrictCharField):
 
 
 class SkillScoresField(serializers.DictField):
-    """`{skill name: score 0-100}`, at most 50 skills; errors are keyed by the skill name."""
+    """`{skill name: score 0-100}`, at most 50 skills; errors are keyed by the skill name. Its schema states
+    the size (SkillScoresFieldSchema)."""
 
     default_error_messages = {"too_many": f"at most {MAX_SKILL_SCORES} skills per request"}
 
@@ -138,6 +140,20 @@ class SkillScoresField(serializers.DictField):
         if errors:
             raise serializers.ValidationError(errors)
         return scores
+
+
+class SkillScoresFieldSchema(OpenApiSerializerFieldExtension):
+    """The map's size as the server enforces it: at most MAX_SKILL_SCORES skills, at least one where the
+    field does not allow an empty map (POST /api/session/skills)."""
+
+    target_class = SkillScoresField
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        schema["maxProperties"] = MAX_SKILL_SCORES
+        if not self.target.allow_empty:
+            schema["minProperties"] = 1
+        return schema
 
 
 class _Body(serializers.Serializer):

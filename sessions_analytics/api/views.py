@@ -26,7 +26,7 @@ from core.apis import THERAPIST
 from core.context import note_subjects
 from core.domain import Invalid, PermissionDenied
 from core.errors import ApiError
-from core.pagination import page_body, page_request, page_serializer
+from core.pagination import MAX_OFFSET, page_body, page_request, page_serializer
 from core.schema import error_responses
 from core.scoping import ORGANIZATION_HEADER, OrganizationRolePermission
 from core.time import utc_now
@@ -41,6 +41,7 @@ VALIDATION_ERROR = "VALIDATION_ERROR"
 MISSING_PARAMETER = "MISSING_PARAMETER"
 ERRORS = (400, 401, 403, 404, 429)
 SUBJECT = "training_session"
+SESSIONS_PER_PAGE, SESSIONS_PER_PAGE_MAX = 20, 100
 AUTH_NOTE = (
     "Bearer: a platform token (POST /api/v1/auth/token) or a Clerk session token of a member; therapist, "
     "supervisor, owner and admin may call it, other roles get 403. A therapist reaches only their own sessions, "
@@ -173,8 +174,18 @@ class SessionListView(TherapistView):
         "every session of the organization. " + THERAPIST_ID_NOTE,
         response=page_serializer(s.SessionBriefOutput),
         parameters=[
-            OpenApiParameter("page", OpenApiTypes.INT, description="Page number, from 1 (default 1)"),
-            OpenApiParameter("limit", OpenApiTypes.INT, description="Sessions per page, 1 to 100 (default 20)"),
+            # The bounds page_request enforces, stated so clients generated from the schema keep to them (the
+            # page maximum is the one for the largest limit: it holds for every limit).
+            OpenApiParameter(
+                "page",
+                {"type": "integer", "minimum": 1, "maximum": MAX_OFFSET // SESSIONS_PER_PAGE_MAX + 1, "default": 1},
+                description="Page number, from 1 (default 1)",
+            ),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": SESSIONS_PER_PAGE_MAX, "default": SESSIONS_PER_PAGE},
+                description=f"Sessions per page, 1 to {SESSIONS_PER_PAGE_MAX} (default {SESSIONS_PER_PAGE})",
+            ),
             OpenApiParameter("status", OpenApiTypes.STR, enum=s.STATUSES, description="Only sessions in this status"),
             _therapist_id_parameter("Only this therapist's sessions (usr_...)"),
             OpenApiParameter(
@@ -187,7 +198,12 @@ class SessionListView(TherapistView):
     )
     def get(self, request):
         access = self.access(request)
-        paging = page_request(request.query_params, code=VALIDATION_ERROR)
+        paging = page_request(
+            request.query_params,
+            default_limit=SESSIONS_PER_PAGE,
+            max_limit=SESSIONS_PER_PAGE_MAX,
+            code=VALIDATION_ERROR,
+        )
         page = selectors.sessions_page(
             access,
             therapist=self.therapist(access, _param(request, "therapistId")),

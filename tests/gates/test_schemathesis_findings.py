@@ -5,6 +5,11 @@
   schema now states the bounds the server enforces (found with `positive_data_acceptance` on; the gate
   runs without that check, see CHECKS in test_schemathesis.py).
 
+- The therapist dashboard documented GET /api/session's `limit` and `page` as bare integers and
+  `skillScores` (POST /api/session/skills, 1 to 50 skills; progressMetrics.skillScores, at most 50) without
+  its size, so `?limit=0` and `{"skillScores": {}}` were schema-valid and answered 400. The schema now
+  states the bounds (found with `positive_data_acceptance` on, as above).
+
 Found by the gate and fixed under other findings, with their own tests: a journal entry with `"text": 0`
 was accepted (finding 7, tests/security/test_leaks.py).
 """
@@ -36,3 +41,62 @@ def test_alerts_limit_documents_the_bounds_the_server_enforces(client, lr_partne
         response = client.get(ALERTS, {"limit": value}, **headers)
         assert response.status_code == 400
         assert response.json() == {"error": "limit must be an integer from 1 to 500", "code": "BAD_REQUEST"}
+
+
+SESSIONS = "/api/session"
+SKILLS = "/api/session/skills"
+
+
+def _parameter(schema: dict, path: str, name: str) -> dict:
+    return next(parameter for parameter in schema["paths"][path]["get"]["parameters"] if parameter["name"] == name)[
+        "schema"
+    ]
+
+
+def _component(schema: dict, ref: str) -> dict:
+    return schema["components"]["schemas"][ref.split("/")[-1]]
+
+
+def test_therapist_session_list_documents_the_paging_bounds_the_server_enforces(client):
+    from tests.sessions_analytics.factories import bearer, make_world
+
+    schema = _schema(client)
+    limit, page = _parameter(schema, SESSIONS, "limit"), _parameter(schema, SESSIONS, "page")
+    assert (limit["type"], limit.get("minimum"), limit.get("maximum")) == ("integer", 1, 100)
+    assert (page["type"], page.get("minimum")) == ("integer", 1)
+    assert page.get("maximum") is not None
+
+    headers = bearer(make_world().therapist)
+    for query in ({"limit": 1}, {"limit": 100}, {"page": 1}, {"page": page["maximum"], "limit": limit["maximum"]}):
+        assert client.get(SESSIONS, query, **headers).status_code == 200, query
+    for query in ({"limit": 0}, {"limit": 101}, {"page": 0}, {"page": page["maximum"] + 1, "limit": limit["maximum"]}):
+        response = client.get(SESSIONS, query, **headers)
+        assert response.status_code == 400, query
+        assert response.json()["code"] == "VALIDATION_ERROR", query
+
+
+def test_therapist_skill_scores_document_their_size(client):
+    from tests.sessions_analytics.factories import bearer, make_session, make_world
+
+    schema = _schema(client)
+    request = schema["paths"][SKILLS]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    scores = _component(schema, request)["properties"]["skillScores"]
+    assert (scores.get("minProperties"), scores.get("maxProperties")) == (1, 50)
+    progress = schema["paths"]["/api/session/progress"]["post"]["requestBody"]["content"]["application/json"]
+    metrics = _component(
+        schema, _component(schema, progress["schema"]["$ref"])["properties"]["progressMetrics"]["$ref"]
+    )
+    assert (
+        metrics["properties"]["skillScores"].get("minProperties"),
+        metrics["properties"]["skillScores"].get("maxProperties"),
+    ) == (None, 50)
+
+    world = make_world()
+    session = make_session(world.therapist, world.organization)
+    headers = bearer(world.therapist)
+
+    def post(count: int):
+        body = {"sessionId": session.public_id, "skillScores": {f"Skill {n}": 50 for n in range(count)}}
+        return client.post(SKILLS, body, content_type="application/json", **headers)
+
+    assert [post(count).status_code for count in (0, 1, 50, 51)] == [400, 200, 200, 400]
