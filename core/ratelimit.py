@@ -114,8 +114,8 @@ class RateUsage:
 
 # --- Counting ----------------------------------------------------------------------------------------------
 
-# A counter outlives its window by this much (django-ratelimit's margin), so a late increment never
-# recreates a window's counter without an expiry.
+# A counter outlives its window by this much (django-ratelimit's margin): created in its window's first
+# second, it still holds in the last.
 EXPIRY_MARGIN_SECONDS = 5
 
 # KEYS: the stage's counters in order; ARGV: limit and expiry (seconds) of each, in pairs. Returns the counts
@@ -229,7 +229,7 @@ def enforce(request, policy: RatePolicy | None, stage: Stage) -> None:
     try:
         counts = _increment(cache, counters)
     except (RedisError, OSError):
-        # Nothing was counted: pass only if every limit of the stage may fail open.
+        # The store did not answer: pass uncounted only if every limit of the stage may fail open.
         if all(counter.rate.fail_open for counter in counters):
             return
         raise store_unavailable() from None
