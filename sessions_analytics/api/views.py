@@ -67,12 +67,16 @@ TIME_RANGE_PARAMETER = OpenApiParameter(
 )
 
 
+# An empty value is no value (_param): the schema says so, so generated clients never send one.
+ID_QUERY_SCHEMA = {"type": "string", "minLength": 1}
+
+
 def _session_id_parameter(required: bool, description: str = "The session (ses_...)") -> OpenApiParameter:
-    return OpenApiParameter("sessionId", OpenApiTypes.STR, required=required, description=description)
+    return OpenApiParameter("sessionId", ID_QUERY_SCHEMA, required=required, description=description)
 
 
 def _therapist_id_parameter(description: str) -> OpenApiParameter:
-    return OpenApiParameter("therapistId", OpenApiTypes.STR, description=description)
+    return OpenApiParameter("therapistId", ID_QUERY_SCHEMA, description=description)
 
 
 def _schema(

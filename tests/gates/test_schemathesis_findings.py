@@ -7,7 +7,9 @@
 
 - The therapist dashboard documented GET /api/session's `limit` and `page` as bare integers and
   `skillScores` (POST /api/session/skills, 1 to 50 skills; progressMetrics.skillScores, at most 50) without
-  its size, so `?limit=0` and `{"skillScores": {}}` were schema-valid and answered 400. The schema now
+  its size, so `?limit=0` and `{"skillScores": {}}` were schema-valid and answered 400; an empty
+  `sessionId`/`therapistId` query value is taken as absent (400 MISSING_PARAMETER where one is needed), so
+  those parameters now say `minLength: 1`. The schema now
   states the bounds (found with `positive_data_acceptance` on, as above).
 
 Found by the gate and fixed under other findings, with their own tests: a journal entry with `"text": 0`
@@ -100,3 +102,30 @@ def test_therapist_skill_scores_document_their_size(client):
         return client.post(SKILLS, body, content_type="application/json", **headers)
 
     assert [post(count).status_code for count in (0, 1, 50, 51)] == [400, 200, 200, 400]
+
+
+THERAPIST_ID_QUERIES = [
+    (path, name)
+    for path, names in (
+        ("/api/session", ("therapistId",)),
+        ("/api/session/progress", ("sessionId",)),
+        ("/api/session/snapshots", ("sessionId",)),
+        ("/api/session/skills", ("sessionId", "therapistId")),
+        ("/api/session/analytics", ("sessionId",)),
+        ("/api/session/comparison", ("sessionId", "therapistId")),
+        ("/api/evaluation", ("sessionId",)),
+    )
+    for name in names
+]
+
+
+def test_therapist_id_query_parameters_are_not_empty(client):
+    from tests.sessions_analytics.factories import bearer, make_world
+
+    schema = _schema(client)
+    for path, name in THERAPIST_ID_QUERIES:
+        parameter = _parameter(schema, path, name)
+        assert (parameter["type"], parameter.get("minLength")) == ("string", 1), (path, name)
+    # An empty value is no value: where one is required, the answer is the missing parameter's.
+    response = client.get("/api/session/analytics", {"sessionId": ""}, **bearer(make_world().therapist))
+    assert response.status_code == 400 and response.json()["code"] == "MISSING_PARAMETER"
