@@ -187,11 +187,29 @@ def test_410_stops_the_batch_and_fails_the_rest(receiver, enqueued):
 
 
 @pytest.mark.django_db
-def test_the_task_runs_a_batch(receiver, enqueued):
+def test_the_task_runs_batches_one_after_another_while_they_come_back_full(receiver, enqueued, settings):
     from webhooks.tasks import deliver_webhook
 
+    settings.WEBHOOK_BATCH_SIZE = 2
     endpoint, _ = register(receiver.url("/hook"))
-    ids = published(endpoint, 3)
-    assert deliver_webhook.run(ids[1]) == "succeeded"
-    assert len(receiver.requests) == 3
-    assert deliver_webhook.run(ids[0]) == "skipped"  # its delivery went out in the first batch
+    ids = published(endpoint, 7)
+    assert services.webhook_deliveries_attempt(delivery_id=ids[0]) == dict.fromkeys(ids[:2], "succeeded")
+    assert len(receiver.requests) == 2  # one batch without `drain`
+    assert deliver_webhook.run(ids[3]) == "succeeded"
+    assert len(receiver.requests) == 7  # the task drained the endpoint: batches of 2, 2 and 1
+    assert deliver_webhook.run(ids[4]) == "skipped"  # its delivery went out with the others
+    assert enqueued == []  # no message between batches
+
+
+@pytest.mark.django_db
+def test_a_draining_task_stops_when_its_time_is_up(receiver, enqueued, settings):
+    from webhooks.tasks import deliver_webhook
+
+    settings.WEBHOOK_BATCH_SIZE = 2
+    settings.WEBHOOK_BATCH_SECONDS = 0
+    endpoint, _ = register(receiver.url("/hook"))
+    ids = published(endpoint, 4)
+    enqueued.clear()
+    assert deliver_webhook.run(ids[0]) == "succeeded"
+    assert len(receiver.requests) == 1  # the first request only; the rest released with one message
+    assert enqueued == [(ids[1], None)]

@@ -143,6 +143,7 @@ class _Batch:
     endpoint_failing: bool
     outcomes: dict[int, str] = field(default_factory=dict)
     posted: int = 0
+    released: bool = False  # deliveries it claimed but did not send were given back
 
     def has_room(self) -> bool:
         """Whether one more request surely ends (and is recorded) before the lease expires, within the
@@ -151,7 +152,7 @@ class _Batch:
         than one attempt)."""
         if self.posted == 0:
             return True
-        if worker_state.should_stop is not None or worker_state.should_terminate is not None:
+        if _worker_stopping():
             return False
         return time.monotonic() < self.stop_at and utc_now() + _attempt_limit() + LEASE_MARGIN <= self.token
 
@@ -167,18 +168,40 @@ def webhook_delivery_attempt(*, delivery_id: int) -> str:
     return webhook_deliveries_attempt(delivery_id=delivery_id, limit=1).get(delivery_id, "skipped")
 
 
-def webhook_deliveries_attempt(*, delivery_id: int, limit: int | None = None) -> dict[int, str]:
+def webhook_deliveries_attempt(*, delivery_id: int, limit: int | None = None, drain: bool = False) -> dict[int, str]:
     """Attempt a batch of up to `limit` (default WEBHOOK_BATCH_SIZE) due deliveries of the endpoint of
     `delivery_id`, that one first if it is claimable (module docstring). Returns the outcome of each
     delivery the run handled (see `webhook_delivery_attempt`), in order; empty when nothing could be
-    claimed. With `limit=1` only `delivery_id` itself is ever claimed."""
-    limit = settings.WEBHOOK_BATCH_SIZE if limit is None else limit
-    now = utc_now()
+    claimed. With `limit=1` only `delivery_id` itself is ever claimed.
+
+    With `drain` (the task), batches follow one another while each was full and sent to its end, within
+    WEBHOOK_BATCH_SECONDS of the first: no broker round trip between them, and workers draining one
+    endpoint take its deliveries in turns of `limit`."""
+    limit = settings.WEBHOOK_BATCH_SIZE if limit is None else max(limit, 1)
     if delivery_lease() < 2 * _attempt_limit() + LEASE_MARGIN:
         limit = 1  # a lease with room for one attempt only: never claim rows the batch could not start
-    claimed = claim_batch(delivery_id, limit=max(limit, 1), now=now)
+    stop_at = time.monotonic() + settings.WEBHOOK_BATCH_SECONDS
+    outcomes: dict[int, str] = {}
+    while True:
+        batch = _run_batch(delivery_id, limit=limit, stop_at=stop_at)
+        if batch is None:
+            return outcomes
+        outcomes.update(batch.outcomes)
+        full = len(batch.outcomes) >= limit and not batch.released
+        if not (drain and full and limit > 1 and time.monotonic() < stop_at and not _worker_stopping()):
+            return outcomes
+
+
+def _worker_stopping() -> bool:
+    """The Celery worker running us was asked to shut down (warm or cold)."""
+    return worker_state.should_stop is not None or worker_state.should_terminate is not None
+
+
+def _run_batch(delivery_id: int, *, limit: int, stop_at: float) -> _Batch | None:
+    """Claim and send one batch (module docstring); None when nothing could be claimed."""
+    claimed = claim_batch(delivery_id, limit=limit, now=utc_now())
     if claimed is None:
-        return {}
+        return None
     token, ids = claimed
     lost = WebhookAttempt.objects.filter(delivery_id__in=ids, state=AttemptState.SENDING)  # rare
     for lost_delivery_id in set(lost.values_list("delivery_id", flat=True)):
@@ -186,13 +209,13 @@ def webhook_deliveries_attempt(*, delivery_id: int, limit: int | None = None) ->
     by_id = WebhookDelivery.objects.select_related("event").in_bulk(ids)
     deliveries = [by_id[pk] for pk in ids if pk in by_id]
     if not deliveries:
-        return {}
+        return None
     endpoint = WebhookEndpoint.objects.get(pk=deliveries[0].endpoint_id)
     batch = _Batch(
         token=token,
         endpoint=endpoint,
         waiting=deque(deliveries),
-        stop_at=time.monotonic() + settings.WEBHOOK_BATCH_SECONDS,
+        stop_at=stop_at,
         endpoint_failing=endpoint.failing_since is not None,
     )
 
@@ -213,7 +236,7 @@ def webhook_deliveries_attempt(*, delivery_id: int, limit: int | None = None) ->
             group = _start_group(batch) if batch.waiting and batch.has_room() else []
     if batch.waiting:
         _release(batch)
-    return batch.outcomes
+    return batch
 
 
 def _start_group(batch: _Batch) -> list[_InFlight]:
@@ -393,6 +416,7 @@ def _release(batch: _Batch) -> None:
     message for them; if it is lost, the sweeper finds them."""
     ids = [delivery.pk for delivery in batch.waiting]
     batch.waiting.clear()
+    batch.released = True
     released = (
         DELIVERIES.rows().filter(pk__in=ids, claimed_until=batch.token).update(claimed_until=None, updated_at=utc_now())
     )
