@@ -50,24 +50,25 @@ COMPARISON_LIST_MAX = 500  # GET /api/session/comparison returns at most this ma
 # --- Skills --------------------------------------------------------------------------------------------------
 
 
-def _skill_lookups(**scores) -> dict[str, Subquery]:
+def _skill_lookups(fields: tuple[str, ...], **scores) -> dict[str, Subquery]:
     """Per-skill lookups among a skill's scores filtered by `scores` (`therapist_id`, optionally
     `session_start__gte`), as annotations for a Skill queryset: correlated subqueries, each an index range scan
     of (therapist, skill, session_start, recorded_at, id) in the order the lookup wants (no sort), so the cost
-    grows with the skills, not with the therapist's sessions.
-    Newest = latest session start, ties by the later recorded_at, then the later row. Every lookup is None for
-    a skill without such scores. Scores belong to their skill's organization (services take a session's
-    skills from its organization), so filtering the skills by organization scopes the scores too."""
+    grows with the skills, not with the therapist's sessions. Newest = latest session start, ties by the later
+    recorded_at, then the later row. Every lookup is None for a skill without such scores. Scores belong to
+    their skill's organization (services take a session's skills from its organization), so filtering the
+    skills by organization scopes the scores too. Only the `fields` asked for are built."""
     of_skill = SessionSkillScore.objects.filter(skill=OuterRef("pk"), **scores).order_by()
-    newest_first = of_skill.order_by("-session_start", "-recorded_at", "-id")
-    return {
-        "practiced": Subquery(of_skill.values("skill").annotate(n=Count("id")).values("n")),
-        "latest_score": Subquery(newest_first.values("score")[:1]),
-        "latest_start": Subquery(newest_first.values("session_start")[:1]),
-        "previous_score": Subquery(newest_first.values("score")[1:2]),
-        "first_score": Subquery(of_skill.order_by("session_start", "recorded_at", "id").values("score")[:1]),
-        "first_scored_at": Subquery(of_skill.order_by("created_at").values("created_at")[:1]),
+    newest_first = ("-session_start", "-recorded_at", "-id")
+    lookups = {
+        "practiced": lambda: of_skill.values("skill").annotate(n=Count("id")).values("n"),
+        "latest_score": lambda: of_skill.order_by(*newest_first).values("score")[:1],
+        "latest_start": lambda: of_skill.order_by(*newest_first).values("session_start")[:1],
+        "previous_score": lambda: of_skill.order_by(*newest_first).values("score")[1:2],
+        "first_score": lambda: of_skill.order_by("session_start", "recorded_at", "id").values("score")[:1],
+        "first_scored_at": lambda: of_skill.order_by("created_at").values("created_at")[:1],
     }
+    return {field: Subquery(lookups[field]()) for field in fields}
 
 
 def skills_summary(access: Access, *, therapist=None, session: TrainingSession | None = None) -> list[SkillSummary]:
@@ -79,7 +80,6 @@ def skills_summary(access: Access, *, therapist=None, session: TrainingSession |
         return _session_skills(access, therapist, session)
     if therapist is None:
         raise ValueError("skills_summary needs a therapist or a session")
-    lookups = _skill_lookups(therapist_id=therapist.pk)
     fields = ("practiced", "latest_score", "latest_start", "first_scored_at")
     # One therapist's readable sessions are all of theirs in the organization or none (the selectors' rule):
     # this EXISTS keeps the rule in one place for the price of one index probe.
@@ -87,7 +87,7 @@ def skills_summary(access: Access, *, therapist=None, session: TrainingSession |
     skills = (
         Skill.objects.filter(Exists(readable), organization=access.organization)
         .order_by()
-        .annotate(**{field: lookups[field] for field in fields})
+        .annotate(**_skill_lookups(fields, therapist_id=therapist.pk))
         .values_list("name", "category", *fields)
     )
     return skill_summaries(
@@ -249,12 +249,11 @@ def _skill_rows(organization_id: int, therapist_id: int, since: datetime | None)
     the first, with their ranks and the skill's count (analytics.SkillScoreRow). One query of per-skill index
     lookups (_skill_lookups), at most three rows a skill."""
     in_range = {} if since is None else {"session_start__gte": since}
-    lookups = _skill_lookups(therapist_id=therapist_id, **in_range)
     fields = ("practiced", "latest_score", "previous_score", "first_score")
     skills = (
         Skill.objects.filter(organization_id=organization_id)
         .order_by()
-        .annotate(**{field: lookups[field] for field in fields})
+        .annotate(**_skill_lookups(fields, therapist_id=therapist_id, **in_range))
         .values_list("skill_id", "name", "category", *fields)
     )
     rows = []
