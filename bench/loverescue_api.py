@@ -51,6 +51,20 @@ WARMUP = 5
 TARGETS = {"clients": ("<=", 2.0), "progress": ("<=", 2.0), "outcomes": ("<=", 2.0)}
 
 
+def workers_cpu_seconds(master_pid: int) -> float:
+    """User + system CPU time so far of gunicorn's workers (the master's children), from /proc: the
+    server's own work per request, which a busy machine stretches far less than it stretches latency."""
+    total = 0.0
+    try:
+        children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+        for pid in children:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return float("nan")  # not Linux /proc: the column shows nan
+    return total
+
+
 def _ready(answer: dict) -> None:
     if not answer.get("ready"):
         raise SystemExit(f"load client not ready: {answer}")
@@ -193,11 +207,17 @@ def main() -> int:
                 variants = ["real", "floor"] if round_number % 2 == 0 else ["floor", "real"]
                 for variant in variants:
                     urls = [server.base_url + path for path in paths[variant]]
+                    cpu_before = workers_cpu_seconds(server.process.pid)
                     outcome = load.run(urls, total)
-                    slot = results.setdefault((name, variant), {"latencies": [], "seconds": 0.0, "bytes": set()})
+                    cpu = workers_cpu_seconds(server.process.pid) - cpu_before
+                    slot = results.setdefault(
+                        (name, variant), {"latencies": [], "seconds": 0.0, "bytes": set(), "cpu": 0.0}
+                    )
                     slot["latencies"] += outcome["latencies"]
                     slot["seconds"] += outcome["seconds"]
                     slot["bytes"].update(outcome["bytes"])
+                    # Includes the warm-up requests (a few per client process).
+                    slot["cpu"] += cpu / (total + WARMUP * CONCURRENCY)
     except BaseException:
         print(f"gunicorn log (tail):\n{server.log_path.read_text(errors='replace')[-4000:]}", file=sys.stderr)
         raise
@@ -228,7 +248,10 @@ def main() -> int:
         "returning the real body, precomputed\n"
     )
     p50s: dict[str, tuple[float, float]] = {}  # endpoint -> (real, floor) p50 ms, for the summary lines
-    header = f"{'endpoint':<44}{'variant':<8}{'requests':>9}{'body KB':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}"
+    header = (
+        f"{'endpoint':<44}{'variant':<8}{'requests':>9}{'body KB':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}"
+        f"{'cpu ms':>9}"
+    )
     print(header)
     print("-" * len(header))
     for name, label in (
@@ -244,15 +267,19 @@ def main() -> int:
                 statistics.median(latencies) * 1000,
                 percentile(latencies, 0.99) * 1000,
                 len(latencies) / slot["seconds"],
+                slot["cpu"] / ROUNDS * 1000,
             )
             body_kb = statistics.mean(sizes[name]) / 1024
             print(
                 f"{label if variant == 'real' else '':<44}{variant:<8}{len(latencies):>9}{body_kb:>9.1f}"
-                f"{stats[variant][0]:>9.2f}{stats[variant][1]:>9.2f}{stats[variant][2]:>9.1f}"
+                f"{stats[variant][0]:>9.2f}{stats[variant][1]:>9.2f}{stats[variant][2]:>9.1f}{stats[variant][3]:>9.2f}"
             )
-        ratios = [stats["real"][i] / stats["floor"][i] for i in range(3)]
+        ratios = [stats["real"][i] / stats["floor"][i] if stats["floor"][i] else float("nan") for i in range(4)]
         p50s[name] = (stats["real"][0], stats["floor"][0])
-        print(f"{'':<44}{'ratio':<8}{'':>9}{'':>9}{ratios[0]:>8.1f}x{ratios[1]:>8.1f}x{ratios[2]:>8.2f}x")
+        print(
+            f"{'':<44}{'ratio':<8}{'':>9}{'':>9}{ratios[0]:>8.1f}x{ratios[1]:>8.1f}x{ratios[2]:>8.2f}x"
+            f"{ratios[3]:>8.1f}x"
+        )
         if results[(name, "real")]["bytes"] != results[(name, "floor")]["bytes"]:
             print(
                 f"{'':<52}(!) body sizes differ: real {sorted(results[(name, 'real')]['bytes'])[:3]}..., "
@@ -260,7 +287,8 @@ def main() -> int:
             )
     print(
         "ratio = real / floor (latency: how many times slower; req/s: fraction of the floor's throughput); "
-        f"load average at the end {os.getloadavg()[0]:.2f}"
+        "cpu ms = gunicorn workers' CPU per request (user + system, /proc; not the database's): on a busy "
+        f"machine steadier than latency; load average at the end {os.getloadavg()[0]:.2f}"
     )
 
     print(
