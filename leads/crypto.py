@@ -85,6 +85,27 @@ def active_private_keys() -> list[rsa.RSAPrivateKey]:
     return keys
 
 
+def private_keys_from_stored(stored_pems) -> list[rsa.RSAPrivateKey]:
+    """`active_private_keys` from rows the caller already read (leads.selectors.ingest_prelude): the
+    environment key first, then each active pair's private PEM as stored (Fernet-encrypted), in order.
+    Which pairs are active is the caller's fresh read, never a cache: a retired pair stops decrypting at once."""
+    keys: list[rsa.RSAPrivateKey] = []
+    env_key = env_private_key()
+    if env_key is not None:
+        keys.append(env_key)
+    keys.extend(_stored_private(stored_pem) for stored_pem in stored_pems)
+    return keys
+
+
+@lru_cache(maxsize=16)
+def _stored_private(stored_pem: str) -> rsa.RSAPrivateKey:
+    # Keyed by the stored (encrypted) text: no Fernet decryption or PEM parsing per request; a row
+    # re-encrypted by a field key rotation is simply decrypted and parsed again, once.
+    from leads.models import CareosKeyPair
+
+    return _load_private(CareosKeyPair._meta.get_field("private_pem").from_db_value(stored_pem, None, None))
+
+
 def current_public_pem() -> str | None:
     """The public key to hand partners: the newest active database pair, else the environment key."""
     from leads.models import CareosKeyPair
@@ -123,4 +144,3 @@ def decrypt_phone(ciphertext_b64: str, keys: list[rsa.RSAPrivateKey] | None = No
         except UnicodeDecodeError:
             raise DecryptionFailed() from None
     raise DecryptionFailed()
-

@@ -51,7 +51,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from audit.services import audit_event_record
 from core.actors import Actor
@@ -62,7 +62,7 @@ from core.time import utc_now
 from leads import crypto, selectors
 from leads.categories import careos_category
 from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform, PartnerUser
-from messaging.services import InvalidRecipientError, message_queue
+from messaging.services import InvalidRecipientError, message_queue, normalize_recipient
 
 logger = logging.getLogger("leads.ingest")
 
@@ -180,14 +180,21 @@ def lead_ingest(
 
     Not `@transaction.atomic` as a whole on purpose: the replay read and the RSA work run before the one
     write transaction (`_lead_create`), so they never hold it (or SQLite's write lock) open."""
-    existing = selectors.lead_for_conversation(platform=platform, source_conversation_id=payload.source_conversation_id)
-    if existing is not None:
-        return IngestResult(lead=existing, replayed=True)
+    prelude = selectors.ingest_prelude(platform=platform, source_conversation_id=payload.source_conversation_id)
+    if prelude.lead_id is not None:
+        existing = selectors.lead_by_id(lead_id=prelude.lead_id)
+        if existing is not None:
+            return IngestResult(lead=existing, replayed=True)
+    if keys is None:
+        keys = crypto.private_keys_from_stored(prelude.stored_private_pems)
     phone = verified_phone(platform=platform, payload=payload, keys=keys)
+    textable = _textable(phone)
     now = now or utc_now()
     try:
         with transaction.atomic():
-            lead = _lead_create(platform=platform, payload=payload, phone=phone, actor=actor, now=now)
+            lead = _lead_create(
+                platform=platform, payload=payload, phone=phone, textable=textable, actor=actor, now=now
+            )
     except IntegrityError:
         # Another request took this conversation between our read and our insert (everything this
         # transaction wrote is rolled back; a savepoint if a caller's transaction was already open).
@@ -206,11 +213,15 @@ def referral_period() -> timedelta:
     return timedelta(days=settings.CAREOS_REFERRAL_PERIOD_DAYS)
 
 
-def _user_get_or_create(*, platform: PartnerPlatform, payload: LeadInput, phone: str) -> tuple[CareUser, bool]:
+def _user_insert_or_lock(
+    *, platform: PartnerPlatform, payload: LeadInput, phone: str, welcome_sent_at: datetime | None
+) -> tuple[CareUser, bool]:
+    """The person with this phone, locked by this transaction, and whether this request created them.
+
+    One statement for a new person (an INSERT that stands down on the phone index, so no read before it and
+    no savepoint); a known person costs that INSERT and the locking read. A new person is created with
+    `welcome_sent_at` already set when their welcome SMS is about to be queued (no UPDATE after it)."""
     phone_index = blind_index(phone, purpose=PHONE_INDEX_PURPOSE)
-    user = selectors.user_by_phone_index(phone_index=phone_index)
-    if user is not None:
-        return user, False
     user = CareUser(
         phone=phone,
         phone_index=phone_index,
@@ -218,11 +229,15 @@ def _user_get_or_create(*, platform: PartnerPlatform, payload: LeadInput, phone:
         language=payload.user_language,
         source=platform.user_source,
         source_platform=platform,
+        welcome_sent_at=welcome_sent_at,
     )
-    if _insert_unless_conflict(user):
+    if _insert_unless_phone_taken(user):
         return user, True
-    # Another request created this user since our read (it committed: the INSERT waited for it).
-    user = selectors.user_by_phone_index(phone_index=phone_index)
+    # Another request created this person (it committed: our INSERT waited for it). Every lead for one
+    # person takes this lock first, so the period rules hold when several platforms (or conversations)
+    # send the same person at once. A person this transaction inserted is locked already (others wait
+    # on its phone_index) and has no leads yet.
+    user = selectors.user_by_phone_index(phone_index=phone_index, lock=True)
     if user is None:
         raise IntegrityError("leads_careuser: insert ignored but no user has this phone_index")
     return user, False
@@ -240,14 +255,46 @@ def _partner_user_get_or_create(
     return PartnerUser.objects.create(platform=platform, user=user, created_at=now), True
 
 
-def _insert_unless_conflict(user: CareUser) -> bool:
-    """Insert `user` in a savepoint; False when a unique column conflicts (another request created the
-    same phone's user since our read: the INSERT waited for it to commit). The savepoint keeps the
-    caller's transaction usable after the unique violation."""
+def _careuser_insert_statement() -> tuple[str, list]:
+    """INSERT ... ON CONFLICT (phone_index) DO NOTHING RETURNING id (PostgreSQL, SQLite >= 3.35), and the
+    model fields in its column order. Names from the model only, values always parameters."""
+    meta = CareUser._meta
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(f'"{field.column}"' for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    sql = (
+        f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({placeholders}) '  # noqa: S608
+        f'ON CONFLICT ("{meta.get_field("phone_index").column}") DO NOTHING RETURNING "{meta.pk.column}"'
+    )
+    return sql, fields
+
+
+_CAREUSER_INSERT, _CAREUSER_FIELDS = _careuser_insert_statement()
+
+
+def _insert_unless_phone_taken(user: CareUser) -> bool:
+    """Insert `user`; False (nothing written, the transaction still usable) when another request's person
+    has the same phone_index: the INSERT waited for that request to commit. Any other unique conflict
+    (a public_id) still raises IntegrityError. Values are prepared by each field, as the ORM prepares them
+    (encryption, auto_now_add)."""
+    params = [field.get_db_prep_save(field.pre_save(user, True), connection) for field in _CAREUSER_FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(_CAREUSER_INSERT, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    user.pk = row[0]
+    user._state.adding = False
+    user._state.db = connection.alias
+    return True
+
+
+def _textable(phone: str) -> bool:
+    """Whether messaging accepts this number for SMS (a property of the number alone), decided before the
+    transaction so a new person's row carries its welcome time from the start."""
     try:
-        with transaction.atomic():
-            user.save(force_insert=True)
-    except IntegrityError:
+        normalize_recipient("sms", phone)
+    except InvalidRecipientError:
         return False
     return True
 
@@ -263,13 +310,24 @@ class Welcome:
 
 
 def _welcome_queue(
-    *, user: CareUser, platform: PartnerPlatform, payload: LeadInput, phone: str, actor: Actor, now: datetime
+    *,
+    user: CareUser,
+    new_person: bool,
+    textable: bool,
+    platform: PartnerPlatform,
+    payload: LeadInput,
+    phone: str,
+    actor: Actor,
+    now: datetime,
 ) -> Welcome:
-    if user.welcome_sent_at is not None and user.welcome_sent_at > now - referral_period():
+    """A new person's row already carries `welcome_sent_at = now` when `textable` (_user_insert_or_lock)."""
+    if not new_person and user.welcome_sent_at is not None and user.welcome_sent_at > now - referral_period():
         # One welcome per person per period whoever referred them: more would be spam. CareOS is in touch
         # with the person either way, so careos_will_contact stays true (as for a new person).
         return Welcome(outcome="recent")
     try:
+        if not textable:
+            raise InvalidRecipientError("not an SMS recipient")
         message = message_queue(
             channel="sms",
             recipient=phone,
@@ -279,24 +337,37 @@ def _welcome_queue(
         )
     except InvalidRecipientError:
         # A number messaging cannot text: the lead still counts, CareOS just cannot contact by SMS.
+        # (message_queue validates before it writes, so this transaction is intact.)
         logger.warning("lead from %s: welcome SMS not queued (recipient refused by messaging)", platform.slug)
+        if user.welcome_sent_at == now:  # a new person marked in advance (only if _textable was wrong)
+            user.welcome_sent_at = None
+            user.save(update_fields=["welcome_sent_at"])
         return Welcome(outcome="refused")
-    user.welcome_sent_at = now
-    user.save(update_fields=["welcome_sent_at"])
+    if user.welcome_sent_at != now:
+        user.welcome_sent_at = now
+        user.save(update_fields=["welcome_sent_at"])
     return Welcome(outcome="queued", message_id=message.public_id)
 
 
-def _lead_create(*, platform: PartnerPlatform, payload: LeadInput, phone: str, actor: Actor, now: datetime) -> Lead:
-    user, new_person = _user_get_or_create(platform=platform, payload=payload, phone=phone)
-    if not new_person:
-        # Every lead for one person takes this lock first, so the period rules below hold when several
-        # platforms (or conversations) send the same person at once. A person this transaction just
-        # inserted is locked already (others wait on its phone_index) and has no leads yet.
-        user = CareUser.objects.select_for_update().get(pk=user.pk)
+def _lead_create(
+    *, platform: PartnerPlatform, payload: LeadInput, phone: str, textable: bool, actor: Actor, now: datetime
+) -> Lead:
+    user, new_person = _user_insert_or_lock(
+        platform=platform, payload=payload, phone=phone, welcome_sent_at=now if textable else None
+    )
     partner_user, is_new_user = _partner_user_get_or_create(
         platform=platform, user=user, new_person=new_person, now=now
     )
-    welcome = _welcome_queue(user=user, platform=platform, payload=payload, phone=phone, actor=actor, now=now)
+    welcome = _welcome_queue(
+        user=user,
+        new_person=new_person,
+        textable=textable,
+        platform=platform,
+        payload=payload,
+        phone=phone,
+        actor=actor,
+        now=now,
+    )
     duplicate_of = None if new_person else selectors.paid_lead_since(user=user, since=now - referral_period())
     category = careos_category(payload.category)
     lead = Lead.objects.create(

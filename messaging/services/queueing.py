@@ -80,7 +80,6 @@ def recipient_index(channel: str, normalized: str) -> str:
     return blind_index(key, purpose=RECIPIENT_INDEX_PURPOSE)
 
 
-@transaction.atomic
 def message_queue(
     *,
     channel: str,
@@ -103,12 +102,45 @@ def message_queue(
     MG...; "" = the platform's TWILIO_FROM_NUMBER / TWILIO_WHATSAPP_FROM). whatsapp only: `content_sid`
     a pre-approved template (HX...) sent with `content_variables` (a JSON object of strings; `body` is
     then the rendered text kept for the record), `media_url` an http(s) attachment Twilio fetches.
+
+    Validation runs before the writes, outside any transaction work, so a MessagingError leaves the
+    caller's transaction as it was. The two writes join the caller's transaction without a savepoint
+    (two round trips fewer per message, issue 15): a database error in them dooms that transaction,
+    which is what the caller needs anyway (no message without its audit event).
     """
     normalized = normalize_recipient(channel, recipient)
     _validate_content(channel=channel, body=body, subject=subject, purpose=purpose)
     sender = _clean_sender(channel, sender)
     variables = _clean_template(channel, content_sid, content_variables)
     media_url = _clean_media_url(channel, media_url)
+    with transaction.atomic(savepoint=False):
+        return _message_write(
+            channel=channel,
+            normalized=normalized,
+            body=body,
+            subject=subject,
+            purpose=purpose,
+            actor=actor,
+            sender=sender,
+            content_sid=content_sid,
+            variables=variables,
+            media_url=media_url,
+        )
+
+
+def _message_write(
+    *,
+    channel: str,
+    normalized: str,
+    body: str,
+    subject: str,
+    purpose: str,
+    actor: Actor,
+    sender: str,
+    content_sid: str,
+    variables: str,
+    media_url: str,
+) -> OutboundMessage:
     now = utc_now()
     message = OutboundMessage.objects.create(
         channel=channel,

@@ -4,6 +4,7 @@ pass of each request so every request reaches the INSERT)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
@@ -33,25 +34,34 @@ def enqueued(monkeypatch) -> list[int]:
 
 @pytest.fixture
 def blind_first_reads(monkeypatch):
-    """Each request's first lookup of the lead and of the user finds nothing, as if every request had
-    read before any other committed: the unique constraints alone must then settle the race."""
+    """Each request's replay read finds no lead, as if every request had read before any other committed
+    (the user has no read before its INSERT at all): the unique constraints alone must then settle the
+    race. Counts the reads after a conflict: the lead re-read after a unique violation, and the person's
+    locking read after the user INSERT stood down on a taken phone."""
     seen = threading.local()
-    rereads = {"lead": 0, "user": 0}  # lookups after a unique violation
+    rereads = {"lead": 0, "user": 0}
     lock = threading.Lock()
 
-    def blind(real, name):
+    real_prelude = selectors.ingest_prelude
+
+    def blind_prelude(**kwargs):
+        prelude = real_prelude(**kwargs)
+        if getattr(seen, "lead", False):
+            return prelude
+        seen.lead = True
+        return dataclasses.replace(prelude, lead_id=None)
+
+    def counted(real, name):
         def lookup(**kwargs):
-            if not getattr(seen, name, False):
-                setattr(seen, name, True)
-                return None
             with lock:
                 rereads[name] += 1
             return real(**kwargs)
 
         return lookup
 
-    monkeypatch.setattr(ingest.selectors, "lead_for_conversation", blind(selectors.lead_for_conversation, "lead"))
-    monkeypatch.setattr(ingest.selectors, "user_by_phone_index", blind(selectors.user_by_phone_index, "user"))
+    monkeypatch.setattr(ingest.selectors, "ingest_prelude", blind_prelude)
+    monkeypatch.setattr(ingest.selectors, "lead_for_conversation", counted(selectors.lead_for_conversation, "lead"))
+    monkeypatch.setattr(ingest.selectors, "user_by_phone_index", counted(selectors.user_by_phone_index, "user"))
     return rereads
 
 
