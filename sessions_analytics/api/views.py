@@ -67,16 +67,14 @@ TIME_RANGE_PARAMETER = OpenApiParameter(
 )
 
 
-# An empty value is no value (_param): the schema says so, so generated clients never send one.
-ID_QUERY_SCHEMA = {"type": "string", "minLength": 1}
-
-
 def _session_id_parameter(required: bool, description: str = "The session (ses_...)") -> OpenApiParameter:
-    return OpenApiParameter("sessionId", ID_QUERY_SCHEMA, required=required, description=description)
+    # An empty value is no value (_param): a required one says minLength 1 (an optional empty one is absent).
+    schema = {"type": "string", "minLength": 1} if required else OpenApiTypes.STR
+    return OpenApiParameter("sessionId", schema, required=required, description=description)
 
 
 def _therapist_id_parameter(description: str) -> OpenApiParameter:
-    return OpenApiParameter("therapistId", ID_QUERY_SCHEMA, description=description)
+    return OpenApiParameter("therapistId", OpenApiTypes.STR, description=description)
 
 
 def _schema(

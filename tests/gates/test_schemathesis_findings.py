@@ -8,8 +8,9 @@
 - The therapist dashboard documented GET /api/session's `limit` and `page` as bare integers and
   `skillScores` (POST /api/session/skills, 1 to 50 skills; progressMetrics.skillScores, at most 50) without
   its size, so `?limit=0` and `{"skillScores": {}}` were schema-valid and answered 400; an empty
-  `sessionId`/`therapistId` query value is taken as absent (400 MISSING_PARAMETER where one is needed), so
-  those parameters now say `minLength: 1`. The schema now
+  query value is taken as absent, so `?sessionId=` where it is required was schema-valid and answered 400
+  MISSING_PARAMETER: required `sessionId` parameters now say `minLength: 1` (optional ones stay plain: empty
+  is absent, which they may be). The schema now
   states the bounds (found with `positive_data_acceptance` on, as above).
 
 Found by the gate and fixed under other findings, with their own tests: a journal entry with `"text": 0`
@@ -104,28 +105,32 @@ def test_therapist_skill_scores_document_their_size(client):
     assert [post(count).status_code for count in (0, 1, 50, 51)] == [400, 200, 200, 400]
 
 
-THERAPIST_ID_QUERIES = [
-    (path, name)
-    for path, names in (
-        ("/api/session", ("therapistId",)),
-        ("/api/session/progress", ("sessionId",)),
-        ("/api/session/snapshots", ("sessionId",)),
-        ("/api/session/skills", ("sessionId", "therapistId")),
-        ("/api/session/analytics", ("sessionId",)),
-        ("/api/session/comparison", ("sessionId", "therapistId")),
-        ("/api/evaluation", ("sessionId",)),
-    )
-    for name in names
-]
+REQUIRED_SESSION_QUERIES = (
+    "/api/session/progress",
+    "/api/session/snapshots",
+    "/api/session/analytics",
+    "/api/evaluation",
+)
 
 
-def test_therapist_id_query_parameters_are_not_empty(client):
+@pytest.mark.parametrize("path", REQUIRED_SESSION_QUERIES)
+def test_required_session_id_queries_are_not_empty(client, path):
+    from tests.sessions_analytics.factories import bearer, make_world
+
+    parameter = _parameter(_schema(client), path, "sessionId")
+    assert (parameter["type"], parameter.get("minLength")) == ("string", 1)
+    # An empty value is no value: the answer is the missing parameter's.
+    response = client.get(path, {"sessionId": ""}, **bearer(make_world().therapist))
+    assert response.status_code == 400 and response.json()["code"] == "MISSING_PARAMETER"
+
+
+def test_optional_id_queries_may_be_empty(client):
+    """Empty is absent, which an optional parameter may be: the schema must not call it invalid (the gate's
+    negative cases would expect a 400 for `?therapistId=`, which lists the caller's own sessions)."""
     from tests.sessions_analytics.factories import bearer, make_world
 
     schema = _schema(client)
-    for path, name in THERAPIST_ID_QUERIES:
-        parameter = _parameter(schema, path, name)
-        assert (parameter["type"], parameter.get("minLength")) == ("string", 1), (path, name)
-    # An empty value is no value: where one is required, the answer is the missing parameter's.
-    response = client.get("/api/session/analytics", {"sessionId": ""}, **bearer(make_world().therapist))
-    assert response.status_code == 400 and response.json()["code"] == "MISSING_PARAMETER"
+    for path, name in (("/api/session", "therapistId"), ("/api/session/skills", "therapistId"),
+                       ("/api/session/skills", "sessionId"), ("/api/session/comparison", "sessionId")):  # fmt: skip
+        assert "minLength" not in _parameter(schema, path, name), (path, name)
+    assert client.get("/api/session", {"therapistId": ""}, **bearer(make_world().therapist)).status_code == 200
