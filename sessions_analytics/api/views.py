@@ -176,12 +176,12 @@ class SessionListView(TherapistView):
         "every session of the organization. " + THERAPIST_ID_NOTE,
         response=page_serializer(s.SessionBriefOutput),
         parameters=[
-            # The bounds page_request enforces, stated so clients generated from the schema keep to them (the
-            # page maximum is the one for the largest limit: it holds for every limit).
+            # The bounds page_request enforces, stated so clients generated from the schema keep to them. The
+            # page's maximum depends on the limit (a schema cannot say so): in the description only.
             OpenApiParameter(
                 "page",
-                {"type": "integer", "minimum": 1, "maximum": MAX_OFFSET // SESSIONS_PER_PAGE_MAX + 1, "default": 1},
-                description="Page number, from 1 (default 1)",
+                {"type": "integer", "minimum": 1, "default": 1},
+                description=f"Page number, from 1 (default 1); (page - 1) x limit at most {MAX_OFFSET:,}",
             ),
             OpenApiParameter(
                 "limit",

@@ -66,13 +66,13 @@ def test_therapist_session_list_documents_the_paging_bounds_the_server_enforces(
     schema = _schema(client)
     limit, page = _parameter(schema, SESSIONS, "limit"), _parameter(schema, SESSIONS, "page")
     assert (limit["type"], limit.get("minimum"), limit.get("maximum")) == ("integer", 1, 100)
-    assert (page["type"], page.get("minimum")) == ("integer", 1)
-    assert page.get("maximum") is not None
+    # The page's maximum depends on the limit: not stated (a stated one would be wrong for some limit).
+    assert (page["type"], page.get("minimum"), page.get("maximum")) == ("integer", 1, None)
 
     headers = bearer(make_world().therapist)
-    for query in ({"limit": 1}, {"limit": 100}, {"page": 1}, {"page": page["maximum"], "limit": limit["maximum"]}):
+    for query in ({"limit": 1}, {"limit": 100}, {"page": 1}, {"page": 10_002}):
         assert client.get(SESSIONS, query, **headers).status_code == 200, query
-    for query in ({"limit": 0}, {"limit": 101}, {"page": 0}, {"page": page["maximum"] + 1, "limit": limit["maximum"]}):
+    for query in ({"limit": 0}, {"limit": 101}, {"page": 0}):
         response = client.get(SESSIONS, query, **headers)
         assert response.status_code == 400, query
         assert response.json()["code"] == "VALIDATION_ERROR", query
