@@ -289,6 +289,22 @@ def test_a_number_messaging_refuses_before_the_transaction_gets_no_welcome_time(
     assert AuditEvent.objects.get(action="leads.lead_ingested").metadata["welcome"] == "refused"
 
 
+def test_a_refusal_from_the_real_message_queue_leaves_the_write_transaction_usable(client, setup, monkeypatch):
+    """message_queue validates before it writes and takes no savepoint: its MessagingError must not doom the
+    ingest's transaction (the person, lead, payment and audit event still commit, the welcome time cleared)."""
+    from messaging.services import queueing
+
+    def refuse(channel, recipient):
+        raise InvalidRecipientError("sms recipient refused")
+
+    monkeypatch.setattr(queueing, "normalize_recipient", refuse)  # ingest's own pre-check still accepts it
+    response = post(client, setup, setup.lead())
+    assert response.status_code == 200 and response.json()["careos_will_contact"] is False
+    assert counts() == {"leads": 1, "payments": 1, "users": 1, "messages": 0, "ingest_events": 1}
+    assert CareUser.objects.get().welcome_sent_at is None
+    assert AuditEvent.objects.get(action="leads.lead_ingested").metadata["welcome"] == "refused"
+
+
 def test_a_new_persons_welcome_time_is_the_leads_time(client, setup):
     assert post(client, setup, setup.lead()).status_code == 200
     assert CareUser.objects.get().welcome_sent_at == Lead.objects.get().created_at
