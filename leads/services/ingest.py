@@ -29,10 +29,14 @@
 Steps 1 and 2 only read, so they run before the transaction opens: a replay costs one read, and the
 RSA work never holds a transaction (or, on SQLite, the write lock) open.
 
-Concurrent duplicates are settled by the database, not by the reads: the user is inserted in a
-savepoint; a unique violation on its phone index means another request created that user (re-read and
-reuse it). Every lead then locks the person's row (SELECT ... FOR UPDATE), so two platforms sending the
-same person at once are serialized: one welcome SMS, one payment. A unique violation on the lead means
+Step 1 reads the key ring in the same statement (`selectors.ingest_prelude`), so the RSA work needs no
+read of its own.
+
+Concurrent duplicates are settled by the database, not by the reads: the user is inserted with
+`ON CONFLICT (phone_index) DO NOTHING` (no read before it, no savepoint); when another request holds or
+created that phone, the INSERT waits for it and stands down, and the person is then read and locked
+(SELECT ... FOR UPDATE). So every lead holds the person's row lock, and two platforms sending the same
+person at once are serialized: one welcome SMS, one payment. A unique violation on the lead means
 another request took this conversation: the transaction (including the user, the SMS row and its
 on-commit enqueue) is rolled back, and the other request's lead is returned as a replay. Under READ
 COMMITTED the re-reads after a conflict or a lock wait see the other transaction's rows.
