@@ -132,8 +132,7 @@ def bench_data(now: datetime) -> dict:
     from accounts.models import Organization, User
     from core.actors import Actor
     from core.scoping import Role
-    from sessions_analytics.day_totals import days_refill
-    from sessions_analytics.models import Skill, TherapistDay, TrainingSession
+    from sessions_analytics.models import Skill, TrainingSession
 
     name = f"{ORGANIZATION_PREFIX} {now.date().isoformat()} {N_SESSIONS}"
     organization = Organization.objects.filter(name=name).first()
@@ -168,14 +167,10 @@ def bench_data(now: datetime) -> dict:
             skills.append(skill)
         _make_sessions(organization, big, skills, N_SESSIONS, now, rng)
         _make_sessions(organization, small, skills, SMALL_SESSIONS, now, rng)
-        # The rows were written directly: their kept day totals as the services would have kept them.
-        for user in users:
-            days_refill(TrainingSession, TherapistDay, organization_id=organization.pk, therapist_id=user.pk)
     with connection.cursor() as cursor:
         cursor.execute(
             "ANALYZE sessions_analytics_trainingsession, sessions_analytics_sessionskillscore, "
-            "sessions_analytics_progresssnapshot, sessions_analytics_milestone, sessions_analytics_progressmetrics, "
-            "sessions_analytics_therapistday"
+            "sessions_analytics_progresssnapshot, sessions_analytics_milestone, sessions_analytics_progressmetrics"
         )
     return {
         "organization": organization,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from django.db.models import BooleanField, Case, Count, DateTimeField, Exists, F, OuterRef, Q, Subquery, Value, When
+from django.db.models import BooleanField, Case, Count, Exists, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 
 from sessions_analytics.analytics import (
@@ -188,6 +188,17 @@ def _posted(session: TrainingSession, since: datetime | None) -> AnalyticsData:
     )
 
 
+@dataclass
+class _DayTotals:
+    sessions: int = 0
+    completed: int = 0
+    progress_sum: float = 0.0
+    with_metrics: int = 0
+    response_time_sum: float = 0.0
+    milestones: int = 0
+    latest_session_id: str | None = None
+
+
 _DAY_COLUMNS = (
     "day",
     "in_range",
@@ -249,8 +260,7 @@ def _kept_days(days, range_day: date | None):
             response_time_total=F("response_time_sum"),
             n_milestones=F("milestones"),
             latest_id=F("latest_session__public_id"),
-            # Whole days never share a day with sessions' parts: no order within a day, no timestamp to parse.
-            at=Value(None, output_field=DateTimeField()),
+            at=F("latest_start"),
             row_id=F("pk"),
         )
         .values_list(*_DAY_COLUMNS)
@@ -282,36 +292,42 @@ def _day_rows(since: datetime | None, now: datetime, **therapist) -> list[DayRow
                 start, end = day_bounds(day)
                 split |= Q(start_time__gte=start, start_time__lt=end)
             whole = days.filter(day__gt=first_day).exclude(day=range_day)
-            # Kept days first: the first query's columns decide the per-value converters, and plain columns
-            # have none (the session parts' computed ones would convert every kept day's values too).
-            parts = _kept_days(whole, range_day).union(_session_parts(sessions.filter(split), since), all=True)
-    # (day, in range) -> [sessions, completed, progress_sum, with_metrics, response_time_sum, milestones, latest]
-    totals: dict[tuple[date, bool], list] = {}
-    for day, in_range, *sums, latest, _, _ in parts.order_by("day", "in_range", "at", "row_id"):
-        in_range = bool(in_range)
-        row = totals.get((day, in_range))
-        if row is None:
-            totals[day, in_range] = [*sums, latest if in_range else None]
-            continue
-        for index, value in enumerate(sums):
-            row[index] += value
+            parts = _session_parts(sessions.filter(split), since).union(_kept_days(whole, range_day), all=True)
+    totals: dict[tuple[date, bool], _DayTotals] = {}
+    for (
+        day,
+        in_range,
+        sessions_,
+        completed,
+        progress,
+        with_metrics,
+        response_time,
+        milestones,
+        latest,
+        *_,
+    ) in parts.order_by("day", "in_range", "at", "row_id"):
+        day_totals = totals.setdefault((day, bool(in_range)), _DayTotals())
+        day_totals.sessions += sessions_
+        day_totals.completed += completed
+        day_totals.progress_sum += progress
+        day_totals.with_metrics += with_metrics
+        day_totals.response_time_sum += response_time
+        day_totals.milestones += milestones
         if in_range:
-            row[6] = latest  # in start order the day's last part holds its latest session
+            day_totals.latest_session_id = latest  # in start order the day's last part holds its latest
     return [
         DayRow(
             day=day,
             in_range=in_range,
-            sessions=sessions_,
-            completed=completed,
-            progress_sum=progress,
-            with_metrics=with_metrics,
-            response_time_sum=response_time,
-            milestones=milestones,
-            latest_session_id=latest,
+            sessions=t.sessions,
+            completed=t.completed,
+            progress_sum=t.progress_sum,
+            with_metrics=t.with_metrics,
+            response_time_sum=t.response_time_sum,
+            milestones=t.milestones,
+            latest_session_id=t.latest_session_id,
         )
-        for (day, in_range), (sessions_, completed, progress, with_metrics, response_time, milestones, latest) in (
-            totals.items()
-        )
+        for (day, in_range), t in totals.items()
     ]
 
 
