@@ -310,36 +310,3 @@ class Evaluation(models.Model):
 
     def __str__(self) -> str:
         return self.public_id
-
-
-# --- Kept totals (maintained by the services; read by aggregates) ------------------------------------------
-
-
-class TherapistDay(models.Model):
-    """A therapist's sessions that started on one UTC day, added up: what derived analytics read for whole
-    days instead of one row per session. Kept by the services in the transaction of each write that changes
-    an input (sessions created, status, progress, progress metrics, milestones); rebuilt from the sessions by
-    sessions_analytics.day_totals (migration backfill, bench data, test factories). `latest_session` is the
-    day's latest session by start time, then the later row."""
-
-    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
-    therapist = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    day = models.DateField()  # UTC date of the sessions' start
-    sessions = models.PositiveIntegerField(default=0)
-    completed = models.PositiveIntegerField(default=0)
-    progress_sum = models.FloatField(default=0)
-    with_metrics = models.PositiveIntegerField(default=0)  # sessions with progress metrics
-    response_time_sum = models.FloatField(default=0)  # over those
-    milestones = models.PositiveIntegerField(default=0)
-    latest_start = models.DateTimeField(null=True, blank=True)
-    latest_session = models.ForeignKey(
-        TrainingSession, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["organization", "therapist", "day"], name="uniq_therapist_day"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.therapist_id} {self.day}"

@@ -22,7 +22,6 @@ from core.auditing import audit_event
 from core.domain import Conflict, Invalid, PermissionDenied
 from core.time import utc_now
 from sessions_analytics.analytics import skill_category, skill_slug
-from sessions_analytics.day_totals import day_bounds, day_totals, totals_fields, utc_day
 from sessions_analytics.models import (
     AnalyticsSessionMetric,
     AnalyticsSkillProgress,
@@ -35,7 +34,6 @@ from sessions_analytics.models import (
     SessionComparison,
     SessionSkillScore,
     Skill,
-    TherapistDay,
     TrainingSession,
 )
 from sessions_analytics.selectors import DASHBOARD_ROLES, FORBIDDEN, REVIEWER_ROLES, Access
@@ -73,22 +71,6 @@ def _locked(session: TrainingSession) -> TrainingSession:
         .select_related("organization", "therapist")
         .get(pk=session.pk)
     )
-
-
-def _day_recount(session: TrainingSession) -> None:
-    """Recount the kept totals (TherapistDay) of the session's therapist's UTC day from its sessions, after
-    a write that changed one of them, in the write's transaction. The day row is locked first, so concurrent
-    writes to one day recount one after the other, each seeing the previous one committed (no lost counts);
-    recounting rather than adding deltas keeps the sums exactly those of adding the sessions up."""
-    key = {"organization_id": session.organization_id, "therapist_id": session.therapist_id}
-    day = utc_day(session.start_time)
-    TherapistDay.objects.get_or_create(**key, day=day)
-    row = TherapistDay.objects.select_for_update().get(**key, day=day)
-    start, end = day_bounds(day)
-    totals = day_totals(TrainingSession.objects.filter(**key, start_time__gte=start, start_time__lt=end))
-    for field, value in totals_fields(totals[(key["organization_id"], key["therapist_id"], day)]).items():
-        setattr(row, field, value)
-    row.save()
 
 
 # --- Skills --------------------------------------------------------------------------------------------
@@ -200,7 +182,6 @@ def session_create(
         start_time=start_time or now or utc_now(),
         status=Status.ACTIVE,
     )
-    _day_recount(session)
     _audit("training_session.created", actor=actor, session=session, therapistId=access.user.public_id)
     return session
 
@@ -247,9 +228,6 @@ def session_update(
     if changed:
         fields = {"status": "status", "endTime": "end_time", "progress": "progress"}
         session.save(update_fields=[fields[name] for name in changed] + ["updated_at"])
-        completion = "status" in changed and Status.COMPLETED in {previous_status, session.status}
-        if completion or "progress" in changed:
-            _day_recount(session)  # the day counts completed sessions and adds up progress
         _audit(
             "training_session.updated",
             actor=actor,
@@ -320,7 +298,6 @@ def progress_record(
                 Milestone(session=session, name=name, value=value, achieved_at=now, metadata=details) for name in new
             )
             added = len(new)
-    _day_recount(session)  # the metrics' response time, the milestones
     has_feedback = isinstance(feedback, str) and bool(feedback.strip())
     if has_feedback:
         ProgressFeedback.objects.create(session=session, author=author, feedback=feedback, created_at=now)

@@ -13,8 +13,7 @@ from accounts import services as accounts_services
 from accounts.models import Organization, User
 from core.actors import Actor
 from core.scoping import Role
-from sessions_analytics.day_totals import days_refill
-from sessions_analytics.models import ProgressSnapshot, SessionSkillScore, Skill, TherapistDay, TrainingSession
+from sessions_analytics.models import ProgressSnapshot, SessionSkillScore, Skill, TrainingSession
 
 ACTOR = Actor.system("tests")
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -53,7 +52,7 @@ def make_session(
     client_label: str = "sim-client-1",
     **fields,
 ) -> TrainingSession:
-    session = TrainingSession.objects.create(
+    return TrainingSession.objects.create(
         organization=organization,
         therapist=therapist,
         client_label=client_label,
@@ -61,16 +60,6 @@ def make_session(
         status=status,
         progress=progress,
         **fields,
-    )
-    keep_days(session)
-    return session
-
-
-def keep_days(session: TrainingSession) -> None:
-    """Refill the kept day totals of the session's therapist after writing their rows directly (as the
-    services keep them in each write)."""
-    days_refill(
-        TrainingSession, TherapistDay, organization_id=session.organization_id, therapist_id=session.therapist_id
     )
 
 

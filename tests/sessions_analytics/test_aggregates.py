@@ -21,7 +21,6 @@ from sessions_analytics.models import (
 from sessions_analytics.selectors import Access
 from tests.sessions_analytics.factories import (
     NOW,
-    keep_days,
     make_score,
     make_session,
     make_skill,
@@ -44,7 +43,7 @@ def access(world, user, role=Role.THERAPIST) -> Access:
 
 
 def metrics(session, response_time: float) -> ProgressMetrics:
-    row = ProgressMetrics.objects.create(
+    return ProgressMetrics.objects.create(
         session=session,
         total_messages=10,
         therapist_messages=5,
@@ -55,14 +54,10 @@ def metrics(session, response_time: float) -> ProgressMetrics:
         conversation_flow=70,
         updated_at=session.start_time,
     )
-    keep_days(session)
-    return row
 
 
 def milestone(session, name: str) -> Milestone:
-    row = Milestone.objects.create(session=session, name=name, achieved_at=session.start_time)
-    keep_days(session)
-    return row
+    return Milestone.objects.create(session=session, name=name, achieved_at=session.start_time)
 
 
 def comparison(world, current, previous, *, progress=0.0, skill=0.0, analyzed_at=NOW) -> SessionComparison:
