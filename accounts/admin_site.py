@@ -72,6 +72,10 @@ class AuditedAutocompleteJsonView(AutocompleteJsonView):
 
 class PlatformAdminSite(OTPAdminSite):
     index_template = "accounts/admin/index.html"
+    # Staff should see which system they are in, not "Django administration".
+    site_header = "Healthcare integration platform: staff admin"
+    site_title = "Platform admin"
+    index_title = "Partners, clinics and audit"
 
     def __init__(self, name="admin"):
         super().__init__(name)

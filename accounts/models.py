@@ -64,6 +64,7 @@ class ExternalIdentity(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name_plural = "external identities"
         constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="uniq_external_identity")]
 
     def __str__(self) -> str:

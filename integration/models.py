@@ -403,13 +403,15 @@ class IntegrationPartner(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     suspended_at = models.DateTimeField(null=True, blank=True)
     # Business Associate Agreement: no API access without one on file.
-    baa_signed_at = models.DateField(null=True, blank=True)
-    baa_signer = models.CharField(max_length=200, blank=True)
-    baa_document = models.FileField(upload_to="integration/baa/", blank=True)
+    baa_signed_at = models.DateField("BAA signed on", null=True, blank=True)
+    baa_signer = models.CharField("BAA signer", max_length=200, blank=True)
+    baa_document = models.FileField("BAA document", upload_to="integration/baa/", blank=True)
     # IPv4/IPv6 CIDRs; empty means any address.
     allowed_ips = models.JSONField(default=list, blank=True)
     # Requests per minute per API key; null means the spec's default of 100.
-    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests per minute per API key. Empty: the default, 100."
+    )
     therapists = models.ManyToManyField(Therapist, blank=True, related_name="partners")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -211,6 +211,7 @@ class PayoutBatch(models.Model):
     paid_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "payout batches"
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
