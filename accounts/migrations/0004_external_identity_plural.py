@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_user_public_id'),
+        ("accounts", "0003_user_public_id"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='externalidentity',
-            options={'verbose_name_plural': 'external identities'},
+            name="externalidentity",
+            options={"verbose_name_plural": "external identities"},
         ),
     ]

@@ -4,30 +4,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integration', '0002_journal_crisis_batch'),
+        ("integration", "0002_journal_crisis_batch"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='integrationpartner',
-            name='baa_document',
-            field=models.FileField(blank=True, upload_to='integration/baa/', verbose_name='BAA document'),
+            model_name="integrationpartner",
+            name="baa_document",
+            field=models.FileField(blank=True, upload_to="integration/baa/", verbose_name="BAA document"),
         ),
         migrations.AlterField(
-            model_name='integrationpartner',
-            name='baa_signed_at',
-            field=models.DateField(blank=True, null=True, verbose_name='BAA signed on'),
+            model_name="integrationpartner",
+            name="baa_signed_at",
+            field=models.DateField(blank=True, null=True, verbose_name="BAA signed on"),
         ),
         migrations.AlterField(
-            model_name='integrationpartner',
-            name='baa_signer',
-            field=models.CharField(blank=True, max_length=200, verbose_name='BAA signer'),
+            model_name="integrationpartner",
+            name="baa_signer",
+            field=models.CharField(blank=True, max_length=200, verbose_name="BAA signer"),
         ),
         migrations.AlterField(
-            model_name='integrationpartner',
-            name='rate_limit_per_minute',
-            field=models.PositiveIntegerField(blank=True, help_text='Requests per minute per API key. Empty: the default, 100.', null=True),
+            model_name="integrationpartner",
+            name="rate_limit_per_minute",
+            field=models.PositiveIntegerField(
+                blank=True, help_text="Requests per minute per API key. Empty: the default, 100.", null=True
+            ),
         ),
     ]

@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('leads', '0004_protected_fields_encrypted'),
+        ("leads", "0004_protected_fields_encrypted"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='payoutbatch',
-            options={'ordering': ['-created_at'], 'verbose_name_plural': 'payout batches'},
+            name="payoutbatch",
+            options={"ordering": ["-created_at"], "verbose_name_plural": "payout batches"},
         ),
     ]

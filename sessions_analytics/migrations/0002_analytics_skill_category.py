@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sessions_analytics', '0001_initial'),
+        ("sessions_analytics", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='analyticsskillprogress',
-            name='category',
-            field=models.CharField(blank=True, default='', max_length=50),
+            model_name="analyticsskillprogress",
+            name="category",
+            field=models.CharField(blank=True, default="", max_length=50),
         ),
     ]
