@@ -18,6 +18,7 @@ from django.db.models import Q
 from core.encryption import EncryptedTextField
 from core.ids import public_id_default
 
+
 def _score_check(field: str, name: str) -> models.CheckConstraint:
     return models.CheckConstraint(
         condition=Q(**{f"{field}__gte": 0}) & Q(**{f"{field}__lte": 100}), name=f"{name}_{field}_0_100"
@@ -39,9 +40,7 @@ class TrainingSession(models.Model):
     organization = models.ForeignKey(
         "accounts.Organization", on_delete=models.PROTECT, related_name="training_sessions"
     )
-    therapist = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="training_sessions"
-    )
+    therapist = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="training_sessions")
     # The caller's opaque label for the simulated client (no link to patients).
     client_label = models.CharField(max_length=200)
     start_time = models.DateTimeField()
@@ -98,6 +97,9 @@ class ProgressMetrics(models.Model):
             models.CheckConstraint(condition=Q(active_time__lte=models.F("session_duration")), name="pm_active_time"),
         ]
 
+    def __str__(self) -> str:
+        return f"metrics: {self.total_messages} messages, {self.session_duration} s"
+
 
 class ProgressFeedback(models.Model):
     """`evaluationFeedback` of a progress POST: appended, one row per post that carried it."""
@@ -110,6 +112,10 @@ class ProgressFeedback(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         verbose_name_plural = "progress feedback"
+
+    def __str__(self) -> str:
+        # Never the text itself (it is about a person): only when it was written.
+        return f"feedback of {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class ProgressSnapshot(models.Model):
@@ -125,6 +131,9 @@ class ProgressSnapshot(models.Model):
             _score_check("value", "snap"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.timestamp:%Y-%m-%d %H:%M:%S}: {self.value:g}"
+
 
 class Milestone(models.Model):
     """A milestone identifier from a progress post's `milestonesReached`, achieved at the first post that
@@ -139,6 +148,9 @@ class Milestone(models.Model):
     class Meta:
         ordering = ["achieved_at", "id"]
         constraints = [models.UniqueConstraint(fields=["session", "name"], name="uniq_milestone_session_name")]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Skill(models.Model):
@@ -190,6 +202,9 @@ class SessionSkillScore(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"skill {self.skill_id}: {self.score:g}"
+
 
 # --- Posted analytics (stored as posted; a new POST for the session replaces the previous one) -------------
 
@@ -211,6 +226,9 @@ class AnalyticsSessionMetric(models.Model):
             _score_check("average_session_progress", "asm"),
             _non_negative("average_response_time", "asm"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.date}: {self.sessions} sessions"
 
 
 class AnalyticsSkillProgress(models.Model):
@@ -237,6 +255,9 @@ class AnalyticsSkillProgress(models.Model):
             _score_check("score", "asp"),
         ]
 
+    def __str__(self) -> str:
+        return f"skill {self.skill_id}: {self.score:g} ({self.trend})"
+
 
 class AnalyticsSummaryStat(models.Model):
     class Direction(models.TextChoices):
@@ -260,6 +281,9 @@ class AnalyticsSummaryStat(models.Model):
             models.UniqueConstraint(fields=["session", "position"], name="uniq_analytics_stat_position"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.label}: {self.value:g}"
+
 
 # --- Comparisons and evaluations ------------------------------------------------------------------------
 
@@ -268,7 +292,9 @@ class SessionComparison(models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=public_id_default("cmp"), editable=False)
     organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="+")
     therapist = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    current_session = models.ForeignKey(TrainingSession, on_delete=models.CASCADE, related_name="comparisons_as_current")
+    current_session = models.ForeignKey(
+        TrainingSession, on_delete=models.CASCADE, related_name="comparisons_as_current"
+    )
     previous_session = models.ForeignKey(
         TrainingSession, on_delete=models.CASCADE, related_name="comparisons_as_previous"
     )
@@ -284,9 +310,7 @@ class SessionComparison(models.Model):
         indexes = [models.Index(fields=["therapist", "analyzed_at"], name="cmp_therapist_analyzed")]
         constraints = [
             _score_check("improvement_score", "cmp"),
-            models.CheckConstraint(
-                condition=~Q(current_session=models.F("previous_session")), name="cmp_two_sessions"
-            ),
+            models.CheckConstraint(condition=~Q(current_session=models.F("previous_session")), name="cmp_two_sessions"),
         ]
 
     def __str__(self) -> str:
