@@ -112,6 +112,23 @@ def therapist_resolve(access: Access, therapist_id: str | None) -> User:
     return therapist
 
 
+def session_of_therapist(session: TrainingSession, therapist: User | None) -> None:
+    """A request naming both a session and a therapist: the session must be that therapist's (400 naming
+    `therapistId`); no therapist named, nothing to check."""
+    if therapist is not None and session.therapist_id != therapist.pk:
+        raise Invalid(
+            "therapistId is not this session's therapist", details={"therapistId": "is not this session's therapist"}
+        )
+
+
+def evaluator_resolve(access: Access, evaluator_id: str | None) -> User:
+    """The evaluator an `evaluatorId` names: absent or the caller's own id -> the caller; anyone else's is 403
+    `FORBIDDEN` (an evaluation is always the caller's own)."""
+    if evaluator_id is not None and evaluator_id != access.user.public_id:
+        raise PermissionDenied("evaluatorId must be your own id", code=FORBIDDEN)
+    return access.user
+
+
 def sessions_page(
     access: Access,
     *,

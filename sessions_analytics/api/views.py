@@ -24,7 +24,6 @@ from core.actors import Actor
 from core.api import ApiView
 from core.apis import THERAPIST
 from core.context import note_subjects
-from core.domain import Invalid, PermissionDenied
 from core.errors import ApiError
 from core.pagination import MAX_OFFSET, page_body, page_request, page_serializer
 from core.schema import error_responses
@@ -34,7 +33,7 @@ from core.validation import validated
 from sessions_analytics import aggregates, selectors, services
 from sessions_analytics.aggregates import COMPARISON_LIST_MAX
 from sessions_analytics.api import serializers as s
-from sessions_analytics.selectors import DASHBOARD_ROLES, FORBIDDEN, TIME_RANGES
+from sessions_analytics.selectors import DASHBOARD_ROLES, TIME_RANGES
 
 TAGS = [THERAPIST.tag]
 VALIDATION_ERROR = "VALIDATION_ERROR"
@@ -122,16 +121,6 @@ def _flag(request, name: str) -> bool:
     if value == "true":
         return True
     raise ApiError(400, f"{name} must be true or false", code=VALIDATION_ERROR, details={name: "must be true or false"})
-
-
-def _same_therapist(session, therapist) -> None:
-    """A request naming both a session and a therapist: the session must be that therapist's."""
-    if therapist is not None and session.therapist_id != therapist.pk:
-        raise Invalid(
-            "therapistId is not this session's therapist",
-            code=VALIDATION_ERROR,
-            details={"therapistId": "is not this session's therapist"},
-        )
 
 
 class TherapistView(ApiView):
@@ -300,7 +289,7 @@ class ProgressView(TherapistView):
         data = _body(s.ProgressInput, request)
         access = self.access(request)
         session = self.session(request, access, data["session_id"])
-        _same_therapist(session, self.therapist(access, data.get("therapist_id")))
+        selectors.session_of_therapist(session, self.therapist(access, data.get("therapist_id")))
         services.progress_record(
             session=session,
             author=request.user,
@@ -376,7 +365,7 @@ class SkillsView(TherapistView):
         session = self.session(request, access, session_id) if session_id else None
         therapist = self.therapist(access, therapist_id)
         if session is not None:
-            _same_therapist(session, therapist)
+            selectors.session_of_therapist(session, therapist)
         body = {
             "session_id": session_id,
             "therapist_id": (therapist or session.therapist).public_id,
@@ -396,7 +385,7 @@ class SkillsView(TherapistView):
         data = _body(s.SkillsInput, request)
         access = self.access(request)
         session = self.session(request, access, data["session_id"])
-        _same_therapist(session, self.therapist(access, data.get("therapist_id")))
+        selectors.session_of_therapist(session, self.therapist(access, data.get("therapist_id")))
         services.skill_scores_record(session=session, scores=data["skill_scores"], actor=self.actor(request))
         body = {"success": True, "session_id": session.public_id, "therapist_id": session.therapist.public_id}
         return Response(s.SkillsRecordedOutput(body).data)
@@ -556,11 +545,9 @@ class EvaluationView(TherapistView):
         data = _body(s.EvaluationInput, request)
         access = self.access(request)
         session = self.session(request, access, data["session_id"])
-        if data.get("evaluator_id", request.user.public_id) != request.user.public_id:
-            raise PermissionDenied("evaluatorId must be your own id", code=FORBIDDEN)
         evaluation = services.evaluation_create(
             session=session,
-            evaluator=request.user,
+            evaluator=selectors.evaluator_resolve(access, data.get("evaluator_id")),
             rating=data["rating"],
             feedback=data["feedback"],
             comments=data.get("comments"),

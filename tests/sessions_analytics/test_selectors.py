@@ -324,3 +324,21 @@ def test_the_range_boundary_is_inclusive(world):
     make_session(world.therapist, world.organization, start=NOW - 7 * DAY - timedelta(microseconds=1))
     page = selectors.sessions_page(as_therapist(world), therapist=None, status=None, since=since, page=PAGE)
     assert ids(page.items) == [at_boundary.public_id]
+
+
+def test_session_of_therapist_refuses_another_therapists_session_naming_therapist_id(world):
+    session = make_session(world.therapist, world.organization)
+    selectors.session_of_therapist(session, None)
+    selectors.session_of_therapist(session, world.therapist)
+    with pytest.raises(Invalid) as refused:
+        selectors.session_of_therapist(session, world.other_therapist)
+    assert refused.value.details == {"therapistId": "is not this session's therapist"}
+
+
+def test_evaluator_is_always_the_caller(world):
+    reviewer = as_supervisor(world)
+    assert selectors.evaluator_resolve(reviewer, None) == world.supervisor
+    assert selectors.evaluator_resolve(reviewer, world.supervisor.public_id) == world.supervisor
+    with pytest.raises(PermissionDenied) as refused:
+        selectors.evaluator_resolve(reviewer, world.therapist.public_id)
+    assert refused.value.code == "FORBIDDEN"
