@@ -1,8 +1,13 @@
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
 from django.contrib import admin
 from django.db import transaction
 from django.http import HttpResponse
 from django.template import engines
+from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 
 from core.actors import Actor
 from core.auditing import audit_event
@@ -21,6 +26,14 @@ def adopt_saved(obj, saved) -> None:
     obj.pk = saved.pk
     obj._state.adding = False
     obj.refresh_from_db()
+
+
+def admin_datetime(value) -> str:
+    """A timestamp as staff read it in messages and read-only fields: local time to the second, with the
+    zone ("2026-11-30 14:17:29 UTC"), never Python's "+00:00.468527"."""
+    if value is None:
+        return "-"
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def admin_actor(request) -> Actor:
@@ -63,6 +76,65 @@ def audit_admin_view(request, model, objects, *, view: str, **metadata) -> None:
             subject_id=ids[0] if single else "",
             metadata={"view": view, "method": request.method, **metadata},
         )
+
+
+@dataclass(frozen=True)
+class ConfirmItem:
+    """One row an action is about to change, and what stops working (and for whom) once it has."""
+
+    label: str
+    consequences: tuple[str, ...] = ()
+
+
+def confirm_action(
+    modeladmin,
+    request,
+    objects: Iterable,
+    *,
+    title: str,
+    question: str,
+    items: Iterable[ConfirmItem],
+    confirm_label: str,
+    perform: Callable[[], HttpResponse | None],
+    typed_confirmation: str | None = None,
+    typed_label: str = "",
+    warning: str = "",
+    form_action: str = "",
+    action: str | None = None,
+):
+    """The confirmation step of an irreversible or partner-breaking admin action (Django's
+    delete_selected pattern): the first POST (from the action menu or an object page's button) renders a
+    page listing each row and its consequences; only its own "yes" POST (`post=yes`) runs `perform`.
+    With `typed_confirmation`, staff must also type that exact text (a fingerprint, a name); a wrong text
+    shows the page again and changes nothing. Returns `perform()`'s result or the page.
+
+    `form_action`: where the page posts back ("" = the same URL, i.e. the changelist for an action);
+    `action`: the action's name to post back (defaults to the request's own)."""
+    objects = list(objects)
+    typed_error = ""
+    if request.method == "POST" and request.POST.get("post") == "yes":
+        typed = request.POST.get("confirmation", "").strip()
+        if typed_confirmation is None or typed == typed_confirmation:
+            return perform()
+        typed_error = "That does not match, so nothing was changed. Type it exactly as shown."
+    opts = modeladmin.model._meta
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "opts": opts,
+        "title": title,
+        "question": question,
+        "warning": warning,
+        "items": list(items),
+        "confirm_label": confirm_label,
+        "selected": [obj.pk for obj in objects],
+        "action": action if action is not None else request.POST.get("action", ""),
+        "form_action": form_action,
+        "typed_label": typed_label if typed_confirmation is not None else "",
+        "typed_error": typed_error,
+        "back_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
+    }
+    request.current_app = modeladmin.admin_site.name
+    return TemplateResponse(request, "admin/confirm_action.html", context)
 
 
 class AuditedViewAdminMixin:

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-pytestmark = pytest.mark.browser
+from tests.e2e.conftest import WAIT_SECONDS
 
-WAIT_SECONDS = 20
+pytestmark = pytest.mark.browser
 
 # Every URL the page asked for (resource timing) plus every URL it references in the DOM.
 PAGE_URLS_JS = """
@@ -26,33 +24,6 @@ for (const el of document.querySelectorAll('script[src], link[href], img[src], i
 }
 return urls;
 """
-
-
-@pytest.fixture
-def browser(chromium_paths, tmp_path, monkeypatch):
-    chromium, chromedriver = chromium_paths
-    monkeypatch.setenv("SE_OFFLINE", "true")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1280,1024",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
-    driver.set_page_load_timeout(WAIT_SECONDS)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def _foreign_urls(driver, origin: str) -> list[str]:
