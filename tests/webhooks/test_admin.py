@@ -64,7 +64,7 @@ def test_disable_enable_recover_and_redeliver(staff, receiver, enqueued):
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.FAILED
 
-    act(staff, "webhookendpoint", "disable_endpoints", [endpoint.pk])
+    act(staff, "webhookendpoint", "disable_endpoints", [endpoint.pk], post="yes")  # confirmed
     assert not WebhookEndpoint.objects.get(pk=endpoint.pk).is_active
     act(staff, "webhookendpoint", "enable_endpoints", [endpoint.pk])
     assert WebhookEndpoint.objects.get(pk=endpoint.pk).is_active
