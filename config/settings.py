@@ -323,13 +323,57 @@ SPECTACULAR_SETTINGS = {
         "TrendDirectionEnum": ["up", "down", "stable"],
         "PatientActivityStatusEnum": ["active", "has_upcoming", "recent_activity", "imported"],
     },
+    # Each tag's prose: who calls the API, how to authenticate, where its docs are. core.openapi_examples appends
+    # its error body and rate limits, generated from the views' declarations (core/apis.py).
     "TAGS": [
-        {"name": "Platform", "description": "Health, root information and the platform token."},
-        {"name": "LoveRescue", "description": "LoveRescue integration API (`/api/integration/`)."},
-        {"name": "Mark", "description": "Mark assistant API (`/api/v1/`)."},
-        {"name": "CareOS", "description": "CareOS leads API (`/api/leads/`)."},
-        {"name": "Therapist dashboard", "description": "`/api/session` (and below) and `/api/evaluation`."},
-        {"name": "Routiq", "description": "Routiq backend API (organization dashboards, sync)."},
+        {
+            "name": "Platform",
+            "description": "The platform's own routes: `/` and `/health` (public, no credentials), the platform "
+            "token (`POST /api/v1/auth/token`: username and password -> a 1 hour bearer token for Mark, Routiq, "
+            "the therapist dashboard and the LoveRescue app API) and Twilio's callbacks (signed with "
+            "`X-Twilio-Signature`, called by Twilio only). Operators: `docs/operations.md` and "
+            "`docs/identity.md` in the platform repository.",
+        },
+        {
+            "name": "LoveRescue",
+            "description": "Called by integration partners (e.g. SuperTool) acting for one therapist "
+            "(`/api/integration/`), and by the LoveRescue app for its signed-in client (`/api/app/`). Partners "
+            "exchange their `apiKey`, `apiSecret` and a `therapistId` at `POST /api/integration/auth` for a "
+            "1 hour bearer token (expired: 401 `TOKEN_EXPIRED`); the app sends a platform token. Onboarding, "
+            "consent rules and webhooks: `docs/loverescue.md` and `docs/webhooks.md` in the platform repository.",
+        },
+        {
+            "name": "Mark",
+            "description": "Called by a clinic's own systems (Mark, the clinic's WhatsApp assistant): patients, "
+            "conversations, appointments, messages, webhooks (`/api/v1/`). Authenticate with a bearer platform "
+            "token (`POST /api/v1/auth/token`) or the clinic's OIDC token; send `X-Organization-ID: org_...` "
+            "when the user belongs to several clinics. Details: `docs/mark.md` in the platform repository.",
+        },
+        {
+            "name": "CareOS",
+            "description": "Called by referral partner platforms (e.g. BusinessOS) posting consented leads "
+            "(`POST /api/leads/ingest`). Every request sends `X-API-Key` and `X-Platform`; the lead's phone "
+            "number is encrypted to the platform's CareOS public key. Keys and rotation: `docs/careos.md` in "
+            "the platform repository.",
+        },
+        {
+            "name": "Therapist dashboard",
+            "description": "Called by therapists and their supervisors tracking training sessions "
+            "(`/api/session`, `/api/session/...`, `/api/evaluation`). Authenticate with a bearer platform or "
+            "OIDC token of a user with a therapist or reviewer role in the organization (`X-Organization-ID`). "
+            "Details: `docs/therapist-dashboard.md` in the platform repository.",
+        },
+        {
+            "name": "Routiq",
+            "description": "Called by practice staff's dashboards, per organization (patients, dashboards, the "
+            "hourly Cliniko sync). Authenticate with a bearer OIDC token (Clerk-style, verified by JWKS) or a "
+            "platform token, and name the organization with `X-Organization-ID` or in the path (`org_...`). "
+            "Details: `docs/routiq.md` and `docs/identity.md` in the platform repository.",
+        },
+    ],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.openapi_examples.attach_examples",
     ],
 }
 
@@ -497,9 +541,24 @@ CAREOS_MAX_LEAD_VALUE = env.float("CAREOS_MAX_LEAD_VALUE", default=1000.0)
 CAREOS_REFERRAL_PERIOD_DAYS = env.int("CAREOS_REFERRAL_PERIOD_DAYS", default=30)
 if CAREOS_REFERRAL_PERIOD_DAYS < 1:
     raise ImproperlyConfigured("CAREOS_REFERRAL_PERIOD_DAYS must be at least 1.")
+# Retiring a CareOS key pair that decrypted a lead within this many days needs its full fingerprint typed
+# (admin and service; docs/careos.md, "Key pairs in the admin"). 0 turns the guard off.
+CAREOS_KEY_RETIRE_GUARD_DAYS = env.int("CAREOS_KEY_RETIRE_GUARD_DAYS", default=30)
+if CAREOS_KEY_RETIRE_GUARD_DAYS < 0:
+    raise ImproperlyConfigured("CAREOS_KEY_RETIRE_GUARD_DAYS must be 0 or more.")
 # Stripe payouts (backend "stripe"): secret key and API base (tests point it at 127.0.0.1).
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+
+# --- Private documents (staff only) ------------------------------------------------------------------
+# Files staff upload that only staff may read (integration partners' signed BAAs): outside the code
+# tree, never under STATIC_ROOT, no URL of their own; served only by permission-checked, audited admin
+# views (docs/loverescue.md, "BAA documents"). Production: a persistent volume (docker-compose.yml).
+PRIVATE_MEDIA_ROOT = Path(env.str("PRIVATE_MEDIA_ROOT", default=str(LOCAL_DIR / "private-media"))).resolve()
+# Largest signed BAA (PDF) accepted by the partner admin, in bytes.
+BAA_DOCUMENT_MAX_BYTES = env.int("BAA_DOCUMENT_MAX_BYTES", default=10 * 1024 * 1024)
+if not 1024 <= BAA_DOCUMENT_MAX_BYTES <= 100 * 1024 * 1024:
+    raise ImproperlyConfigured("BAA_DOCUMENT_MAX_BYTES must be between 1 kB and 100 MB.")
 
 # --- Mark assistant (patients/, docs/mark.md) ------------------------------------------------------
 # Default region a phone number written without "+" is read in (a clinic may set its own country).
@@ -683,6 +742,9 @@ USE_TZ = True
 # --- Static files -------------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Staff-only documents must never be collected or served as static files.
+if PRIVATE_MEDIA_ROOT == STATIC_ROOT.resolve() or STATIC_ROOT.resolve() in PRIVATE_MEDIA_ROOT.parents:
+    raise ImproperlyConfigured("PRIVATE_MEDIA_ROOT must not be inside STATIC_ROOT (it would be served).")
 # Outside production, serve straight from the app finders: no collectstatic step for `make run`.
 WHITENOISE_AUTOREFRESH = not IS_PRODUCTION
 WHITENOISE_USE_FINDERS = not IS_PRODUCTION
@@ -709,6 +771,9 @@ STORAGES = {
             "file_overwrite": False,
         },
     },
+    # Staff-only documents under PRIVATE_MEDIA_ROOT (integration.storage): no URL, read back only by
+    # audited admin views.
+    "private_media": {"BACKEND": "integration.storage.PrivateFileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if IS_PRODUCTION

@@ -20,15 +20,35 @@ Consent belongs to the client: a link added here starts "pending" until the clie
 
 from __future__ import annotations
 
+from datetime import timedelta
+from urllib.parse import urlencode
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Count
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.http import content_disposition_header
+from django.views.decorators.http import require_POST
 
-from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin, admin_actor, adopt_saved, shown_once_response
+from core.admin import (
+    AuditedViewAdminMixin,
+    ConfirmItem,
+    ReadOnlyAdminMixin,
+    admin_actor,
+    admin_datetime,
+    adopt_saved,
+    confirm_action,
+    shown_once_response,
+)
 from core.domain import Invalid
+from core.time import utc_now
+from integration.events import OWNER_TYPE
 from integration.models import (
     Alert,
     Client,
@@ -39,6 +59,7 @@ from integration.models import (
     Therapist,
     TherapistClientLink,
 )
+from integration.selectors.partners import partner_reach
 from integration.services import client_data, partners, therapists
 
 
@@ -52,7 +73,40 @@ def _shown_once(admin_site, request, title: str) -> HttpResponse:
     )
 
 
+def _names(values, total: int) -> str:
+    shown = ", ".join(values)
+    return f"{shown} and {total - len(values)} more" if total > len(values) else shown
+
+
+def _therapists(reach) -> str:
+    """The therapists whose data a partner reads, named (a confirmation page's "for whom")."""
+    if not reach.therapist_count:
+        return "no therapist (it acts for none)"
+    return f"{reach.therapist_count} therapist(s): {_names(reach.therapist_names, reach.therapist_count)}"
+
+
+def _keys(hints) -> str:
+    return ", ".join(hints) if hints else "none"
+
+
 # --- Partners ---------------------------------------------------------------------------------------
+
+
+class BaaDocumentWidget(forms.ClearableFileInput):
+    """The BAA file input. "Currently:" links the staff download view (permission-checked, audited),
+    never a media URL: the private storage has none."""
+
+    template_name = "integration/widgets/baa_document.html"
+    download_url = ""
+    sha256 = ""
+
+    def is_initial(self, value):
+        return bool(value and getattr(value, "name", ""))
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        context["widget"].update(download_url=self.download_url, sha256=self.sha256)
+        return context
 
 
 class IntegrationPartnerForm(forms.ModelForm):
@@ -60,8 +114,8 @@ class IntegrationPartnerForm(forms.ModelForm):
         label="IP allowlist",
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 50}),
-        help_text="IPv4 or IPv6 networks in CIDR form (203.0.113.0/24, 2001:db8::/32), one per line or "
-        "separated by commas. Empty: any address.",
+        help_text="IPv4 or IPv6 addresses or networks in CIDR form (203.0.113.7, 203.0.113.0/24, "
+        "2001:db8::/32), one per line or separated by commas. Empty: any address.",
     )
 
     class Meta:
@@ -75,11 +129,31 @@ class IntegrationPartnerForm(forms.ModelForm):
             "rate_limit_per_minute",
             "therapists",
         )
+        widgets = {"baa_document": BaaDocumentWidget(attrs={"accept": "application/pdf,.pdf"})}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        document = self.fields["baa_document"]
+        document.help_text = (
+            f"The signed agreement as a PDF, at most {settings.BAA_DOCUMENT_MAX_BYTES / (1024 * 1024):g} MB. "
+            "Kept in private storage; staff download it here (each download is audited)."
+        )
+        if self.instance and self.instance.pk:
+            document.widget.download_url = reverse(
+                "admin:integration_integrationpartner_baa_document", args=[self.instance.pk]
+            )
+            document.widget.sha256 = self.instance.baa_document_sha256
         if self.instance and self.instance.pk and not self.is_bound:
             self.initial["allowed_ips"] = "\n".join(self.instance.allowed_ips or [])
+
+    def clean_baa_document(self):
+        document = self.cleaned_data.get("baa_document")
+        if isinstance(document, UploadedFile):  # a new upload (not the stored file, not "clear")
+            try:
+                partners.validate_baa_document(document)
+            except partners.PartnerInvalid as exc:
+                raise forms.ValidationError(exc.message) from None
+        return document
 
     def clean_allowed_ips(self):
         raw = self.cleaned_data.get("allowed_ips") or ""
@@ -87,7 +161,8 @@ class IntegrationPartnerForm(forms.ModelForm):
         try:
             return partners.normalize_allowed_ips(entries)
         except partners.PartnerInvalid as exc:
-            raise forms.ValidationError(str(exc)) from None
+            # One error listing every bad entry and why, so staff fix the list in one go.
+            raise forms.ValidationError(exc.details or exc.message) from None
 
     def clean_rate_limit_per_minute(self):
         try:
@@ -106,30 +181,62 @@ class PartnerCredentialInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = PartnerCredential
     extra = 0
     can_delete = False
-    fields = ("key_hint", "created_at", "secret_rotated_at", "previous_secret_expires_at", "revoked_at", "last_used_at")
+    fields = ("key_hint", "created", "secret_rotated", "old_secret_valid_until", "revoked", "last_used")
     readonly_fields = fields
     ordering = ("-created_at",)
     verbose_name = "API key"
     verbose_name_plural = "API keys (secrets are stored hashed and never shown again)"
 
+    @admin.display(description="created")
+    def created(self, obj: PartnerCredential) -> str:
+        return admin_datetime(obj.created_at)
+
+    @admin.display(description="secret rotated")
+    def secret_rotated(self, obj: PartnerCredential) -> str:
+        return admin_datetime(obj.secret_rotated_at)
+
+    @admin.display(description="old secret valid until")
+    def old_secret_valid_until(self, obj: PartnerCredential) -> str:
+        return admin_datetime(obj.previous_secret_expires_at)
+
+    @admin.display(description="revoked")
+    def revoked(self, obj: PartnerCredential) -> str:
+        return admin_datetime(obj.revoked_at)
+
+    @admin.display(description="last used")
+    def last_used(self, obj: PartnerCredential) -> str:
+        return admin_datetime(obj.last_used_at)
+
+
+# The key actions, each offered both in the list's action menu and as a button on a partner's page
+# (custom POST URLs below): name -> (button label, confirmed first?).
+PARTNER_OPERATIONS = {
+    "create_credential": ("Create API key + secret", False),
+    "rotate_secret": ("Rotate secret", True),
+    "revoke_all_keys": ("Revoke all keys", True),
+    "suspend": ("Suspend", True),
+    "reactivate": ("Reactivate", False),
+}
+
 
 @admin.register(IntegrationPartner)
 class IntegrationPartnerAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     form = IntegrationPartnerForm
+    change_form_template = "admin/integration/integrationpartner/partner_change_form.html"
     list_display = ("name", "status", "baa_on_file", "therapist_count", "rate_limit", "created_at")
     list_filter = ("status", ("baa_signed_at", admin.EmptyFieldListFilter), "created_at")
     search_fields = ("name",)
     ordering = ("name",)
     autocomplete_fields = ("therapists",)
-    readonly_fields = ("id", "status", "suspended_at", "created_at", "updated_at")
+    readonly_fields = ("id", "status", "suspended", "created", "updated")
     fieldsets = (
-        (None, {"fields": ("id", "name", "status", "suspended_at")}),
+        (None, {"fields": ("id", "name", "status", "suspended")}),
         ("Business Associate Agreement", {"fields": ("baa_signed_at", "baa_signer", "baa_document")}),
         ("Access", {"fields": ("therapists", "allowed_ips", "rate_limit_per_minute")}),
-        ("Record", {"fields": ("created_at", "updated_at")}),
+        ("Record", {"fields": ("created", "updated")}),
     )
     inlines = (PartnerCredentialInline,)
-    actions = ("create_credential", "rotate_secret", "revoke_all_keys", "suspend", "reactivate")
+    actions = tuple(PARTNER_OPERATIONS)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(therapists_count=Count("therapists", distinct=True))
@@ -145,6 +252,18 @@ class IntegrationPartnerAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     @admin.display(description="rate limit / min", ordering="rate_limit_per_minute")
     def rate_limit(self, obj: IntegrationPartner) -> str:
         return str(obj.rate_limit_per_minute) if obj.rate_limit_per_minute else "100 (default)"
+
+    @admin.display(description="suspended at")
+    def suspended(self, obj: IntegrationPartner) -> str:
+        return admin_datetime(obj.suspended_at)
+
+    @admin.display(description="created at")
+    def created(self, obj: IntegrationPartner) -> str:
+        return admin_datetime(obj.created_at)
+
+    @admin.display(description="updated at")
+    def updated(self, obj: IntegrationPartner) -> str:
+        return admin_datetime(obj.updated_at)
 
     def has_delete_permission(self, request, obj=None):
         # Partners are suspended, never deleted: their audit trail and access log refer to them.
@@ -187,6 +306,103 @@ class IntegrationPartnerAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     def has_manage_permission(self, request) -> bool:
         return request.user.has_perm("integration.change_integrationpartner")
 
+    # --- The partner's page: links and the key actions as buttons ---------------------------------
+
+    def get_urls(self):
+        opts = self.model._meta
+        prefix = f"{opts.app_label}_{opts.model_name}"
+        urls = [
+            path(
+                "<path:object_id>/baa-document/",
+                self.admin_site.admin_view(self.baa_document_view),
+                name=f"{prefix}_baa_document",
+            ),
+        ]
+        urls += [
+            path(
+                f"<path:object_id>/{name.replace('_', '-')}/",
+                self.admin_site.admin_view(self._operation_view(name)),
+                name=f"{prefix}_{name}",
+            )
+            for name in PARTNER_OPERATIONS
+        ]
+        return urls + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        partner = self.get_object(request, unquote(object_id))
+        if partner is not None:
+            extra_context = {**(extra_context or {}), **self._page_context(request, partner)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _page_context(self, request, partner: IntegrationPartner) -> dict:
+        reach = partner_reach(partner)
+        pk = str(partner.pk)
+        links = [(f"API keys ({len(reach.live_key_hints)} live)", "#credentials-group")]  # the inline below
+        endpoints = reverse("admin:webhooks_webhookendpoint_changelist")
+        links.append(
+            (
+                f"Webhook endpoints ({len(reach.endpoint_ids)})",
+                f"{endpoints}?{urlencode({'owner_type': OWNER_TYPE, 'owner_id': pk})}",
+            )
+        )
+        if reach.endpoint_ids:
+            deliveries = reverse("admin:webhooks_webhookdelivery_changelist")
+            ids = ",".join(map(str, reach.endpoint_ids))
+            links.append(("Webhook deliveries", f"{deliveries}?{urlencode({'endpoint__id__in': ids})}"))
+        events = reverse("admin:audit_auditevent_changelist")
+        links.append(("Audit trail (changes)", f"{events}?{urlencode({'subject_type': OWNER_TYPE, 'subject_id': pk})}"))
+        requests_log = reverse("admin:audit_accesslog_changelist")
+        links.append(("Audit trail (its API requests)", f"{requests_log}?{urlencode({'actor_id': pk})}"))
+        buttons = []
+        if self.has_manage_permission(request):
+            opts = self.model._meta
+            for name, (label, confirmed) in PARTNER_OPERATIONS.items():
+                if name == "suspend" and not partner.is_active or name == "reactivate" and partner.is_active:
+                    continue
+                if name in ("rotate_secret", "revoke_all_keys") and not reach.live_key_hints:
+                    continue
+                url = reverse(f"admin:{opts.app_label}_{opts.model_name}_{name}", args=[partner.pk])
+                buttons.append({"name": name, "label": label, "url": url, "confirmed": confirmed})
+        return {"partner_links": links, "partner_buttons": buttons}
+
+    def baa_document_view(self, request, object_id):
+        """The signed BAA, to staff who may view partners; audited before the bytes leave."""
+        partner = self.get_object(request, unquote(object_id))
+        if partner is None:
+            raise Http404("No such partner.")
+        if not self.has_view_permission(request, partner):
+            raise PermissionDenied
+        try:
+            document = partners.partner_baa_document_download(partner=partner, actor=admin_actor(request))
+        except partners.BaaDocumentMissing as exc:
+            raise Http404(exc.message) from None
+        response = HttpResponse(document.content, content_type="application/pdf")
+        response["Content-Disposition"] = content_disposition_header(True, document.filename)
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "no-store"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        return response
+
+    def _operation_view(self, name: str):
+        """A POST-only view running action `name` on one partner (the page's button): the same code,
+        confirmation page and services as the list's action menu."""
+
+        @require_POST
+        def view(request, object_id):
+            partner = self.get_object(request, unquote(object_id))
+            if partner is None:
+                raise Http404("No such partner.")
+            if not self.has_manage_permission(request):
+                raise PermissionDenied
+            change_url = reverse("admin:integration_integrationpartner_change", args=[partner.pk])
+            queryset = self.get_queryset(request).filter(pk=partner.pk)
+            response = getattr(self, name)(request, queryset)
+            return response if response is not None else HttpResponseRedirect(change_url)
+
+        return view
+
+    # --- The operations (list actions; the page's buttons call the same methods) ------------------
+
     @admin.action(description="Create API key + secret (shown once)", permissions=["manage"])
     def create_credential(self, request, queryset):
         for partner in queryset:
@@ -207,39 +423,149 @@ class IntegrationPartnerAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
         permissions=["manage"],
     )
     def rotate_secret(self, request, queryset):
-        rotated = 0
-        for partner in queryset:
-            for credential in partner.credentials.filter(revoked_at__isnull=True).order_by("created_at"):
-                secret = partners.partner_credential_rotate_secret(credential=credential, actor=admin_actor(request))
-                credential.refresh_from_db()
-                rotated += 1
-                messages.success(
-                    request,
-                    format_html(
-                        "{}: API key {} — new API secret <code>{}</code> (the old secret works until {})",
-                        partner.name,
-                        credential.key_hint,
-                        secret,
-                        credential.previous_secret_expires_at or "now: no overlap",
+        selected = list(queryset)
+        overlap = timedelta(hours=settings.LOVERESCUE_SECRET_OVERLAP_HOURS)
+        if overlap > timedelta(0):
+            until = admin_datetime(utc_now() + overlap)
+            fate = f"its current secret keeps working until about {until}, then token requests with it are refused"
+        else:
+            fate = "its current secret is refused at once (no overlap is configured)"
+        items = []
+        for partner in selected:
+            reach = partner_reach(partner)
+            items.append(
+                ConfirmItem(
+                    partner.name,
+                    (
+                        f"API keys {_keys(reach.live_key_hints)}: each gets a new secret, shown once; {fate}.",
+                        "The partner must deploy the new secret by then, or it loses access to the data of "
+                        f"{_therapists(reach)}.",
                     ),
                 )
-        if not rotated:
-            self.message_user(request, "No live API keys to rotate.", messages.WARNING)
-            return None
-        return _shown_once(self.admin_site, request, "New API secrets")
+            )
 
-    @admin.action(description="Revoke all keys", permissions=["manage"])
+        def perform():
+            rotated = 0
+            for partner in selected:
+                for credential in partner.credentials.filter(revoked_at__isnull=True).order_by("created_at"):
+                    secret = partners.partner_credential_rotate_secret(
+                        credential=credential, actor=admin_actor(request)
+                    )
+                    credential.refresh_from_db()
+                    rotated += 1
+                    old_until = (
+                        f"until {admin_datetime(credential.previous_secret_expires_at)}"
+                        if credential.previous_secret_expires_at
+                        else "no longer: no overlap"
+                    )
+                    messages.success(
+                        request,
+                        format_html(
+                            "{}: API key {} — new API secret <code>{}</code> (the old secret works {})",
+                            partner.name,
+                            credential.key_hint,
+                            secret,
+                            old_until,
+                        ),
+                    )
+            if not rotated:
+                self.message_user(request, "No live API keys to rotate.", messages.WARNING)
+                return None
+            return _shown_once(self.admin_site, request, "New API secrets")
+
+        return confirm_action(
+            self,
+            request,
+            selected,
+            title="Rotate API secrets",
+            question=f"Rotate the API secrets of {len(selected)} partner(s)?",
+            items=items,
+            confirm_label="Yes, rotate the secrets",
+            perform=perform,
+            action="rotate_secret",
+        )
+
+    @admin.action(description="Revoke all keys…", permissions=["manage"])
     def revoke_all_keys(self, request, queryset):
-        count = 0
-        for partner in queryset:
-            for credential in partner.credentials.filter(revoked_at__isnull=True):
-                count += partners.partner_credential_revoke(credential=credential, actor=admin_actor(request))
-        self.message_user(request, f"Revoked {count} API key(s); their tokens stop working now.", messages.SUCCESS)
+        selected = list(queryset)
+        items = []
+        for partner in selected:
+            reach = partner_reach(partner)
+            items.append(
+                ConfirmItem(
+                    partner.name,
+                    (
+                        f"API keys {_keys(reach.live_key_hints)} are refused from now on, and tokens already "
+                        "issued with them stop working on their next request.",
+                        f"Until staff create a new key, the partner cannot read the data of {_therapists(reach)}.",
+                        f"Its {reach.active_endpoint_count} active webhook endpoint(s) still receive events "
+                        "(suspend the partner to stop those).",
+                    ),
+                )
+            )
 
-    @admin.action(description="Suspend", permissions=["manage"])
+        def perform():
+            count = 0
+            for partner in selected:
+                for credential in partner.credentials.filter(revoked_at__isnull=True):
+                    count += partners.partner_credential_revoke(credential=credential, actor=admin_actor(request))
+            self.message_user(request, f"Revoked {count} API key(s); their tokens stop working now.", messages.SUCCESS)
+
+        return confirm_action(
+            self,
+            request,
+            selected,
+            title="Revoke all API keys",
+            question=f"Revoke every API key of {len(selected)} partner(s)? Revoked keys cannot be restored.",
+            items=items,
+            confirm_label="Yes, revoke all keys",
+            perform=perform,
+            action="revoke_all_keys",
+        )
+
+    @admin.action(description="Suspend…", permissions=["manage"])
     def suspend(self, request, queryset):
-        count = sum(partners.partner_suspend(partner=p, actor=admin_actor(request)) for p in queryset)
-        self.message_user(request, f"Suspended {count} partner(s); their tokens stop working now.", messages.SUCCESS)
+        selected = list(queryset)
+        items = []
+        for partner in selected:
+            reach = partner_reach(partner)
+            if not partner.is_active:
+                items.append(
+                    ConfirmItem(
+                        partner.name,
+                        (f"Already suspended since {admin_datetime(partner.suspended_at)}: nothing changes.",),
+                    )
+                )
+                continue
+            items.append(
+                ConfirmItem(
+                    partner.name,
+                    (
+                        f"Its API keys ({_keys(reach.live_key_hints)}) and tokens are refused from its next request.",
+                        f"It can no longer read the data of {_therapists(reach)}.",
+                        f"Its {reach.active_endpoint_count} active webhook endpoint(s) get no new events while "
+                        "suspended (events meanwhile are not sent later); deliveries already queued still go out.",
+                    ),
+                )
+            )
+
+        def perform():
+            count = sum(partners.partner_suspend(partner=p, actor=admin_actor(request)) for p in selected)
+            self.message_user(
+                request, f"Suspended {count} partner(s); their tokens stop working now.", messages.SUCCESS
+            )
+
+        return confirm_action(
+            self,
+            request,
+            selected,
+            title="Suspend partners",
+            question=f"Suspend {len(selected)} partner(s)? Reactivating later restores access (not missed events).",
+            items=items,
+            confirm_label="Yes, suspend",
+            perform=perform,
+            action="suspend",
+        )
 
     @admin.action(description="Reactivate", permissions=["manage"])
     def reactivate(self, request, queryset):

@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import Q
 
 from core.encryption import EncryptedJSONField, EncryptedTextField
+from integration.storage import baa_document_upload_to, private_media_storage
 
 
 class PermissionLevel(models.TextChoices):
@@ -405,7 +406,12 @@ class IntegrationPartner(models.Model):
     # Business Associate Agreement: no API access without one on file.
     baa_signed_at = models.DateField("BAA signed on", null=True, blank=True)
     baa_signer = models.CharField("BAA signer", max_length=200, blank=True)
-    baa_document = models.FileField("BAA document", upload_to="integration/baa/", blank=True)
+    # The signed PDF, in private storage (never served as media: see integration.storage); its SHA-256
+    # is what audit events about it name.
+    baa_document = models.FileField(
+        "BAA document", upload_to=baa_document_upload_to, storage=private_media_storage, blank=True
+    )
+    baa_document_sha256 = models.CharField("BAA document SHA-256", max_length=64, blank=True, editable=False)
     # IPv4/IPv6 CIDRs; empty means any address.
     allowed_ips = models.JSONField(default=list, blank=True)
     # Requests per minute per API key; null means the spec's default of 100.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.db import transaction
 
 from audit.services import audit_event_record
@@ -41,12 +44,72 @@ def _audit(action: str, partner: IntegrationPartner, *, actor: Actor, **metadata
     )
 
 
-def normalize_allowed_ips(cidrs) -> list[str]:
-    """Canonical CIDR strings; PartnerInvalid names the first bad entry."""
+def _network_problem(entry) -> str | None:
+    """Why `entry` is not an IPv4/IPv6 network (with the likely intended network for a typo), or None."""
     try:
-        return [str(network) for network in parse_networks(cidrs or [])]
+        parse_networks([entry])
     except ValueError as exc:
-        raise PartnerInvalid(str(exc)) from None
+        problem = str(exc)
+        try:
+            meant = ipaddress.ip_network(str(entry).strip(), strict=False)
+        except ValueError:
+            return problem
+        return f"{problem} (did you mean {meant}?)"
+    return None
+
+
+def normalize_allowed_ips(cidrs) -> list[str]:
+    """Canonical CIDR strings. PartnerInvalid names every bad entry at once (its `details` lists one
+    problem per entry), so staff fix the whole list in one go."""
+    cidrs = list(cidrs or [])
+    problems = [problem for problem in map(_network_problem, cidrs) if problem]
+    if problems:
+        count = f"{len(problems)} entries are" if len(problems) > 1 else "1 entry is"
+        raise PartnerInvalid(f"{count} not valid; nothing was saved: " + "; ".join(problems), details=problems)
+    return [str(network) for network in parse_networks(cidrs)]
+
+
+@dataclass(frozen=True)
+class BaaDocument:
+    """A partner's signed BAA as read for a staff download: the bytes, their SHA-256 and a file name."""
+
+    content: bytes = field(repr=False)
+    sha256: str
+    filename: str
+
+
+PDF_MAGIC = b"%PDF-"
+PDF_CONTENT_TYPES = {"application/pdf", "application/x-pdf"}
+
+
+def validate_baa_document(upload) -> str:
+    """Check an uploaded BAA (a PDF: `.pdf` name, PDF content type, `%PDF-` header; at most
+    BAA_DOCUMENT_MAX_BYTES) and return its SHA-256. PartnerInvalid says what is wrong."""
+    limit = settings.BAA_DOCUMENT_MAX_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise PartnerInvalid(
+            f"The BAA document is {_megabytes(upload.size)}; the largest accepted is {_megabytes(limit)}."
+        )
+    if not (upload.name or "").lower().endswith(".pdf"):
+        raise PartnerInvalid("The BAA document must be a PDF file (a name ending in .pdf).")
+    content_type = (getattr(upload, "content_type", None) or "").split(";")[0].strip().lower()
+    if content_type and content_type not in PDF_CONTENT_TYPES:
+        raise PartnerInvalid(f"The BAA document must be a PDF; this file was sent as {content_type[:80]}.")
+    digest = hashlib.sha256()
+    upload.seek(0)
+    head = upload.read(len(PDF_MAGIC))
+    if head != PDF_MAGIC:
+        upload.seek(0)
+        raise PartnerInvalid("The BAA document is not a PDF (its content does not start with %PDF-).")
+    digest.update(head)
+    for chunk in iter(lambda: upload.read(64 * 1024), b""):
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest()
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
 
 
 RATE_LIMIT_MAX = 100_000
@@ -88,6 +151,7 @@ def partner_create(
     if IntegrationPartner.objects.filter(name=name).exists():
         raise PartnerInvalid(f"A partner named {name!r} already exists.")
     rate_limit_per_minute = validate_rate_limit(rate_limit_per_minute)
+    document_sha256 = validate_baa_document(baa_document) if baa_document else ""
     partner = IntegrationPartner.objects.create(
         name=name,
         baa_signed_at=baa_signed_at,
@@ -95,6 +159,7 @@ def partner_create(
         allowed_ips=normalize_allowed_ips(allowed_ips),
         rate_limit_per_minute=rate_limit_per_minute,
         baa_document=baa_document or "",
+        baa_document_sha256=document_sha256,
     )
     partner.therapists.set(therapists)
     _audit(
@@ -105,7 +170,7 @@ def partner_create(
         baa_on_file=baa_signed_at is not None,
         allowed_ips=partner.allowed_ips,
         rate_limit_per_minute=rate_limit_per_minute,
-        **({"baa_document": True} if baa_document else {}),
+        **({"baa_document": True, "baa_document_sha256": document_sha256} if baa_document else {}),
     )
     return partner
 
@@ -249,13 +314,18 @@ def partner_update(
         assign("baa_signer", (baa_signer or "").strip())
     if baa_document is not UNSET:
         # A new upload (File) replaces the document; None/"" removes it.
+        # The replaced file stays in private storage: a signed BAA is a record to keep, and the audit
+        # events name each version by its SHA-256.
         if baa_document:
             current.baa_document = baa_document
-            fields.append("baa_document")
+            current.baa_document_sha256 = validate_baa_document(baa_document)
+            fields += ["baa_document", "baa_document_sha256"]
             changed["baa_document"] = True
+            changed["baa_document_sha256"] = current.baa_document_sha256
         elif current.baa_document:
             current.baa_document = ""
-            fields.append("baa_document")
+            current.baa_document_sha256 = ""
+            fields += ["baa_document", "baa_document_sha256"]
             changed["baa_document"] = False
     if allowed_ips is not UNSET:
         assign("allowed_ips", normalize_allowed_ips(allowed_ips))
@@ -278,7 +348,56 @@ def partner_update(
             **{
                 k: v
                 for k, v in changed.items()
-                if k in ("allowed_ips", "rate_limit_per_minute", "therapists", "baa_signed_at", "baa_signer", "name")
+                if k
+                in (
+                    "allowed_ips",
+                    "rate_limit_per_minute",
+                    "therapists",
+                    "baa_signed_at",
+                    "baa_signer",
+                    "name",
+                    "baa_document_sha256",
+                )
             },
         )
     return current
+
+
+class BaaDocumentMissing(Invalid):
+    """The partner has no BAA document, or its file is not in private storage."""
+
+
+@transaction.atomic
+def partner_baa_document_download(*, partner: IntegrationPartner, actor: Actor) -> BaaDocument:
+    """Read the partner's signed BAA for a staff download and audit it (actor, partner, the SHA-256 of
+    the very bytes returned) in one transaction, before anything is sent: no audit row, no document.
+    Files are capped at upload, so reading one whole is bounded."""
+    partner = IntegrationPartner.objects.get(pk=partner.pk)
+    name = partner.baa_document.name if partner.baa_document else ""
+    if not name:
+        raise BaaDocumentMissing("This partner has no BAA document on file.")
+    storage = partner.baa_document.storage
+    try:
+        # Storage.path() joins under PRIVATE_MEDIA_ROOT safely: a stored name that climbs out of it
+        # ("../settings.py") raises instead of being read.
+        with storage.open(name, "rb") as handle:
+            content = handle.read(settings.BAA_DOCUMENT_MAX_BYTES + 1)
+    except (FileNotFoundError, SuspiciousFileOperation):
+        raise BaaDocumentMissing("The BAA document's file is missing from private storage.") from None
+    sha256 = hashlib.sha256(content).hexdigest()
+    _audit(
+        "integration.baa_document_downloaded",
+        partner,
+        actor=actor,
+        baa_document_sha256=sha256,
+        bytes=len(content),
+        **({"stored_sha256_differs": True} if partner.baa_document_sha256 not in ("", sha256) else {}),
+    )
+    signed = partner.baa_signed_at.isoformat() if partner.baa_signed_at else "unsigned"
+    return BaaDocument(content=content, sha256=sha256, filename=f"BAA-{_file_slug(partner.name)}-{signed}.pdf")
+
+
+def _file_slug(name: str) -> str:
+    """The partner's name as a safe file-name part (ASCII letters, digits and dashes)."""
+    slug = "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in name).strip("-")
+    return "-".join(part for part in slug.split("-") if part)[:60] or "partner"

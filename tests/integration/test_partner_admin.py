@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, timedelta
 
 import pytest
@@ -35,9 +36,17 @@ def therapist():
     return make_therapist()
 
 
-def act(client, action: str, ids):
+@pytest.fixture(autouse=True)
+def private_media(settings, tmp_path):
+    settings.PRIVATE_MEDIA_ROOT = tmp_path / "private-media"
+    return settings.PRIVATE_MEDIA_ROOT
+
+
+def act(client, action: str, ids, *, confirm: bool = False):
+    """Run a list action; `confirm` answers its confirmation page's "yes" (post=yes)."""
     url = reverse("admin:integration_integrationpartner_changelist")
-    return client.post(url, {"action": action, ACTION_CHECKBOX_NAME: [str(i) for i in ids]})
+    data = {"action": action, ACTION_CHECKBOX_NAME: [str(i) for i in ids]}
+    return client.post(url, {**data, "post": "yes"} if confirm else data)
 
 
 def form_data(therapists, **overrides):
@@ -71,16 +80,20 @@ def test_add_partner_through_the_admin_is_audited(staff, therapist):
     assert event.actor_type == "user" and event.subject_id == str(partner.pk)
 
 
-def test_add_partner_with_its_baa_document_is_one_audited_service_call(staff, therapist, settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path)
-    document = SimpleUploadedFile("baa.pdf", b"%PDF-1.4 signed", content_type="application/pdf")
+def test_add_partner_with_its_baa_document_is_one_audited_service_call(staff, therapist, private_media):
+    content = b"%PDF-1.4 signed"
+    document = SimpleUploadedFile("Pat Partner signed.pdf", content, content_type="application/pdf")
     data = form_data([therapist], baa_document=document)
     response = staff.post(reverse("admin:integration_integrationpartner_add"), data)
     assert response.status_code == 302, response.content.decode()[:3000]
     partner = IntegrationPartner.objects.get(name="SuperTool")
-    assert partner.baa_document.name.startswith("integration/baa/")
+    # Stored in private storage under a random name, never the uploaded one.
+    assert partner.baa_document.name.startswith("baa/") and "Partner" not in partner.baa_document.name
+    assert (private_media / partner.baa_document.name).read_bytes() == content
+    assert partner.baa_document_sha256 == hashlib.sha256(content).hexdigest()
     event = AuditEvent.objects.get(action="integration.partner_created")
     assert event.metadata["baa_document"] is True and event.actor_id == str(staff.session["_auth_user_id"])
+    assert event.metadata["baa_document_sha256"] == partner.baa_document_sha256
     assert not AuditEvent.objects.filter(action="integration.partner_updated").exists()
 
 
@@ -110,8 +123,7 @@ def test_bad_partner_form_shows_the_error_and_creates_nothing(staff, therapist, 
     assert not IntegrationPartner.objects.exists()
 
 
-def test_edit_allowlist_baa_and_therapists(staff, therapist, settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path)
+def test_edit_allowlist_baa_and_therapists(staff, therapist):
     other = make_therapist("Olga", "Other")
     partner = make_partner("SuperTool", therapists=[therapist]).partner
     page = staff.get(reverse("admin:integration_integrationpartner_change", args=[partner.pk]))
@@ -126,7 +138,7 @@ def test_edit_allowlist_baa_and_therapists(staff, therapist, settings, tmp_path)
     partner.refresh_from_db()
     assert partner.allowed_ips == ["198.51.100.7/32"]
     assert set(partner.therapists.all()) == {therapist, other}
-    assert partner.baa_document.name.startswith("integration/baa/")
+    assert partner.baa_document.name.startswith("baa/")
     event = AuditEvent.objects.get(action="integration.partner_updated")
     assert {"allowed_ips", "therapists", "baa_document", "rate_limit_per_minute"} <= set(event.metadata["changed"])
     assert event.metadata["allowed_ips"] == ["198.51.100.7/32"]
@@ -169,7 +181,10 @@ def test_create_credential_shows_key_and_secret_once(staff, therapist):
 
 def test_rotate_keeps_the_old_secret_valid_for_the_overlap(staff, therapist, settings):
     test_partner = make_partner("SuperTool", therapists=[therapist])
-    response = act(staff, "rotate_secret", [test_partner.partner.pk])
+    first = act(staff, "rotate_secret", [test_partner.partner.pk])
+    assert first.status_code == 200 and "Yes, rotate the secrets" in first.content.decode()
+    assert not AuditEvent.objects.filter(action="integration.credential_secret_rotated").exists()
+    response = act(staff, "rotate_secret", [test_partner.partner.pk], confirm=True)
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     page = response.content.decode()
     start = page.index("sk_live_")
@@ -187,7 +202,7 @@ def test_revoke_all_keys_stops_live_tokens(staff, client, therapist):
     test_partner = make_partner("SuperTool", therapists=[therapist])
     headers = test_partner.headers(therapist)
     assert client.get(CLIENTS, **headers).status_code == 200
-    act(staff, "revoke_all_keys", [test_partner.partner.pk])
+    act(staff, "revoke_all_keys", [test_partner.partner.pk], confirm=True)
     assert PartnerCredential.objects.get(pk=test_partner.credential.pk).revoked_at is not None
     assert client.get(CLIENTS, **headers).status_code == 401
     assert AuditEvent.objects.filter(action="integration.credential_revoked").count() == 1
@@ -196,7 +211,7 @@ def test_revoke_all_keys_stops_live_tokens(staff, client, therapist):
 def test_suspend_and_reactivate(staff, client, therapist):
     test_partner = make_partner("SuperTool", therapists=[therapist])
     headers = test_partner.headers(therapist)
-    act(staff, "suspend", [test_partner.partner.pk])
+    act(staff, "suspend", [test_partner.partner.pk], confirm=True)
     partner = IntegrationPartner.objects.get(pk=test_partner.partner.pk)
     assert partner.status == "suspended" and partner.suspended_at is not None
     assert client.get(CLIENTS, **headers).status_code == 401
