@@ -2,8 +2,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.contrib import admin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db import transaction
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.template import engines
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -166,6 +168,26 @@ class AuditedViewAdminMixin:
             rows = list(changelist.result_list)
             audit_admin_view(request, self.model, rows, view="list", searched=bool(changelist.query))
         return response
+
+
+class ActionsWithoutSelectionMixin:
+    """Actions named in `actions_without_selection` do not act on rows (run payouts now, create a key
+    pair): they run with nothing ticked, where Django would answer "Items must be selected". The action
+    gets an empty queryset; its response is returned, else the list is shown again. Each action's own
+    `permissions` still apply (get_actions filters them)."""
+
+    actions_without_selection: tuple[str, ...] = ()
+
+    def changelist_view(self, request, extra_context=None):
+        action = request.POST.get("action", "") if request.method == "POST" else ""
+        if action in self.actions_without_selection and not request.POST.getlist(ACTION_CHECKBOX_NAME):
+            actions = self.get_actions(request)
+            if action in actions:
+                response = actions[action][0](self, request, self.get_queryset(request).none())
+                if isinstance(response, HttpResponseBase):
+                    return response
+                return HttpResponseRedirect(request.get_full_path())
+        return super().changelist_view(request, extra_context)
 
 
 class ReadOnlyAdminMixin:

@@ -42,9 +42,9 @@ def fingerprint(public_key: rsa.RSAPublicKey) -> str:
 
 
 def public_pem(public_key: rsa.RSAPublicKey) -> str:
-    return public_key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode("ascii")
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode(
+        "ascii"
+    )
 
 
 def generate_pair(key_size: int = DEFAULT_KEY_SIZE) -> GeneratedPair:
@@ -78,8 +78,10 @@ def active_private_keys() -> list[rsa.RSAPrivateKey]:
     env_key = env_private_key()
     if env_key is not None:
         keys.append(env_key)
-    for pem in CareosKeyPair.objects.filter(retired_at__isnull=True).order_by("-created_at").values_list(
-        "private_pem", flat=True
+    for pem in (
+        CareosKeyPair.objects.filter(retired_at__isnull=True)
+        .order_by("-created_at")
+        .values_list("private_pem", flat=True)
     ):
         keys.append(_load_private(pem))
     return keys
@@ -123,6 +125,12 @@ def decrypt_phone(ciphertext_b64: str, keys: list[rsa.RSAPrivateKey] | None = No
     The ciphertext must be exactly one key's size in bytes (checked before any private-key operation);
     each key of that size is tried. Not valid base64, wrong length, wrong key, other padding, or a
     plaintext that is not short UTF-8 text: all the same DecryptionFailed."""
+    return decrypt_phone_and_key(ciphertext_b64, keys)[0]
+
+
+def decrypt_phone_and_key(ciphertext_b64: str, keys: list[rsa.RSAPrivateKey] | None = None) -> tuple[str, int]:
+    """`decrypt_phone`, and the position in `keys` of the key that decrypted it (the ingest records which
+    pair did, for the admin's retire page)."""
     if not isinstance(ciphertext_b64, str) or len(ciphertext_b64) > 2048:
         raise DecryptionFailed()
     try:
@@ -130,7 +138,7 @@ def decrypt_phone(ciphertext_b64: str, keys: list[rsa.RSAPrivateKey] | None = No
     except (binascii.Error, ValueError):
         raise DecryptionFailed() from None
     keys = active_private_keys() if keys is None else keys
-    for key in keys:
+    for position, key in enumerate(keys):
         if len(ciphertext) != (key.key_size + 7) // 8:
             continue
         try:
@@ -140,7 +148,7 @@ def decrypt_phone(ciphertext_b64: str, keys: list[rsa.RSAPrivateKey] | None = No
         if not (0 < len(plaintext) <= MAX_PLAINTEXT_BYTES):
             raise DecryptionFailed()
         try:
-            return plaintext.decode("utf-8")
+            return plaintext.decode("utf-8"), position
         except UnicodeDecodeError:
             raise DecryptionFailed() from None
     raise DecryptionFailed()

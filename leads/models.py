@@ -176,13 +176,22 @@ class Lead(models.Model):
     welcome_message_id = models.CharField(max_length=40, blank=True)
     # Set by the ingest from its clock (the period rules compare it), so not auto_now_add.
     created_at = models.DateTimeField(default=timezone.now)
+    # The key pair that decrypted the phone (null: CAREOS_PRIVATE_KEY, or a lead from before this was kept):
+    # the admin's retire page derives each pair's last decrypt and the platforms encrypting to it from it.
+    key_pair = models.ForeignKey(
+        CareosKeyPair, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["platform", "source_conversation_id"], name="leads_one_per_conversation")
         ]
-        indexes = [models.Index(fields=["user", "created_at"], name="leads_lead_user_created")]
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="leads_lead_user_created"),
+            # A pair's latest lead per platform: one index probe each (leads.selectors.keypair_usage).
+            models.Index(fields=["key_pair", "platform", "created_at"], name="leads_lead_keypair_use"),
+        ]
 
     def __str__(self) -> str:
         return self.public_id

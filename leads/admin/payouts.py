@@ -7,7 +7,9 @@ never a 500):
 - payments: dispute / cancel (with the reason typed in the action bar) / reinstate; "Process due payouts
   now" runs a payout run immediately (it needs no selection: it covers every platform);
 - batches: their payments inline (read-only); "Mark paid (manual)" with the reference typed in the action
-  bar; "Export CSV" streams the selected batches' payments, formula-injection safe, and is audited.
+  bar; "Cancel" with the reason typed there, after a confirmation page saying which payments return to
+  pending; "Export CSV" streams the selected batches' payments (batch, platform, payee, lead, amount,
+  status, reference, dates), formula-injection safe, and is audited.
 """
 
 from __future__ import annotations
@@ -17,17 +19,43 @@ import csv
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME, ActionForm
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from audit.admin import _Echo, csv_safe
-from core.admin import ReadOnlyAdminMixin, admin_actor
+from core.admin import (
+    ActionsWithoutSelectionMixin,
+    ConfirmItem,
+    ReadOnlyAdminMixin,
+    admin_actor,
+    admin_datetime,
+    confirm_action,
+)
 from core.time import utc_now
 from leads import selectors
-from leads.models import PartnerPayment, PayoutBatch
+from leads.models import PartnerPayment, PartnerPlatform, PayoutBatch
 from leads.services import payouts
 
-EXPORT_HEADER = ("batch", "lead_id", "amount", "currency", "created", "due")
+EXPORT_HEADER = (
+    "batch",
+    "platform",
+    "payee",
+    "lead_id",
+    "amount",
+    "currency",
+    "status",
+    "batch_status",
+    "reference",
+    "created",
+    "due",
+    "paid",
+)
+# Long public ids are cut in lists (the full id is on the row's page and searchable) so lists fit 1,400 px.
+SHORT_ID_CHARS = 14
 
 
 class PaymentActionForm(ActionForm):
@@ -49,18 +77,9 @@ class BatchActionForm(ActionForm):
 
 
 @admin.register(PartnerPayment)
-class PartnerPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "lead_id_display",
-        "platform",
-        "amount",
-        "currency",
-        "status",
-        "due_at",
-        "batch_display",
-        "paid_at",
-        "created_at",
-    )
+class PartnerPaymentAdmin(ActionsWithoutSelectionMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    # Fits 1,400 px with the filter sidebar: ids cut short, the currency with the amount, dates only.
+    list_display = ("lead_short", "platform", "amount_display", "status", "due_date", "batch_short", "paid_date")
     list_filter = ("status", "platform", ("due_at", admin.DateFieldListFilter))
     list_select_related = ("lead", "platform", "batch")
     search_fields = ("lead__public_id__exact", "batch__public_id__exact")
@@ -93,19 +112,28 @@ class PartnerPaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def batch_display(self, obj: PartnerPayment) -> str:
         return obj.batch.public_id if obj.batch_id else ""
 
+    @admin.display(description="lead", ordering="lead__public_id")
+    def lead_short(self, obj: PartnerPayment) -> str:
+        return short_id(obj.lead.public_id)
+
+    @admin.display(description="batch", ordering="batch__public_id")
+    def batch_short(self, obj: PartnerPayment) -> str:
+        return short_id(obj.batch.public_id) if obj.batch_id else ""
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj: PartnerPayment) -> str:
+        return f"{obj.amount} {obj.currency}"
+
+    @admin.display(description="due", ordering="due_at")
+    def due_date(self, obj: PartnerPayment) -> str:
+        return admin_date(obj.due_at)
+
+    @admin.display(description="paid", ordering="paid_at")
+    def paid_date(self, obj: PartnerPayment) -> str:
+        return admin_date(obj.paid_at)
+
     def has_manage_permission(self, request) -> bool:
         return request.user.has_perm("leads.change_partnerpayment")
-
-    def changelist_view(self, request, extra_context=None):
-        action = request.POST.get("action", "") if request.method == "POST" else ""
-        if (
-            action in self.actions_without_selection
-            and not request.POST.getlist(ACTION_CHECKBOX_NAME)
-            and action in self.get_actions(request)  # already filtered by the action's permissions
-        ):
-            self.get_actions(request)[action][0](self, request, self.get_queryset(request).none())
-            return HttpResponseRedirect(request.get_full_path())
-        return super().changelist_view(request, extra_context)
 
     def _transition(self, request, queryset, service, done: str) -> None:
         reason = request.POST.get("reason", "")
@@ -235,14 +263,71 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         permissions=["manage"],
     )
     def cancel_manual(self, request, queryset):
-        reason = request.POST.get("reference", "")
-        for batch in queryset:
-            try:
-                payouts.payout_batch_cancel_manual(batch=batch, reason=reason, actor=admin_actor(request))
-            except payouts.PayoutBatchError as exc:
-                self.message_user(request, f"{batch.public_id}: {exc}", messages.ERROR)
+        reason = request.POST.get("reference", "").strip()
+        if not reason:
+            self.message_user(request, "Type the reason for cancelling in the box above, then cancel.", messages.ERROR)
+            return None
+        return self._cancel_confirmed(request, queryset, reason)
+
+    def get_urls(self):
+        cancel = path("cancel/", self.admin_site.admin_view(self.cancel_view), name="leads_payoutbatch_cancel")
+        return [cancel, *super().get_urls()]
+
+    def cancel_view(self, request):
+        """Where the cancel confirmation page posts (the reason rides in its query string: the page's form
+        carries only the selection, and the list would read an unknown parameter as a filter)."""
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:leads_payoutbatch_changelist"))
+        if not self.has_manage_permission(request):
+            raise PermissionDenied
+        reason = request.GET.get("reference", "").strip()
+        if not reason:
+            self.message_user(request, "Type the reason for cancelling, then cancel.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:leads_payoutbatch_changelist"))
+        queryset = self.get_queryset(request).filter(pk__in=request.POST.getlist(ACTION_CHECKBOX_NAME))
+        return self._cancel_confirmed(request, queryset, reason)
+
+    def _cancel_confirmed(self, request, queryset, reason: str):
+        batches = list(queryset.select_related("platform").order_by("created_at", "pk"))
+        held = selectors.payout_batch_payments(batch_pks=[batch.pk for batch in batches])
+        items = []
+        for batch in batches:
+            count, total = held.get(batch.pk, (0, 0))
+            label = f"{batch.public_id}: {batch.platform.name} ({batch.platform.slug}), {batch.amount} {batch.currency}"
+            if batch.status != PayoutBatch.Status.AWAITING_MANUAL:
+                consequences = (
+                    f"Not changed: it is {batch.get_status_display().lower()}; only a batch awaiting manual payment "
+                    "can be cancelled.",
+                )
             else:
-                self.message_user(request, f"{batch.public_id} cancelled; its payments are pending again.")
+                consequences = (
+                    f"{count} payment(s) ({total} {batch.currency}) leave the batch and return to pending, "
+                    "unbatched: the next payout run pays them again.",
+                    f"The batch becomes failed with the reason “{reason}”: do not pay it by hand after this.",
+                )
+            items.append(ConfirmItem(label, consequences))
+
+        def perform():
+            for batch in batches:
+                try:
+                    payouts.payout_batch_cancel_manual(batch=batch, reason=reason, actor=admin_actor(request))
+                except payouts.PayoutBatchError as exc:
+                    self.message_user(request, f"{batch.public_id}: {exc}", messages.ERROR)
+                else:
+                    self.message_user(request, f"{batch.public_id} cancelled; its payments are pending again.")
+            return HttpResponseRedirect(reverse("admin:leads_payoutbatch_changelist"))
+
+        return confirm_action(
+            self,
+            request,
+            batches,
+            title="Cancel payout batches",
+            question=f"Cancel {len(batches)} payout batch(es)? The partner is not paid by them.",
+            items=items,
+            confirm_label="Yes, cancel these batches",
+            perform=perform,
+            form_action=f"{reverse('admin:leads_payoutbatch_cancel')}?{urlencode({'reference': reason})}",
+        )
 
     @admin.action(description="Export CSV of the selected batches' payments", permissions=["view"])
     def export_csv(self, request, queryset):
@@ -256,10 +341,31 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         def lines():
             yield writer.writerow(EXPORT_HEADER)
             for row in rows.iterator(chunk_size=1000):
-                yield writer.writerow([csv_safe(value) for value in row])
+                yield writer.writerow([csv_safe(value) for value in export_row(row)])
 
         stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
         name = batch_ids[0][1] if len(batch_ids) == 1 else f"payouts-{stamp}"
         response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
         return response
+
+
+def short_id(public_id: str) -> str:
+    """`lead_01J9ZK…` for lists, the full id on hover (and on the row's page; search takes the full id)."""
+    if len(public_id) <= SHORT_ID_CHARS + 1:
+        return public_id
+    return format_html('<span title="{}">{}…</span>', public_id, public_id[:SHORT_ID_CHARS])
+
+
+def admin_date(value) -> str:
+    """The day of a timestamp (staff's zone) for narrow list columns; `admin_datetime` on the row's page."""
+    return admin_datetime(value)[:10] if value is not None else "-"
+
+
+def export_row(row: tuple) -> tuple:
+    """One CSV row (EXPORT_HEADER) of a `selectors.payout_export_rows` tuple. The payee is who receives
+    the money: the platform's name, and its Stripe account for a Stripe batch."""
+    (batch, platform, name, backend, account, lead, amount, currency, status, batch_status, reference) = row[:11]
+    created, due, paid = row[11:]
+    payee = f"{name} ({account})" if backend == PartnerPlatform.PayoutBackend.STRIPE and account else name
+    return (batch, platform, payee, lead, amount, currency, status, batch_status, reference, created, due, paid)

@@ -30,7 +30,8 @@ Steps 1 and 2 only read, so they run before the transaction opens: a replay cost
 RSA work never holds a transaction (or, on SQLite, the write lock) open.
 
 Step 1 reads the key ring in the same statement (`selectors.ingest_prelude`), so the RSA work needs no
-read of its own.
+read of its own. The lead records which stored pair decrypted its phone (`Lead.key_pair`, no extra
+statement): the admin derives a pair's last decrypt and its platforms from it before retiring it.
 
 Concurrent duplicates are settled by the database, not by the reads: the user is inserted with
 `ON CONFLICT (phone_index) DO NOTHING` (no read before it, no savepoint); when another request holds or
@@ -139,17 +140,18 @@ def spec_phone_hash(phone: str, salt: str) -> str:
     return hashlib.sha256((phone + salt).encode("utf-8")).hexdigest()
 
 
-def verified_phone(*, platform: PartnerPlatform, payload: LeadInput, keys=None) -> str:
-    """The lead's phone in E.164, after decryption and the hash check; IngestRejected otherwise."""
+def verified_phone(*, platform: PartnerPlatform, payload: LeadInput, keys=None) -> tuple[str, int]:
+    """The lead's phone in E.164, after decryption and the hash check, and the position in `keys` of the
+    key that decrypted it; IngestRejected otherwise."""
     try:
-        plaintext = crypto.decrypt_phone(payload.user_phone_encrypted, keys)
+        plaintext, key_position = crypto.decrypt_phone_and_key(payload.user_phone_encrypted, keys)
     except crypto.DecryptionFailed:
         raise IngestRejected(DECRYPTION_FAILED) from None
     expected = spec_phone_hash(plaintext, platform.phone_hash_salt).encode("ascii")
     presented = payload.user_phone_hash.lower().encode("utf-8")
     if not hmac.compare_digest(expected, presented):
         raise IngestRejected(PHONE_HASH_MISMATCH)
-    return e164(plaintext, region=payload.location_country or None)
+    return e164(plaintext, region=payload.location_country or None), key_position
 
 
 def e164(phone: str, *, region: str | None) -> str:
@@ -189,15 +191,25 @@ def lead_ingest(
         existing = selectors.lead_by_id(lead_id=prelude.lead_id)
         if existing is not None:
             return IngestResult(lead=existing, replayed=True)
+    # The pair of each key tried, by position: None for CAREOS_PRIVATE_KEY (first) or keys a caller gave.
+    key_pair_ids: tuple[int | None, ...] = ()
     if keys is None:
         keys = crypto.private_keys_from_stored(prelude.stored_private_pems)
-    phone = verified_phone(platform=platform, payload=payload, keys=keys)
+        key_pair_ids = (None,) * (len(keys) - len(prelude.pair_ids)) + prelude.pair_ids
+    phone, key_position = verified_phone(platform=platform, payload=payload, keys=keys)
+    key_pair_id = key_pair_ids[key_position] if key_position < len(key_pair_ids) else None
     textable = _textable(phone)
     now = now or utc_now()
     try:
         with transaction.atomic():
             lead = _lead_create(
-                platform=platform, payload=payload, phone=phone, textable=textable, actor=actor, now=now
+                platform=platform,
+                payload=payload,
+                phone=phone,
+                textable=textable,
+                key_pair_id=key_pair_id,
+                actor=actor,
+                now=now,
             )
     except IntegrityError:
         # Another request took this conversation between our read and our insert (everything this
@@ -354,7 +366,14 @@ def _welcome_queue(
 
 
 def _lead_create(
-    *, platform: PartnerPlatform, payload: LeadInput, phone: str, textable: bool, actor: Actor, now: datetime
+    *,
+    platform: PartnerPlatform,
+    payload: LeadInput,
+    phone: str,
+    textable: bool,
+    key_pair_id: int | None,
+    actor: Actor,
+    now: datetime,
 ) -> Lead:
     user, new_person = _user_insert_or_lock(
         platform=platform, payload=payload, phone=phone, welcome_sent_at=now if textable else None
@@ -395,6 +414,7 @@ def _lead_create(
         lead_value=payload.lead_value,
         will_contact=welcome.will_contact,
         welcome_message_id=welcome.message_id,
+        key_pair_id=key_pair_id,
         created_at=now,
     )
     if duplicate_of is None:

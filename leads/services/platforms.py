@@ -7,7 +7,9 @@
   period), `api_key_revoke`, `find_api_key`. Several keys may be valid at once: rotation is "create the
   new key, let the partner switch, revoke (or let expire) the old one", without downtime.
 - RSA pairs: `keypair_create` (the newest active pair is the public key handed out; older active pairs
-  still decrypt), `keypair_retire` (refused for the last key that can decrypt).
+  still decrypt), `keypair_retire` (refused for the last key that can decrypt; a pair that decrypted a
+  lead within CAREOS_KEY_RETIRE_GUARD_DAYS needs its full fingerprint, else `KeyPairRetireRefused`),
+  `keypair_handout_record` (a platform was given a pair's public key).
 
 Every write takes the acting party as `actor` (a `core.actors.Actor`); refusals are `PlatformInvalid`
 (a `core.domain.Invalid`), with a message for staff.
@@ -21,14 +23,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 
 from audit.services import audit_event_record
 from core.actors import Actor
 from core.apikeys import constant_time_equals, generate_api_key, key_digest, parse_api_key
 from core.domain import Invalid
-from core.time import utc_now
-from leads import crypto
+from core.time import iso_utc, utc_now
+from leads import crypto, selectors
 from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
 
 SLUG_RE = re.compile(r"[a-z][a-z0-9]{1,39}")
@@ -314,11 +317,35 @@ def api_key_revoke(*, api_key: PlatformApiKey, actor: Actor, now: datetime | Non
     return True
 
 
+class KeyPairRetireRefused(PlatformInvalid):
+    """Retiring this pair needs its full fingerprint typed: it decrypted a lead within
+    CAREOS_KEY_RETIRE_GUARD_DAYS, so partners probably still encrypt to it."""
+
+    def __init__(self, *, pair: CareosKeyPair, last_decrypted_at: datetime, guard_days: int):
+        self.pair = pair
+        self.last_decrypted_at = last_decrypted_at
+        self.guard_days = guard_days
+        super().__init__(
+            f"Key pair {pair.fingerprint[:16]}… decrypted a lead at {iso_utc(last_decrypted_at)}, within the last "
+            f"{guard_days} days: partners may still encrypt to it. Type its full fingerprint to retire it anyway."
+        )
+
+
+def keypair_retire_guard_since(now: datetime) -> datetime | None:
+    """Retiring a pair that decrypted a lead after this time needs its fingerprint typed (None: no guard)."""
+    days = settings.CAREOS_KEY_RETIRE_GUARD_DAYS
+    return now - timedelta(days=days) if days > 0 else None
+
+
 @transaction.atomic
-def keypair_retire(*, pair: CareosKeyPair, actor: Actor, now: datetime | None = None) -> bool:
+def keypair_retire(
+    *, pair: CareosKeyPair, actor: Actor, now: datetime | None = None, confirmed_fingerprint: str = ""
+) -> bool:
     """Stop decrypting with `pair` (after the partners moved to a newer public key). Refused when it is
-    the last key able to decrypt (no other active pair and no CAREOS_PRIVATE_KEY): every lead would fail.
-    False when it was already retired."""
+    the last key able to decrypt (no other active pair and no CAREOS_PRIVATE_KEY): every lead would fail;
+    and, with `KeyPairRetireRefused`, when it decrypted a lead within CAREOS_KEY_RETIRE_GUARD_DAYS unless
+    `confirmed_fingerprint` is its full fingerprint. False when it was already retired."""
+    now = now or utc_now()
     # Lock every active pair: two staff retiring the last two pairs at once cannot both succeed.
     active = list(CareosKeyPair.objects.select_for_update().filter(retired_at__isnull=True).order_by("pk"))
     current = next((p for p in active if p.pk == pair.pk), None)
@@ -329,7 +356,16 @@ def keypair_retire(*, pair: CareosKeyPair, actor: Actor, now: datetime | None = 
             "This is the only key pair that can decrypt phones: create a new pair (and give partners its "
             "public key) before retiring it."
         )
-    current.retired_at = now or utc_now()
+    decrypts = selectors.keypair_decrypts(pair=current)
+    last_decrypted_at = decrypts[0].at if decrypts else None
+    guard_since = keypair_retire_guard_since(now)
+    confirmed = (confirmed_fingerprint or "").strip().lower() == current.fingerprint
+    recent = guard_since is not None and last_decrypted_at is not None and last_decrypted_at > guard_since
+    if recent and not confirmed:
+        raise KeyPairRetireRefused(
+            pair=current, last_decrypted_at=last_decrypted_at, guard_days=settings.CAREOS_KEY_RETIRE_GUARD_DAYS
+        )
+    current.retired_at = now
     current.save(update_fields=["retired_at"])
     pair.retired_at = current.retired_at
     _audit(
@@ -337,5 +373,20 @@ def keypair_retire(*, pair: CareosKeyPair, actor: Actor, now: datetime | None = 
         subject_type="leads.rsa_key",
         subject_id=current.fingerprint,
         actor=actor,
+        last_decrypted_at=iso_utc(last_decrypted_at) if last_decrypted_at else None,
+        decrypted_for=[use.slug for use in decrypts],
+        fingerprint_typed=confirmed,
     )
     return True
+
+
+@transaction.atomic
+def keypair_handout_record(*, pair: CareosKeyPair, platform: PartnerPlatform, actor: Actor) -> None:
+    """Record that `platform` was given `pair`'s public key (the retire page lists who has it)."""
+    _audit(
+        selectors.KEYPAIR_GIVEN_ACTION,
+        subject_type="leads.rsa_key",
+        subject_id=pair.fingerprint,
+        actor=actor,
+        platform=platform.slug,
+    )

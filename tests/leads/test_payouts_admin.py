@@ -185,14 +185,39 @@ def test_cancel_manual_batch_releases_its_payments(staff, platform):
     batch = PayoutBatch.objects.get()
 
     response = act(staff, BATCHES, "cancel_manual", [batch], reference="")
-    assert any("Enter the reason" in m for m in shown(response))
-    response = act(staff, BATCHES, "cancel_manual", [batch], reference="wrong bank details")
+    assert any("Type the reason" in m for m in shown(response))
+    # First a confirmation page: which payments return to what; nothing changed yet.
+    page = act(staff, BATCHES, "cancel_manual", [batch], reference="wrong bank details")
+    body = page.content.decode()
+    assert page.templates[0].name == "admin/confirm_action.html"
+    assert "1 payment(s) (25.00 USD) leave the batch and return to pending" in body
+    assert "wrong bank details" in body
+    assert PayoutBatch.objects.get().status == "awaiting_manual"
+    assert not AuditEvent.objects.filter(action="leads.payout_batch_cancelled").exists()
+    # Its "yes" posts to the cancel view, the reason in the query string.
+    form_action = page.context["form_action"]
+    assert form_action.startswith(reverse("admin:leads_payoutbatch_cancel"))
+    response = staff.post(form_action, {"post": "yes", ACTION_CHECKBOX_NAME: [str(batch.pk)]}, follow=True)
 
     batch.refresh_from_db()
     payment.refresh_from_db()
     assert f"{batch.public_id} cancelled; its payments are pending again." in shown(response)
     assert (batch.status, payment.status, payment.batch_id) == ("failed", "pending", None)
     assert AuditEvent.objects.get(action="leads.payout_batch_cancelled").actor_id == str(staff.user.pk)
+    assert "cancelled by staff: wrong bank details" in batch.error
+
+
+def test_cancel_view_needs_the_manage_permission(client, django_user_model, platform):
+    make_payment(platform, amount="25.00")
+    run()
+    batch = PayoutBatch.objects.get()
+    viewer = django_user_model.objects.create_user(username="viewer", password="x" * 16, is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_payoutbatch"))
+    client.force_login(viewer)
+    url = f"{reverse('admin:leads_payoutbatch_cancel')}?reference=nope"
+    response = client.post(url, {"post": "yes", ACTION_CHECKBOX_NAME: [str(batch.pk)]})
+    assert response.status_code == 403
+    assert PayoutBatch.objects.get().status == "awaiting_manual"
 
 
 def test_export_csv_streams_the_batch_payments_formula_safe_and_is_audited(staff, platform):
@@ -209,12 +234,45 @@ def test_export_csv_streams_the_batch_payments_formula_safe_and_is_audited(staff
     assert response["Content-Type"].startswith("text/csv")
     assert f'filename="{batch.public_id}.csv"' in response["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0] == ["batch", "lead_id", "amount", "currency", "created", "due"]
-    assert [row[:4] for row in rows[1:]] == [
-        [batch.public_id, payments[0].lead.public_id, "12.00", "USD"],
-        [batch.public_id, payments[1].lead.public_id, "13.50", "'=A1"],
+    assert rows[0] == [
+        "batch",
+        "platform",
+        "payee",
+        "lead_id",
+        "amount",
+        "currency",
+        "status",
+        "batch_status",
+        "reference",
+        "created",
+        "due",
+        "paid",
     ]
-    assert all(row[4].endswith("Z") and row[5].endswith("Z") for row in rows[1:])
+    assert [row[:9] for row in rows[1:]] == [
+        [
+            batch.public_id,
+            "businessos",
+            platform.name,
+            payments[0].lead.public_id,
+            "12.00",
+            "USD",
+            "pending",
+            "awaiting_manual",
+            "",
+        ],
+        [
+            batch.public_id,
+            "businessos",
+            platform.name,
+            payments[1].lead.public_id,
+            "13.50",
+            "'=A1",
+            "pending",
+            "awaiting_manual",
+            "",
+        ],
+    ]
+    assert all(row[9].endswith("Z") and row[10].endswith("Z") and row[11] == "" for row in rows[1:])
     assert untouched.lead.public_id not in str(rows)
     event = AuditEvent.objects.get(action="leads.payout_export")
     assert event.metadata == {"batches": [batch.public_id]} and event.actor_id == str(staff.user.pk)

@@ -9,7 +9,8 @@ In one transaction (on any error nothing is written):
   keys stay valid until they expire or are revoked in the admin, so running the command again is a
   rotation without downtime;
 - creates CareOS's RSA key pair (private key encrypted at rest) if none is active and CAREOS_PRIVATE_KEY
-  is not set, or a new one with --rotate-rsa (older pairs keep decrypting until retired in the admin).
+  is not set, or a new one with --rotate-rsa (older pairs keep decrypting until retired in the admin);
+- records that the platform was given the current pair's public key (the admin's retire page lists it).
 
 It prints what the partner needs: the API key, CareOS's current public key (PEM) and the platform's
 phone-hash salt. `--json` prints one object: platform, environment, apiKey, expiresAt, publicKeyPem,
@@ -25,7 +26,7 @@ from django.db import transaction
 
 from core.actors import Actor
 from core.time import iso_utc, utc_now
-from leads import crypto
+from leads import crypto, selectors
 from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
 from leads.services import platforms
 
@@ -88,6 +89,9 @@ class Command(BaseCommand):
                 if created_pair:
                     platforms.keypair_create(key_size=options["rsa_bits"], actor=ACTOR)
                 public_key = crypto.current_public_pem()
+                given = selectors.handed_out_keypair()  # None when the public key is CAREOS_PRIVATE_KEY's
+                if given is not None:
+                    platforms.keypair_handout_record(pair=given, platform=platform, actor=ACTOR)
         except platforms.PlatformInvalid as exc:
             raise CommandError(str(exc)) from None
 
