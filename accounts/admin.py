@@ -6,14 +6,18 @@ in the same transaction:
   permissions), password set or disabled (user_password_set); login dates are read-only. Never deleted
   here (their client record, memberships and the audit trail would go with them): deactivate instead.
 - memberships (inline on the user): set or changed (membership_set), removed (membership_remove);
-- organizations: created (organization_create), edited (organization_update: name, Clerk id, active);
-  never deleted (memberships and the audit trail refer to them): deactivate instead;
+- organizations: created (organization_create), edited (organization_update: name, Clerk id); suspended
+  and reactivated by the actions (or the buttons on its page), a suspension only after a confirmation page
+  that names the members who lose access; never deleted (memberships and the audit trail refer to them);
 - groups: created and edited (group_create / group_update); never deleted here;
 - external identities: read-only. They are provisioned by sign-in only (external_identity_resolve); an
   identity decides who signs in as a user, so nobody adds or re-points one by hand.
 - two-factor devices (django-otp TOTP): read-only, never their key; "Remove" (accounts.two_factor,
-  audited) for a lost phone. Staff enrol their own on the admin's "Two-factor" page.
+  audited, after a confirmation page) for a lost phone. Staff enrol their own on the admin's "Two-factor" page.
 - admin sign-in lockouts (django-axes failure counts): read-only; "Unlock" forgets a count (audited).
+
+`admin_link` (here, used by every app's admin) names a related row and links to its page: staff see
+"Demo Clinic", never an id or a UUID.
 """
 
 from __future__ import annotations
@@ -25,12 +29,33 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.html import format_html
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import services, staff_auth, two_factor
 from accounts.models import ExternalIdentity, Membership, Organization, User
 from core.actors import Actor
-from core.admin import ReadOnlyAdminMixin, admin_actor, adopt_saved
+from core.admin import ConfirmItem, ReadOnlyAdminMixin, admin_actor, admin_datetime, adopt_saved, confirm_action
+
+MEMBERS_NAMED = 10  # a suspension's confirmation page names this many members of each organization
+
+
+def admin_link(obj, text: str | None = None) -> str:
+    """`obj` named (its `name`, a user's username, else str()) and linked to its admin page; "-" for none."""
+    if obj is None:
+        return "-"
+    text = text or getattr(obj, "name", None) or getattr(obj, "username", None) or str(obj)
+    opts = obj._meta
+    try:
+        url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    except NoReverseMatch:  # a model without an admin page
+        return text
+    return format_html('<a href="{}">{}</a>', url, text)
+
 
 # The staff user changing a password: UserAdmin builds the password form itself (no request in reach),
 # so the view hands the actor to the form's save through this context variable (per thread / task).
@@ -120,32 +145,168 @@ class OrganizationAdmin(admin.ModelAdmin):
     list_display = ["name", "public_id", "clerk_organization_id", "is_active", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "public_id", "clerk_organization_id"]
-    readonly_fields = ["public_id", "created_at"]
+    readonly_fields = ["public_id", "created_at", "suspension"]
+    actions = ["suspend_organizations", "reactivate_organizations"]
 
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def get_readonly_fields(self, request, obj=None):
+        # Suspending cuts every member off: only through its confirmation page, never a checkbox.
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "is_active"] if obj is not None else fields
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["name", "clerk_organization_id", "is_active"]
+        return ["name", "public_id", "clerk_organization_id", "is_active", "suspension", "created_at"]
+
+    @admin.display(description="Suspend or reactivate")
+    def suspension(self, obj: Organization) -> str:
+        if obj is None or obj.pk is None:
+            return "-"
+        verb = "suspend" if obj.is_active else "reactivate"
+        url = reverse(f"admin:accounts_organization_{verb}", args=[obj.pk])
+        return format_html('<a class="button" href="{}">{}</a>', url, verb.capitalize())
+
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        fields = {
-            "name": data["name"],
-            "clerk_organization_id": data.get("clerk_organization_id"),
-            "is_active": data.get("is_active", False),
-        }
+        fields = {"name": data["name"], "clerk_organization_id": data.get("clerk_organization_id")}
         if change:
+            fields["is_active"] = obj.is_active  # unchanged here (read-only): the actions change it
             saved = services.organization_update(organization=obj, **fields, actor=admin_actor(request))
         else:
+            fields["is_active"] = data.get("is_active", False)
             saved = services.organization_create(**fields, actor=admin_actor(request))
         adopt_saved(obj, saved)
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/suspend/",
+                self.admin_site.admin_view(self.suspend_view),
+                name="accounts_organization_suspend",
+            ),
+            path(
+                "<path:object_id>/reactivate/",
+                self.admin_site.admin_view(self.reactivate_view),
+                name="accounts_organization_reactivate",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _one(self, request, object_id) -> Organization:
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(Organization, pk=object_id)
+
+    def suspend_view(self, request, object_id):
+        organization = self._one(request, object_id)
+        back = reverse("admin:accounts_organization_change", args=[organization.pk])
+        return self._confirm_suspension(request, [organization], form_action=request.path, done_url=back)
+
+    def reactivate_view(self, request, object_id):
+        organization = self._one(request, object_id)
+        back = reverse("admin:accounts_organization_change", args=[organization.pk])
+        if organization.is_active:
+            return HttpResponseRedirect(back)
+
+        def perform():
+            self._set_active(request, [organization], active=True)
+            return HttpResponseRedirect(back)
+
+        item = ConfirmItem(f"{organization.name} ({organization.public_id})", ("Its members regain access.",))
+        return confirm_action(
+            self,
+            request,
+            [organization],
+            title="Reactivate organization",
+            question="Reactivate this organization?",
+            items=[item],
+            confirm_label="Yes, reactivate",
+            perform=perform,
+            form_action=request.path,
+            action="",
+        )
+
+    def _set_active(self, request, organizations, *, active: bool) -> None:
+        actor = admin_actor(request)
+        for organization in organizations:
+            services.organization_update(
+                organization=organization,
+                name=organization.name,
+                clerk_organization_id=organization.clerk_organization_id,
+                is_active=active,
+                actor=actor,
+            )
+        state = "reactivated" if active else "suspended"
+        names = ", ".join(organization.name for organization in organizations)
+        self.message_user(request, f"{len(organizations)} organization(s) {state}: {names}.", messages.SUCCESS)
+
+    def _confirm_suspension(self, request, organizations, *, form_action: str = "", done_url: str = ""):
+        organizations = [organization for organization in organizations if organization.is_active]
+        members = {organization.pk: [] for organization in organizations}
+        for membership in Membership.objects.filter(organization__in=organizations).select_related("user"):
+            members[membership.organization_id].append(membership)
+        items = []
+        for organization in organizations:
+            rows = sorted(members[organization.pk], key=lambda membership: membership.user.username)
+            named = ", ".join(f"{m.user.username} ({m.role})" for m in rows[:MEMBERS_NAMED])
+            more = f" and {len(rows) - MEMBERS_NAMED} more" if len(rows) > MEMBERS_NAMED else ""
+            items.append(
+                ConfirmItem(
+                    f"{organization.name} ({organization.public_id})",
+                    (
+                        f"Its {len(rows)} member(s) lose access to its data through the Mark, Routiq and "
+                        f"therapist APIs: {named or 'none'}{more}.",
+                        "Requests naming it (X-Organization-ID, a Clerk organization) are answered as if it did "
+                        "not exist; no Mark API user can be added to it.",
+                        "Nothing is deleted: reactivating it restores access.",
+                    ),
+                )
+            )
+
+        def perform():
+            self._set_active(request, organizations, active=False)
+            return HttpResponseRedirect(done_url) if done_url else None
+
+        if not organizations:
+            self.message_user(request, "Those organizations are already suspended.", messages.INFO)
+            return HttpResponseRedirect(done_url) if done_url else None
+        return confirm_action(
+            self,
+            request,
+            organizations,
+            title="Suspend organizations",
+            question="Suspend these organizations? Their members are cut off at once.",
+            items=items,
+            confirm_label="Yes, suspend",
+            perform=perform,
+            form_action=form_action,
+            action="" if form_action else None,
+        )
+
+    @admin.action(description="Suspend the selected organizations (members lose access)", permissions=["change"])
+    def suspend_organizations(self, request, queryset):
+        return self._confirm_suspension(request, list(queryset))
+
+    @admin.action(description="Reactivate the selected organizations", permissions=["change"])
+    def reactivate_organizations(self, request, queryset):
+        suspended = [organization for organization in queryset if not organization.is_active]
+        self._set_active(request, suspended, active=True)
 
 
 @admin.register(ExternalIdentity)
 class ExternalIdentityAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["user", "issuer", "subject", "created_at"]
+    list_display = ["subject", "user_link", "issuer", "created_at"]
     search_fields = ["subject", "user__username"]
     list_select_related = ["user"]
     fields = ["user", "issuer", "subject", "created_at"]
     readonly_fields = fields
+
+    @admin.display(description="user", ordering="user__username")
+    def user_link(self, obj: ExternalIdentity) -> str:
+        return admin_link(obj.user)
 
 
 admin.site.unregister(Group)
@@ -184,7 +345,7 @@ if admin.site.is_registered(TOTPDevice):
 
 @admin.register(TOTPDevice)
 class TOTPDeviceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["user", "name", "confirmed", "created_at", "last_used_at", "throttling_failure_count"]
+    list_display = ["name", "user_link", "confirmed", "created_at", "last_used_at", "throttling_failure_count"]
     list_filter = ["confirmed"]
     search_fields = ["user__username"]
     list_select_related = ["user"]
@@ -195,12 +356,39 @@ class TOTPDeviceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def has_manage_permission(self, request) -> bool:
         return request.user.has_perm("otp_totp.delete_totpdevice")
 
+    @admin.display(description="user", ordering="user__username")
+    def user_link(self, obj: TOTPDevice) -> str:
+        return admin_link(obj.user)
+
     @admin.action(description="Remove (lost phone: the user enrols again)", permissions=["manage"])
     def remove_devices(self, request, queryset):
-        devices = list(queryset)
-        for device in devices:
-            two_factor.totp_device_remove(device=device, actor=admin_actor(request))
-        self.message_user(request, f"Removed {len(devices)} device(s).", messages.SUCCESS)
+        devices = list(queryset.select_related("user"))
+
+        def perform():
+            for device in devices:
+                two_factor.totp_device_remove(device=device, actor=admin_actor(request))
+            self.message_user(request, f"Removed {len(devices)} device(s).", messages.SUCCESS)
+
+        items = [
+            ConfirmItem(
+                f"{device.user.username}: {device.name}",
+                (
+                    f"{device.user.username} can no longer sign in to the admin with this device "
+                    f"(last used {admin_datetime(device.last_used_at)}) and must enrol a new one.",
+                ),
+            )
+            for device in devices
+        ]
+        return confirm_action(
+            self,
+            request,
+            devices,
+            title="Remove two-factor devices",
+            question="Remove these two-factor devices?",
+            items=items,
+            confirm_label="Yes, remove",
+            perform=perform,
+        )
 
 
 @admin.register(AccessAttempt)

@@ -233,20 +233,78 @@ def test_organizations_are_created_and_edited_through_the_services(staff, admin_
     assert by_staff(created, admin_user) and created.subject_id == organization.public_id
 
     url = reverse("admin:accounts_organization_change", args=[organization.pk])
-    response = staff.post(url, {"name": "Harbour", "clerk_organization_id": "org_2abc"})  # and inactive
+    # No is_active in the post: the form no longer suspends (only the confirmed action does).
+    response = staff.post(url, {"name": "Harbour", "clerk_organization_id": "org_2abc"})
     assert response.status_code == 302, response.content.decode()[:3000]
     organization.refresh_from_db()
-    assert organization.clerk_organization_id == "org_2abc" and not organization.is_active
+    assert organization.clerk_organization_id == "org_2abc" and organization.is_active
     [updated] = events("accounts.organization_updated")
     assert by_staff(updated, admin_user)
-    assert updated.metadata == {
-        "changed": ["clerk_organization_id", "is_active"],
-        "clerk_organization_id": "org_2abc",
-        "is_active": False,
-    }
+    assert updated.metadata == {"changed": ["clerk_organization_id"], "clerk_organization_id": "org_2abc"}
 
     bad = staff.post(url, {"name": "Harbour", "clerk_organization_id": "nope"})
     assert bad.status_code == 200 and "org_2xw" in bad.content.decode()
+
+
+def test_suspending_organizations_asks_first_and_names_the_members_who_lose_access(staff, admin_user, clinic):
+    member = User.objects.create_user(username="dr-lee", password=PASSWORD)
+    services.membership_set(user=member, organization=clinic, role="staff", actor=SEED)
+    changelist = reverse("admin:accounts_organization_changelist")
+    ask = {"action": "suspend_organizations", "_selected_action": [str(clinic.pk)]}
+
+    page = staff.post(changelist, ask)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Suspend these organizations?" in text and "dr-lee (staff)" in text and clinic.public_id in text
+    clinic.refresh_from_db()
+    assert clinic.is_active and not events("accounts.organization_updated")
+
+    done = staff.post(changelist, {**ask, "post": "yes"})
+    assert done.status_code == 302
+    clinic.refresh_from_db()
+    assert not clinic.is_active
+    [suspended] = events("accounts.organization_updated")
+    assert by_staff(suspended, admin_user) and suspended.metadata["is_active"] is False
+
+
+def test_an_organization_page_suspends_and_reactivates_through_confirmation_pages(staff, clinic):
+    change = reverse("admin:accounts_organization_change", args=[clinic.pk])
+    suspend = reverse("admin:accounts_organization_suspend", args=[clinic.pk])
+    assert suspend in staff.get(change).content.decode()
+
+    assert "Yes, suspend" in staff.get(suspend).content.decode()
+    clinic.refresh_from_db()
+    assert clinic.is_active
+    assert staff.post(suspend, {"post": "yes"})["Location"] == change
+    clinic.refresh_from_db()
+    assert not clinic.is_active
+
+    reactivate = reverse("admin:accounts_organization_reactivate", args=[clinic.pk])
+    assert reactivate in staff.get(change).content.decode()
+    assert staff.post(reactivate, {"post": "yes"})["Location"] == change
+    clinic.refresh_from_db()
+    assert clinic.is_active
+
+
+def test_the_organization_form_cannot_suspend_by_unticking_active(staff, clinic):
+    change = reverse("admin:accounts_organization_change", args=[clinic.pk])
+    assert 'name="is_active"' not in staff.get(change).content.decode()
+    staff.post(change, {"name": clinic.name, "is_active": ""})
+    clinic.refresh_from_db()
+    assert clinic.is_active
+
+
+def test_removing_a_two_factor_device_asks_first(staff, admin_user):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=admin_user, name="Phone", confirmed=True)
+    changelist = reverse("admin:otp_totp_totpdevice_changelist")
+    ask = {"action": "remove_devices", "_selected_action": [str(device.pk)]}
+    page = staff.post(changelist, ask)
+    assert page.status_code == 200 and "must enrol a new one" in page.content.decode()
+    assert TOTPDevice.objects.filter(pk=device.pk).exists()
+    assert staff.post(changelist, {**ask, "post": "yes"}).status_code == 302
+    assert not TOTPDevice.objects.filter(pk=device.pk).exists()
 
 
 def test_an_organization_is_not_created_without_its_audit_event(staff, monkeypatch):
@@ -323,3 +381,13 @@ def test_no_admin_writes_around_a_service(admin_user, rf):
         )
         if inline_writes:
             assert type(model_admin).save_related is not django_admin.ModelAdmin.save_related, f"{label}: inlines"
+
+
+def test_identity_and_device_lists_name_the_user_with_a_link(staff, admin_user):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    ExternalIdentity.objects.create(user=admin_user, issuer="https://clerk.example.com", subject="user_2abc")
+    TOTPDevice.objects.create(user=admin_user, name="Phone", confirmed=True)
+    user_url = reverse("admin:accounts_user_change", args=[admin_user.pk])
+    for changelist in ("admin:accounts_externalidentity_changelist", "admin:otp_totp_totpdevice_changelist"):
+        assert f'<a href="{user_url}">admin</a>' in staff.get(reverse(changelist)).content.decode()
