@@ -71,6 +71,7 @@ class AccessLogMiddleware:
             "path": request.path[:500],
             "subject_ids": getattr(request, "audit_subjects", []),
             "status_code": response.status_code,
+            "reason": getattr(request, "audit_reason", "") if response.status_code >= 400 else "",
             "ip": client_ip(request),
             "user_agent": request.headers.get("User-Agent", "")[:300],
             "request_id": getattr(request, "request_id", ""),

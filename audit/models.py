@@ -45,6 +45,8 @@ class AccessLog(models.Model):
     path = models.CharField(max_length=500)
     subject_ids = models.JSONField(default=list, blank=True)  # ["client:<uuid>", "patient:pat_..."]
     status_code = models.PositiveSmallIntegerField(db_index=True)
+    # Why a request was refused: the error code of the answer ("IP_BLOCKED", "RATE_LIMITED"); "" when served.
+    reason = models.CharField(max_length=40, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     request_id = models.CharField(max_length=128, blank=True)

@@ -1,6 +1,7 @@
 """Per-request context: the request id readable from services and tasks without passing the request
 around, and what views and authentication tell the access log about a request (who acted, for which
-organization, which subjects the response touched). `audit.middleware` reads these annotations."""
+organization, which subjects the response touched, why it was refused). `audit.middleware` reads these
+annotations."""
 
 from __future__ import annotations
 
@@ -38,3 +39,9 @@ def note_subjects(request, subject_type: str, ids) -> None:
     if subjects is None:
         subjects = http_request.audit_subjects = []
     subjects.extend(f"{subject_type}:{value}" for value in ids)
+
+
+def note_refusal(request, code: str) -> None:
+    """The error code a refused request was answered with ("IP_BLOCKED", "RATE_LIMITED"): the access
+    log's reason column (core.envelopes notes it for every error answer, whichever layer refused)."""
+    _http_request(request).audit_reason = code.upper()[:40]

@@ -8,12 +8,14 @@ from django.http import JsonResponse
 from rest_framework.views import exception_handler as drf_default_exception_handler
 
 from core.apis import family_for_request
+from core.context import note_refusal
 from core.errors import ApiError, api_error_from_exception, log_unhandled
 
 
 def render_api_error(request, error: ApiError, family=None) -> JsonResponse:
     family = family or family_for_request(request)
     body = family.render(request, error)
+    note_refusal(request, family.code(error))
     response = JsonResponse(body, status=error.status, json_dumps_params={"ensure_ascii": False})
     for name, value in error.headers.items():
         response[name] = value

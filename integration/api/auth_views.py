@@ -62,6 +62,9 @@ class IntegrationAuthView(ApiView):
                 api_secret=values["apiSecret"],
                 therapist_id=values["therapistId"],
                 ip=client_ip(request._request),
+                # A proven key and secret name the partner in the access log even if the exchange is then
+                # refused (IP_BLOCKED, NOT_CONFIGURED): staff see whose request it was.
+                on_identified=lambda partner: set_actor(request, Actor.integration_partner(partner.pk)),
             )
         acting_for = Actor.therapist(issued.therapist.pk)
         set_actor(request, Actor.integration_partner(issued.partner.pk), on_behalf_of=acting_for)

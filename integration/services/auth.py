@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -116,11 +117,20 @@ def acting_therapist(partner: IntegrationPartner, therapist_id) -> Therapist:
 
 
 @transaction.atomic
-def partner_authenticate(*, api_key: str, api_secret: str, therapist_id, ip: str) -> IssuedToken:
+def partner_authenticate(
+    *,
+    api_key: str,
+    api_secret: str,
+    therapist_id,
+    ip: str,
+    on_identified: Callable[[IntegrationPartner], None] | None = None,
+) -> IssuedToken:
     """Check the credentials and issue a token; raises a core.domain error with the spec's message and
     code (AuthenticationFailed 401, PermissionDenied 403, NotFound 404). An unknown key spends the same
     bcrypt time as a wrong secret. The allowlist is checked only once the secret is proven: a wrong secret
-    looks the same from any address, so IP_BLOCKED never confirms that a key exists (issue 10, finding 7)."""
+    looks the same from any address, so IP_BLOCKED never confirms that a key exists (issue 10, finding 7).
+    `on_identified(partner)` runs once key and secret are proven, before the checks that may still refuse
+    (allowlist, BAA, therapist): the access log names the partner on those refusals, never the caller."""
     now = utc_now()
     credential = find_credential(api_key)
     if credential is None:
@@ -132,6 +142,8 @@ def partner_authenticate(*, api_key: str, api_secret: str, therapist_id, ip: str
         raise invalid_key()  # spec: "API key not found or partner suspended"
     if not secret_matches(credential, api_secret, now):
         raise invalid_secret()
+    if on_identified is not None:
+        on_identified(partner)
     if not ip_allowed(ip, partner.allowed_ips):
         raise ip_blocked()
     if not partner.has_baa:

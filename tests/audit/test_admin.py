@@ -79,7 +79,7 @@ def test_access_log_changelist_renders_with_filters(admin_client):
     response = admin_client.get(LOGS)
     assert response.status_code == 200
     html = response.content.decode()
-    for title in ("By API", "By actor type", "By status", "By created at"):
+    for title in ("By API", "By actor type", "By status", "By date range", "By created at"):
         assert title in html
     assert "/api/leads/lead_1" in html and "/api/v1/patients/pat_2" in html
     assert "Add access log" not in html
@@ -112,7 +112,7 @@ def test_audit_event_changelist_renders_with_filters(admin_client):
     response = admin_client.get(EVENTS)
     assert response.status_code == 200
     html = response.content.decode()
-    for title in ("By action", "By actor type", "By created at"):
+    for title in ("By action", "By actor type", "By date range", "By created at"):
         assert title in html
     assert "client:c-1" in html and "partner:p-9" in html
 
@@ -223,6 +223,7 @@ def test_export_selected_rows_as_csv(admin_client, superuser):
         "request_id",
         "duration_ms",
         "on_behalf_of",
+        "reason",
     ]
     assert len(rows) == 3  # header + the two selected rows
     by_path = {row[header.index("path")]: dict(zip(header, row, strict=True)) for row in rows[1:]}
