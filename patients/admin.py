@@ -2,7 +2,8 @@
 on the audit trail (core.admin.AuditedViewAdminMixin). Phones are masked ("+34 ••• ••• 5678"); a patient
 is found by exact phone (any format, read in MARK_DEFAULT_PHONE_REGION when written without "+") through
 the blind index, or by name ignoring case and accents. The only writes are actions that call the services:
-erase a patient, cancel an appointment.
+erase a patient, cancel an appointment; both irreversible, so each first shows a confirmation page (what
+is deleted or stops, for which clinic) and runs only on its "yes".
 
 Conversations (read-only, audited like patients): the list, and a conversation's page with its messages
 inline, their text (and voice transcriptions, summaries) decrypted for staff; the conversation's
@@ -31,8 +32,18 @@ from django.template import engines
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from accounts.admin import admin_link
 from accounts.models import Membership, Organization
-from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin, admin_actor, adopt_saved, shown_once_response
+from core.admin import (
+    AuditedViewAdminMixin,
+    ConfirmItem,
+    ReadOnlyAdminMixin,
+    admin_actor,
+    admin_datetime,
+    adopt_saved,
+    confirm_action,
+    shown_once_response,
+)
 from core.domain import DomainError, Invalid
 from core.phones import e164_or_none, mask
 from core.scoping import Role
@@ -44,17 +55,8 @@ from patients.services import zoom
 
 @admin.register(Patient)
 class PatientAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "public_id",
-        "organization",
-        "name",
-        "masked_phone",
-        "language",
-        "status",
-        "source",
-        "archived",
-        "last_activity",
-    )
+    # Fits 1,400 px beside the filters: language, source and archived are filters, not columns.
+    list_display = ("public_id", "name", "organization_link", "masked_phone", "status", "last_activity")
     list_filter = ("organization", "status", "source", "archived", "language")
     list_select_related = ("organization",)
     search_fields = ("=public_id",)
@@ -88,6 +90,10 @@ class PatientAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     def masked_phone(self, obj: Patient) -> str:
         return mask(obj.phone)
 
+    @admin.display(description="clinic", ordering="organization__name")
+    def organization_link(self, obj: Patient) -> str:
+        return admin_link(obj.organization)
+
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
         if not term:
@@ -99,11 +105,47 @@ class PatientAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Erase the selected patients (protected data deleted, ids tombstoned)")
     def erase_patients(self, request, queryset):
-        erased = 0
-        for patient in queryset.select_related("organization"):
-            services.patient_erase(patient=patient, actor=admin_actor(request))
-            erased += 1
-        self.message_user(request, f"{erased} patient(s) erased.", messages.SUCCESS)
+        patients = list(
+            queryset.select_related("organization").annotate(
+                conversation_total=Count("conversations", distinct=True),
+                appointment_total=Count("appointments", distinct=True),
+                pending_reminder_total=Count(
+                    "appointments__reminders",
+                    filter=Q(appointments__reminders__status=Reminder.Status.PENDING),
+                    distinct=True,
+                ),
+            )
+        )
+
+        def perform():
+            for patient in patients:
+                services.patient_erase(patient=patient, actor=admin_actor(request))
+            self.message_user(request, f"{len(patients)} patient(s) erased.", messages.SUCCESS)
+
+        items = [
+            ConfirmItem(
+                f"{patient.public_id} ({patient.organization.name})",
+                (
+                    f"Deleted for good: name, phone, email, notes, {patient.conversation_total} conversation(s) "
+                    f"with their messages and voice notes, {patient.appointment_total} appointment(s).",
+                    f"{patient.pending_reminder_total} pending WhatsApp reminder(s) are never sent; queued "
+                    "messages to the patient are withdrawn.",
+                    f"{patient.organization.name}'s systems get 404 for {patient.public_id} from the Mark API; "
+                    "a later Cliniko sync does not bring the patient back.",
+                ),
+            )
+            for patient in patients
+        ]
+        return confirm_action(
+            self,
+            request,
+            patients,
+            title="Erase patients",
+            question="Erase these patients? This cannot be undone.",
+            items=items,
+            confirm_label="Yes, erase for good",
+            perform=perform,
+        )
 
 
 class ReminderInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -115,7 +157,7 @@ class ReminderInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Appointment)
 class AppointmentAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("public_id", "organization", "patient", "start_time", "duration", "appointment_type", "status")
+    list_display = ("public_id", "patient", "organization_link", "start_time", "appointment_type", "status")
     list_filter = ("organization", "status", "did_not_arrive")
     list_select_related = ("organization", "patient")
     search_fields = ("=public_id", "=patient__public_id", "=external_id")
@@ -147,18 +189,56 @@ class AppointmentAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdm
     inlines = (ReminderInline,)
     actions = ("cancel_appointments",)
 
+    @admin.display(description="clinic", ordering="organization__name")
+    def organization_link(self, obj: Appointment) -> str:
+        return admin_link(obj.organization)
+
     @admin.action(description="Cancel the selected appointments (pending reminders are skipped)")
     def cancel_appointments(self, request, queryset):
-        cancelled = 0
-        for appointment in queryset.select_related("patient", "patient__organization"):
-            try:
-                # Through the Zoom wrapper: a meeting Mark made for it is deleted too (docs/mark.md).
-                zoom.appointment_cancel_with_zoom(appointment=appointment, actor=admin_actor(request), reason="")
-            except DomainError as exc:
-                self.message_user(request, f"{appointment.public_id}: {exc.message}", messages.WARNING)
-            else:
-                cancelled += 1
-        self.message_user(request, f"{cancelled} appointment(s) cancelled.", messages.SUCCESS)
+        appointments = list(
+            queryset.select_related("patient", "patient__organization", "organization").annotate(
+                pending_reminder_total=Count("reminders", filter=Q(reminders__status=Reminder.Status.PENDING))
+            )
+        )
+
+        def perform():
+            cancelled = 0
+            for appointment in appointments:
+                try:
+                    # Through the Zoom wrapper: a meeting Mark made for it is deleted too (docs/mark.md).
+                    zoom.appointment_cancel_with_zoom(appointment=appointment, actor=admin_actor(request), reason="")
+                except DomainError as exc:
+                    self.message_user(request, f"{appointment.public_id}: {exc.message}", messages.WARNING)
+                else:
+                    cancelled += 1
+            self.message_user(request, f"{cancelled} appointment(s) cancelled.", messages.SUCCESS)
+
+        items = []
+        for appointment in appointments:
+            label = (
+                f"{appointment.public_id}: {appointment.patient.public_id} at {admin_datetime(appointment.start_time)} "
+                f"({appointment.organization.name})"
+            )
+            if appointment.status == Appointment.Status.CANCELED:
+                items.append(ConfirmItem(label, ("Already cancelled: nothing changes.",)))
+                continue
+            consequences = [
+                f"{appointment.pending_reminder_total} pending WhatsApp reminder(s) to the patient are not sent.",
+                f"{appointment.organization.name}'s systems see it as cancelled (Mark API and webhooks).",
+            ]
+            if appointment.zoom_link:
+                consequences.append("Its Zoom meeting, if Mark made it, is deleted: the link stops working.")
+            items.append(ConfirmItem(label, tuple(consequences)))
+        return confirm_action(
+            self,
+            request,
+            appointments,
+            title="Cancel appointments",
+            question="Cancel these appointments? A cancelled appointment cannot be reopened here.",
+            items=items,
+            confirm_label="Yes, cancel them",
+            perform=perform,
+        )
 
 
 # --- Conversations -------------------------------------------------------------------------------------
@@ -188,17 +268,8 @@ class MessageInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "public_id",
-        "organization",
-        "patient",
-        "channel",
-        "language",
-        "status",
-        "start_time",
-        "end_time",
-        "message_count",
-    )
+    # Fits 1,400 px beside the filters: language is a filter, the end time is on the page.
+    list_display = ("public_id", "patient", "organization_link", "channel", "status", "start_time", "message_count")
     list_filter = ("organization", "status", "language")
     list_select_related = ("organization", "patient")
     search_fields = ("=public_id", "=patient__public_id")
@@ -221,6 +292,10 @@ class ConversationAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
     )
     readonly_fields = fields
     inlines = (MessageInline,)
+
+    @admin.display(description="clinic", ordering="organization__name")
+    def organization_link(self, obj: Conversation) -> str:
+        return admin_link(obj.organization)
 
 
 # --- Clinic settings and Mark API users ----------------------------------------------------------------
@@ -361,11 +436,10 @@ API_USER_ROLE_VALUES = [str(role) for role in settings_services.API_USER_ROLES]
 @admin.register(ClinicSettings)
 class ClinicSettingsAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     form = ClinicSettingsForm
+    # Country and time zone are on the page: the list fits 1,400 px.
     list_display = (
-        "organization",
+        "organization_link",
         "whatsapp_number",
-        "country",
-        "time_zone",
         "responder",
         "zoom_is_connected",
         "api_users_count",
@@ -406,6 +480,10 @@ class ClinicSettingsAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # settings are changed (or emptied), never deleted: the audit trail names them
+
+    @admin.display(description="clinic", ordering="organization__name")
+    def organization_link(self, obj: ClinicSettings) -> str:
+        return admin_link(obj.organization)
 
     @admin.display(description="Zoom", boolean=True)
     def zoom_is_connected(self, obj: ClinicSettings) -> bool:

@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditEvent
+from core.admin import admin_datetime
 from core.time import utc_now
 from patients import services
 from patients.models import Appointment, Patient
@@ -62,10 +63,14 @@ def test_patient_page_is_audited_and_read_only(staff, patients):
 
 def test_erase_action_goes_through_the_service(staff, patients):
     jose, nuria = patients
-    staff.post(
-        reverse("admin:patients_patient_changelist"),
-        {"action": "erase_patients", "_selected_action": [jose.pk]},
-    )
+    ask = {"action": "erase_patients", "_selected_action": [jose.pk]}
+    page = staff.post(reverse("admin:patients_patient_changelist"), ask).content.decode()
+    # First a confirmation page saying what goes, for which clinic; nothing erased yet.
+    assert "Erase these patients? This cannot be undone." in page
+    assert jose.public_id in page and jose.organization.name in page and "get 404" in page
+    assert Patient.objects.count() == 2 and not AuditEvent.objects.filter(action="patient.erased").exists()
+
+    staff.post(reverse("admin:patients_patient_changelist"), {**ask, "post": "yes"})
     assert list(Patient.objects.values_list("public_id", flat=True)) == [nuria.public_id]
     event = AuditEvent.objects.get(action="patient.erased")
     assert event.subject_id == jose.public_id and event.actor_type == "user"
@@ -78,11 +83,24 @@ def test_appointment_page_shows_reminders_and_cancel_action(staff, patients):
     )
     page = staff.get(reverse("admin:patients_appointment_change", args=[appointment.pk])).content.decode()
     assert "24 hours before" in page and "30 minutes before" in page
-    staff.post(
-        reverse("admin:patients_appointment_changelist"),
-        {"action": "cancel_appointments", "_selected_action": [appointment.pk]},
-    )
+    ask = {"action": "cancel_appointments", "_selected_action": [appointment.pk]}
+    page = staff.post(reverse("admin:patients_appointment_changelist"), ask).content.decode()
+    assert "2 pending WhatsApp reminder(s) to the patient are not sent." in page
+    assert admin_datetime(appointment.start_time) in page
+    appointment.refresh_from_db()
+    assert appointment.status != Appointment.Status.CANCELED
+
+    staff.post(reverse("admin:patients_appointment_changelist"), {**ask, "post": "yes"})
     appointment.refresh_from_db()
     assert appointment.status == Appointment.Status.CANCELED
     assert set(appointment.reminders.values_list("status", flat=True)) == {"skipped"}
     assert AuditEvent.objects.get(action="appointment.cancelled").actor_type == "user"
+
+
+def test_lists_name_the_clinic_with_a_link_not_its_id(staff, patients, clinic):
+    jose, _ = patients
+    services.appointment_create(patient=jose, start_time=utc_now() + timedelta(days=3), duration=30, actor=ACTOR)
+    link = f'<a href="{reverse("admin:accounts_organization_change", args=[clinic.pk])}">{clinic.name}</a>'
+    for changelist in ("admin:patients_patient_changelist", "admin:patients_appointment_changelist"):
+        page = staff.get(reverse(changelist)).content.decode()
+        assert link in page and clinic.public_id not in page
