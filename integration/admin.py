@@ -133,16 +133,19 @@ class IntegrationPartnerForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        document = self.fields["baa_document"]
-        document.help_text = (
-            f"The signed agreement as a PDF, at most {settings.BAA_DOCUMENT_MAX_BYTES / (1024 * 1024):g} MB. "
-            "Kept in private storage; staff download it here (each download is audited)."
-        )
-        if self.instance and self.instance.pk:
+        document = self.fields.get("baa_document")  # absent for staff who may only view
+        if document is None:
+            pass
+        elif self.instance and self.instance.pk:
             document.widget.download_url = reverse(
                 "admin:integration_integrationpartner_baa_document", args=[self.instance.pk]
             )
             document.widget.sha256 = self.instance.baa_document_sha256
+        if document is not None:
+            document.help_text = (
+                f"The signed agreement as a PDF, at most {settings.BAA_DOCUMENT_MAX_BYTES / (1024 * 1024):g} MB. "
+                "Kept in private storage; staff download it here (each download is audited)."
+            )
         if self.instance and self.instance.pk and not self.is_bound:
             self.initial["allowed_ips"] = "\n".join(self.instance.allowed_ips or [])
 
@@ -240,6 +243,34 @@ class IntegrationPartnerAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(therapists_count=Count("therapists", distinct=True))
+
+    def get_fieldsets(self, request, obj=None):
+        if self.has_change_permission(request, obj):
+            return self.fieldsets
+        # View-only staff: the document as a link to the audited download (the file field's own
+        # read-only display would link a media URL, which private storage has none of).
+        return tuple(
+            (
+                title,
+                {
+                    **options,
+                    "fields": tuple(
+                        "baa_document_download" if name == "baa_document" else name for name in options["fields"]
+                    ),
+                },
+            )
+            for title, options in self.fieldsets
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*self.readonly_fields, "baa_document_download")
+
+    @admin.display(description="BAA document")
+    def baa_document_download(self, obj: IntegrationPartner) -> str:
+        if not obj.baa_document:
+            return "-"
+        url = reverse("admin:integration_integrationpartner_baa_document", args=[obj.pk])
+        return format_html('<a href="{}" class="baa-download">Download the signed BAA (PDF)</a>', url)
 
     @admin.display(description="BAA on file", boolean=True, ordering="baa_signed_at")
     def baa_on_file(self, obj: IntegrationPartner) -> bool:
