@@ -4,7 +4,10 @@ Cliniko connections: the API key is entered once (a password field, never pre-fi
 never in a list or a change message): adding a connection stores it through sync.services.cliniko_connect
 (encrypted, audited without the key); on an existing connection a newly typed key replaces it, and a new
 base URL reconnects with the stored key (both reset the incremental watermark: the next run is full).
-`sync_enabled` (the hourly schedule) changes through sync.services_admin.cliniko_sync_enabled_set. A "Test
+`sync_enabled` (the hourly schedule) is set when adding; afterwards it changes only through the actions
+"Turn the hourly sync off / on" (or the button on the connection's page), through
+sync.services_admin.cliniko_sync_enabled_set; turning it off first shows a confirmation page saying what
+stops reaching the clinic and since when its data is current. A "Test
 connection" button on the page, and the actions "Test the connection" and "Run a sync now" on the list,
 call cliniko_test_connection and sync_run_start (trigger `admin`; a running run is reported, not doubled).
 
@@ -24,7 +27,17 @@ from django.template import engines
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin, admin_actor, adopt_saved, audit_admin_view
+from accounts.admin import admin_link
+from core.admin import (
+    AuditedViewAdminMixin,
+    ConfirmItem,
+    ReadOnlyAdminMixin,
+    admin_actor,
+    admin_datetime,
+    adopt_saved,
+    audit_admin_view,
+    confirm_action,
+)
 from core.domain import DomainError, Invalid
 from sync import services, services_admin
 from sync.models import ClinikoAppointmentType, ClinikoConnection, ClinikoPractitioner, SyncRun
@@ -87,14 +100,8 @@ class ClinikoConnectionForm(forms.ModelForm):
 @admin.register(ClinikoConnection)
 class ClinikoConnectionAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     form = ClinikoConnectionForm
-    list_display = (
-        "organization",
-        "shard",
-        "sync_enabled",
-        "credentials_valid",
-        "credentials_checked_at",
-        "last_successful_sync_started_at",
-    )
+    # The shard and when the key was last checked are on the page: the list fits 1,400 px.
+    list_display = ("organization_link", "sync_enabled", "credentials_valid", "last_successful_sync_started_at")
     list_select_related = ("organization",)
     list_filter = ("sync_enabled", "credentials_valid")
     search_fields = ("organization__name", "=organization__public_id")
@@ -106,20 +113,41 @@ class ClinikoConnectionAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
         "credentials_checked_at",
         "last_successful_sync_started_at",
         "test_connection_button",
+        "sync_switch",
         "created_at",
         "updated_at",
     )
     fieldsets = (
-        (None, {"fields": ("organization", "new_api_key", "key_status", "base_url", "sync_enabled")}),
+        (None, {"fields": ("organization", "new_api_key", "key_status", "base_url", "sync_enabled", "sync_switch")}),
         ("Status", {"fields": ("shard", "business_country", "credentials_valid", "credentials_checked_at",
                                "test_connection_button", "last_successful_sync_started_at", "created_at",
                                "updated_at")}),
     )  # fmt: skip
-    actions = ("test_connections", "run_sync_now")
+    actions = ("test_connections", "run_sync_now", "turn_sync_off", "turn_sync_on")
 
     def get_readonly_fields(self, request, obj=None):
+        # Turning the hourly sync off stops the clinic's data: only through its confirmation page.
         fields = tuple(super().get_readonly_fields(request, obj))
-        return (*fields, "organization") if obj is not None else fields
+        return (*fields, "organization", "sync_enabled") if obj is not None else fields
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:  # nothing to switch before the connection exists
+            first = [field for field in fieldsets[0][1]["fields"] if field != "sync_switch"]
+            fieldsets = ((None, {"fields": first}), *fieldsets[1:])
+        return fieldsets
+
+    @admin.display(description="clinic", ordering="organization__name")
+    def organization_link(self, obj: ClinikoConnection) -> str:
+        return admin_link(obj.organization)
+
+    @admin.display(description="Hourly sync")
+    def sync_switch(self, obj) -> str:
+        if obj is None or obj.pk is None:
+            return "-"
+        verb = "off" if obj.sync_enabled else "on"
+        url = reverse(f"admin:sync_clinikoconnection_sync_{verb}", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Turn the hourly sync {}</a>', url, verb)
 
     def has_delete_permission(self, request, obj=None):
         return False  # a connection is turned off (sync_enabled), not deleted: runs and the audit name it
@@ -149,9 +177,12 @@ class ClinikoConnectionAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
             services.cliniko_connect(organization=organization, api_key=key, base_url=data["base_url"], actor=actor)
             if new_key:
                 self.message_user(request, "API key stored encrypted; it will not be shown again.")
-        saved = services_admin.cliniko_sync_enabled_set(
-            organization=organization, sync_enabled=data["sync_enabled"], actor=actor
-        )
+        if change:
+            saved = ClinikoConnection.objects.get(organization=organization)
+        else:
+            saved = services_admin.cliniko_sync_enabled_set(
+                organization=organization, sync_enabled=data["sync_enabled"], actor=actor
+            )
         adopt_saved(obj, saved)
 
     def save_related(self, request, form, formsets, change):
@@ -164,8 +195,95 @@ class ClinikoConnectionAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
                 self.admin_site.admin_view(self.test_connection_view),
                 name="sync_clinikoconnection_test",
             ),
+            path(
+                "<path:object_id>/sync-off/",
+                self.admin_site.admin_view(self.sync_off_view),
+                name="sync_clinikoconnection_sync_off",
+            ),
+            path(
+                "<path:object_id>/sync-on/",
+                self.admin_site.admin_view(self.sync_on_view),
+                name="sync_clinikoconnection_sync_on",
+            ),
             *super().get_urls(),
         ]
+
+    def _connection(self, request, object_id) -> ClinikoConnection:
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(ClinikoConnection.objects.select_related("organization"), pk=object_id)
+
+    def sync_off_view(self, request, object_id):
+        connection = self._connection(request, object_id)
+        back = reverse("admin:sync_clinikoconnection_change", args=[connection.pk])
+        return self._confirm_sync(request, [connection], enabled=False, form_action=request.path, done_url=back)
+
+    def sync_on_view(self, request, object_id):
+        connection = self._connection(request, object_id)
+        back = reverse("admin:sync_clinikoconnection_change", args=[connection.pk])
+        return self._confirm_sync(request, [connection], enabled=True, form_action=request.path, done_url=back)
+
+    def _set_sync(self, request, connections, *, enabled: bool) -> None:
+        for connection in connections:
+            services_admin.cliniko_sync_enabled_set(
+                organization=connection.organization, sync_enabled=enabled, actor=admin_actor(request)
+            )
+        names = ", ".join(connection.organization.name for connection in connections)
+        state = "on" if enabled else "off"
+        self.message_user(request, f"Hourly sync turned {state} for {names}.", messages.SUCCESS)
+
+    def _confirm_sync(self, request, connections, *, enabled: bool, form_action: str = "", done_url: str = ""):
+        connections = [connection for connection in connections if connection.sync_enabled != enabled]
+        if not connections:
+            self.message_user(request, f"The hourly sync is already {'on' if enabled else 'off'}.", messages.INFO)
+            return HttpResponseRedirect(done_url) if done_url else None
+
+        def perform():
+            self._set_sync(request, connections, enabled=enabled)
+            return HttpResponseRedirect(done_url) if done_url else None
+
+        if enabled:
+            items = [
+                ConfirmItem(connection.organization.name, ("The next hourly run brings its Cliniko data up to date.",))
+                for connection in connections
+            ]
+        else:
+            items = [
+                ConfirmItem(
+                    connection.organization.name,
+                    (
+                        "Patients and appointments added or changed in its Cliniko stop reaching Mark and the "
+                        "Routiq dashboards (last complete sync started "
+                        f"{admin_datetime(connection.last_successful_sync_started_at)}).",
+                        "WhatsApp reminders for appointments booked in Cliniko from now on are not sent.",
+                        "The key stays stored: a sync started by hand still runs, and turning it on resumes.",
+                    ),
+                )
+                for connection in connections
+            ]
+        state = "on" if enabled else "off"
+        return confirm_action(
+            self,
+            request,
+            connections,
+            title=f"Turn the hourly sync {state}",
+            question=f"Turn the hourly Cliniko sync {state} for these clinics?",
+            items=items,
+            confirm_label=f"Yes, turn it {state}",
+            perform=perform,
+            form_action=form_action,
+            action="" if form_action else None,
+        )
+
+    @admin.action(
+        description="Turn the hourly sync off (the clinic's Cliniko data stops updating)", permissions=["change"]
+    )
+    def turn_sync_off(self, request, queryset):
+        return self._confirm_sync(request, list(queryset.select_related("organization")), enabled=False)
+
+    @admin.action(description="Turn the hourly sync on", permissions=["change"])
+    def turn_sync_on(self, request, queryset):
+        return self._confirm_sync(request, list(queryset.select_related("organization")), enabled=True)
 
     def test_connection_view(self, request, object_id):
         if not self.has_change_permission(request):
@@ -228,20 +346,8 @@ def _run_now(model_admin, request, organizations) -> None:
 
 @admin.register(SyncRun)
 class SyncRunAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "public_id",
-        "organization",
-        "mode",
-        "trigger",
-        "incremental",
-        "status",
-        "progress",
-        "records_processed",
-        "records_failed",
-        "error_codes",
-        "created_at",
-        "completed_at",
-    )
+    # Mode, trigger and counts are filters and on the run's page: the list fits 1,400 px.
+    list_display = ("public_id", "organization_link", "status_progress", "failed_count", "error_codes", "created_at")
     list_select_related = ("organization",)
     list_filter = ("status", "mode", "trigger", "incremental")
     search_fields = ("=public_id", "organization__name", "=organization__public_id")
@@ -275,6 +381,18 @@ class SyncRunAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     exclude = ("cursor",)
     actions = ("run_sync_now",)
 
+    @admin.display(description="clinic", ordering="organization__name")
+    def organization_link(self, obj: SyncRun) -> str:
+        return admin_link(obj.organization)
+
+    @admin.display(description="status", ordering="status")
+    def status_progress(self, obj: SyncRun) -> str:
+        return f"{obj.get_status_display()} ({self.progress(obj)})"
+
+    @admin.display(description="failed", ordering="records_failed")
+    def failed_count(self, obj: SyncRun) -> int:
+        return obj.records_failed
+
     @admin.display(description="Progress")
     def progress(self, obj: SyncRun) -> str:
         return f"{services.run_progress(obj)['progress_percentage']}%"
@@ -294,15 +412,23 @@ class SyncRunAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(ClinikoAppointmentType)
 class ClinikoAppointmentTypeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("name", "organization", "category", "duration_minutes", "archived", "last_synced_at")
+    list_display = ("name", "organization_link", "category", "duration_minutes", "archived", "last_synced_at")
     list_select_related = ("organization",)
     list_filter = ("archived",)
-    search_fields = ("name", "=organization__public_id")
+    search_fields = ("name", "organization__name", "=organization__public_id")
+
+    @admin.display(description="clinic", ordering="organization__name")
+    def organization_link(self, obj: ClinikoAppointmentType) -> str:
+        return admin_link(obj.organization)
 
 
 @admin.register(ClinikoPractitioner)
 class ClinikoPractitionerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("name", "organization", "designation", "active", "last_synced_at")
+    list_display = ("name", "organization_link", "designation", "active", "last_synced_at")
     list_select_related = ("organization",)
     list_filter = ("active",)
-    search_fields = ("name", "=organization__public_id")
+    search_fields = ("name", "organization__name", "=organization__public_id")
+
+    @admin.display(description="clinic", ordering="organization__name")
+    def organization_link(self, obj: ClinikoPractitioner) -> str:
+        return admin_link(obj.organization)

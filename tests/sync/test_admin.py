@@ -71,21 +71,60 @@ def test_adding_without_a_key_or_with_a_bad_key_is_refused(staff, clinic):
     assert not ClinikoConnection.objects.exists()
 
 
-def test_changing_sync_enabled_keeps_the_key_and_is_audited(staff, clinic):
+def test_the_change_form_cannot_turn_the_sync_off_and_a_new_key_keeps_it(staff, clinic):
     services.cliniko_connect(organization=clinic, api_key=KEY, actor=ACTOR)
     url = reverse("admin:sync_clinikoconnection_change", args=[clinic.pk])
-    response = staff.post(url, {"new_api_key": "", "base_url": ""})  # sync_enabled unticked
+    assert 'name="sync_enabled"' not in staff.get(url).content.decode()
+    response = staff.post(url, {"new_api_key": "", "base_url": ""})  # no sync_enabled in the post
     assert response.status_code == 302, response.content.decode()[:2000]
     connection = ClinikoConnection.objects.get(organization=clinic)
-    assert connection.sync_enabled is False and connection.api_key == KEY
-    event = AuditEvent.objects.get(action="sync.cliniko_sync_enabled_changed")
-    assert event.metadata == {"sync_enabled": False} and event.actor_id == str(staff.user.pk)
+    assert connection.sync_enabled is True and connection.api_key == KEY
+    assert not AuditEvent.objects.filter(action="sync.cliniko_sync_enabled_changed").exists()
     assert AuditEvent.objects.filter(action="sync.cliniko_connected").count() == 1  # not reconnected
 
     new_key = "MS0xLW5ldy1rZXk-uk1"
-    staff.post(url, {"new_api_key": new_key, "base_url": "", "sync_enabled": "on"})
+    staff.post(url, {"new_api_key": new_key, "base_url": ""})
     connection.refresh_from_db()
     assert connection.api_key == new_key and connection.shard == "uk1" and connection.sync_enabled
+
+
+def test_turning_the_sync_off_asks_first_and_says_what_stops(staff, clinic):
+    services.cliniko_connect(organization=clinic, api_key=KEY, actor=ACTOR)
+    changelist = reverse("admin:sync_clinikoconnection_changelist")
+    ask = {"action": "turn_sync_off", "_selected_action": [clinic.pk]}
+    page = staff.post(changelist, ask).content.decode()
+    assert "Turn the hourly Cliniko sync off for these clinics?" in page and clinic.name in page
+    assert "stop reaching Mark and the Routiq dashboards" in page
+    assert ClinikoConnection.objects.get(organization=clinic).sync_enabled is True
+
+    assert staff.post(changelist, {**ask, "post": "yes"}).status_code == 302
+    assert ClinikoConnection.objects.get(organization=clinic).sync_enabled is False
+    event = AuditEvent.objects.get(action="sync.cliniko_sync_enabled_changed")
+    assert event.metadata == {"sync_enabled": False} and event.actor_id == str(staff.user.pk)
+
+
+def test_the_connection_page_switches_the_sync_through_confirmation_pages(staff, clinic):
+    services.cliniko_connect(organization=clinic, api_key=KEY, actor=ACTOR)
+    change = reverse("admin:sync_clinikoconnection_change", args=[clinic.pk])
+    off = reverse("admin:sync_clinikoconnection_sync_off", args=[clinic.pk])
+    assert off in staff.get(change).content.decode()
+    assert "Yes, turn it off" in staff.get(off).content.decode()
+    assert ClinikoConnection.objects.get(organization=clinic).sync_enabled is True
+    assert staff.post(off, {"post": "yes"})["Location"] == change
+    assert ClinikoConnection.objects.get(organization=clinic).sync_enabled is False
+
+    on = reverse("admin:sync_clinikoconnection_sync_on", args=[clinic.pk])
+    assert on in staff.get(change).content.decode()
+    assert staff.post(on, {"post": "yes"})["Location"] == change
+    assert ClinikoConnection.objects.get(organization=clinic).sync_enabled is True
+
+
+def test_lists_name_the_clinic_with_a_link(staff, clinic):
+    services.cliniko_connect(organization=clinic, api_key=KEY, actor=ACTOR)
+    SyncRun.objects.create(organization=clinic, status="completed")
+    link = f'<a href="{reverse("admin:accounts_organization_change", args=[clinic.pk])}">{clinic.name}</a>'
+    for changelist in ("admin:sync_clinikoconnection_changelist", "admin:sync_syncrun_changelist"):
+        assert link in staff.get(reverse(changelist)).content.decode()
 
 
 def test_test_connection_button_and_action_call_cliniko(staff, clinic):
