@@ -175,6 +175,10 @@ def handed_out_keypair() -> CareosKeyPair | None:
     return CareosKeyPair.objects.filter(retired_at__isnull=True).order_by("-created_at", "-pk").first()
 
 
+def active_keypair_count() -> int:
+    return CareosKeyPair.objects.filter(retired_at__isnull=True).count()
+
+
 def keypair_decrypts(*, pair: CareosKeyPair) -> tuple[PlatformUse, ...]:
     """Per platform, its latest lead this pair decrypted (`Lead.key_pair`), newest first: one query, one
     index probe per platform (leads_lead_keypair_use), however many leads the pair decrypted."""

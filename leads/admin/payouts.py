@@ -23,7 +23,6 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from audit.admin import _Echo, csv_safe
@@ -32,11 +31,11 @@ from core.admin import (
     ConfirmItem,
     ReadOnlyAdminMixin,
     admin_actor,
-    admin_datetime,
     confirm_action,
 )
 from core.time import utc_now
 from leads import selectors
+from leads.admin.display import admin_date, short_id
 from leads.models import PartnerPayment, PartnerPlatform, PayoutBatch
 from leads.services import payouts
 
@@ -54,8 +53,6 @@ EXPORT_HEADER = (
     "due",
     "paid",
 )
-# Long public ids are cut in lists (the full id is on the row's page and searchable) so lists fit 1,400 px.
-SHORT_ID_CHARS = 14
 
 
 class PaymentActionForm(ActionForm):
@@ -348,18 +345,6 @@ class PayoutBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
         return response
-
-
-def short_id(public_id: str) -> str:
-    """`lead_01J9ZK…` for lists, the full id on hover (and on the row's page; search takes the full id)."""
-    if len(public_id) <= SHORT_ID_CHARS + 1:
-        return public_id
-    return format_html('<span title="{}">{}…</span>', public_id, public_id[:SHORT_ID_CHARS])
-
-
-def admin_date(value) -> str:
-    """The day of a timestamp (staff's zone) for narrow list columns; `admin_datetime` on the row's page."""
-    return admin_datetime(value)[:10] if value is not None else "-"
 
 
 def export_row(row: tuple) -> tuple:

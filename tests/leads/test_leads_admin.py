@@ -40,6 +40,12 @@ def act(client, model: str, action: str, ids):
     )
 
 
+def confirm(client, model: str, action: str, ids, **extra):
+    """The "yes" of an action's confirmation page (core.admin.confirm_action)."""
+    data = {"action": action, ACTION_CHECKBOX_NAME: [str(i) for i in ids], "post": "yes", **extra}
+    return client.post(reverse(f"admin:leads_{model}_changelist"), data)
+
+
 def make_lead(platform: PartnerPlatform, *, phone: str = PHONE, conversation: str = "c-1", **fields) -> Lead:
     user = CareUser.objects.filter(phone_index=blind_index(phone, purpose="leads.user.phone")).first()
     if user is None:
@@ -223,7 +229,10 @@ def test_create_key_action_shows_the_key_once(staff, environment):
 
 def test_suspend_and_reactivate_actions(staff):
     setup = make_platform()
-    act(staff, "partnerplatform", "suspend", [setup.platform.pk])
+    page = act(staff, "partnerplatform", "suspend", [setup.platform.pk])
+    assert page.status_code == 200 and "refused (401)" in page.content.decode()
+    assert PartnerPlatform.objects.get(pk=setup.platform.pk).status == "active"
+    confirm(staff, "partnerplatform", "suspend", [setup.platform.pk])
     assert PartnerPlatform.objects.get(pk=setup.platform.pk).status == "suspended"
     assert platforms.find_api_key(platform_slug="businessos", presented=setup.api_key) is None
     act(staff, "partnerplatform", "reactivate", [setup.platform.pk])
@@ -256,7 +265,9 @@ def test_api_key_list_is_read_only_and_revoke_works(staff):
     change = staff.post(reverse("admin:leads_platformapikey_change", args=[key.pk]), {"revoked_at_0": ""})
     assert change.status_code == 403
 
-    response = act(staff, "platformapikey", "revoke", [key.pk])
+    page = act(staff, "platformapikey", "revoke", [key.pk])
+    assert page.status_code == 200 and PlatformApiKey.objects.get(pk=key.pk).revoked_at is None
+    response = confirm(staff, "platformapikey", "revoke", [key.pk])
     assert response.status_code == 302
     assert PlatformApiKey.objects.get(pk=key.pk).revoked_at is not None
     assert platforms.find_api_key(platform_slug="businessos", presented=setup.api_key) is None
@@ -288,14 +299,17 @@ def test_retire_refuses_the_last_pair_and_retires_an_old_one(staff, settings):
     settings.CAREOS_PRIVATE_KEY = ""
     old = store_pair(rsa_pair(0))
 
-    response = act(staff, "careoskeypair", "retire", [old.pk])
+    # The only pair is the one handed out: its fingerprint must be typed, and then the service refuses it.
+    response = confirm(staff, "careoskeypair", "retire", [old.pk], confirmation=old.fingerprint)
     assert response.status_code == 302
     assert CareosKeyPair.objects.get(pk=old.pk).retired_at is None
     messages = [str(m) for m in staff.get(reverse("admin:leads_careoskeypair_changelist")).context["messages"]]
     assert any("only key pair" in m for m in messages)
 
     store_pair(rsa_pair(1))
-    act(staff, "careoskeypair", "retire", [old.pk])
+    page = act(staff, "careoskeypair", "retire", [old.pk])
+    assert page.status_code == 200 and CareosKeyPair.objects.get(pk=old.pk).retired_at is None
+    confirm(staff, "careoskeypair", "retire", [old.pk])
     assert CareosKeyPair.objects.get(pk=old.pk).retired_at is not None
     assert AuditEvent.objects.get(action="leads.rsa_key_retired").subject_id == old.fingerprint
 
