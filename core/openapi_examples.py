@@ -90,9 +90,7 @@ def _as_examples(value: Any, default_summary: str) -> dict:
 
 
 def _view_classes(generator) -> dict[tuple[str, str], type]:
-    return {
-        (path, method.lower()): getattr(callback, "cls", None) for path, _, method, callback in generator.endpoints
-    }
+    return {(path, method.lower()): getattr(callback, "cls", None) for path, _, method, callback in generator.endpoints}
 
 
 def _family_of(view_class, path: str) -> ApiFamily | None:

@@ -77,7 +77,10 @@ def example_errors(schema, media_schema, value) -> list[str]:
     document = _to_json_schema(media_schema)
     document["definitions"] = _to_json_schema(schema["components"]["schemas"])
     validator = jsonschema.Draft4Validator(document, format_checker=FORMATS)
-    return [f"{'/'.join(map(str, error.absolute_path)) or '(body)'}: {error.message}" for error in validator.iter_errors(value)]
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '(body)'}: {error.message}"
+        for error in validator.iter_errors(value)
+    ]
 
 
 def all_examples(schema):
@@ -131,7 +134,11 @@ def test_every_operation_has_a_success_example(schema):
 def test_every_example_is_valid_against_its_schema(schema):
     examples = list(all_examples(schema))
     assert len(examples) > 300
-    invalid = {where: errors for where, media_schema, value in examples if (errors := example_errors(schema, media_schema, value))}
+    invalid = {
+        where: errors
+        for where, media_schema, value in examples
+        if (errors := example_errors(schema, media_schema, value))
+    }
     assert not invalid, "examples that break their schema:\n" + "\n".join(
         f"{where}: {errors[:3]}" for where, errors in invalid.items()
     )
