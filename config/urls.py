@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.http import HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 from core.ids import register_path_converters
@@ -6,9 +8,17 @@ from core.views import DeepHealthView, DocsView, HealthView, RedocView, RootView
 
 register_path_converters()  # before any app's urls: they may use <org_id:...>, <pat_id:...>, ...
 
+
+def favicon(request):
+    # Browsers ask for /favicon.ico on every page whatever it links (a 404 is a console error): the static file,
+    # by its current (hashed, in production) name, so a temporary redirect.
+    return HttpResponseRedirect(static("core/favicon.ico"))
+
+
 urlpatterns = [
     path("", RootView.as_view(), name="root"),
     path("health", HealthView.as_view(), name="health"),
+    path("favicon.ico", favicon, name="favicon"),
     path("ops/health/", DeepHealthView.as_view(), name="deep-health"),
     path("admin/", admin.site.urls),
     path("api/schema/", SchemaView.as_view(), name="schema"),
