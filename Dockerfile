@@ -26,7 +26,7 @@ RUN APP_ENV=production \
     ALLOWED_HOSTS=localhost \
     REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput \
-    && mkdir -p .local media/mark && chown app:app .local media media/mark
+    && mkdir -p .local media/mark media/private && chown app:app .local media media/mark media/private
 
 USER app
 

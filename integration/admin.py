@@ -78,15 +78,21 @@ def _names(values, total: int) -> str:
     return f"{shown} and {total - len(values)} more" if total > len(values) else shown
 
 
-def _therapists(reach) -> str:
-    """The therapists whose data a partner reads, named (a confirmation page's "for whom")."""
+def _data_lost(reach, lead: str) -> str:
+    """Whose data the partner stops reading (a confirmation page's "for whom"): `lead` + the therapists."""
     if not reach.therapist_count:
-        return "no therapist (it acts for none)"
-    return f"{reach.therapist_count} therapist(s): {_names(reach.therapist_names, reach.therapist_count)}"
+        return "It acts for no therapist yet: no therapist's data is affected."
+    return f"{lead} {reach.therapist_count} therapist(s): {_names(reach.therapist_names, reach.therapist_count)}."
+
+
+def _webhooks(reach, active: str) -> str:
+    if not reach.active_endpoint_count:
+        return "It has no active webhook endpoint."
+    return f"Its {reach.active_endpoint_count} active webhook endpoint(s) {active}"
 
 
 def _keys(hints) -> str:
-    return ", ".join(hints) if hints else "none"
+    return ", ".join(hints) if hints else "(none live)"
 
 
 # --- Partners ---------------------------------------------------------------------------------------
@@ -469,8 +475,7 @@ class IntegrationPartnerAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
                     partner.name,
                     (
                         f"API keys {_keys(reach.live_key_hints)}: each gets a new secret, shown once; {fate}.",
-                        "The partner must deploy the new secret by then, or it loses access to the data of "
-                        f"{_therapists(reach)}.",
+                        _data_lost(reach, "The partner must deploy the new secret by then, or it loses the data of"),
                     ),
                 )
             )
@@ -528,9 +533,8 @@ class IntegrationPartnerAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
                     (
                         f"API keys {_keys(reach.live_key_hints)} are refused from now on, and tokens already "
                         "issued with them stop working on their next request.",
-                        f"Until staff create a new key, the partner cannot read the data of {_therapists(reach)}.",
-                        f"Its {reach.active_endpoint_count} active webhook endpoint(s) still receive events "
-                        "(suspend the partner to stop those).",
+                        _data_lost(reach, "Until staff create a new key, the partner cannot read the data of"),
+                        _webhooks(reach, "still receive events (suspend the partner to stop those)."),
                     ),
                 )
             )
@@ -573,9 +577,12 @@ class IntegrationPartnerAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
                     partner.name,
                     (
                         f"Its API keys ({_keys(reach.live_key_hints)}) and tokens are refused from its next request.",
-                        f"It can no longer read the data of {_therapists(reach)}.",
-                        f"Its {reach.active_endpoint_count} active webhook endpoint(s) get no new events while "
-                        "suspended (events meanwhile are not sent later); deliveries already queued still go out.",
+                        _data_lost(reach, "It can no longer read the data of"),
+                        _webhooks(
+                            reach,
+                            "get no new events while it is suspended (events meanwhile are never sent); "
+                            "deliveries already queued still go out.",
+                        ),
                     ),
                 )
             )

@@ -387,3 +387,25 @@ def test_read_only_times_on_the_page_are_readable(staff):
     stamp = utc_now().strftime("%Y-%m-%d")
     assert f"{stamp} " in page and " UTC" in page
     assert not re.search(r"\d\d:\d\d:\d\d\.\d{6}", page)
+
+
+def test_migration_moves_old_documents_out_of_the_source_tree(settings, tmp_path, private_media):
+    import importlib
+
+    from django.apps import apps
+    from django.core.files.storage import default_storage
+
+    settings.MEDIA_ROOT = str(tmp_path / "old-media-root")  # where uploads used to land (the working directory)
+    old_name = default_storage.save("integration/baa/Pat Partner signed.pdf", SimpleUploadedFile("x", PDF))
+    partner = make_partner("SuperTool").partner
+    IntegrationPartner.objects.filter(pk=partner.pk).update(baa_document=old_name)
+    migration = importlib.import_module("integration.migrations.0004_partner_baa_private_storage")
+    migration.move_documents_to_private_storage(apps, None)
+    partner.refresh_from_db()
+    assert partner.baa_document.name.startswith("baa/") and "Pat" not in partner.baa_document.name
+    assert (private_media / partner.baa_document.name).read_bytes() == PDF
+    assert partner.baa_document_sha256 == hashlib.sha256(PDF).hexdigest()
+    assert not default_storage.exists(old_name)
+    migration.move_documents_to_private_storage(apps, None)  # twice: nothing more to move
+    partner.refresh_from_db()
+    assert (private_media / partner.baa_document.name).exists()
