@@ -2,10 +2,14 @@
 comparisons. Each costs a constant number of queries however many sessions there are; the arithmetic on the
 rows is pure (sessions_analytics.analytics). Who may read what comes from sessions_analytics.selectors.
 
-The skill reads are per-skill index lookups (correlated subqueries over the scores' copied therapist and
-session start), a few rows per skill, rather than one window over all of a therapist's scores: with a
-thousand sessions that sort was most of the request. The day totals read one narrow row per session of the
-period and add them up here. Correlated subqueries are plain SQL on PostgreSQL and SQLite alike.
+The hot reads (skills, derived analytics) are hand-written SQL run on the connection's cursor, plain SQL that
+PostgreSQL and SQLite both run (the UTC day comes from Django's own backend operation): building the same
+statements with the ORM cost more per request than the database took to answer them (bench/therapist_api.py,
+docs/therapist-dashboard.md "Speed"). Counts and the first/earliest values per skill come from one grouped
+pass over the therapist's scores; the latest, second latest and first score of a skill are index probes of
+(therapist, skill, session_start, recorded_at, id), so the cost grows with the skills, not the sessions. The day
+totals read one narrow row per session of the period in start order and add them up here, in that order, so
+the float sums (and their rounding) are exactly what they were.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from django.db.models import Case, Count, Exists, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import TruncDate
+from django.db import connection
+from django.db.models import Q
 
 from sessions_analytics.analytics import (
     SOURCE_POSTED,
@@ -36,71 +40,119 @@ from sessions_analytics.models import (
     AnalyticsSessionMetric,
     AnalyticsSkillProgress,
     AnalyticsSummaryStat,
+    Milestone,
+    ProgressMetrics,
     ProgressSnapshot,
     SessionComparison,
     SessionSkillScore,
     Skill,
     TrainingSession,
 )
-from sessions_analytics.selectors import Access, sessions_readable
+from sessions_analytics.selectors import Access, sessions_readable, therapist_sessions_readable
 
 COMPARISON_LIST_MAX = 500  # GET /api/session/comparison returns at most this many, newest first
 
+_SESSIONS = TrainingSession._meta.db_table
+_METRICS = ProgressMetrics._meta.db_table
+_MILESTONES = Milestone._meta.db_table
+_SNAPSHOTS = ProgressSnapshot._meta.db_table
+_SCORES = SessionSkillScore._meta.db_table
+_SKILLS = Skill._meta.db_table
+
+
+# --- Raw SQL plumbing (the two backends' differences: parameters and values of dates and times) ------------------
+
+
+def _rows(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _instant_param(value: datetime):
+    """A datetime as the backend compares it with a stored one (SQLite: naive UTC text, like the ORM's)."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _instant(value) -> datetime | None:
+    """A stored datetime as read from the cursor: aware UTC on PostgreSQL already; on SQLite text or a naive
+    datetime (UTC), made aware as the ORM does."""
+    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
+        return value
+    return connection.ops.convert_datetimefield_value(value, None, connection)
+
+
+def _day(value) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def _score_probe(column: str, *, newest_first: bool, since: datetime | None, offset: int = 0) -> tuple[str, list]:
+    """A correlated subquery for a skill `sk` of the outer query: the `column` of the therapist's score ranked
+    `offset` (0 = first) newest first (latest session start, then the later recorded_at, then the later row) or
+    oldest first, among the scores from `since` on. An index range scan, read in the order wanted."""
+    direction = "DESC" if newest_first else "ASC"
+    in_range, params = "", []
+    if since is not None:
+        in_range, params = " AND x.session_start >= %s", [_instant_param(since)]
+    sql = (
+        # Table and column names are the models', every value a parameter.
+        f"(SELECT x.{column} FROM {_SCORES} x WHERE x.therapist_id = %s AND x.skill_id = sk.id{in_range} "  # noqa: S608
+        f"ORDER BY x.session_start {direction}, x.recorded_at {direction}, x.id {direction} LIMIT 1"
+        f"{f' OFFSET {offset}' if offset else ''})"
+    )
+    return sql, params
+
+
+def _skills_scored(
+    therapist_id: int, organization_id: int, since: datetime | None, columns: list[str], probes: list[tuple[str, list]]
+) -> list[tuple]:
+    """Per skill of the organization that `therapist_id` scored (from `since` on): the skill's `columns`
+    (of `sk`), the count `g.n`, the earliest `g.first_created`, then each probe's value. Scores belong to their
+    skill's organization (services take a session's skills from its organization), so filtering the skills by
+    organization scopes the scores too. One query."""
+    in_range, range_params = "", []
+    if since is not None:
+        in_range, range_params = " AND session_start >= %s", [_instant_param(since)]
+    probe_sql = ", ".join(sql for sql, _params in probes)
+    probe_params = [p for _sql, params in probes for p in (therapist_id, *params)]
+    sql = (
+        f"SELECT {', '.join(columns)}, g.n, g.first_created, {probe_sql} "  # noqa: S608 (as in _score_probe)
+        f"FROM (SELECT skill_id, COUNT(*) AS n, MIN(created_at) AS first_created FROM {_SCORES} "
+        f"WHERE therapist_id = %s{in_range} GROUP BY skill_id) g "
+        f"JOIN {_SKILLS} sk ON sk.id = g.skill_id WHERE sk.organization_id = %s"
+    )
+    return _rows(sql, [*probe_params, therapist_id, *range_params, organization_id])
+
 
 # --- Skills --------------------------------------------------------------------------------------------------
-
-
-def _skill_lookups(fields: tuple[str, ...], **scores) -> dict[str, Subquery]:
-    """Per-skill lookups among a skill's scores filtered by `scores` (`therapist_id`, optionally
-    `session_start__gte`), as annotations for a Skill queryset: correlated subqueries, each an index range scan
-    of (therapist, skill, session_start, recorded_at, id) in the order the lookup wants (no sort), so the cost
-    grows with the skills, not with the therapist's sessions. Newest = latest session start, ties by the later
-    recorded_at, then the later row. Every lookup is None for a skill without such scores. Scores belong to
-    their skill's organization (services take a session's skills from its organization), so filtering the
-    skills by organization scopes the scores too. Only the `fields` asked for are built."""
-    of_skill = SessionSkillScore.objects.filter(skill=OuterRef("pk"), **scores).order_by()
-    newest_first = ("-session_start", "-recorded_at", "-id")
-    lookups = {
-        "practiced": lambda: of_skill.values("skill").annotate(n=Count("id")).values("n"),
-        "latest_score": lambda: of_skill.order_by(*newest_first).values("score")[:1],
-        "latest_start": lambda: of_skill.order_by(*newest_first).values("session_start")[:1],
-        "previous_score": lambda: of_skill.order_by(*newest_first).values("score")[1:2],
-        "first_score": lambda: of_skill.order_by("session_start", "recorded_at", "id").values("score")[:1],
-        "first_scored_at": lambda: of_skill.order_by("created_at").values("created_at")[:1],
-    }
-    return {field: Subquery(lookups[field]()) for field in fields}
 
 
 def skills_summary(access: Access, *, therapist=None, session: TrainingSession | None = None) -> list[SkillSummary]:
     """The skills scored in the caller-readable sessions of `therapist` and/or the one `session`, sorted by
     name: currentScore from the latest practising session (by session start, ties by the score's recorded_at,
     then the later row), practiceSessions, lastPracticed (that session's start) and createdAt (the first
-    score). One query."""
+    score). One query (none when the caller may not read the therapist's sessions)."""
     if session is not None:
         return _session_skills(access, therapist, session)
     if therapist is None:
         raise ValueError("skills_summary needs a therapist or a session")
-    fields = ("practiced", "latest_score", "latest_start", "first_scored_at")
-    # One therapist's readable sessions are all of theirs in the organization or none (the selectors' rule):
-    # this EXISTS keeps the rule in one place for the price of one index probe.
-    readable = sessions_readable(access).filter(therapist=therapist)
-    skills = (
-        Skill.objects.filter(Exists(readable), organization=access.organization)
-        .order_by()
-        .annotate(**_skill_lookups(fields, therapist_id=therapist.pk))
-        .values_list("name", "category", *fields)
-    )
+    if not therapist_sessions_readable(access, therapist):
+        return []
+    probes = [
+        _score_probe("score", newest_first=True, since=None),
+        _score_probe("session_start", newest_first=True, since=None),
+    ]
+    rows = _skills_scored(therapist.pk, access.organization.pk, None, ["sk.name", "sk.category"], probes)
     return skill_summaries(
         SkillAggregateRow(
             skill_name=name,
             skill_category=category,
             latest_score=latest_score,
             sessions=practiced,
-            latest_session_start=latest_start,
-            first_scored_at=first_scored_at,
+            latest_session_start=_instant(latest_start),
+            first_scored_at=_instant(first_scored_at),
         )
-        for name, category, practiced, latest_score, latest_start, first_scored_at in skills
-        if practiced
+        for name, category, practiced, first_scored_at, latest_score, latest_start in rows
     )
 
 
@@ -127,10 +179,13 @@ def _session_skills(access: Access, therapist, session: TrainingSession) -> list
 
 
 def _snapshots(session: TrainingSession, since: datetime | None) -> list[Snapshot]:
-    rows = ProgressSnapshot.objects.filter(session=session)
+    """The session's progress snapshots from `since` on, by timestamp."""
+    in_range, params = "", [session.pk]
     if since is not None:
-        rows = rows.filter(timestamp__gte=since)
-    return [Snapshot(timestamp=t, value=v) for t, v in rows.order_by("timestamp").values_list("timestamp", "value")]
+        in_range, params = ' AND "timestamp" >= %s', [session.pk, _instant_param(since)]
+    sql = f'SELECT "timestamp", value FROM {_SNAPSHOTS} WHERE session_id = %s{in_range} ORDER BY "timestamp"'  # noqa: S608
+    rows = _rows(sql, params)
+    return [Snapshot(timestamp=_instant(timestamp), value=value) for timestamp, value in rows]
 
 
 def _posted(session: TrainingSession, since: datetime | None) -> AnalyticsData:
@@ -185,81 +240,74 @@ def _posted(session: TrainingSession, since: datetime | None) -> AnalyticsData:
     )
 
 
-@dataclass
-class _DayTotals:
-    sessions: int = 0
-    completed: int = 0
-    progress_sum: float = 0.0
-    with_metrics: int = 0
-    response_time_sum: float = 0.0
-    milestones: int = 0
-    latest_session_id: str | None = None
+def _day_rows(since: datetime | None, now: datetime, *, organization_id: int, therapist_id: int) -> list[DayRow]:
+    """The therapist's sessions (in the organization) from the start of the previous period on, added up by UTC
+    day of their start and period (in the range, or the previous period), with their milestones and each
+    in-range day's latest session (by start, then the later row).
 
-
-def _day_rows(since: datetime | None, now: datetime, **therapist) -> list[DayRow]:
-    """The therapist's sessions (`therapist`: organization_id and therapist_id) from the start of the previous
-    period on, added up by UTC day of their start and period (in the range, or the previous period), with their
-    milestones and each in-range day's latest session (by start, then the later row).
-
-    One query of one narrow row per session in start order (metrics and milestone count joined; the day and the
-    period computed in SQL: parsing a timestamp with time zone per row costs more than the rest of the row).
-    That costs less than grouping in SQL did: three queries (days, their milestones, each day's latest)."""
-    sessions = TrainingSession.objects.filter(**therapist)
-    in_range: Value | Case = Value(True)
+    One query of one narrow row per session in start order (metrics joined, milestones counted; the day and
+    the period computed in SQL: parsing a timestamp per row costs more than the rest of the row), added up here
+    in that order. Grouping in SQL instead was no faster (per-day sorts and the latest session of each day)
+    and would add the floats in another order."""
+    day_sql, day_params = connection.ops.datetime_cast_date_sql("s.start_time", (), "UTC")
+    in_range_sql, in_range_params = "1", []
+    where, where_params = "s.organization_id = %s AND s.therapist_id = %s", [organization_id, therapist_id]
     if since is not None:
-        sessions = sessions.filter(start_time__gte=since - (now - since))
-        in_range = Case(When(start_time__gte=since, then=Value(True)), default=Value(False))
-    rows = (
-        sessions.annotate(day=TruncDate("start_time", tzinfo=UTC), in_range=in_range, achieved=Count("milestones"))
-        .order_by("start_time", "pk")
-        .values_list(
-            "day", "in_range", "public_id", "status", "progress", "progress_metrics__response_time", "achieved"
-        )
+        in_range_sql, in_range_params = "CASE WHEN s.start_time >= %s THEN 1 ELSE 0 END", [_instant_param(since)]
+        where += " AND s.start_time >= %s"
+        where_params.append(_instant_param(since - (now - since)))
+    rows = _rows(
+        f"SELECT {day_sql}, {in_range_sql}, s.public_id, CASE WHEN s.status = %s THEN 1 ELSE 0 END, s.progress, "  # noqa: S608
+        f"pm.response_time, COUNT(m.id) FROM {_SESSIONS} s "
+        f"LEFT JOIN {_METRICS} pm ON pm.session_id = s.id LEFT JOIN {_MILESTONES} m ON m.session_id = s.id "
+        f"WHERE {where} GROUP BY s.id, pm.response_time ORDER BY s.start_time, s.id",
+        [*day_params, *in_range_params, TrainingSession.Status.COMPLETED, *where_params],
     )
-    days: dict[tuple[date, bool], _DayTotals] = {}
-    for day, in_range_, public_id, status, progress, response_time, achieved in rows:
-        totals = days.setdefault((day, bool(in_range_)), _DayTotals())
-        totals.sessions += 1
-        totals.completed += status == TrainingSession.Status.COMPLETED
-        totals.progress_sum += progress
+    # (day, in range) -> sessions, completed, progress sum, with metrics, response time sum, milestones, latest.
+    days: dict[tuple, list] = {}
+    for day, in_range, public_id, completed, progress, response_time, achieved in rows:
+        totals = days.get((day, in_range))
+        if totals is None:
+            totals = days[(day, in_range)] = [0, 0, 0.0, 0, 0.0, 0, None]
+        totals[0] += 1
+        totals[1] += completed
+        totals[2] += progress
         if response_time is not None:  # the session has progress metrics
-            totals.with_metrics += 1
-            totals.response_time_sum += response_time
-        totals.milestones += achieved
-        if in_range_:
-            totals.latest_session_id = public_id  # start order: the day's last one is its latest
+            totals[3] += 1
+            totals[4] += response_time
+        totals[5] += achieved
+        if in_range:
+            totals[6] = public_id  # start order: the day's last one is its latest
     return [
         DayRow(
-            day=day,
-            in_range=in_range_,
-            sessions=totals.sessions,
-            completed=totals.completed,
-            progress_sum=totals.progress_sum,
-            with_metrics=totals.with_metrics,
-            response_time_sum=totals.response_time_sum,
-            milestones=totals.milestones,
-            latest_session_id=totals.latest_session_id,
+            day=_day(day),
+            in_range=bool(in_range),
+            sessions=totals[0],
+            completed=totals[1],
+            progress_sum=totals[2],
+            with_metrics=totals[3],
+            response_time_sum=totals[4],
+            milestones=totals[5],
+            latest_session_id=totals[6],
         )
-        for (day, in_range_), totals in days.items()
+        for (day, in_range), totals in days.items()
     ]
 
 
 def _skill_rows(organization_id: int, therapist_id: int, since: datetime | None) -> list[SkillScoreRow]:
     """Per skill, only the scores derived analytics need, from `since` on: the latest, the one before it and
-    the first, with their ranks and the skill's count (analytics.SkillScoreRow). One query of per-skill index
-    lookups (_skill_lookups), at most three rows a skill."""
-    in_range = {} if since is None else {"session_start__gte": since}
-    fields = ("practiced", "latest_score", "previous_score", "first_score")
-    skills = (
-        Skill.objects.filter(organization_id=organization_id)
-        .order_by()
-        .annotate(**_skill_lookups(fields, therapist_id=therapist_id, **in_range))
-        .values_list("skill_id", "name", "category", *fields)
-    )
+    the first, with their ranks and the skill's count (analytics.SkillScoreRow). One query: a grouped count
+    and per-skill index probes, at most three rows a skill."""
+    probes = [
+        _score_probe("score", newest_first=True, since=since),
+        _score_probe("score", newest_first=True, since=since, offset=1),
+        _score_probe("score", newest_first=False, since=since),
+    ]
+    skills = _skills_scored(therapist_id, organization_id, since, ["sk.skill_id", "sk.name", "sk.category"], probes)
     rows = []
-    for skill_id, name, category, practiced, latest, previous, first in skills:
+    for skill_id, name, category, practiced, _first_created, latest, previous, first in skills:
         # (score, rank from the latest): the first is the latest with one score, the previous with two.
-        ranked = [(latest, 1), (previous, 2), (first, practiced)][: min(practiced or 0, 3)]
+        ranked = [(latest, 1), (previous, 2), (first, practiced)][: min(practiced, 3)]
         rows.extend(
             SkillScoreRow(
                 skill_id=skill_id,
@@ -278,9 +326,8 @@ def _skill_rows(organization_id: int, therapist_id: int, since: datetime | None)
 def _derived(session: TrainingSession, since: datetime | None, now: datetime) -> AnalyticsData:
     """Computed over the session's therapist's sessions (in its organization) that started from `since` on
     (all, without a range); the summary trends compare with the same length of time just before `since`."""
-    therapist = {"organization_id": session.organization_id, "therapist_id": session.therapist_id}
     return derived_analytics(
-        _day_rows(since, now, **therapist),
+        _day_rows(since, now, organization_id=session.organization_id, therapist_id=session.therapist_id),
         _skill_rows(session.organization_id, session.therapist_id, since),
         therapist_id=session.therapist.public_id,
         since=since,

@@ -81,6 +81,15 @@ def sessions_readable(access: Access) -> QuerySet[TrainingSession]:
     return sessions.none()
 
 
+def therapist_sessions_readable(access: Access, therapist) -> bool:
+    """Whether the caller may read `therapist`'s sessions of the organization: `sessions_readable` for one
+    therapist, decided without a query (its readable sessions are all of theirs there or none): a reviewer
+    reads anyone's, a therapist only their own, any other role nobody's."""
+    if access.is_reviewer:
+        return True
+    return access.role == Role.THERAPIST and therapist.pk == access.user.pk
+
+
 def _session_or_404(sessions: QuerySet[TrainingSession], session_id: str | None) -> TrainingSession:
     session = None
     if isinstance(session_id, str) and is_public_id(session_id, "ses"):
