@@ -25,11 +25,15 @@ recent and upcoming arrays one prefetch each (a window-limited query), the treat
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
 from django.db.models import (
+    Avg,
     BooleanField,
     Case,
     CharField,
@@ -53,8 +57,11 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
+from core.time import utc_now
 from patients.models import Appointment, ClinicSettings, Patient
 from sync.models import ClinikoConnection, SyncRun
+
+logger = logging.getLogger("sync")
 
 # How many entries each patient's recent_appointments / upcoming_appointments arrays carry.
 APPOINTMENTS_PER_ARRAY = 5
@@ -341,3 +348,274 @@ def dashboard_summary(*, organization, now: datetime, days: int | None = None) -
 def sync_activity(*, organization, limit: int) -> list[SyncRun]:
     """The organization's latest sync runs, newest first."""
     return list(SyncRun.objects.filter(organization=organization).order_by("-created_at", "-id")[:limit])
+
+
+# --- Operations: health, sync progress and history, Cliniko status (sync/api/ops.py) ----------------------
+
+HISTORY_LIMIT_MAX = 100
+
+
+def organization_filter(organizations, field: str = "organization") -> Q:
+    """Rows of these organizations (None: every organization, for staff)."""
+    if organizations is None:
+        return Q()
+    return Q(**{f"{field}__in": [organization.pk for organization in organizations]})
+
+
+def _database_check() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception:  # noqa: BLE001 - a health check reports, it does not raise
+        logger.warning("System health: the database check failed", exc_info=True)
+        return {"status": "unhealthy", "connected": False}
+    return {"status": "healthy", "connected": True}
+
+
+def _cache_check() -> dict:
+    key = "routiq:system-health:probe"
+    try:
+        cache.set(key, "1", timeout=10)
+        ok = cache.get(key) == "1"
+    except Exception:  # noqa: BLE001
+        logger.warning("System health: the cache check failed", exc_info=True)
+        ok = False
+    return {"status": "healthy" if ok else "unhealthy", "connected": ok}
+
+
+def system_health(*, organizations, now: datetime | None = None) -> dict:
+    """Checks and figures for the organizations the caller may see (None: the whole platform)."""
+    from accounts.models import Organization
+    from patients.models import Patient
+    from sync.models import ClinikoConnection
+
+    now = now or utc_now()
+    database = _database_check()
+    cache_state = _cache_check()
+    if organizations is None:
+        total_organizations = Organization.objects.filter(is_active=True).count()
+    else:
+        total_organizations = len(organizations)
+    patients = Patient.objects.filter(organization_filter(organizations), archived=False)
+    # One window for a total over several organizations: the platform's (each organization's own window
+    # applies to its dashboards).
+    active = active_condition(now, recent_days())
+    figures = patients.aggregate(total=Count("pk"), active=Count("pk", filter=active))
+    connections = ClinikoConnection.objects.filter(organization_filter(organizations)).aggregate(
+        total=Count("pk"), healthy=Count("pk", filter=Q(credentials_valid=True, sync_enabled=True))
+    )
+    total_connections, healthy = connections["total"], connections["healthy"]
+    if not total_connections:
+        cliniko_status = "not_configured"
+    elif healthy == total_connections:
+        cliniko_status = "operational"
+    elif healthy:
+        cliniko_status = "degraded"
+    else:
+        cliniko_status = "down"
+    return {
+        "status": "healthy" if database["connected"] and cache_state["connected"] else "degraded",
+        "scope": "platform" if organizations is None else "organization",
+        "database": database,
+        "cache": cache_state,
+        "metrics": {
+            "total_organizations": total_organizations,
+            "total_patients": figures["total"],
+            "active_patients": figures["active"],
+            "configured_services": {"cliniko": total_connections, "chatwoot": 0},
+        },
+        "integrations": {
+            "cliniko": {
+                "status": cliniko_status,
+                "total_connections": total_connections,
+                "healthy_connections": healthy,
+            }
+        },
+        "timestamp": now,
+    }
+
+
+def cliniko_connection_of(organization):
+    from sync.models import ClinikoConnection
+
+    return ClinikoConnection.objects.filter(organization=organization).first()
+
+
+def cliniko_region(connection) -> str | None:
+    if connection is None:
+        return None
+    return connection.shard or None
+
+
+def sync_run_find(*, public_id: str):
+    """The run with this sync id (any organization: the caller checks the scope), or None."""
+    from sync.models import SyncRun
+
+    if not public_id or len(public_id) > 40 or "\x00" in public_id:
+        return None
+    return SyncRun.objects.select_related("organization").filter(public_id=public_id).first()
+
+
+def run_progress(run, *, organization_id: str, now: datetime | None = None) -> dict:
+    """A run as /sync/progress shows it; percentage and estimate are the engine's (sync.services.run_progress)."""
+    from sync import services
+
+    progress = services.run_progress(run, now=now)
+    errors = []
+    for error in run.errors or []:
+        if isinstance(error, dict):  # codes only (the engine writes no record data)
+            errors.append(
+                {"step": str(error.get("step", "")), "code": str(error.get("code", "")), "at": error.get("at")}
+            )
+    return {
+        "sync_id": run.public_id,
+        "organization_id": organization_id,
+        "status": run.status,
+        "sync_mode": run.mode,
+        "incremental": run.incremental,
+        "progress_percentage": progress["progress_percentage"],
+        "current_step": run.current_step,
+        "total_steps": run.total_steps,
+        "completed_steps": run.completed_steps,
+        "started_at": run.started_at,
+        "completed_at": run.completed_at,
+        "estimated_completion": progress["estimated_completion"],
+        "records_processed": run.records_processed,
+        "records_total": run.records_total,
+        "records_success": run.records_success,
+        "records_failed": run.records_failed,
+        "errors": errors,
+    }
+
+
+def scheduler_status(*, organization) -> dict:
+    from sync.models import SyncRun
+
+    connection = cliniko_connection_of(organization)
+    runs = SyncRun.objects.filter(organization=organization)
+    active = runs.filter(status__in=SyncRun.ACTIVE_STATUSES).values_list("public_id", flat=True).first()
+    last_finished = runs.filter(completed_at__isnull=False).aggregate(last=Max("completed_at"))["last"]
+    return {
+        "sync_running": active is not None,
+        "current_sync_id": active,
+        "last_sync_time": last_finished,
+        "scheduler_active": bool(connection and connection.sync_enabled),
+        "cliniko_connected": connection is not None,
+        "message": "Scheduler status retrieved successfully",
+    }
+
+
+def _seconds(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return round(value.total_seconds(), 1)
+    return round(float(value) / 1_000_000, 1)  # SQLite averages durations as microseconds
+
+
+def sync_history(*, organization, limit: int) -> dict:
+    """Totals over every run of the organization (one query) and its `limit` most recent runs (one query)."""
+    from sync.models import SyncRun
+
+    runs = SyncRun.objects.filter(organization=organization)
+    duration = ExpressionWrapper(F("completed_at") - F("started_at"), output_field=DurationField())
+    totals = runs.aggregate(
+        total=Count("pk"),
+        completed=Count("pk", filter=Q(status="completed")),
+        partial=Count("pk", filter=Q(status="partial")),
+        failed=Count("pk", filter=Q(status="failed")),
+        last_sync_at=Max("created_at"),
+        last_successful=Max("completed_at", filter=Q(status="completed")),
+        average=Avg(duration, filter=Q(started_at__isnull=False, completed_at__isnull=False)),
+    )
+    recent = [
+        {
+            "sync_id": run.public_id,
+            "started_at": run.started_at,
+            "completed_at": run.completed_at,
+            "status": run.status,
+            "records_processed": run.records_processed,
+            "records_success": run.records_success,
+            "records_failed": run.records_failed,
+            "metadata": {
+                "sync_type": run.mode,
+                "trigger": run.trigger,
+                "incremental": run.incremental,
+                "patients_processed": run.patients_processed,
+                "appointments_processed": run.appointments_processed,
+            },
+        }
+        for run in runs.order_by("-created_at", "-id")[:limit]
+    ]
+    return {
+        "total_syncs": totals["total"],
+        "successful_syncs": totals["completed"],
+        "partial_syncs": totals["partial"],
+        "failed_syncs": totals["failed"],
+        "last_sync_at": totals["last_sync_at"],
+        "last_successful_sync_at": totals["last_successful"],
+        "average_sync_duration_seconds": _seconds(totals["average"]),
+        "recent_syncs": recent,
+    }
+
+
+def cliniko_status(*, organization) -> dict:
+    from patients.models import Patient
+    from sync.models import SyncRun
+
+    connection = cliniko_connection_of(organization)
+    last_sync = SyncRun.objects.filter(organization=organization, status="completed").aggregate(
+        last=Max("completed_at")
+    )["last"]
+    total = Patient.objects.filter(organization=organization, external_id__isnull=False, archived=False).count()
+    return {
+        "cliniko_connected": connection is not None,
+        "api_region": cliniko_region(connection),
+        "last_sync": last_sync,
+        "total_patients": total,
+        "sync_enabled": bool(connection and connection.sync_enabled),
+        "credentials_valid": connection.credentials_valid if connection else None,
+    }
+
+
+def cliniko_debug(*, organization) -> dict:
+    """Counts and the last run (its error codes): never a record, a name, a phone or the key."""
+    from patients.models import Appointment, Patient
+    from sync.models import ClinikoAppointmentType, ClinikoPractitioner, SyncRun
+
+    connection = cliniko_connection_of(organization)
+    patients = Patient.objects.filter(organization=organization).aggregate(
+        total=Count("pk"),
+        cliniko=Count("pk", filter=Q(external_id__isnull=False)),
+        archived=Count("pk", filter=Q(archived=True)),
+    )
+    appointments = Appointment.objects.filter(organization=organization).aggregate(
+        total=Count("pk"), cliniko=Count("pk", filter=Q(external_id__isnull=False))
+    )
+    runs = SyncRun.objects.filter(organization=organization)
+    last = runs.order_by("-created_at", "-id").first()
+    return {
+        "connection": {
+            "connected": connection is not None,
+            "api_region": cliniko_region(connection),
+            "custom_base_url": bool(connection and connection.base_url),
+            "sync_enabled": bool(connection and connection.sync_enabled),
+            "credentials_valid": connection.credentials_valid if connection else None,
+            "credentials_checked_at": connection.credentials_checked_at if connection else None,
+            "business_country": (connection.business_country or None) if connection else None,
+            "incremental_since": connection.last_successful_sync_started_at if connection else None,
+        },
+        "counts": {
+            "patients": patients["total"],
+            "patients_from_cliniko": patients["cliniko"],
+            "patients_archived": patients["archived"],
+            "appointments": appointments["total"],
+            "appointments_from_cliniko": appointments["cliniko"],
+            "appointment_types": ClinikoAppointmentType.objects.filter(organization=organization).count(),
+            "practitioners": ClinikoPractitioner.objects.filter(organization=organization).count(),
+            "sync_runs": runs.count(),
+        },
+        "last_sync": run_progress(last, organization_id=organization.public_id) if last else None,
+        "timestamp": utc_now(),
+    }

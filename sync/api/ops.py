@@ -39,6 +39,7 @@ from core.scoping import (
     resolve_scope,
 )
 from core.time import utc_now
+from sync import selectors
 from sync import services_admin as ops
 from sync.api import ops_serializers as s
 from sync.api.views import RoutiqView
@@ -55,7 +56,7 @@ MODE_PARAMETER = OpenApiParameter(
     "mode", OpenApiTypes.STR, enum=s.MODES, description="comprehensive (default), basic or patients-only"
 )
 LIMIT_PARAMETER = OpenApiParameter(
-    "limit", OpenApiTypes.INT, description=f"Recent runs listed, 1 to {ops.HISTORY_LIMIT_MAX} (default 10)"
+    "limit", OpenApiTypes.INT, description=f"Recent runs listed, 1 to {selectors.HISTORY_LIMIT_MAX} (default 10)"
 )
 DAYS_OLD_PARAMETER = OpenApiParameter(
     "days_old",
@@ -209,7 +210,7 @@ class SchedulerStatusView(_SyncTier):
         header=True,
     )
     def get(self, request):
-        body = ops.scheduler_status(organization=self.organization(request))
+        body = selectors.scheduler_status(organization=self.organization(request))
         body["organization_id"] = self.organization_id(request)
         return Response(s.SchedulerStatusOutput(body).data)
 
@@ -229,7 +230,7 @@ class SyncProgressView(_SyncTier):
     def get(self, request, sync_id: str):
         if not isinstance(request.auth, OIDCClaims) and directory().only_organization(request.user) == (None, 0):
             raise PermissionDenied("You belong to no organization")  # as every organization-scoped route
-        run = ops.sync_run_find(public_id=sync_id)
+        run = selectors.sync_run_find(public_id=sync_id)
         if run is None:
             raise NotFound("Sync not found")
         try:
@@ -243,7 +244,7 @@ class SyncProgressView(_SyncTier):
         label = (request.headers.get(ORGANIZATION_HEADER) or "").strip() or (
             run.organization.clerk_organization_id or scope.public_id
         )
-        return Response(s.SyncProgressOutput(ops.run_progress(run, organization_id=label)).data)
+        return Response(s.SyncProgressOutput(selectors.run_progress(run, organization_id=label)).data)
 
 
 class SyncHistoryView(_SyncTier):
@@ -256,8 +257,10 @@ class SyncHistoryView(_SyncTier):
         parameters=[LIMIT_PARAMETER],
     )
     def get(self, request, organization_id: str):
-        limit = parse_int_param(request.query_params, "limit", default=10, minimum=1, maximum=ops.HISTORY_LIMIT_MAX)
-        body = ops.sync_history(organization=self.organization(request), limit=limit)
+        limit = parse_int_param(
+            request.query_params, "limit", default=10, minimum=1, maximum=selectors.HISTORY_LIMIT_MAX
+        )
+        body = selectors.sync_history(organization=self.organization(request), limit=limit)
         body["organization_id"] = self.organization_id(request)
         return Response(s.SyncHistoryOutput(body).data)
 
@@ -313,7 +316,7 @@ class ClinikoStatusView(_RoutiqOpsView):
         errors=(400, 401, 403, 404, 429),
     )
     def get(self, request, organization_id: str):
-        body = ops.cliniko_status(organization=self.organization(request))
+        body = selectors.cliniko_status(organization=self.organization(request))
         body["organization_id"] = self.organization_id(request)
         return Response(s.ClinikoStatusOutput(body).data)
 
@@ -345,7 +348,7 @@ class ClinikoDebugView(_RoutiqOpsView):
         errors=(400, 401, 403, 404, 429),
     )
     def get(self, request, organization_id: str):
-        body = ops.cliniko_debug(organization=self.organization(request))
+        body = selectors.cliniko_debug(organization=self.organization(request))
         body["organization_id"] = self.organization_id(request)
         return Response(s.DebugOutput(body).data)
 
@@ -387,7 +390,7 @@ class SystemHealthView(_AdminTier):
         header=True,
     )
     def get(self, request):
-        return Response(s.SystemHealthOutput(ops.system_health(organizations=self.organizations(request))).data)
+        return Response(s.SystemHealthOutput(selectors.system_health(organizations=self.organizations(request))).data)
 
 
 class DatabaseCleanupView(_AdminTier):
