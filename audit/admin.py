@@ -185,10 +185,18 @@ def _change_url(model_label_or_model, pk) -> str | None:
         return None
 
 
-def actor_html(actor_type: str, actor_id: str, named: NamedActor | None) -> str:
+def actor_html(actor_type: str, actor_id: str, named: NamedActor | None, organization_id: str = "") -> str:
     """Who acted, as staff read it: a name (linked) for staff, partners and platforms; the public id
-    (linked) for clients and therapists; the task's name for the system."""
-    kind = ActorType(actor_type).label if actor_type in ActorType.values else actor_type or "unknown"
+    (linked) for clients and therapists; the task's name for the system. Then the kind of actor and the
+    organization it acted in, on their own lines."""
+    html = _actor_name_html(actor_type, actor_id, named)
+    if organization_id:
+        html = format_html('{}<br><span class="quiet">{}</span>', html, organization_id)
+    return html
+
+
+def _actor_name_html(actor_type: str, actor_id: str, named: NamedActor | None) -> str:
+    kind = actor_type.replace("_", " ") or "unknown"  # short: the filter shows the full labels
     if named is not None:
         shown, url = named.name, _change_url(named.model, named.pk)
     elif actor_type in LINKED_BY_ID and actor_id:
@@ -237,12 +245,18 @@ class ReadOnlyAuditAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelA
     def created(self, obj) -> str:
         return admin_datetime(obj.created_at)
 
-    @admin.display(description="actor")
+    @admin.display(description="time", ordering="created_at")
+    def created_column(self, obj) -> str:
+        """admin_datetime on two lines (date, then time and zone): a narrow list column."""
+        day, _, clock = admin_datetime(obj.created_at).partition(" ")
+        return format_html("{}<br>{}", day, clock)
+
+    @admin.display(description="actor (organization)")
     def actor(self, obj) -> str:
         named = getattr(obj, "named_actor", ...)
         if named is ...:  # a single row's page: not resolved with a list
             named = actor_names([(obj.actor_type, obj.actor_id)]).get((obj.actor_type, obj.actor_id))
-        return actor_html(obj.actor_type, obj.actor_id, named)
+        return actor_html(obj.actor_type, obj.actor_id, named, obj.organization_id)
 
     @admin.action(description="Export CSV (selected rows, or all matching with “select all”)", permissions=["view"])
     def export_csv(self, request, queryset):
@@ -300,18 +314,9 @@ NAME_SEARCH_HELP = "a partner's or platform's name (or part of it), a staff user
 
 @admin.register(AccessLog)
 class AccessLogAdmin(ReadOnlyAuditAdmin):
-    list_display = [
-        "created",
-        "api",
-        "actor",
-        "organization_id",
-        "method",
-        "path",
-        "subjects",
-        "status_code",
-        "reason",
-        "ip",
-    ]
+    # Combined cells (method, path and API; actor and organization; status and reason): every column
+    # fits at 1,400 px with the navigation open.
+    list_display = ["created_column", "actor", "method_and_path", "subjects", "status", "ip"]
     list_filter = [ApiFilter, ActorTypeFilter, StatusFilter, *DATE_FILTERS]
     # Exact matches use the indexes; subject ids match inside "client:<uuid>" entries.
     search_fields = [
@@ -344,6 +349,17 @@ class AccessLogAdmin(ReadOnlyAuditAdmin):
         "reason",
     )
 
+    @admin.display(description="request (API)", ordering="path")
+    def method_and_path(self, obj) -> str:
+        return format_html('{} {}<br><span class="quiet">{}</span>', obj.method, obj.path, obj.api)
+
+    @admin.display(description="status", ordering="status_code")
+    def status(self, obj) -> str:
+        """The status, and for a refusal the reason code it was answered with."""
+        if obj.reason:
+            return format_html('{}<br><span class="quiet">{}</span>', obj.status_code, obj.reason)
+        return str(obj.status_code)
+
     @admin.display(description="subjects")
     def subjects(self, obj) -> str:
         ids = obj.subject_ids or []
@@ -353,7 +369,7 @@ class AccessLogAdmin(ReadOnlyAuditAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAuditAdmin):
-    list_display = ["created", "action", "actor", "organization_id", "subject", "request_id"]
+    list_display = ["created_column", "action", "actor", "subject", "request_id"]
     list_filter = ["action", ActorTypeFilter, *DATE_FILTERS]
     search_fields = ["actor_id__exact", "organization_id__exact", "subject_id__exact", "request_id__exact"]
     search_help_text = f"Exact actor id, organization id, subject id or request id; or {NAME_SEARCH_HELP}."
