@@ -79,7 +79,9 @@ class SkillSummary:
     created_at: datetime
 
 
-@dataclass(frozen=True)
+# SessionMetric and DayRow: slotted, not frozen: a derived body makes hundreds of each per request and a
+# frozen dataclass takes several times longer to build. Nothing changes them after they are built.
+@dataclass(slots=True)
 class SessionMetric:
     date: date
     sessions: int
@@ -181,7 +183,7 @@ SUMMARY_STATS = (
 _RANGE_LABELS = {7: "7d", 30: "30d", 90: "90d", 365: "1y"}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DayRow:
     """The therapist's sessions that started on one UTC day, in one period: `in_range` for the requested range,
     else the previous period of the same length (summary trends only). Sums, so periods and days add up."""
@@ -212,8 +214,23 @@ class SkillScoreRow:
     practiced: int
 
 
+_FAST_ROUNDING_LIMIT = 1e15  # below it a float's repr is plain digits and its ulp far finer than the rounding
+
+
+def _round_half_up(value: float, places: int) -> float:
+    """core.rounding.round_half_up(value, places), without Decimal for a float whose shortest repr is not a
+    tie at the place rounded away (the hundreds of averages of a derived analytics body, each once per request).
+    Not a tie, round() on the exact binary value and half-up on its repr agree: a tie point between the two
+    would itself be a shorter or closer repr. Ties, other types and huge values go to core.rounding."""
+    if value.__class__ is float and -_FAST_ROUNDING_LIMIT < value < _FAST_ROUNDING_LIMIT:
+        text = repr(value)
+        if "e" not in text and not (text[-1] == "5" and len(text) - text.index(".") - 1 == places + 1):
+            return round(value, places)
+    return round_half_up(value, places)
+
+
 def _mean(total: float, count: int, places: int) -> float:
-    return round_half_up(total / count, places) if count else 0.0
+    return _round_half_up(total / count, places) if count else 0.0
 
 
 def _direction(delta: float, threshold: float) -> str:
@@ -279,7 +296,7 @@ def skill_progress(rows: Iterable[SkillScoreRow]) -> list[SkillProgress]:
     for skill_id, ranks in by_skill.items():
         latest, first, previous = ranks["latest"], ranks["first"], ranks.get("previous")
         count = latest.practiced
-        improvement = round_half_up((latest.score - first.score) / (count - 1), PROGRESS_PLACES) if count > 1 else 0.0
+        improvement = _round_half_up((latest.score - first.score) / (count - 1), PROGRESS_PLACES) if count > 1 else 0.0
         progress.append(
             SkillProgress(
                 skill=latest.skill_name,

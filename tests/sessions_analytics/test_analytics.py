@@ -224,3 +224,23 @@ def test_derived_analytics_puts_it_together():
     assert [(p.skill_id, p.trend) for p in data.skill_progress] == [("empathy", "up")]
     assert [s.trend.period for s in data.summary_stats] == ["previous 30d"] * 4
     assert data.progress_snapshots == snapshots
+
+
+def test_fast_half_up_rounding_equals_core_rounding():
+    # analytics._round_half_up skips Decimal where it can: it must answer exactly what core.rounding does,
+    # ties in the shortest repr (20.15, 2.675, -1.25), float noise (0.1 + 0.2) and averages alike.
+    import random
+
+    from core.rounding import round_half_up
+    from sessions_analytics.analytics import _round_half_up
+
+    rng = random.Random(13)
+    values = [20.15, 2.675, -1.25, 0.05, 0.15, 1.005, 0.1 + 0.2, 40.300000000000004 / 2, -0.04, 0.0, 1e-7, 123456.75]
+    values += [rng.uniform(-100, 100) for _ in range(2000)]
+    values += [round(rng.uniform(0, 100), 1) for _ in range(500)]
+    values += [sum(round(rng.uniform(0, 100), 1) for _ in range(n)) / n for n in range(2, 400)]
+    values += [k / 200 for k in range(-2000, 2000)]  # every tie at 1 and 2 places
+    for value in values:
+        for places in (0, 1, 2):
+            assert _round_half_up(value, places) == round_half_up(value, places), (value, places)
+            assert str(_round_half_up(value, places)) == str(round_half_up(value, places)), (value, places)
