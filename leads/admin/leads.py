@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin
 from core.encryption import blind_index
 from core.phones import e164_or_none, mask
-from leads.admin.display import admin_date, short_id
+from leads.admin.display import admin_date, short_id, short_text
 from leads.models import CareUser, Lead, PartnerUser
 from leads.services.ingest import PHONE_INDEX_PURPOSE
 
@@ -46,16 +46,15 @@ class PhoneSearchMixin:
 @admin.register(Lead)
 class LeadAdmin(AuditedViewAdminMixin, PhoneSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     phone_index_lookup = "user__phone_index"
-    # Fits 1,400 px with the filter sidebar: the id cut short (full on hover), the day only; the partner's
-    # own category is on the lead's page.
+    # Fits 1,400 px with both sidebars: ids, slugs and categories cut short (full on hover), the day only;
+    # the partner's own category, "new to this partner" (a filter) and the value (the payments list has
+    # amounts) are on the lead's page.
     list_display = (
         "lead_short",
-        "platform",
+        "platform_short",
         "created_day",
-        "category",
-        "is_new_user",
-        "lead_value",
-        "masked_phone",
+        "category_short",
+        "phone_cell",
         "payment_status",
     )
     list_filter = ("platform", "category", "is_new_user", "created_at")
@@ -134,6 +133,18 @@ class LeadAdmin(AuditedViewAdminMixin, PhoneSearchMixin, ReadOnlyAdminMixin, adm
     @admin.display(description="created", ordering="created_at")
     def created_day(self, obj: Lead) -> str:
         return admin_date(obj.created_at)
+
+    @admin.display(description="platform", ordering="platform__slug")
+    def platform_short(self, obj: Lead) -> str:
+        return short_text(obj.platform.slug)
+
+    @admin.display(description="category", ordering="category")
+    def category_short(self, obj: Lead) -> str:
+        return short_text(obj.category)
+
+    @admin.display(description="phone")
+    def phone_cell(self, obj: Lead) -> str:
+        return format_html('<span style="white-space: nowrap">{}</span>', mask(obj.user.phone))
 
     @admin.display(description="phone")
     def masked_phone(self, obj: Lead) -> str:

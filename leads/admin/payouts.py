@@ -35,7 +35,7 @@ from core.admin import (
 )
 from core.time import utc_now
 from leads import selectors
-from leads.admin.display import admin_date, short_id
+from leads.admin.display import admin_date, short_id, short_text
 from leads.models import PartnerPayment, PartnerPlatform, PayoutBatch
 from leads.services import payouts
 
@@ -76,7 +76,7 @@ class BatchActionForm(ActionForm):
 @admin.register(PartnerPayment)
 class PartnerPaymentAdmin(ActionsWithoutSelectionMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     # Fits 1,400 px with the filter sidebar: ids cut short, the currency with the amount, dates only.
-    list_display = ("lead_short", "platform", "amount_display", "status", "due_date", "batch_short", "paid_date")
+    list_display = ("lead_short", "platform_short", "amount_display", "status", "due_date", "batch_short", "paid_date")
     list_filter = ("status", "platform", ("due_at", admin.DateFieldListFilter))
     list_select_related = ("lead", "platform", "batch")
     search_fields = ("lead__public_id__exact", "batch__public_id__exact")
@@ -116,6 +116,10 @@ class PartnerPaymentAdmin(ActionsWithoutSelectionMixin, ReadOnlyAdminMixin, admi
     @admin.display(description="batch", ordering="batch__public_id")
     def batch_short(self, obj: PartnerPayment) -> str:
         return short_id(obj.batch.public_id) if obj.batch_id else ""
+
+    @admin.display(description="platform", ordering="platform__slug")
+    def platform_short(self, obj: PartnerPayment) -> str:
+        return short_text(obj.platform.slug)
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: PartnerPayment) -> str:
