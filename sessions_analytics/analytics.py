@@ -218,14 +218,20 @@ _FAST_ROUNDING_LIMIT = 1e15  # below it a float's repr is plain digits and its u
 
 
 def _round_half_up(value: float, places: int) -> float:
-    """core.rounding.round_half_up(value, places), without Decimal for a float whose shortest repr is not a
-    tie at the place rounded away (the hundreds of averages of a derived analytics body, each once per request).
-    Not a tie, round() on the exact binary value and half-up on its repr agree: a tie point between the two
-    would itself be a shorter or closer repr. Ties, other types and huge values go to core.rounding."""
+    """core.rounding.round_half_up(value, places) of a float, without Decimal (a derived analytics body has
+    hundreds of averages). Half up applies to the float's shortest repr. When that repr is not a tie at the
+    place rounded away, round() on the exact binary value agrees with it (a tie point between the two would
+    itself be a shorter or closer repr); a tie ("20.15") goes up in magnitude, in integers, and one division
+    by a power of ten gives the nearest float, as float(Decimal) does. Other types and huge values: core."""
     if value.__class__ is float and -_FAST_ROUNDING_LIMIT < value < _FAST_ROUNDING_LIMIT:
         text = repr(value)
-        if "e" not in text and not (text[-1] == "5" and len(text) - text.index(".") - 1 == places + 1):
-            return round(value, places)
+        if "e" not in text:
+            point = text.index(".")
+            if text[-1] != "5" or len(text) - point - 1 != places + 1:
+                return round(value, places)
+            negative = text[0] == "-"
+            magnitude = (int(text[negative:point] + text[point + 1 : -1]) + 1) / 10**places
+            return -magnitude if negative else magnitude
     return round_half_up(value, places)
 
 
