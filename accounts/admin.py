@@ -142,7 +142,7 @@ class PlatformUserAdmin(UserAdmin):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["name", "public_id", "clerk_organization_id", "is_active", "created_at"]
+    list_display = ["name", "public_id", "clerk_organization_id", "is_active"]
     list_filter = ["is_active"]
     search_fields = ["name", "public_id", "clerk_organization_id"]
     readonly_fields = ["public_id", "created_at", "suspension"]

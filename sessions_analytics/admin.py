@@ -15,6 +15,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.forms.models import BaseInlineFormSet
 
+from accounts.admin import admin_link
 from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin
 from sessions_analytics.analytics import comparison_trend
 from sessions_analytics.models import (
@@ -118,15 +119,8 @@ class EvaluationInline(_Inline):
 
 @admin.register(TrainingSession)
 class TrainingSessionAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "public_id",
-        "therapist_username",
-        "organization_name",
-        "client_label",
-        "status",
-        "progress",
-        "start_time",
-    )
+    # The client label is on the session's page (and searchable): the list fits 1,400 px.
+    list_display = ("public_id", "therapist_username", "organization_name", "status_progress", "start_time")
     list_select_related = ("therapist", "organization")
     # Only the users and organizations that have sessions, not every account of the platform.
     list_filter = (
@@ -165,7 +159,11 @@ class TrainingSessionAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.Mode
 
     @admin.display(description="therapist", ordering="therapist__username")
     def therapist_username(self, obj: TrainingSession) -> str:
-        return obj.therapist.username
+        return admin_link(obj.therapist)
+
+    @admin.display(description="status", ordering="status")
+    def status_progress(self, obj: TrainingSession) -> str:
+        return f"{obj.get_status_display()} ({obj.progress}%)"
 
     @admin.display(description="therapistId")
     def therapist_public_id(self, obj: TrainingSession) -> str:
@@ -173,7 +171,7 @@ class TrainingSessionAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.Mode
 
     @admin.display(description="organization", ordering="organization__name")
     def organization_name(self, obj: TrainingSession) -> str:
-        return obj.organization.name
+        return admin_link(obj.organization)
 
     @admin.display(description="snapshots stored")
     def snapshot_count(self, obj: TrainingSession) -> int:
@@ -182,7 +180,7 @@ class TrainingSessionAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.Mode
 
 @admin.register(Skill)
 class SkillAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("name", "skill_id", "category", "organization", "created_at")
+    list_display = ("name", "skill_id", "category", "organization_link")
     list_select_related = ("organization",)
     list_filter = ("category", ("organization", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name", "skill_id", "=organization__public_id")
@@ -190,15 +188,18 @@ class SkillAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     fields = ("name", "skill_id", "category", "organization", "created_at")
     readonly_fields = fields
 
+    @admin.display(description="organization", ordering="organization__name")
+    def organization_link(self, obj: Skill) -> str:
+        return admin_link(obj.organization)
+
 
 @admin.register(SessionComparison)
 class SessionComparisonAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    # The organization and the previous session are on the comparison's page: the list fits 1,400 px.
     list_display = (
         "public_id",
         "therapist_username",
-        "organization_name",
-        "current_session",
-        "previous_session",
+        "current_session_link",
         "improvement_score",
         "trend",
         "analyzed_at",
@@ -230,11 +231,11 @@ class SessionComparisonAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="therapist", ordering="therapist__username")
     def therapist_username(self, obj: SessionComparison) -> str:
-        return obj.therapist.username
+        return admin_link(obj.therapist)
 
-    @admin.display(description="organization", ordering="organization__name")
-    def organization_name(self, obj: SessionComparison) -> str:
-        return obj.organization.name
+    @admin.display(description="current session", ordering="current_session__public_id")
+    def current_session_link(self, obj: SessionComparison) -> str:
+        return admin_link(obj.current_session, obj.current_session.public_id)
 
     @admin.display(description="trend")
     def trend(self, obj: SessionComparison) -> str:
@@ -243,7 +244,8 @@ class SessionComparisonAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Evaluation)
 class EvaluationAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("public_id", "session", "therapist_username", "evaluator_username", "rating", "created_at")
+    # The therapist is the session's (on its page): the list fits 1,400 px.
+    list_display = ("public_id", "session_link", "evaluator_username", "rating", "created_at")
     list_select_related = ("session", "session__therapist", "evaluator")
     list_filter = (
         "rating",
@@ -257,10 +259,14 @@ class EvaluationAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmi
     fields = ("public_id", "session", "evaluator", "rating", "feedback", "comments", "created_at")
     readonly_fields = fields
 
+    @admin.display(description="session", ordering="session__public_id")
+    def session_link(self, obj: Evaluation) -> str:
+        return admin_link(obj.session, obj.session.public_id)
+
     @admin.display(description="therapist", ordering="session__therapist__username")
     def therapist_username(self, obj: Evaluation) -> str:
-        return obj.session.therapist.username
+        return admin_link(obj.session.therapist)
 
     @admin.display(description="evaluator", ordering="evaluator__username")
     def evaluator_username(self, obj: Evaluation) -> str:
-        return obj.evaluator.username
+        return admin_link(obj.evaluator)

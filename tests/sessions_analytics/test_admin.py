@@ -85,8 +85,13 @@ def test_session_list_shows_the_columns_filters_and_is_audited(superuser, world)
 
     body = response.content.decode()
     assert response.status_code == 200
-    for value in (session.public_id, world.therapist.username, world.organization.name, "sim-client-1", "72.5"):
+    for value in (session.public_id, "72.5"):
         assert value in body
+    # Therapist and organization named, with links to their pages (issue 14: names, not ids).
+    therapist_url = reverse("admin:accounts_user_change", args=[world.therapist.pk])
+    organization_url = reverse("admin:accounts_organization_change", args=[world.organization.pk])
+    assert f'<a href="{therapist_url}">{world.therapist.username}</a>' in body
+    assert f'<a href="{organization_url}">{world.organization.name}</a>' in body
     assert FEEDBACK not in body  # free text only on a session's own page
     filters = [spec.title for spec in response.context["cl"].filter_specs]
     assert filters == ["therapist", "organization", "status"]
@@ -226,6 +231,12 @@ def test_other_lists_and_pages_load(superuser, world, model):
     assert superuser.get(reverse(f"admin:sessions_analytics_{model}_add")).status_code == 403
     if model == "sessioncomparison":
         assert "improving" in listing.content.decode()  # 12.5 + 7 points
+    if model in ("sessioncomparison", "evaluation"):  # the session linked by its id, people by name
+        session_url = reverse("admin:sessions_analytics_trainingsession_change", args=[session.pk])
+        assert f'<a href="{session_url}">{session.public_id}</a>' in listing.content.decode()
+        person = world.therapist if model == "sessioncomparison" else session.evaluations.get().evaluator
+        person_url = reverse("admin:accounts_user_change", args=[person.pk])
+        assert f'<a href="{person_url}">{person.username}</a>' in listing.content.decode()
     if model == "evaluation":
         assert FEEDBACK in page.content.decode() and COMMENTS in page.content.decode()
         assert FEEDBACK not in listing.content.decode()
