@@ -14,7 +14,8 @@ WhatsApp number and Messaging Service, templates, responder, Zoom. Saved through
 patients.services.clinic_settings.clinic_settings_update (validated there; audited with the names of
 the fields changed). The two secrets (the responder's API key, the Zoom client secret) are write-only:
 the form says whether one is set and never shows it; a newly entered secret is confirmed as set on save
-and never displayed again; "clear" removes it.
+and never displayed again. Removing one (its "Remove" button under Status) stops Zoom meetings or the
+responder for the clinic, so it goes through a confirmation page first.
 
 Mark API users: "Add Mark API user" (from the clinic settings list or page) creates a platform user with a
 role in one organization through mark_api_user_create; the generated password is shown once, on that
@@ -27,7 +28,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template import engines
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -330,14 +332,12 @@ class ClinicSettingsForm(forms.ModelForm):
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
-    clear_responder_api_key = forms.BooleanField(label="Remove the responder API key", required=False)
     new_zoom_client_secret = forms.CharField(
         label="Zoom client secret",
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
-    clear_zoom_client_secret = forms.BooleanField(label="Remove the Zoom client secret", required=False)
 
     class Meta:
         model = ClinicSettings
@@ -419,9 +419,7 @@ class ClinicSettingsForm(forms.ModelForm):
             except Invalid as exc:
                 self.add_error("whatsapp_number", _form_error(exc))
         for name, (model_field, _label) in _SECRETS.items():
-            if cleaned.get(name) and cleaned.get(f"clear_{model_field}"):
-                self.add_error(name, "Type a new value or remove it, not both.")
-            elif cleaned.get(name):
+            if cleaned.get(name):
                 try:
                     settings_services.clean_secret(cleaned[name], model_field)
                 except Invalid as exc:
@@ -434,8 +432,6 @@ class ClinicSettingsForm(forms.ModelForm):
         for name, (model_field, _label) in _SECRETS.items():
             if self.cleaned_data.get(name):
                 changes[model_field] = self.cleaned_data[name]
-            elif self.cleaned_data.get(f"clear_{model_field}"):
-                changes[model_field] = None
         return changes
 
 
@@ -463,10 +459,9 @@ class ClinicSettingsAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
         (None, {"fields": ("organization", "country", "time_zone", "recent_days")}),
         ("WhatsApp", {"fields": ("whatsapp_number", "whatsapp_messaging_service_sid", "whatsapp_templates",
                                  "remind_synced_appointments")}),
-        ("Assistant responder", {"fields": ("responder", "responder_model", "new_responder_api_key",
-                                            "clear_responder_api_key")}),
+        ("Assistant responder", {"fields": ("responder", "responder_model", "new_responder_api_key")}),
         ("Zoom (server-to-server OAuth app)", {"fields": ("zoom_account_id", "zoom_client_id",
-                                                          "new_zoom_client_secret", "clear_zoom_client_secret")}),
+                                                          "new_zoom_client_secret")}),
         ("Status", {"fields": ("secrets_status", "api_users", "created_at", "updated_at")}),
     )  # fmt: skip
 
@@ -511,7 +506,13 @@ class ClinicSettingsAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     def secrets_status(self, obj: ClinicSettings) -> str:
         if obj is None or obj.pk is None:
             return "-"
-        states = [(label, "set" if getattr(obj, field) else "not set") for field, label in _SECRETS.values()]
+        states = []
+        for field, label in _SECRETS.values():
+            if getattr(obj, field):
+                url = reverse("admin:patients_clinicsettings_secret_remove", args=[obj.pk, field])
+                states.append((label, format_html('set <a class="button" href="{}">Remove</a>', url)))
+            else:
+                states.append((label, "not set"))
         return format_html_join(", ", "{}: {}", states)
 
     @admin.display(description="Mark API users")
@@ -560,12 +561,60 @@ class ClinicSettingsAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     def get_urls(self):
         return [
             path(
+                "<path:object_id>/remove-secret/<str:field>/",
+                self.admin_site.admin_view(self.secret_remove_view),
+                name="patients_clinicsettings_secret_remove",
+            ),
+            path(
                 "api-users/add/",
                 self.admin_site.admin_view(self.api_user_add_view),
                 name="patients_clinicsettings_api_user_add",
             ),
             *super().get_urls(),
         ]
+
+    def secret_remove_view(self, request, object_id, field):
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        labels = dict(_SECRETS.values())
+        if field not in labels:
+            raise Http404("No such secret")
+        config = get_object_or_404(ClinicSettings.objects.select_related("organization"), pk=object_id)
+        back = reverse("admin:patients_clinicsettings_change", args=[config.pk])
+        if not getattr(config, field):
+            self.message_user(request, f"{labels[field]} is not set.", messages.INFO)
+            return HttpResponseRedirect(back)
+        name = config.organization.name
+        stops = {
+            "zoom_client_secret": (
+                f"Mark can no longer create or delete Zoom meetings for {name}'s appointments; meetings already "
+                "made keep their links.",
+            ),
+            "responder_api_key": (
+                f"The assistant stops answering {name}'s patients on WhatsApp and summarising their "
+                "conversations; their messages wait for the clinic's staff (through the Mark API).",
+            ),
+        }[field]
+
+        def perform():
+            settings_services.clinic_settings_update(
+                organization=config.organization, actor=admin_actor(request), **{field: None}
+            )
+            self.message_user(request, f"{labels[field]} removed.", messages.SUCCESS)
+            return HttpResponseRedirect(back)
+
+        return confirm_action(
+            self,
+            request,
+            [config],
+            title=f"Remove the {labels[field]}",
+            question=f"Remove {name}'s {labels[field]}? It is deleted, not kept: the clinic must send it again.",
+            items=[ConfirmItem(name, stops)],
+            confirm_label="Yes, remove it",
+            perform=perform,
+            form_action=request.path,
+            action="",
+        )
 
     def api_user_add_view(self, request):
         if not (request.user.has_perm("accounts.add_user") and request.user.has_perm("accounts.add_membership")):

@@ -156,10 +156,22 @@ def test_a_secret_is_never_rendered_back_and_blank_keeps_it(staff, clinic):
     event = AuditEvent.objects.filter(action="clinic_settings.updated").latest("id")
     assert event.metadata["fields"] == ["time_zone"]
 
-    # "Remove" clears one.
-    staff.post(url, _settings_form(zoom_account_id="acc", zoom_client_id="cid", clear_zoom_client_secret="on"))
+    # "Remove" (a button under Status) clears one, after a confirmation page saying what stops.
+    remove = reverse("admin:patients_clinicsettings_secret_remove", args=[clinic.pk, "zoom_client_secret"])
+    assert remove in staff.get(url).content.decode()
+    page = staff.get(remove).content.decode()
+    assert "Mark can no longer create or delete Zoom meetings" in page and SECRET not in page
+    config.refresh_from_db()
+    assert config.zoom_client_secret == SECRET
+    assert staff.post(remove, {"post": "yes"})["Location"] == url
     config.refresh_from_db()
     assert config.zoom_client_secret is None and not config.zoom_connected and config.responder_api_key == API_KEY
+    event = AuditEvent.objects.filter(action="clinic_settings.updated").latest("id")
+    assert event.metadata["fields"] == ["zoom_client_secret"] and SECRET not in str(event.metadata)
+    # The form itself has no "remove" box any more: a ticked one from an old page changes nothing.
+    staff.post(url, _settings_form(zoom_account_id="acc", zoom_client_id="cid", clear_responder_api_key="on"))
+    config.refresh_from_db()
+    assert config.responder_api_key == API_KEY
 
 
 @pytest.mark.parametrize(
@@ -175,7 +187,6 @@ def test_a_secret_is_never_rendered_back_and_blank_keeps_it(staff, clinic):
         ({"whatsapp_templates": json.dumps({"Bad Name": {"es": HX}})}, "whatsapp_templates"),
         ({"whatsapp_templates": "[1, 2]"}, "whatsapp_templates"),
         ({"zoom_account_id": "has spaces"}, "zoom_account_id"),
-        ({"new_zoom_client_secret": SECRET, "clear_zoom_client_secret": "on"}, "new_zoom_client_secret"),
     ],
 )
 def test_bad_settings_are_refused_next_to_the_field(staff, clinic, values, field):
