@@ -329,13 +329,14 @@ def period_label(since: datetime | None, now: datetime) -> str:
 
 
 def _period_totals(rows: list[DayRow]) -> tuple[float, ...]:
-    sessions = sum(r.sessions for r in rows)
-    return (
-        sessions,
-        sum(r.completed for r in rows),
-        _mean(sum(r.progress_sum for r in rows), sessions, PROGRESS_PLACES),
-        sum(r.milestones for r in rows),
-    )
+    sessions = completed = milestones = 0
+    progress_sum = 0  # an int start, as sum() had: the float additions are the same, in the same order
+    for row in rows:
+        sessions += row.sessions
+        completed += row.completed
+        progress_sum += row.progress_sum
+        milestones += row.milestones
+    return sessions, completed, _mean(progress_sum, sessions, PROGRESS_PLACES), milestones
 
 
 def summary_stats(

@@ -93,7 +93,8 @@ def therapist_sessions_readable(access: Access, therapist) -> bool:
 def _session_or_404(sessions: QuerySet[TrainingSession], session_id: str | None) -> TrainingSession:
     session = None
     if isinstance(session_id, str) and is_public_id(session_id, "ses"):
-        session = sessions.filter(public_id=session_id).first()
+        # public_id is unique: no ORDER BY (first() would sort by the model's ordering), LIMIT 1.
+        session = next(iter(sessions.filter(public_id=session_id).order_by()[:1]), None)
     if session is None:
         raise NotFound("Session not found", code=SESSION_NOT_FOUND)
     return session

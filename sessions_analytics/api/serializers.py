@@ -483,6 +483,24 @@ class SessionMetricOutput(OutputSerializer):
     milestonesAchieved = serializers.IntegerField(source="milestones_achieved")
     averageResponseTime = serializers.FloatField(source="average_response_time", help_text="seconds")
 
+    @classmethod
+    def render_many(cls, metrics) -> list:
+        # Up to a year and a half of days (derived analytics), built by hand: about twice the compiled
+        # renderer's speed; the same body (tests/sessions_analytics/test_api_dashboard.py).
+        return [
+            {
+                "date": metric.date.isoformat(),
+                "sessions": int(metric.sessions),
+                "therapistSessions": int(metric.therapist_sessions),
+                "averageSessionProgress": float(metric.average_session_progress),
+                "sessionId": None if metric.session_id is None else str(metric.session_id),
+                "therapistId": None if metric.therapist_id is None else str(metric.therapist_id),
+                "milestonesAchieved": int(metric.milestones_achieved),
+                "averageResponseTime": float(metric.average_response_time),
+            }
+            for metric in metrics
+        ]
+
 
 class SkillProgressOutput(OutputSerializer):
     skill = serializers.CharField(help_text="display name")

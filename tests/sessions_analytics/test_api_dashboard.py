@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from core.serializers import field_by_field_rendering
 from core.time import utc_now
 from sessions_analytics.models import SessionComparison, Skill
 from tests.sessions_analytics.factories import (
@@ -333,6 +334,24 @@ def test_comparison_get_time_range_and_parameter_errors(world, pair):
 
 
 # --- Query counts -----------------------------------------------------------------------------------------
+
+
+def test_analytics_bodies_equal_the_declared_fields_rendering(world):
+    # SessionMetricOutput renders its rows by hand (speed): derived and posted bodies must be exactly what
+    # DRF's field-by-field rendering of the declared fields gives.
+    sessions = _grow(world, 6)
+    ok(send("post", ANALYTICS, world.therapist, _posted_analytics(sessions[-1], [5, 4])))
+    paths = [
+        {"sessionId": sessions[0].public_id},
+        {"sessionId": sessions[0].public_id, "timeRange": "7d"},
+        {"sessionId": sessions[-1].public_id},
+    ]
+    compiled = [send("get", ANALYTICS, world.therapist, params) for params in paths]
+    assert [len(ok(r)["analyticsData"]["sessionMetrics"]) for r in compiled] == [6, 6, 2]
+    with field_by_field_rendering():
+        assert [send("get", ANALYTICS, world.therapist, params).content for params in paths] == [
+            response.content for response in compiled
+        ]
 
 
 def _grow(world, count: int, start_day: int = 0):
