@@ -108,6 +108,9 @@ def test_the_migrations_encrypt_old_rows_and_give_each_partner_its_own_id():
 
         executor = MigrationExecutor(connection)
         executor.migrate(AFTER)
+        # Then the later leads migrations (schema only): the checks below read through today's models.
+        executor = MigrationExecutor(connection)
+        executor.migrate([node for node in executor.loader.graph.leaf_nodes() if node[0] == "leads"])
 
         for pk in old["leads"].values():
             raw = raw_columns(pk)
