@@ -30,9 +30,12 @@ RUN APP_ENV=production \
 
 USER app
 
+# HOST: the address gunicorn binds. In a container that is every interface (the port is published, or
+# reached by the proxy over the container network); `make run` outside a container binds 127.0.0.1.
 ENV APP_ENV=production \
-    PORT=8000
+    PORT=8000 \
+    HOST=0.0.0.0
 EXPOSE 8000
 
 # WEB_CONCURRENCY: gunicorn worker processes (gunicorn's own convention; default 3).
-CMD ["sh", "-c", "exec gunicorn config.wsgi:application --bind 0.0.0.0:${PORT:-8000} --workers ${WEB_CONCURRENCY:-3} --timeout 60 --access-logfile -"]
+CMD ["sh", "-c", "exec gunicorn config.wsgi:application --bind ${HOST}:${PORT:-8000} --workers ${WEB_CONCURRENCY:-3} --timeout 60 --access-logfile -"]

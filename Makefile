@@ -9,10 +9,12 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-# Web port for `make run` (honcho hands it to the first Procfile entry, web). DATABASE_URL, REDIS_URL
-# and every other setting pass through the environment untouched (see README).
+# Web port and address for `make run` (honcho hands PORT to the first Procfile entry, web). The web listens
+# on 127.0.0.1 only unless HOST says otherwise (`make run HOST=0.0.0.0`): the demo admin password is public.
+# DATABASE_URL, REDIS_URL and every other setting pass through the environment untouched (see README).
 PORT ?= 8000
-export PORT
+HOST ?= 127.0.0.1
+export PORT HOST
 
 # pytest arguments, e.g. `make test PYTEST_ARGS="tests/core -x"`.
 PYTEST_ARGS ?=
@@ -39,8 +41,9 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py setup_periodic_tasks
-	$(PY) manage.py seed_demo
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho -f Procfile.dev start
+	$(PY) manage.py seed_demo --credentials-file .local/demo-credentials.json
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" WEB_PORT=$(PORT) DEMO_CREDENTIALS_FILE=.local/demo-credentials.json \
+		$(PY) bin/honcho-start -f Procfile.dev
 
 # No pytest-xdist here: tests that start a real Celery worker share one broker (the filesystem queue,
 # or Redis in CI) between xdist workers, so a task could run against another worker's test database.

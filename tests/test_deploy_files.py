@@ -134,14 +134,40 @@ def test_dockerfile_runs_as_non_root_in_production():
     assert re.search(r"^ENV APP_ENV=production", dockerfile, re.MULTILINE)
 
 
-def test_procfile_has_web_worker_beat():
-    entries = dict(
-        line.split(":", 1) for line in read("Procfile.dev").splitlines() if line.strip() and not line.startswith("#")
-    )
-    assert set(entries) == {"web", *WORKER_SERVICES, "beat"}
+def procfile_entries() -> dict[str, str]:
+    lines = [line for line in read("Procfile.dev").splitlines() if line.strip() and not line.startswith("#")]
+    return {name: command.strip() for name, command in (line.split(":", 1) for line in lines)}
+
+
+def test_procfile_has_web_worker_beat_and_ready_last():
+    entries = procfile_entries()
+    assert list(entries) == ["web", *WORKER_SERVICES, "beat", "ready"]  # web first: honcho gives it PORT
+    for name, command in entries.items():  # honcho's stop signal reaches the program, not a shell before it
+        assert command.startswith("exec "), name
     for name in (*WORKER_SERVICES, "beat"):  # honcho restarts nothing: bin/supervise does
-        assert entries[name].split()[0] == "bin/supervise", name
-    assert "runserver 0.0.0.0:" in entries["web"] and "PORT" in entries["web"]
+        assert entries[name].split()[1] == "bin/supervise", name
+    # The demo admin password is public: loopback unless HOST says otherwise.
+    assert "runserver ${HOST:-127.0.0.1}:${PORT:-8000}" in entries["web"]
+    assert "bin/announce-demo --host ${HOST:-127.0.0.1} --port ${WEB_PORT:-8000}" in entries["ready"]
+    for script in ("bin/supervise", "bin/announce-demo", "bin/honcho-start"):
+        assert os.access(ROOT / script, os.X_OK), script
+
+
+def test_make_run_listens_on_host_and_keeps_the_credentials():
+    makefile = read("Makefile")
+    assert re.search(r"^HOST \?= 127\.0\.0\.1$", makefile, re.MULTILINE)
+    assert re.search(r"^export PORT HOST$", makefile, re.MULTILINE)
+    run = re.search(r"^run:.*?(?=^\S)", makefile, re.MULTILINE | re.DOTALL).group(0)
+    assert "seed_demo --credentials-file .local/demo-credentials.json" in run
+    assert "WEB_PORT=$(PORT) DEMO_CREDENTIALS_FILE=.local/demo-credentials.json" in run
+    readme = read("README.md")
+    assert "make run HOST=0.0.0.0" in readme and ".local/demo-credentials.json" in readme
+
+
+def test_dockerfile_listens_on_host_which_it_sets():
+    dockerfile = read("Dockerfile")
+    assert re.search(r"^ENV APP_ENV=production \\\n\s+PORT=8000 \\\n\s+HOST=0\.0\.0\.0$", dockerfile, re.MULTILINE)
+    assert "--bind ${HOST}:${PORT:-8000}" in dockerfile and "0.0.0.0:${PORT" not in dockerfile
 
 
 def test_settings_env_vars_are_in_readme_table():
@@ -156,7 +182,7 @@ def test_makefile_targets():
     makefile = read("Makefile")
     for target in ("run", "test", "lint", "check", "bench", "clean"):
         assert re.search(rf"^{target}:", makefile, re.MULTILINE), target
-    assert "honcho -f Procfile.dev start" in makefile
+    assert "bin/honcho-start -f Procfile.dev" in makefile  # honcho start, with time for warm shutdowns
 
 
 def test_ci_script_runs_make_test():
