@@ -213,7 +213,3 @@ class KeyRotationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("primary_key_fingerprint",)
     readonly_fields = ("primary_key_fingerprint", "started_at", "completed_at", "rows_rotated", "progress")
     ordering = ("-started_at",)
-
-
-# django-celery-beat's admins replaced by audited subclasses (beat schedule edits are audit events).
-from core import admin_beat  # noqa: E402,F401
