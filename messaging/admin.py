@@ -20,7 +20,7 @@ from messaging.services import MessagingError, message_retry, normalize_recipien
 class OutboundMessageAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     # Provider, purpose, attempts and the sent/delivered times are filters or on the message's page: the
     # list fits 1,400 px.
-    list_display = ("public_id", "channel", "status", "masked_recipient", "created_at")
+    list_display = ("public_id", "channel_status", "masked_recipient", "created_at")
     list_filter = ("status", "channel", "provider", "purpose")
     search_fields = ("=public_id", "=provider_message_id")
     search_help_text = "Public id, provider message id, or a full phone number (+447400000000) or email address."
@@ -67,6 +67,10 @@ class OutboundMessageAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
 
     def has_manage_permission(self, request) -> bool:
         return request.user.has_perm("messaging.change_outboundmessage")
+
+    @admin.display(description="status", ordering="status")
+    def channel_status(self, obj: OutboundMessage) -> str:
+        return f"{obj.get_channel_display()}: {obj.get_status_display()}"
 
     @admin.display(description="recipient")
     def masked_recipient(self, obj: OutboundMessage) -> str:

@@ -57,8 +57,8 @@ from patients.services import zoom
 
 @admin.register(Patient)
 class PatientAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    # Fits 1,400 px beside the filters: language, source and archived are filters, not columns.
-    list_display = ("public_id", "name", "organization_link", "masked_phone", "status", "last_activity")
+    # Fits 1,400 px beside the filters: status, language, source and archived are filters, not columns.
+    list_display = ("public_id", "name", "organization_link", "masked_phone", "last_activity")
     list_filter = ("organization", "status", "source", "archived", "language")
     list_select_related = ("organization",)
     search_fields = ("=public_id",)
@@ -275,8 +275,8 @@ class MessageInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    # Fits 1,400 px beside the filters: the patient by name; channel, language, end time on the page.
-    list_display = ("public_id", "patient_link", "organization_link", "status", "start_time", "message_count")
+    # Fits 1,400 px beside the filters: the patient by name; channel, language, end time, counts on the page.
+    list_display = ("public_id", "patient_link", "organization_link", "status", "start_time")
     list_filter = ("organization", "status", "language")
     list_select_related = ("organization", "patient")
     search_fields = ("=public_id", "=patient__public_id")

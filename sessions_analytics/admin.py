@@ -244,8 +244,9 @@ class SessionComparisonAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Evaluation)
 class EvaluationAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    # The therapist is the session's (on its page): the list fits 1,400 px.
-    list_display = ("public_id", "session_link", "evaluator_username", "rating", "created_at")
+    # The therapist is the session's, the evaluation id on its page (and searchable): the list fits 1,400 px.
+    list_display = ("created_at", "session_link", "evaluator_username", "rating")
+    list_display_links = ("created_at",)
     list_select_related = ("session", "session__therapist", "evaluator")
     list_filter = (
         "rating",
