@@ -312,3 +312,13 @@ def test_rotated_secret_page_names_the_owner_and_reads_its_times(staff, receiver
     endpoint = partner_endpoint(receiver, partner)
     page = act(staff, "webhookendpoint", "rotate_secret", [endpoint.pk]).content.decode()
     assert "SuperTool (LoveRescue integration partner)" in page and ADMIN_DATETIME.search(page)
+
+
+def test_the_partner_pages_delivery_link_still_filters(staff, receiver, enqueued, partner):
+    mine = partner_endpoint(receiver, partner)
+    other = partner_endpoint(receiver, IntegrationPartner.objects.create(name="OtherCorp"))
+    delivery = WebhookDelivery.objects.get(event=publish(mine))
+    publish(other)
+    response = changelist(staff, "webhookdelivery", endpoint__id__in=str(mine.pk))
+    assert response.status_code == 200
+    assert [d.pk for d in response.context["cl"].result_list] == [delivery.pk]
