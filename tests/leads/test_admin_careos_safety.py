@@ -323,3 +323,12 @@ def test_key_creation_message_shows_the_expiry_as_staff_read_it(staff):
     setup = make_platform()
     body = staff.post(reverse("admin:leads_platform_create_live_key", args=[setup.platform.pk])).content.decode()
     assert " UTC;" in body and "+00:00" not in body
+
+
+def test_a_pairs_decrypts_are_one_query_however_many_leads(client, django_assert_num_queries):
+    setup = make_platform()
+    for n in range(3):
+        ingest(client, setup, f"c-{n}", phone=f"+1415555012{n}")
+    with django_assert_num_queries(1):
+        uses = selectors.keypair_decrypts(pair=setup.pair)
+    assert [use.slug for use in uses] == ["businessos"]

@@ -14,7 +14,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from audit.models import AuditEvent
-from leads.models import PartnerPayment, PayoutBatch
+from leads.models import PartnerPayment, PartnerPlatform, PayoutBatch
 from tests.leads.factories import make_payment, make_platform, payout_emails, run
 
 pytestmark = pytest.mark.django_db
@@ -276,3 +276,19 @@ def test_export_csv_streams_the_batch_payments_formula_safe_and_is_audited(staff
     assert untouched.lead.public_id not in str(rows)
     event = AuditEvent.objects.get(action="leads.payout_export")
     assert event.metadata == {"batches": [batch.public_id]} and event.actor_id == str(staff.user.pk)
+
+
+def test_export_csv_names_the_stripe_payee_and_keeps_a_hostile_name_inert(staff):
+    platform = make_platform("stripeco", name="=HYPERLINK(1)", minimum_payout=Decimal("1.00")).platform
+    make_payment(platform, amount="12.00")
+    run()
+    batch = PayoutBatch.objects.get()
+    # As a Stripe batch would be once paid (no Stripe server here).
+    PartnerPlatform.objects.filter(pk=platform.pk).update(stripe_account_id="acct_123abc")
+    PayoutBatch.objects.filter(pk=batch.pk).update(backend="stripe", provider_reference="tr_42")
+
+    response = act(staff, BATCHES, "export_csv", [batch])
+
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[1][1:3] == ["stripeco", "'=HYPERLINK(1) (acct_123abc)"]
+    assert rows[1][8] == "tr_42"
