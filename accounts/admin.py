@@ -2,9 +2,11 @@
 access-control change, so each goes through accounts.services with the staff user as actor and is audited
 in the same transaction:
 
-- users: created (user_create), edited (user_update: names, active/staff/superuser flags, groups,
-  permissions), password set or disabled (user_password_set); login dates are read-only. Never deleted
-  here (their client record, memberships and the audit trail would go with them): deactivate instead.
+- users: created (user_create), edited (user_update: names, staff/superuser flags, groups, permissions),
+  password set or disabled (user_password_set); login dates are read-only. Deactivated and reactivated by
+  the actions (or the button on the user's page), a deactivation only after a confirmation page naming the
+  organizations it loses; never deleted here (their client record, memberships and the audit trail would
+  go with them): deactivate instead.
 - memberships (inline on the user): set or changed (membership_set), removed (membership_remove);
 - organizations: created (organization_create), edited (organization_update: name, Clerk id); suspended
   and reactivated by the actions (or the buttons on its page), a suspension only after a confirmation page
@@ -108,9 +110,115 @@ class PlatformUserAdmin(UserAdmin):
     inlines = [MembershipInline]
     change_password_form = AuditedPasswordChangeForm
     readonly_fields = ("last_login", "date_joined")
+    actions = ["deactivate_users", "reactivate_users"]
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def get_readonly_fields(self, request, obj=None):
+        # Deactivating cuts the user (often a clinic's API user) off: only through its confirmation page.
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return (*fields, "is_active", "access") if obj is not None else fields
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        return tuple(
+            (name, {**options, "fields": tuple(
+                field for item in options["fields"] for field in ((item, "access") if item == "is_active" else (item,))
+            )})
+            for name, options in fieldsets
+        )  # fmt: skip
+
+    @admin.display(description="Deactivate or reactivate")
+    def access(self, obj: User) -> str:
+        if obj is None or obj.pk is None:
+            return "-"
+        verb = "deactivate" if obj.is_active else "reactivate"
+        url = reverse(f"admin:accounts_user_{verb}", args=[obj.pk])
+        return format_html('<a class="button" href="{}">{}</a>', url, verb.capitalize())
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/deactivate/", self.admin_site.admin_view(self.deactivate_view),
+                 name="accounts_user_deactivate"),
+            path("<path:object_id>/reactivate/", self.admin_site.admin_view(self.reactivate_view),
+                 name="accounts_user_reactivate"),
+            *super().get_urls(),
+        ]  # fmt: skip
+
+    def _one_user(self, request, object_id) -> User:
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(User, pk=object_id)
+
+    def deactivate_view(self, request, object_id):
+        user = self._one_user(request, object_id)
+        back = reverse("admin:accounts_user_change", args=[user.pk])
+        return self._confirm_active(request, [user], active=False, form_action=request.path, done_url=back)
+
+    def reactivate_view(self, request, object_id):
+        user = self._one_user(request, object_id)
+        back = reverse("admin:accounts_user_change", args=[user.pk])
+        return self._confirm_active(request, [user], active=True, form_action=request.path, done_url=back)
+
+    def _confirm_active(self, request, users, *, active: bool, form_action: str = "", done_url: str = ""):
+        done = HttpResponseRedirect(done_url) if done_url else None
+        if not active and any(user.pk == request.user.pk for user in users):
+            self.message_user(request, "You cannot deactivate your own account.", messages.ERROR)
+            return done
+        users = [user for user in users if user.is_active != active]
+        if not users:
+            self.message_user(request, f"Those users are already {'active' if active else 'inactive'}.")
+            return done
+        memberships = {user.pk: [] for user in users}
+        for membership in Membership.objects.filter(user__in=users).select_related("organization"):
+            memberships[membership.user_id].append(f"{membership.organization.name} ({membership.role})")
+        items = []
+        for user in users:
+            where = ", ".join(sorted(memberships[user.pk])) or "no organization"
+            if active:
+                consequences = (f"{user.username} can sign in again, with its roles in: {where}.",)
+            else:
+                consequences = (
+                    f"{user.username} can no longer sign in (admin, token endpoints) nor get new tokens.",
+                    f"Its access through these organizations stops: {where}. A clinic system signing in as this "
+                    "user stops working.",
+                    "Nothing is deleted: reactivating restores the same access.",
+                )
+            items.append(ConfirmItem(user.username, consequences))
+
+        def perform():
+            actor = admin_actor(request)
+            for user in users:
+                services.user_update(user=user, is_active=active, actor=actor)
+            state = "reactivated" if active else "deactivated"
+            names = ", ".join(user.username for user in users)
+            self.message_user(request, f"{len(users)} user(s) {state}: {names}.", messages.SUCCESS)
+            return done
+
+        verb = "reactivate" if active else "deactivate"
+        return confirm_action(
+            self,
+            request,
+            users,
+            title=f"{verb.capitalize()} users",
+            question=f"{verb.capitalize()} these users?",
+            items=items,
+            confirm_label=f"Yes, {verb}",
+            perform=perform,
+            form_action=form_action,
+            action="" if form_action else None,
+        )
+
+    @admin.action(description="Deactivate the selected users (they lose all access)", permissions=["change"])
+    def deactivate_users(self, request, queryset):
+        return self._confirm_active(request, list(queryset), active=False)
+
+    @admin.action(description="Reactivate the selected users", permissions=["change"])
+    def reactivate_users(self, request, queryset):
+        return self._confirm_active(request, list(queryset), active=True)
 
     def user_change_password(self, request, id, form_url=""):
         token = _password_actor.set(admin_actor(request))

@@ -135,9 +135,43 @@ def test_deactivating_a_user_rolls_back_when_the_audit_write_fails(staff, monkey
     user = User.objects.create_user("clerk", password=PASSWORD)
     monkeypatch.setattr(services, "audit_event_record", audit_down)
     with pytest.raises(RuntimeError, match="audit unavailable"):
-        staff.post(reverse("admin:accounts_user_change", args=[user.pk]), user_form(user, is_active=None))
+        staff.post(reverse("admin:accounts_user_deactivate", args=[user.pk]), {"post": "yes"})
     user.refresh_from_db()
     assert user.is_active
+
+
+def test_deactivating_users_asks_first_and_names_the_organizations_they_lose(staff, admin_user, clinic):
+    user = User.objects.create_user("mark-api", password=PASSWORD)
+    services.membership_set(user=user, organization=clinic, role="staff", actor=SEED)
+    changelist = reverse("admin:accounts_user_changelist")
+    ask = {"action": "deactivate_users", "_selected_action": [str(user.pk)]}
+    page = staff.post(changelist, ask).content.decode()
+    assert "Deactivate these users?" in page and f"{clinic.name} (staff)" in page
+    user.refresh_from_db()
+    assert user.is_active
+
+    assert staff.post(changelist, {**ask, "post": "yes"}).status_code == 302
+    user.refresh_from_db()
+    assert not user.is_active
+    [event] = events("accounts.user_updated")
+    assert by_staff(event, admin_user) and event.metadata["is_active"] is False
+
+    # The form's checkbox is gone (a stale post changes nothing); the page's button reactivates.
+    change = reverse("admin:accounts_user_change", args=[user.pk])
+    staff.post(change, user_form(user, is_active="on"))
+    user.refresh_from_db()
+    assert not user.is_active
+    reactivate = reverse("admin:accounts_user_reactivate", args=[user.pk])
+    assert reactivate in staff.get(change).content.decode()
+    assert staff.post(reactivate, {"post": "yes"})["Location"] == change
+    user.refresh_from_db()
+    assert user.is_active
+
+
+def test_staff_cannot_deactivate_themselves(staff, admin_user):
+    staff.post(reverse("admin:accounts_user_deactivate", args=[admin_user.pk]), {"post": "yes"})
+    admin_user.refresh_from_db()
+    assert admin_user.is_active
 
 
 def test_setting_a_password_goes_through_the_service(staff, admin_user):

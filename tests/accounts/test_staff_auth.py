@@ -278,7 +278,7 @@ def test_the_device_admin_never_shows_the_key_and_removal_is_audited(client, sta
     assert page.status_code == 200 and device.key not in page.content.decode()
     response = client.post(
         reverse("admin:otp_totp_totpdevice_changelist"),
-        {"action": "remove_devices", "_selected_action": [str(device.pk)]},
+        {"action": "remove_devices", "_selected_action": [str(device.pk)], "post": "yes"},  # its confirmation
     )
     assert response.status_code == 302 and not TOTPDevice.objects.exists()
     [event] = events("accounts.totp_device_removed")
