@@ -46,7 +46,7 @@ SEGMENTS = (
     "leads.services.ingest:lead_ingest",
     "leads.selectors:ingest_prelude",
     "leads.crypto:private_keys_from_stored",
-    "leads.crypto:decrypt_phone",
+    "leads.crypto:decrypt_phone_and_key",
     "leads.services.ingest:verified_phone",
     "leads.services.ingest:_lead_create",
     "leads.services.ingest:_user_insert_or_lock",
