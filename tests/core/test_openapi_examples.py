@@ -221,3 +221,19 @@ def test_tag_limits_and_error_bodies_come_from_the_api_declarations(schema):
     assert '"code": "AUTH_FAILED"' in tags["LoveRescue"]
     assert '"detail":' in tags["Routiq"] and '"timestamp":' in tags["Routiq"]
     assert "(ISO 8601 time)" in tags["LoveRescue"] and "(epoch seconds)" in tags["Routiq"]
+
+
+# --- The docs pages themselves ---------------------------------------------------------------------------------
+
+
+def test_swagger_ui_shows_no_online_validator_badge():
+    """Swagger UI's default validator badge is an image from validator.swagger.io on any host but localhost (so the
+    browser test on 127.0.0.1 cannot see it): it is switched off."""
+    html = Client().get("/docs").content.decode()
+    assert '"validatorUrl": null' in html
+
+
+def test_favicon_answers():
+    response = Client().get("/favicon.ico")
+    assert response.status_code == 302
+    assert Client().get(response["Location"]).status_code == 200
