@@ -30,7 +30,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def invalid_api_key() -> ApiError:
-    return ApiError(401, INVALID_API_KEY)
+    return ApiError(401, INVALID_API_KEY, code="INVALID_API_KEY")  # the body stays {"error"}; the access log keeps the code
 
 
 @dataclass(frozen=True)

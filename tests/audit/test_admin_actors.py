@@ -222,9 +222,10 @@ def test_refusals_of_every_layer_carry_their_reason_and_served_requests_none(adm
     platform = make_platform("businessos")
 
     assert _exchange(partner, therapist).status_code == 200
-    assert Client().get("/api/leads/ingest").status_code == 401  # CareOS: no code in its body
+    no_key = Client().get("/api/leads/ingest")  # CareOS: no code in its body, the log still has one
+    assert (no_key.status_code, no_key.json()) == (401, {"error": "Invalid API key"})
     assert Client().get("/api/integration/no-such-path").status_code == 404  # outside DRF
     assert Client().get("/api/leads/ingest", **platform.headers()).status_code == 405
 
     reasons = dict(AccessLog.objects.values_list("status_code", "reason"))
-    assert reasons == {200: "", 401: "AUTHENTICATION_FAILED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+    assert reasons == {200: "", 401: "INVALID_API_KEY", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
