@@ -189,11 +189,7 @@ EXAMPLES = {
             "start_time": "2023-06-21T16:00:00Z",
             "duration": 45,
             "status": "rescheduled",
-            "type": "general",
             "notes": "Rescheduled at patient's request",
-            "location": "Main clinic, Room 2",
-            "zoom_link": "https://zoom.us/j/987654321",
-            "calendly_link": "https://calendly.com/event/987654321",
         },
         responses={
             200: {
