@@ -7,7 +7,9 @@ in the same transaction:
   the actions (or the button on the user's page), a deactivation only after a confirmation page naming the
   organizations it loses; never deleted here (their client record, memberships and the audit trail would
   go with them): deactivate instead.
-- memberships (inline on the user): set or changed (membership_set), removed (membership_remove);
+- memberships (inline on the user): added or their role changed (membership_set); removed
+  (membership_remove) only through the row's "Remove" link and its confirmation page (the user loses that
+  organization); a row's organization cannot be changed (remove it, add another);
 - organizations: created (organization_create), edited (organization_update: name, Clerk id); suspended
   and reactivated by the actions (or the buttons on its page), a suspension only after a confirmation page
   that names the members who lose access; never deleted (memberships and the audit trail refer to them);
@@ -27,6 +29,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 
 from axes.models import AccessAttempt
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm
@@ -73,33 +76,45 @@ class AuditedPasswordChangeForm(AdminPasswordChangeForm):
         return services.user_password_set(user=self.user, password=password, actor=actor)
 
 
+class MembershipForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["organization", "role"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:  # leaving an organization is a removal, with its confirmation
+            self.fields["organization"].disabled = True
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
+    form = MembershipForm
     extra = 0
+    can_delete = False  # removal: the row's "Remove" link, through a confirmation page
     autocomplete_fields = ["organization"]
-    fields = ["organization", "role", "created_at"]
-    readonly_fields = ["created_at"]
+    fields = ["organization", "role", "created_at", "remove_link"]
+    readonly_fields = ["created_at", "remove_link"]
+
+    @admin.display(description="")
+    def remove_link(self, obj: Membership) -> str:
+        if obj is None or obj.pk is None:
+            return ""
+        url = reverse("admin:accounts_user_membership_remove", args=[obj.user_id, obj.pk])
+        return format_html('<a href="{}">Remove</a>', url)
 
 
 def _save_memberships(request, user: User, formset) -> None:
-    """Each added, changed or removed membership through its service (audited); the formset itself writes
-    nothing. Moving a row to another organization is a removal there and a membership here."""
+    """Each added or changed membership through its service (audited); the formset itself writes nothing.
+    (Removals have their own confirmed view; the organization of a stored row is not editable.)"""
     actor = admin_actor(request)
     formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
-    for form in formset.deleted_forms:
-        if form.instance.pk is not None:
-            services.membership_remove(user=user, organization=form.instance.organization, actor=actor)
-            formset.deleted_objects.append(form.instance)
     for form in formset.forms:
-        if form in formset.deleted_forms or not form.has_changed():
+        if not form.has_changed():
             continue
         organization, role = form.cleaned_data["organization"], form.cleaned_data["role"]
-        existing = form.instance.pk is not None
-        if existing and "organization" in form.changed_data:
-            previous = Organization.objects.get(pk=form.initial["organization"])
-            services.membership_remove(user=user, organization=previous, actor=actor)
         membership = services.membership_set(user=user, organization=organization, role=role, actor=actor)
-        if existing:
+        if form.instance.pk is not None:
             formset.changed_objects.append((membership, form.changed_data))
         else:
             formset.new_objects.append(membership)
@@ -145,6 +160,8 @@ class PlatformUserAdmin(UserAdmin):
                  name="accounts_user_deactivate"),
             path("<path:object_id>/reactivate/", self.admin_site.admin_view(self.reactivate_view),
                  name="accounts_user_reactivate"),
+            path("<path:object_id>/memberships/<int:membership_id>/remove/",
+                 self.admin_site.admin_view(self.membership_remove_view), name="accounts_user_membership_remove"),
             *super().get_urls(),
         ]  # fmt: skip
 
@@ -152,6 +169,37 @@ class PlatformUserAdmin(UserAdmin):
         if not self.has_change_permission(request):
             raise PermissionDenied
         return get_object_or_404(User, pk=object_id)
+
+    def membership_remove_view(self, request, object_id, membership_id):
+        user = self._one_user(request, object_id)
+        membership = get_object_or_404(Membership.objects.select_related("organization"), pk=membership_id, user=user)
+        back = reverse("admin:accounts_user_change", args=[user.pk])
+        organization = membership.organization
+
+        def perform():
+            services.membership_remove(user=user, organization=organization, actor=admin_actor(request))
+            self.message_user(request, f"{user.username} removed from {organization.name}.", messages.SUCCESS)
+            return HttpResponseRedirect(back)
+
+        item = ConfirmItem(
+            f"{user.username} in {organization.name} ({membership.role})",
+            (
+                f"{user.username} loses its {membership.role} role in {organization.name}: its data is no longer "
+                "reachable with this user's tokens, and a clinic system signing in as this user stops working.",
+            ),
+        )
+        return confirm_action(
+            self,
+            request,
+            [user],
+            title="Remove from organization",
+            question=f"Remove {user.username} from {organization.name}?",
+            items=[item],
+            confirm_label="Yes, remove",
+            perform=perform,
+            form_action=request.path,
+            action="",
+        )
 
     def deactivate_view(self, request, object_id):
         user = self._one_user(request, object_id)

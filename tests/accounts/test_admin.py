@@ -213,7 +213,7 @@ def test_a_password_is_not_changed_without_its_audit_event(staff, monkeypatch):
 # --- Memberships (inline on the user) ---------------------------------------------------------------------
 
 
-def test_memberships_added_changed_moved_and_removed_are_audited(staff, admin_user, clinic):
+def test_memberships_added_changed_and_removed_are_audited(staff, admin_user, clinic):
     other = services.organization_create(name="Other clinic", actor=SEED)
     user = User.objects.create_user("clerk", password=PASSWORD)
     url = reverse("admin:accounts_user_change", args=[user.pk])
@@ -230,19 +230,26 @@ def test_memberships_added_changed_moved_and_removed_are_audited(staff, admin_us
     assert Membership.objects.get(user=user).role == "admin"
     assert events("accounts.membership_set")[-1].metadata == {"role": "admin"}
 
+    # A stored row's organization cannot be changed (that would be a removal without its confirmation).
     row = {**row, "organization": str(other.pk)}
     response = staff.post(url, user_form(user, **memberships(row, initial=1)))
     assert response.status_code == 302, response.content.decode()[:3000]
-    assert list(Membership.objects.filter(user=user).values_list("organization", "role")) == [(other.pk, "admin")]
-    [moved_out] = events("accounts.membership_removed")
-    assert moved_out.organization_id == clinic.public_id and by_staff(moved_out, admin_user)
-
-    moved = Membership.objects.get(user=user)
-    row = {"id": str(moved.pk), "user": str(user.pk), "organization": str(other.pk), "role": "admin", "DELETE": "on"}
+    assert list(Membership.objects.filter(user=user).values_list("organization", "role")) == [(clinic.pk, "admin")]
+    # Nor is a row removed by the form ("DELETE" is ignored): only through the "Remove" link.
+    row = {**row, "organization": str(clinic.pk), "DELETE": "on"}
     staff.post(url, user_form(user, **memberships(row, initial=1)))
+    assert Membership.objects.filter(user=user).exists() and not events("accounts.membership_removed")
+
+    remove = reverse("admin:accounts_user_membership_remove", args=[user.pk, membership.pk])
+    assert remove in staff.get(url).content.decode()
+    page = staff.get(remove).content.decode()
+    assert f"Remove clerk from {clinic.name}?" in page and "loses its admin role" in page
+    assert Membership.objects.filter(user=user).exists()
+    assert staff.post(remove, {"post": "yes"})["Location"] == url
     assert not Membership.objects.filter(user=user).exists()
-    removed = events("accounts.membership_removed")[-1]
-    assert removed.organization_id == other.public_id and removed.metadata == {"role": "admin"}
+    [removed] = events("accounts.membership_removed")
+    assert removed.organization_id == clinic.public_id and removed.metadata == {"role": "admin"}
+    assert by_staff(removed, admin_user)
 
 
 def test_a_membership_is_not_set_without_its_audit_event(staff, clinic, monkeypatch):
