@@ -195,15 +195,10 @@ class SkillAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(SessionComparison)
 class SessionComparisonAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    # The organization and the previous session are on the comparison's page: the list fits 1,400 px.
-    list_display = (
-        "public_id",
-        "therapist_username",
-        "current_session_link",
-        "improvement_score",
-        "trend",
-        "analyzed_at",
-    )
+    # The comparison id, organization and previous session are on its page (the id is searchable): the list
+    # fits 1,400 px beside the filters.
+    list_display = ("analyzed_at", "therapist_username", "current_session_link", "score", "trend")
+    list_display_links = ("analyzed_at",)
     list_select_related = ("therapist", "organization", "current_session", "previous_session")
     list_filter = (
         ("therapist", admin.RelatedOnlyFieldListFilter),
@@ -236,6 +231,10 @@ class SessionComparisonAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="current session", ordering="current_session__public_id")
     def current_session_link(self, obj: SessionComparison) -> str:
         return admin_link(obj.current_session, obj.current_session.public_id)
+
+    @admin.display(description="score", ordering="improvement_score")
+    def score(self, obj: SessionComparison):
+        return obj.improvement_score
 
     @admin.display(description="trend")
     def trend(self, obj: SessionComparison) -> str:
