@@ -45,10 +45,11 @@ run: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" WEB_PORT=$(PORT) DEMO_CREDENTIALS_FILE=.local/demo-credentials.json \
 		$(PY) bin/honcho-start -f Procfile.dev
 
-# No pytest-xdist here: tests that start a real Celery worker share one broker (the filesystem queue,
-# or Redis in CI) between xdist workers, so a task could run against another worker's test database.
+# Two xdist workers (TEST_WORKERS=0 for one process). Tests that start Celery workers or brokers are one
+# xdist group (tests/conftest.py), run one at a time on one xdist worker, so two never share a queue.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

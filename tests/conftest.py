@@ -108,6 +108,15 @@ def frozen_ratelimit_clock(monkeypatch):
     return clock
 
 
+def pytest_collection_modifyitems(config, items):
+    # `make test` runs on two xdist workers (--dist loadgroup). Tests that start Celery worker processes
+    # or private brokers share one group, so they run one at a time on one xdist worker: two of them never
+    # consume the same broker queue at once, and the machine is not oversubscribed by their processes.
+    for item in items:
+        if item.get_closest_marker("worker"):
+            item.add_marker(pytest.mark.xdist_group("processes"))
+
+
 # --- Gate time budgets ---------------------------------------------------------------------------------
 # The CI gates (docs/security.md, "Gates in CI") each have a budget so the whole run stays well under
 # 20 minutes on a 2-core machine. Seconds of setup + call + teardown, summed per gate; over budget under
