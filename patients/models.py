@@ -361,7 +361,7 @@ class ClinicSettings(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"settings of {self.organization_id}"
+        return f"settings of {self.organization.name}"  # staff read names, not row ids
 
     @property
     def zoom_connected(self) -> bool:

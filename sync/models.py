@@ -37,7 +37,7 @@ class ClinikoConnection(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
-        return f"Cliniko connection of {self.organization_id}"
+        return f"Cliniko connection of {self.organization.name}"  # staff read names, not row ids
 
 
 class SyncRun(models.Model):

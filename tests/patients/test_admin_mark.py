@@ -322,3 +322,9 @@ def test_api_users_only_for_an_active_organization_and_a_mark_role(clinic):
         mark_api_user_create(organization=clinic, username="x-user", role="staff", actor=ACTOR)
     assert caught.value.details == {"field": "organization"}
     assert not User.objects.filter(username="x-user").exists()
+
+
+def test_a_settings_page_is_titled_with_the_clinic_name(staff, clinic):
+    clinic_settings_update(organization=clinic, actor=ACTOR, time_zone="Europe/Madrid")
+    page = staff.get(reverse("admin:patients_clinicsettings_change", args=[clinic.pk])).content.decode()
+    assert f"settings of {clinic.name}" in page

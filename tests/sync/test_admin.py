@@ -185,3 +185,9 @@ def test_sync_runs_are_read_only_with_progress_and_error_codes(staff, clinic):
     assert SyncRun.objects.filter(pk=run.pk).exists()
     assert AuditEvent.objects.filter(action="admin.record_viewed", subject_type="sync.syncrun").exists()
     assert AuditEvent.objects.filter(action="admin.records_listed", subject_type="sync.syncrun").exists()
+
+
+def test_a_connection_page_is_titled_with_the_clinic_name(staff, clinic):
+    services.cliniko_connect(organization=clinic, api_key=KEY, actor=ACTOR)
+    page = staff.get(reverse("admin:sync_clinikoconnection_change", args=[clinic.pk])).content.decode()
+    assert f"Cliniko connection of {clinic.name}" in page
