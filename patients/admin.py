@@ -443,7 +443,7 @@ class ClinicSettingsAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     form = ClinicSettingsForm
     # Country and time zone are on the page: the list fits 1,400 px.
     list_display = (
-        "organization_link",
+        "clinic_name",
         "whatsapp_number",
         "responder",
         "zoom_is_connected",
@@ -486,8 +486,8 @@ class ClinicSettingsAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
         return False  # settings are changed (or emptied), never deleted: the audit trail names them
 
     @admin.display(description="clinic", ordering="organization__name")
-    def organization_link(self, obj: ClinicSettings) -> str:
-        return admin_link(obj.organization)
+    def clinic_name(self, obj: ClinicSettings) -> str:
+        return obj.organization.name  # the row's own link (the page links to the organization)
 
     @admin.display(description="Zoom", boolean=True)
     def zoom_is_connected(self, obj: ClinicSettings) -> bool:
