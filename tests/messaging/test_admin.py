@@ -38,6 +38,15 @@ def test_list_shows_masked_recipient_and_no_body(staff):
     assert PHONE[1:] not in html and "Quillfeather" not in html
 
 
+def test_list_shows_channel_and_status_in_one_column(staff):
+    _, client = staff
+    queue(channel="sms", recipient=PHONE, body=BODY)
+    response = client.get(reverse("admin:messaging_outboundmessage_changelist"))
+    assert "SMS: Queued" in response.content.decode()
+    # Four columns (issue 14: the list fits a 1,400 px window beside the filters; the rest is on the page).
+    assert response.context["cl"].list_display[1:] == ["public_id", "channel_status", "masked_recipient", "created_at"]
+
+
 def test_change_page_is_read_only_and_masked(staff):
     _, client = staff
     message = queue(channel="email", recipient=EMAIL, subject="Confidential results", body=BODY)
