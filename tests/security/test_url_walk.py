@@ -14,6 +14,7 @@ pytestmark = pytest.mark.django_db
 # to the admin login.
 PUBLIC_NAMES = {
     "admin:login", "admin:logout", "admin:jsi18n", "admin:password_reset", "admin:view_on_site",
+    "favicon",  # a redirect to the static icon: browsers ask for /favicon.ico on every page
 }
 REFUSALS = {401, 403}
 
