@@ -20,8 +20,7 @@ in the same transaction:
   audited, after a confirmation page) for a lost phone. Staff enrol their own on the admin's "Two-factor" page.
 - admin sign-in lockouts (django-axes failure counts): read-only; "Unlock" forgets a count (audited).
 
-`admin_link` (here, used by every app's admin) names a related row and links to its page: staff see
-"Demo Clinic", never an id or a UUID.
+Related rows are named and linked with `core.admin.admin_link`: staff see "Demo Clinic", never an id or a UUID.
 """
 
 from __future__ import annotations
@@ -37,29 +36,24 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.urls import NoReverseMatch, path, reverse
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import services, staff_auth, two_factor
 from accounts.models import ExternalIdentity, Membership, Organization, User
 from core.actors import Actor
-from core.admin import ConfirmItem, ReadOnlyAdminMixin, admin_actor, admin_datetime, adopt_saved, confirm_action
+from core.admin import (
+    ConfirmItem,
+    ReadOnlyAdminMixin,
+    admin_actor,
+    admin_datetime,
+    admin_link,
+    adopt_saved,
+    confirm_action,
+)
 
 MEMBERS_NAMED = 10  # a suspension's confirmation page names this many members of each organization
-
-
-def admin_link(obj, text: str | None = None) -> str:
-    """`obj` named (its `name`, a user's username, else str()) and linked to its admin page; "-" for none."""
-    if obj is None:
-        return "-"
-    text = text or getattr(obj, "name", None) or getattr(obj, "username", None) or str(obj)
-    opts = obj._meta
-    try:
-        url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
-    except NoReverseMatch:  # a model without an admin page
-        return text
-    return format_html('<a href="{}">{}</a>', url, text)
 
 
 # The staff user changing a password: UserAdmin builds the password form itself (no request in reach),

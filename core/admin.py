@@ -8,8 +8,9 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.template import engines
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from core.actors import Actor
 from core.auditing import audit_event
@@ -36,6 +37,19 @@ def admin_datetime(value) -> str:
     if value is None:
         return "-"
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def admin_link(obj, text: str | None = None) -> str:
+    """`obj` named (its `name`, a user's username, else str()) and linked to its admin page; "-" for none."""
+    if obj is None:
+        return "-"
+    text = text or getattr(obj, "name", None) or getattr(obj, "username", None) or str(obj)
+    opts = obj._meta
+    try:
+        url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    except NoReverseMatch:  # a model without an admin page
+        return text
+    return format_html('<a href="{}">{}</a>', url, text)
 
 
 def admin_actor(request) -> Actor:

@@ -34,7 +34,6 @@ from django.template import engines
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from accounts.admin import admin_link
 from accounts.models import Membership, Organization
 from core.admin import (
     AuditedViewAdminMixin,
@@ -42,6 +41,7 @@ from core.admin import (
     ReadOnlyAdminMixin,
     admin_actor,
     admin_datetime,
+    admin_link,
     adopt_saved,
     confirm_action,
     shown_once_response,

@@ -15,8 +15,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.forms.models import BaseInlineFormSet
 
-from accounts.admin import admin_link
-from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin
+from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin, admin_link
 from sessions_analytics.analytics import comparison_trend
 from sessions_analytics.models import (
     Evaluation,

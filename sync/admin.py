@@ -27,13 +27,13 @@ from django.template import engines
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from accounts.admin import admin_link
 from core.admin import (
     AuditedViewAdminMixin,
     ConfirmItem,
     ReadOnlyAdminMixin,
     admin_actor,
     admin_datetime,
+    admin_link,
     adopt_saved,
     audit_admin_view,
     confirm_action,
