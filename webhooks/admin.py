@@ -105,6 +105,10 @@ class DeliveryOwnerFilter(OwnerFilter):
     field_path = "endpoint__owner_id"
 
 
+# Endpoint ids (`wh_` and a ULID) are cut to this in the list; the full id is on hover and searchable.
+ENDPOINT_ID_CHARS = 12
+
+
 class OwnerColumnMixin:
     """An "owner" column by name, resolved for the whole page at once, and owner names searchable.
     `owner_path` leads from a row to its endpoint ("" for an endpoint, "endpoint__" for a delivery)."""
@@ -147,8 +151,9 @@ class RecoverForm(forms.Form):
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(OwnerColumnMixin, AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    # Every column on screen at 1,400 px: the rest is on the endpoint's page.
-    list_display = ("public_id", "owner", "url_host", "scheme_name", "is_active", "failing_since")
+    # Every column on screen at 1,400 px beside the filters (the id cut, in full on hover): the rest is on
+    # the endpoint's page.
+    list_display = ("endpoint_short", "owner", "url_host", "scheme_name", "active", "failing_since")
     list_filter = (
         "scheme",
         "is_active",
@@ -178,6 +183,14 @@ class WebhookEndpointAdmin(OwnerColumnMixin, AuditedViewAdminMixin, ReadOnlyAdmi
     )
     readonly_fields = fields
     actions = ("disable_endpoints", "enable_endpoints", "rotate_secret", "recover_failed_deliveries")
+
+    @admin.display(description="endpoint", ordering="public_id")
+    def endpoint_short(self, obj: WebhookEndpoint) -> str:
+        return format_html('<span title="{}">{}…</span>', obj.public_id, obj.public_id[:ENDPOINT_ID_CHARS])
+
+    @admin.display(description="active", boolean=True, ordering="is_active")
+    def active(self, obj: WebhookEndpoint) -> bool:
+        return obj.is_active
 
     @admin.display(description="scheme", ordering="scheme")
     def scheme_name(self, obj: WebhookEndpoint) -> str:

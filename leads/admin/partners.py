@@ -37,6 +37,7 @@ from core.admin import (
 )
 from core.time import utc_now
 from leads import crypto, selectors
+from leads.admin.display import admin_date, short_text
 from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
 from leads.services import platforms
 
@@ -113,7 +114,8 @@ class PlatformApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
 @admin.register(PartnerPlatform)
 class PartnerPlatformAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     form = PartnerPlatformForm
-    list_display = ("slug", "name", "status", "payout_backend", "minimum_payout", "live_keys", "created_at")
+    # Fits 1,400 px beside the filters: the slug cut short (full on hover), the day only.
+    list_display = ("slug_short", "name", "status", "payout", "minimum", "live_keys", "created_day")
     list_filter = ("status", "payout_backend")
     search_fields = ("slug", "name")
     ordering = ("slug",)
@@ -146,6 +148,22 @@ class PartnerPlatformAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
     @admin.display(description="live keys", ordering="live_keys_count")
     def live_keys(self, obj: PartnerPlatform) -> int:
         return obj.live_keys_count
+
+    @admin.display(description="slug", ordering="slug")
+    def slug_short(self, obj: PartnerPlatform) -> str:
+        return short_text(obj.slug)
+
+    @admin.display(description="payout", ordering="payout_backend")
+    def payout(self, obj: PartnerPlatform) -> str:
+        return obj.get_payout_backend_display()
+
+    @admin.display(description="minimum", ordering="minimum_payout")
+    def minimum(self, obj: PartnerPlatform):
+        return obj.minimum_payout
+
+    @admin.display(description="created", ordering="created_at")
+    def created_day(self, obj: PartnerPlatform) -> str:
+        return admin_date(obj.created_at)
 
     @admin.display(description="phone hash salt (PHONE_HASH_SALT, shared with the partner)")
     def phone_hash_salt_shown(self, obj: PartnerPlatform) -> str:
@@ -314,16 +332,8 @@ class PartnerPlatformAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
 
 @admin.register(PlatformApiKey)
 class PlatformApiKeyAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "key_hint",
-        "platform",
-        "environment",
-        "state",
-        "created_at",
-        "expires_at",
-        "revoked_at",
-        "last_used_at",
-    )
+    # Fits 1,400 px beside the filters: days only; "revoked" shows in the state (when: the key's page).
+    list_display = ("key_hint", "platform_short", "env", "state", "created_day", "expires_day", "used_day")
     list_filter = ("platform", "environment", ("revoked_at", admin.EmptyFieldListFilter), "expires_at")
     search_fields = ("=key_id", "platform__slug")
     list_select_related = ("platform",)
@@ -331,6 +341,26 @@ class PlatformApiKeyAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.Model
     fields = ("key_hint", "key_id", "platform", "environment", "created_at", "expires_at", "revoked_at", "last_used_at")
     readonly_fields = fields
     actions = ("revoke",)
+
+    @admin.display(description="platform", ordering="platform__slug")
+    def platform_short(self, obj: PlatformApiKey) -> str:
+        return short_text(obj.platform.slug)
+
+    @admin.display(description="env", ordering="environment")
+    def env(self, obj: PlatformApiKey) -> str:
+        return obj.get_environment_display()
+
+    @admin.display(description="created", ordering="created_at")
+    def created_day(self, obj: PlatformApiKey) -> str:
+        return admin_date(obj.created_at)
+
+    @admin.display(description="expires", ordering="expires_at")
+    def expires_day(self, obj: PlatformApiKey) -> str:
+        return admin_date(obj.expires_at)
+
+    @admin.display(description="last used", ordering="last_used_at")
+    def used_day(self, obj: PlatformApiKey) -> str:
+        return admin_date(obj.last_used_at)
 
     @admin.display(description="state")
     def state(self, obj: PlatformApiKey) -> str:
@@ -436,7 +466,8 @@ def _revoke_item(key: PlatformApiKey, remaining: dict, now) -> ConfirmItem:
 
 @admin.register(CareosKeyPair)
 class CareosKeyPairAdmin(ActionsWithoutSelectionMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("short_fingerprint", "key_size", "created_at", "retired_at", "handed_out")
+    # Short headers and days so the list fits 1,400 px beside the filters; full values on the pair's page.
+    list_display = ("short_fingerprint", "bits", "created_day", "retired_day", "handed_out_cell")
     list_filter = (("retired_at", admin.EmptyFieldListFilter),)
     search_fields = ("fingerprint",)
     ordering = ("-created_at",)
@@ -455,9 +486,25 @@ class CareosKeyPairAdmin(ActionsWithoutSelectionMixin, ReadOnlyAdminMixin, admin
     actions = ("rotate", "retire")
     actions_without_selection = ("rotate",)
 
-    @admin.display(description="fingerprint (SHA-256 of the public key)", ordering="fingerprint")
+    @admin.display(description="fingerprint", ordering="fingerprint")
     def short_fingerprint(self, obj: CareosKeyPair) -> str:
-        return f"{obj.fingerprint[:16]}…"
+        return format_html('<span title="{}">{}…</span>', obj.fingerprint, obj.fingerprint[:16])
+
+    @admin.display(description="bits", ordering="key_size")
+    def bits(self, obj: CareosKeyPair) -> int:
+        return obj.key_size
+
+    @admin.display(description="created", ordering="created_at")
+    def created_day(self, obj: CareosKeyPair) -> str:
+        return admin_date(obj.created_at)
+
+    @admin.display(description="retired", ordering="retired_at")
+    def retired_day(self, obj: CareosKeyPair) -> str:
+        return admin_date(obj.retired_at)
+
+    @admin.display(description="handed out", boolean=True)
+    def handed_out_cell(self, obj: CareosKeyPair) -> bool:
+        return self.handed_out(obj)
 
     @admin.display(description="public key handed to partners", boolean=True)
     def handed_out(self, obj: CareosKeyPair) -> bool:

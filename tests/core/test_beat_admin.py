@@ -282,3 +282,11 @@ def test_managed_tasks_say_so_and_setup_periodic_tasks_still_owns_them(staff):
     assert event.metadata["managed"] is True
     call_command("setup_periodic_tasks", stdout=open("/dev/null", "w"))  # noqa: SIM115
     assert PeriodicTask.objects.get(pk=managed.pk).enabled is True  # the deploy puts it back, as documented
+
+
+def test_task_list_shows_one_schedule_column_and_the_last_run(staff, task):
+    """Fits 1,400 px: one schedule column (not beat's schedule and interval), no start time or one-off column."""
+    listing = staff.get(reverse("admin:django_celery_beat_periodictask_changelist")).content.decode()
+    assert "column-schedule" in listing and str(task.crontab) in listing
+    assert "column-interval" not in listing and "column-start_time" not in listing
+    assert "column-one_off" not in listing and "column-last_run" in listing

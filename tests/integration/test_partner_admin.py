@@ -342,3 +342,31 @@ def test_a_link_is_never_written_without_its_audit_event(therapist, monkeypatch)
             therapist=therapist, client=jane, permission_level="STANDARD", actor=Actor.system("tests")
         )
     assert not TherapistClientLink.objects.exists()
+
+
+def test_client_lists_name_people_and_keep_ids_on_the_record_page(staff, therapist):
+    """Alerts, couples and links fit 1,400 px: clients by name, no id column (the id is on the row's page)."""
+    jane, john = make_client("Jane", "Doe"), make_client("John", "Roe")
+    granted = link(therapist, jane, "FULL")
+    couple = client_data.couple_create(partner1=jane, partner2=john, status="active", actor=Actor.system("t"))
+    alert = Alert.objects.create(
+        client=jane,
+        alert_type="RISK",
+        severity="HIGH",
+        rule="risk_mood",
+        episode_key="2026-01-01",
+        required_level="STANDARD",
+        message="Mood has dropped",
+        created_at=utc_now(),
+    )
+    for name, row, names in (
+        ("alert", alert, ("Jane Doe",)),
+        ("couple", couple, ("Jane Doe", "John Roe")),
+        ("therapistclientlink", granted, ("Jane Doe",)),
+    ):
+        listing = staff.get(reverse(f"admin:integration_{name}_changelist")).content.decode()
+        assert all(person in listing for person in names), name
+        assert str(jane.pk) not in listing and "column-id" not in listing, name
+        assert reverse(f"admin:integration_{name}_change", args=[row.pk]) in listing, name
+        page = staff.get(reverse(f"admin:integration_{name}_change", args=[row.pk])).content.decode()
+        assert str(row.pk) in page, name

@@ -427,3 +427,27 @@ def test_partner_ids_duplicates_and_encrypted_fields_in_the_admin(staff):
     assert [user.pk for user in users.context["cl"].result_list] == [paid.user_id]
     user_page = staff.get(reverse("admin:leads_careuser_change", args=[paid.user_id])).content.decode()
     assert paid.partner_user.public_id in user_page and beta_id in user_page
+
+
+def test_careos_lists_cut_long_ids_with_the_full_text_on_hover(staff):
+    """The user, platform, key and key-pair lists fit 1,400 px: ids cut, in full in a title; short headers."""
+    platform = make_platform().platform
+    user = CareUser.objects.create(
+        phone=PHONE,
+        name="John Doe",
+        phone_index=blind_index(PHONE, purpose="leads.user.phone"),
+        source=platform.user_source,
+        source_platform=platform,
+    )
+    pair = CareosKeyPair.objects.get()
+    users = staff.get(reverse("admin:leads_careuser_changelist")).content.decode()
+    assert f'title="{user.public_id}"' in users and mask_phone(PHONE) in users and PHONE not in users
+    pairs = staff.get(reverse("admin:leads_careoskeypair_changelist")).content.decode()
+    assert f'title="{pair.fingerprint}"' in pairs and f"{pair.fingerprint[:16]}…" in pairs
+    assert "column-bits" in pairs and "column-handed_out_cell" in pairs
+    page = staff.get(reverse("admin:leads_careoskeypair_change", args=[pair.pk])).content.decode()
+    assert pair.fingerprint in page and "Public key handed to partners" in page
+    keys = staff.get(reverse("admin:leads_platformapikey_changelist")).content.decode()
+    assert "column-env" in keys and "column-revoked_at" not in keys and "valid" in keys
+    platforms_page = staff.get(reverse("admin:leads_partnerplatform_changelist")).content.decode()
+    assert "column-slug_short" in platforms_page and platform.name in platforms_page

@@ -83,3 +83,11 @@ def test_disable_enable_recover_and_redeliver(staff, receiver, enqueued):
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.PENDING
     assert AuditEvent.objects.filter(action="webhooks.deliveries_redelivered").exists()
+
+
+def test_endpoint_list_cuts_the_id_with_the_full_id_on_hover(staff, receiver, enqueued):
+    endpoint, _secret = register(receiver.url("/hook"))
+    listing = staff.get(reverse("admin:webhooks_webhookendpoint_changelist")).content.decode()
+    assert f'title="{endpoint.public_id}"' in listing and f">{endpoint.public_id}<" not in listing
+    found = staff.get(reverse("admin:webhooks_webhookendpoint_changelist"), {"q": endpoint.public_id})
+    assert f'title="{endpoint.public_id}"' in found.content.decode()
