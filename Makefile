@@ -45,11 +45,17 @@ run: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" WEB_PORT=$(PORT) DEMO_CREDENTIALS_FILE=.local/demo-credentials.json \
 		$(PY) bin/honcho-start -f Procfile.dev
 
-# Two xdist workers (TEST_WORKERS=0 for one process). Tests that start Celery workers or brokers are one
-# xdist group (tests/conftest.py), run one at a time on one xdist worker, so two never share a queue.
+# The whole suite: two xdist workers (TEST_WORKERS=0 for one process), then the Schemathesis gate in one
+# process of its own (its plugin runs no operation inside an xdist worker). Tests that start Celery workers
+# or brokers are one xdist group (tests/conftest.py), run one at a time, so two never share a queue.
+# With PYTEST_ARGS, just those, in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	@if [ -n "$(strip $(PYTEST_ARGS))" ]; then exec $(VENV)/bin/pytest $(PYTEST_ARGS); fi; \
+	status=0; \
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup --ignore=tests/gates || status=$$?; \
+	$(VENV)/bin/pytest tests/gates || status=$$?; \
+	exit $$status
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -112,13 +112,9 @@ def pytest_collection_modifyitems(config, items):
     # `make test` runs on two xdist workers (--dist loadgroup). Tests that start Celery worker processes
     # or private brokers share one group, so they run one at a time on one xdist worker: two of them never
     # consume the same broker queue at once, and the machine is not oversubscribed by their processes.
-    # The gates' modules add up totals across their own tests (e.g. the Schemathesis operations called):
-    # each such module runs whole on one xdist worker.
     for item in items:
         if item.get_closest_marker("worker"):
             item.add_marker(pytest.mark.xdist_group("processes"))
-        elif item.nodeid.startswith("tests/gates/"):
-            item.add_marker(pytest.mark.xdist_group("gates"))
 
 
 # --- Gate time budgets ---------------------------------------------------------------------------------
