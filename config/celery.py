@@ -13,6 +13,9 @@ import os
 
 from celery import Celery
 
+from core import filesystem_broker
+
+filesystem_broker.install()  # filesystem:// writes each message atomically (core/filesystem_broker.py)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 logger = logging.getLogger("config.celery")

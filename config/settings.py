@@ -424,7 +424,6 @@ if AUDIT_RETENTION_YEARS < 6:
 CELERY_BROKER_DIR = Path(env.str("CELERY_BROKER_DIR", default=str(LOCAL_DIR / "celery-broker"))).resolve()
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    CELERY_BROKER_TRANSPORT = "core.filesystem_broker:Transport"  # kombu's, writing each message atomically
     for _sub in ("queue", "processed", "control"):
         (CELERY_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {

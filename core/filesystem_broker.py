@@ -5,6 +5,10 @@ kombu 5.x opens `<time>_<uuid>.<queue>.msg` and then writes it; a consumer polli
 read it in between (flock does not stop a rename) and die on a half-written body ("Unrecoverable error:
 JSONDecodeError"). Here the body is written to a dot-name no consumer matches and renamed into place;
 a rename within one folder is atomic, so a consumer sees nothing or the whole message.
+
+`install()` (called by config/celery.py) makes this the transport of every `filesystem://` URL in the
+process. An alias, not Celery's `broker_transport` setting: that setting would override the scheme of
+any other broker URL set later (a test's private Redis, an operator's switch).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import os
 import uuid
 
 from kombu.exceptions import ChannelError
-from kombu.transport import filesystem
+from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
@@ -34,3 +38,7 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+
+def install() -> None:
+    TRANSPORT_ALIASES["filesystem"] = f"{__name__}:Transport"

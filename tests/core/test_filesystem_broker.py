@@ -14,11 +14,11 @@ from core import filesystem_broker
 
 
 def _connection(tmp_path) -> Connection:
+    filesystem_broker.install()
     folder = tmp_path / "queue"
     folder.mkdir()
     return Connection(
         "filesystem://",
-        transport="core.filesystem_broker:Transport",
         transport_options={
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
@@ -57,8 +57,11 @@ def test_no_message_file_is_visible_while_its_body_is_written(tmp_path, monkeypa
     assert not [n for n in os.listdir(tmp_path / "queue") if n.startswith(".partial-")]
 
 
-def test_the_embedded_broker_uses_the_atomic_transport():
-    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
-        assert settings.CELERY_BROKER_TRANSPORT == "core.filesystem_broker:Transport"
-    else:  # Redis (CI): no transport override that would replace it
-        assert not hasattr(settings, "CELERY_BROKER_TRANSPORT")
+def test_filesystem_urls_use_the_atomic_transport_and_other_urls_keep_theirs():
+    import config.celery  # noqa: F401  (installs the alias, as every process that has the app does)
+
+    assert Connection("filesystem://").transport_cls == "filesystem"
+    assert Connection("filesystem://").get_transport_cls() is filesystem_broker.Transport
+    # No Celery broker_transport override: a broker URL set later (a private Redis) keeps its own scheme.
+    assert not hasattr(settings, "CELERY_BROKER_TRANSPORT")
+    assert Connection("redis://127.0.0.1:1/0").get_transport_cls().__module__ == "kombu.transport.redis"
