@@ -30,7 +30,8 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def invalid_api_key() -> ApiError:
-    return ApiError(401, INVALID_API_KEY, code="INVALID_API_KEY")  # the body stays {"error"}; the access log keeps the code
+    # The body stays the spec's {"error"}; the code is for the access log's reason column.
+    return ApiError(401, INVALID_API_KEY, code="INVALID_API_KEY")
 
 
 @dataclass(frozen=True)

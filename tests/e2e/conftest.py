@@ -89,6 +89,14 @@ def staff_login(browser, live_server, django_user_model):
     return login
 
 
+def submit_and_wait(driver, element) -> None:
+    """Click a control that loads a new page, and wait until the old page is gone: a wait that follows
+    cannot then find an element of the old page (its message list, say) that goes stale under it."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, WAIT_SECONDS).until(ec.staleness_of(page))
+
+
 def console_errors(driver) -> list[dict]:
     """Browser console entries at SEVERE level (errors, CSP refusals, failed loads) since the last call."""
     return [entry for entry in driver.get_log("browser") if entry.get("level") == "SEVERE"]

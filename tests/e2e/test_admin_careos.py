@@ -17,7 +17,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from leads.models import CareosKeyPair, Lead, PartnerPlatform, PlatformApiKey
-from tests.e2e.conftest import WAIT_SECONDS
+from tests.e2e.conftest import WAIT_SECONDS, submit_and_wait
 from tests.leads.factories import INGEST, PlatformSetup, make_payment, make_platform, rsa_pair, run, store_pair
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -34,7 +34,9 @@ def _wait_for(browser, css: str):
 
 
 def _click_button(browser, value: str) -> None:
-    browser.find_element(By.CSS_SELECTOR, f"#platform-tools input[type=submit][value^='{value}']").click()
+    submit_and_wait(
+        browser, browser.find_element(By.CSS_SELECTOR, f"#platform-tools input[type=submit][value^='{value}']")
+    )
 
 
 def _run_action(browser, action: str, ticked_pks=()) -> None:
@@ -42,7 +44,7 @@ def _run_action(browser, action: str, ticked_pks=()) -> None:
     for pk in ticked_pks:
         browser.find_element(By.CSS_SELECTOR, f"input.action-select[value='{pk}']").click()
     Select(browser.find_element(By.NAME, "action")).select_by_value(action)
-    browser.find_element(By.CSS_SELECTOR, "button[name='index']").click()
+    submit_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "button[name='index']"))
 
 
 def _confirm_page(browser, shot, step: str) -> str:
@@ -52,7 +54,7 @@ def _confirm_page(browser, shot, step: str) -> str:
 
 
 def _yes(browser) -> None:
-    browser.find_element(By.CSS_SELECTOR, "#confirm-action input[type=submit]").click()
+    submit_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "#confirm-action input[type=submit]"))
 
 
 def _messages(browser) -> str:
@@ -72,7 +74,7 @@ def test_platform_keys_retire_guard_and_suspend(browser, live_server, staff_logi
     browser.find_element(By.NAME, "name").send_keys("MyBiz Referrals")
     browser.find_element(By.NAME, "contact_email").send_keys("pay@mybiz.example")
     shot("new-platform-form")
-    browser.find_element(By.NAME, "_continue").click()
+    submit_and_wait(browser, browser.find_element(By.NAME, "_continue"))
     _wait_for(browser, "#platform-tools")
     platform = PartnerPlatform.objects.get(slug="mybiz")
     shot("platform-page-links-and-buttons")

@@ -16,7 +16,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from audit.models import AuditEvent
 from integration.models import IntegrationPartner, PartnerCredential
-from tests.e2e.conftest import WAIT_SECONDS
+from tests.e2e.conftest import WAIT_SECONDS, submit_and_wait
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -43,7 +43,9 @@ def _wait_for(browser, css: str):
 
 
 def _click_button(browser, value: str) -> None:
-    browser.find_element(By.CSS_SELECTOR, f"#partner-tools input[type=submit][value^='{value}']").click()
+    submit_and_wait(
+        browser, browser.find_element(By.CSS_SELECTOR, f"#partner-tools input[type=submit][value^='{value}']")
+    )
 
 
 def _confirm(browser, shot, step: str, label: str) -> str:
@@ -51,7 +53,9 @@ def _confirm(browser, shot, step: str, label: str) -> str:
     page = _wait_for(browser, "#confirm-action")
     text = page.text
     shot(step)
-    browser.find_element(By.CSS_SELECTOR, f"#confirm-action input[type=submit][value='{label}']").click()
+    submit_and_wait(
+        browser, browser.find_element(By.CSS_SELECTOR, f"#confirm-action input[type=submit][value='{label}']")
+    )
     return text
 
 
@@ -70,7 +74,7 @@ def test_partner_baa_allowlist_and_keys(browser, live_server, staff_login, shot,
     allowlist = browser.find_element(By.NAME, "allowed_ips")
     allowlist.send_keys("2001:db8::/32\n10.0.0.1/8\n203.0.113.0/24\n2001:db8::zz")
     shot("new-partner-form")
-    browser.find_element(By.NAME, "_continue").click()
+    submit_and_wait(browser, browser.find_element(By.NAME, "_continue"))
     errors = _wait_for(browser, ".field-allowed_ips .errorlist").text
     shot("allowlist-errors-at-once")
     assert "10.0.0.1/8" in errors and "did you mean 10.0.0.0/8?" in errors
@@ -82,7 +86,7 @@ def test_partner_baa_allowlist_and_keys(browser, live_server, staff_login, shot,
     allowlist.clear()
     allowlist.send_keys("2001:db8::/32\n10.0.0.0/8\n203.0.113.0/24")
     browser.find_element(By.NAME, "baa_document").send_keys(str(document))  # a browser never re-sends a file
-    browser.find_element(By.NAME, "_continue").click()
+    submit_and_wait(browser, browser.find_element(By.NAME, "_continue"))
     link = _wait_for(browser, "a.baa-download")
     shot("partner-saved-with-baa")
     partner = IntegrationPartner.objects.get(name="SuperTool")

@@ -13,7 +13,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from audit.models import AuditEvent
 from integration.models import IntegrationPartner
-from tests.e2e.conftest import WAIT_SECONDS
+from tests.e2e.conftest import WAIT_SECONDS, submit_and_wait
 from tests.servers import LocalServer
 from tests.webhooks.factories import attempt, publish, register
 from webhooks import services
@@ -80,7 +80,7 @@ def test_webhook_delivery_redeliver_and_disable(live_server, browser, staff_logi
     assert secret not in browser.page_source
     shot("delivery-body-as-sent")
 
-    browser.find_element(By.CSS_SELECTOR, "#redeliver-form button").click()
+    submit_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "#redeliver-form button"))
     assert "queued again" in message_text(browser)
     assert delivery.pk in enqueued
     assert WebhookDelivery.objects.get(pk=delivery.pk).status == DeliveryStatus.PENDING
@@ -91,14 +91,14 @@ def test_webhook_delivery_redeliver_and_disable(live_server, browser, staff_logi
     assert_columns_fit(browser)
     shot("endpoints-found-by-partner-name")
     Select(browser.find_element(By.NAME, "action")).select_by_value("disable_endpoints")
-    browser.find_element(By.CSS_SELECTOR, "button[name='index']").click()
+    submit_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "button[name='index']"))
     consequences = wait_for(browser, "#confirm-action").text
     assert "SuperTool (LoveRescue integration partner) stops receiving alert.created" in consequences
     assert "1 pending delivery will be marked failed" in consequences
     assert WebhookEndpoint.objects.get(pk=endpoint.pk).is_active
     shot("disable-confirmation")
 
-    browser.find_element(By.CSS_SELECTOR, "#confirm-action input[type='submit']").click()
+    submit_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "#confirm-action input[type='submit']"))
     assert "Disabled 1 endpoint(s)." in message_text(browser)
     assert not WebhookEndpoint.objects.get(pk=endpoint.pk).is_active
     assert WebhookEndpoint.objects.get(pk=other_endpoint.pk).is_active
@@ -115,7 +115,7 @@ def test_beat_task_disabled_in_the_admin_is_in_the_audit_trail(live_server, brow
     assert enabled.is_selected()
     enabled.click()
     shot("beat-task-unticked")
-    browser.find_element(By.CSS_SELECTOR, "input[name='_save']").click()
+    submit_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "input[name='_save']"))
     assert "e2e purge keys" in message_text(browser)
     assert PeriodicTask.objects.get(pk=task.pk).enabled is False
     shot("beat-task-saved")
