@@ -42,7 +42,10 @@ def test_city_state_and_subcategory_are_stored_encrypted(client):
     lead = Lead.objects.get()
     stored = raw_columns(lead.pk)
     for raw, plain in zip(stored, ("San Francisco", "CA", "caregiver_hiring"), strict=True):
-        assert plain not in raw and decrypt_str(raw) == plain
+        # decrypt_str refuses anything but a token of our keys; a 2-letter state may occur in random base64
+        # by chance (about 3% of tokens contain "CA"), so the substring check is for the longer values.
+        assert raw != plain and decrypt_str(raw) == plain
+        assert len(plain) < 8 or plain not in raw
     assert (lead.location_city, lead.location_state, lead.subcategory) == ("San Francisco", "CA", "caregiver_hiring")
     # An absent optional field is stored as the encryption of "" (its length says nothing either).
     body = setup.lead(phone="+14155550199", source_conversation_id="c-2")
