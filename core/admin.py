@@ -39,6 +39,35 @@ def admin_datetime(value) -> str:
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
+# Narrow list cells, so lists fit a 1,400 px window beside the filters: the full value is on hover or on
+# the row's page (and is what search takes).
+SHORT_ID_CHARS = 12
+SHORT_TEXT_CHARS = 14
+
+
+def admin_date(value) -> str:
+    """The day of a timestamp (staff's zone) for narrow list columns; `admin_datetime` on the row's page."""
+    return admin_datetime(value)[:10] if value is not None else "-"
+
+
+def admin_minute(value) -> str:
+    """A timestamp to the minute, without the zone, for narrow list columns."""
+    return admin_datetime(value)[:16] if value is not None else "-"
+
+
+def short_text(text, length: int = SHORT_TEXT_CHARS) -> str:
+    """`text` cut to `length` characters with the full text on hover (left whole if barely longer)."""
+    text = str(text)
+    if len(text) <= length + 1:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[:length])
+
+
+def short_id(public_id: str) -> str:
+    """`lead_01J9ZK…` with the full id on hover."""
+    return short_text(public_id, SHORT_ID_CHARS)
+
+
 def admin_link(obj, text: str | None = None) -> str:
     """`obj` named (its `name`, a user's username, else str()) and linked to its admin page; "-" for none."""
     if obj is None:

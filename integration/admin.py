@@ -41,7 +41,9 @@ from core.admin import (
     ConfirmItem,
     ReadOnlyAdminMixin,
     admin_actor,
+    admin_date,
     admin_datetime,
+    admin_minute,
     adopt_saved,
     confirm_action,
     shown_once_response,
@@ -76,16 +78,6 @@ def _shown_once(admin_site, request, title: str) -> HttpResponse:
 def _client_name(client: Client) -> str:
     """A client by name in narrow lists (their str() is the long id; the id is on the row's page)."""
     return f"{client.first_name} {client.last_name}"
-
-
-def _admin_day(value) -> str:
-    """The day of a timestamp (staff's zone) for narrow list columns; the full time is on the row's page."""
-    return admin_datetime(value)[:10] if value is not None else "-"
-
-
-def _admin_minute(value) -> str:
-    """A timestamp to the minute, without the zone, for narrow list columns (the row's page has it all)."""
-    return admin_datetime(value)[:16] if value is not None else "-"
 
 
 def _names(values, total: int) -> str:
@@ -767,7 +759,7 @@ class TherapistClientLinkAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="granted", ordering="consent_granted_at")
     def granted_day(self, obj: TherapistClientLink) -> str:
-        return _admin_day(obj.consent_granted_at)
+        return admin_date(obj.consent_granted_at)
 
     @admin.display(description="consent")
     def consent(self, obj: TherapistClientLink) -> str:
@@ -851,7 +843,7 @@ class CoupleAdmin(AuditedViewAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="created", ordering="created_at")
     def created_day(self, obj: Couple) -> str:
-        return _admin_day(obj.created_at)
+        return admin_date(obj.created_at)
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -902,11 +894,11 @@ class AlertAdmin(AuditedViewAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="raised", ordering="created_at")
     def raised(self, obj: Alert) -> str:
-        return _admin_minute(obj.created_at)
+        return admin_minute(obj.created_at)
 
     @admin.display(description="resolved", ordering="resolved_at")
     def resolved(self, obj: Alert) -> str:
-        return _admin_minute(obj.resolved_at)
+        return admin_minute(obj.resolved_at)
 
 
 @admin.register(SessionPrepReport)

@@ -30,6 +30,7 @@ from core.admin import (
     admin_actor,
     admin_datetime,
     confirm_action,
+    short_id,
 )
 from webhooks import owners, selectors, services, signing
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -103,10 +104,6 @@ class DeliveryOwnerTypeFilter(OwnerTypeFilter):
 
 class DeliveryOwnerFilter(OwnerFilter):
     field_path = "endpoint__owner_id"
-
-
-# Endpoint ids (`wh_` and a ULID) are cut to this in the list; the full id is on hover and searchable.
-ENDPOINT_ID_CHARS = 12
 
 
 class OwnerColumnMixin:
@@ -186,7 +183,7 @@ class WebhookEndpointAdmin(OwnerColumnMixin, AuditedViewAdminMixin, ReadOnlyAdmi
 
     @admin.display(description="endpoint", ordering="public_id")
     def endpoint_short(self, obj: WebhookEndpoint) -> str:
-        return format_html('<span title="{}">{}…</span>', obj.public_id, obj.public_id[:ENDPOINT_ID_CHARS])
+        return short_id(obj.public_id)
 
     @admin.display(description="active", boolean=True, ordering="is_active")
     def active(self, obj: WebhookEndpoint) -> bool:

@@ -13,10 +13,9 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin
+from core.admin import AuditedViewAdminMixin, ReadOnlyAdminMixin, admin_date, short_id, short_text
 from core.encryption import blind_index
 from core.phones import e164_or_none, mask
-from leads.admin.display import admin_date, short_id, short_text
 from leads.models import CareUser, Lead, PartnerUser
 from leads.services.ingest import PHONE_INDEX_PURPOSE
 

@@ -30,14 +30,15 @@ from core.admin import (
     ConfirmItem,
     ReadOnlyAdminMixin,
     admin_actor,
+    admin_date,
     admin_datetime,
     adopt_saved,
     confirm_action,
+    short_text,
     shown_once_response,
 )
 from core.time import utc_now
 from leads import crypto, selectors
-from leads.admin.display import admin_date, short_text
 from leads.models import CareosKeyPair, PartnerPlatform, PlatformApiKey
 from leads.services import platforms
 

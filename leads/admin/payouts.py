@@ -31,11 +31,13 @@ from core.admin import (
     ConfirmItem,
     ReadOnlyAdminMixin,
     admin_actor,
+    admin_date,
     confirm_action,
+    short_id,
+    short_text,
 )
 from core.time import utc_now
 from leads import selectors
-from leads.admin.display import admin_date, short_id, short_text
 from leads.models import PartnerPayment, PartnerPlatform, PayoutBatch
 from leads.services import payouts
 
