@@ -1,69 +1,63 @@
-"""Floor process for bench/careos_ingest.py: the least any ingest must do per lead, in a loop, in-process
-on the same database: RSA-OAEP-SHA256 decrypt of the phone (leads.crypto.decrypt_phone, keys parsed
-once) and one transaction inserting one row (a CareUser: phone Fernet-encrypted + its blind index).
-No HTTP, no authentication, no validation, no lead, payment, SMS or audit rows.
+"""WSGI entry point of bench/careos_ingest.py's gunicorn: the project's application, plus the floor at
+FLOOR_PATH served by the same workers.
 
-Protocol like bench/_careos_load.py: parent -> {"file": path, "warmup": W} (JSON lines
-{"ciphertext", "phone"}), child prints {"ready": true}; parent -> {"go": true}, child prints
-{"latencies", "start", "end"}; {"quit": true} or EOF ends it.
+The floor is the least any ingest must do per lead, under the real path's own conditions: the same
+gunicorn workers (count and class), the same httpx load-client processes posting the same lead bodies
+with one request in flight each, the same database with the same durability (a synchronous commit,
+PostgreSQL's default, as the lead's transaction has), the same RSA key ring and key size. Per request:
+
+- read the body and parse its JSON (any HTTP endpoint must);
+- RSA-OAEP-SHA256 decrypt of `user_phone_encrypted` with the active keys (`leads.crypto.decrypt_phone`;
+  the PEMs are parsed once per process, as the real path caches them; every decrypt is a real
+  private-key operation, nothing is cached per ciphertext);
+- one transaction inserting one row: a CareUser with its Fernet-encrypted phone and blind index;
+- a fixed JSON answer.
+
+No Django request/response, middleware, authentication, rate limiting, validation, hash check, replay
+read, lead, payment, SMS, audit or access-log row. Every other path goes to config.wsgi.application.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ["DJANGO_SETTINGS_MODULE"] = "bench._careos_settings"
+FLOOR_PATH = "/bench/careos-floor"
+_ANSWER = b'{"success":true,"is_new_user":true}'
+_state: dict = {}
+_django: list = []
 
 
-def main() -> None:
-    import django
-
-    django.setup()
+def _floor(environ, start_response):
     from django.db import transaction
 
     from core.encryption import blind_index
     from leads import crypto
     from leads.models import CareUser, PartnerPlatform
 
-    platform = PartnerPlatform.objects.get(slug=os.environ["CAREOS_BENCH_PLATFORM"])
-    keys = crypto.active_private_keys()
-
-    def one(item: dict) -> None:
-        phone = crypto.decrypt_phone(item["ciphertext"], keys)
-        assert phone == item["phone"]
-        with transaction.atomic():
-            CareUser.objects.create(
-                phone=phone,
-                phone_index=blind_index(phone, purpose="leads.user.phone"),
-                source=f"{platform.slug}_floor",
-                source_platform=platform,
-            )
-
-    for line in sys.stdin:
-        command = json.loads(line)
-        if command.get("quit"):
-            return
-        items = [json.loads(row) for row in Path(command["file"]).read_text().splitlines()]
-        warmup = command["warmup"]
-        for item in items[:warmup]:
-            one(item)
-        print(json.dumps({"ready": True}), flush=True)
-        if not json.loads(sys.stdin.readline()).get("go"):
-            return
-        latencies = []
-        start = time.time()
-        for item in items[warmup:]:
-            began = time.perf_counter()
-            one(item)
-            latencies.append(time.perf_counter() - began)
-        end = time.time()
-        print(json.dumps({"latencies": latencies, "start": start, "end": end}), flush=True)
+    if not _state:
+        _state["platform"] = PartnerPlatform.objects.get(slug=os.environ["CAREOS_BENCH_PLATFORM"])
+        _state["keys"] = crypto.active_private_keys()
+    platform = _state["platform"]
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = json.loads(environ["wsgi.input"].read(length))
+    phone = crypto.decrypt_phone(body["user_phone_encrypted"], _state["keys"])
+    with transaction.atomic():
+        CareUser.objects.create(
+            phone=phone,
+            phone_index=blind_index(phone, purpose="leads.user.phone"),
+            source=f"{platform.slug}_floor",
+            source_platform=platform,
+        )
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(_ANSWER)))])
+    return [_ANSWER]
 
 
-if __name__ == "__main__":
-    main()
+def application(environ, start_response):
+    if not _django:
+        from config.wsgi import application as django_application  # django.setup(), on the first request
+
+        _django.append(django_application)
+    if environ.get("PATH_INFO") == FLOOR_PATH and environ.get("REQUEST_METHOD") == "POST":
+        return _floor(environ, start_response)
+    return _django[0](environ, start_response)

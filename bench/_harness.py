@@ -49,10 +49,18 @@ class Gunicorn:
     """`gunicorn config.wsgi:application` on 127.0.0.1 (a port the kernel picks), logging to a file.
     Ready once every worker booted and /health answers."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, workers: int, worker_class: str = "sync"):
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        workers: int,
+        worker_class: str = "sync",
+        app: str = "config.wsgi:application",
+    ):
         self.log_path = log_path
         self.workers = workers
-        command = [str(Path(sys.executable).with_name("gunicorn")), "config.wsgi:application",
+        command = [str(Path(sys.executable).with_name("gunicorn")), app,
                    "--bind", "127.0.0.1:0", "--workers", str(workers), "--worker-class", worker_class,
                    "--timeout", "120", "--chdir", str(BASE_DIR), "--log-level", "info"]  # fmt: skip
         if worker_class == "gthread":
