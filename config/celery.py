@@ -29,11 +29,19 @@ def route_urgent_messages(name, args, kwargs, options, task=None, **kw):
     purpose is urgent goes to `critical`; anything else falls through to the static routes (None).
 
     Every publish of the task passes here (the first enqueue after commit, a retry's countdown, the sweeper),
-    so all of them reach the same queue. The purpose is read from the row (one primary-key query): the task
-    takes only the id. If the row cannot be read, the message goes to `critical` rather than waiting
+    so all of them reach the same queue. The publisher usually knows the purpose (it just wrote or read the
+    row) and says whether it is urgent in the publish's own header (messaging.tasks.URGENT_HEADER): routed
+    from it, with no database read (issue 15: the after-commit publish of every welcome SMS read its row
+    back). A publish without the header (the sweeper's batch, a retry) has its purpose read from the row (one
+    primary-key query); if the row cannot be read, the message goes to `critical` rather than waiting
     behind bulk messages: sending it there is only a little less efficient, never wrong."""
     if name != SEND_MESSAGE_TASK:
         return None
+    from messaging.tasks import URGENT_HEADER
+
+    headers = (options or {}).get("headers") or {}
+    if URGENT_HEADER in headers:
+        return {"queue": URGENT_QUEUE} if headers[URGENT_HEADER] else None
     message_id = args[0] if args else (kwargs or {}).get("message_id")
     try:
         from messaging.models import OutboundMessage

@@ -11,9 +11,16 @@ from celery import shared_task
 
 from messaging import services
 
+# Whether the message's purpose is urgent (messaging.outbox.is_urgent), in a header of each publish whose
+# caller knows it: the router (config.celery.route_urgent_messages) picks the queue from it without reading
+# the row. A publish without it (the sweeper, a retry) is routed by the row's purpose, read by the router.
+URGENT_HEADER = "message_urgent"
 
-def enqueue_send(message_id: int, countdown: float | None = None) -> None:
-    send_message.apply_async((message_id,), countdown=countdown)
+
+def enqueue_send(message_id: int, countdown: float | None = None, *, urgent: bool | None = None) -> None:
+    """Prompt a worker for one message. `urgent`: is_urgent(its purpose), when the caller has it at hand."""
+    headers = None if urgent is None else {URGENT_HEADER: bool(urgent)}
+    send_message.apply_async((message_id,), countdown=countdown, headers=headers)
 
 
 @shared_task(name="messaging.tasks.send_message", soft_time_limit=60, time_limit=90)

@@ -19,6 +19,7 @@ from core.phones import WHATSAPP_PREFIX, InvalidPhone, normalize_e164
 from core.time import utc_now
 from messaging.clients import CONTENT_SID_RE, MESSAGING_SERVICE_SID_RE
 from messaging.models import RECIPIENT_INDEX_PURPOSE, OutboundMessage
+from messaging.outbox import is_urgent
 
 logger = logging.getLogger("messaging")
 
@@ -238,9 +239,10 @@ def _enqueue_on_commit(message: OutboundMessage) -> None:
     from messaging.tasks import enqueue_send
 
     message_id = message.pk
+    urgent = is_urgent(message.purpose)  # routes the publish without a read of the row (config.celery)
 
     def enqueue_send_after_commit() -> None:  # a named function: Django logs a robust hook's __qualname__
-        enqueue_send(message_id)
+        enqueue_send(message_id, urgent=urgent)
 
     # robust: a broker outage after commit must not fail the caller's request; the sweeper sends it.
     transaction.on_commit(enqueue_send_after_commit, robust=True)

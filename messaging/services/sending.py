@@ -145,7 +145,7 @@ def _enqueue_watchdog(message_id: int, lease: timedelta) -> None:
     from messaging.tasks import enqueue_send
 
     try:
-        enqueue_send(message_id, countdown=lease.total_seconds() + 1)
+        enqueue_send(message_id, countdown=lease.total_seconds() + 1, urgent=True)
     except Exception:
         logger.exception("message %s: could not enqueue the watchdog; the sweeper covers it", message_id)
 

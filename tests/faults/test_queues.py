@@ -126,6 +126,47 @@ def test_urgent_messages_go_to_critical_the_rest_to_messaging(db):
     assert routed_queue("messaging.tasks.send_message", (welcome.pk + crisis.pk + 1000,)) == "messaging"  # no row
 
 
+def routed_with(options: dict, name: str, args=()) -> str:
+    return app.amqp.router.route(dict(options), name, args, {})["queue"].name
+
+
+def test_a_publish_that_says_its_urgency_is_routed_by_it_without_reading_the_row(db, django_assert_num_queries):
+    """Issue 15: the header the publisher sets (messaging.tasks.URGENT_HEADER) decides, with no query; the row's
+    purpose would say the opposite here, so a router that still read it would fail."""
+    from messaging.tasks import URGENT_HEADER
+
+    actor = Actor.system("test")
+    crisis = message_queue(channel="sms", recipient=PHONE, body="crisis", purpose=URGENT_PURPOSE, actor=actor)
+    welcome = message_queue(channel="sms", recipient=PHONE, body="welcome", purpose="careos.welcome", actor=actor)
+    with django_assert_num_queries(0):
+        assert routed_with({"headers": {URGENT_HEADER: True}}, "messaging.tasks.send_message", (welcome.pk,)) == (
+            "critical"
+        )
+        assert routed_with({"headers": {URGENT_HEADER: False}}, "messaging.tasks.send_message", (crisis.pk,)) == (
+            "messaging"
+        )
+    # Without the header (the sweeper, a retry) the row decides, as before.
+    with django_assert_num_queries(1):
+        assert routed_with({"headers": {"other": 1}}, "messaging.tasks.send_message", (crisis.pk,)) == "critical"
+
+
+@pytest.mark.parametrize(("purpose", "queue"), [(URGENT_PURPOSE, "critical"), ("careos.welcome", "messaging")])
+def test_the_after_commit_publish_says_its_urgency(
+    db, monkeypatch, django_capture_on_commit_callbacks, django_assert_num_queries, purpose, queue
+):
+    """message_queue's after-commit publish carries the header, so routing it reads nothing."""
+    from messaging import tasks
+
+    published = []
+    monkeypatch.setattr(tasks.send_message, "apply_async", lambda args, **options: published.append((args, options)))
+    with django_capture_on_commit_callbacks(execute=True):
+        message = message_queue(channel="sms", recipient=PHONE, body="hi", purpose=purpose, actor=Actor.system("t"))
+    [(args, options)] = published
+    assert args == (message.pk,)
+    with django_assert_num_queries(0):
+        assert routed_with({k: v for k, v in options.items() if v is not None}, tasks.send_message.name, args) == queue
+
+
 def test_a_message_whose_purpose_cannot_be_read_goes_to_critical(db, monkeypatch):
     def unreachable(*args, **kwargs):
         raise ConnectionError("database down")
