@@ -11,11 +11,14 @@ from core.encryption import (
     DecryptionError,
     EncryptedLookupError,
     blind_index,
+    decrypt_many,
     decrypt_str,
     encrypt_str,
     encrypted_fields,
+    is_under_primary_key,
     key_fingerprint,
     primary_key_fingerprint,
+    reencrypt_str,
 )
 from tests.encryption_app.models import SecretNote
 
@@ -57,7 +60,12 @@ def test_setting_change_is_picked_up(settings):
     assert primary_key_fingerprint() == key_fingerprint(key_b)
     assert decrypt_str(token_a) == BODY  # old key still decrypts
     token_b = encrypt_str(BODY)
-    assert Fernet(key_b.encode()).decrypt(token_b.encode()) == BODY.encode()  # new key encrypts
+    assert decrypt_str(token_b) == BODY
+    settings.FIELD_ENCRYPTION_KEYS = [key_b]
+    assert decrypt_str(token_b) == BODY  # new key encrypts
+    settings.FIELD_ENCRYPTION_KEYS = [key_a]
+    with pytest.raises(DecryptionError):
+        decrypt_str(token_b)
 
 
 def test_invalid_key_is_refused_without_echoing_it(settings):
@@ -173,3 +181,124 @@ def test_encrypted_fields_lists_the_test_app_columns():
         ("encryption_app.SecretNote", "extra"),
     } <= found
     assert ("encryption_app.SecretNote", "phone_index") not in found
+
+
+# --- Stored format: AES-256-GCM ("$g1$<key id>$..."), Fernet tokens from before still read ----------------
+
+
+def tampered(token: str, position: int) -> str:
+    replacement = "A" if token[position] != "A" else "B"
+    return token[:position] + replacement + token[position + 1 :]
+
+
+def test_new_values_use_the_gcm_format_with_the_primary_key_id(settings):
+    key_a, key_b = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [key_a, key_b]
+    token = encrypt_str(BODY)
+    prefix, version, key_id, body = token.split("$")
+    assert (prefix, version, len(key_id)) == ("", "g1", 8)
+    assert not token.startswith("gAAAA")
+    assert encrypt_str(BODY).split("$")[2] == key_id  # the primary key's id, every time
+    settings.FIELD_ENCRYPTION_KEYS = [key_b, key_a]
+    assert encrypt_str(BODY).split("$")[2] != key_id  # another primary, another id
+    assert decrypt_str(token) == BODY  # key_a still decrypts as the second key
+    # 12-byte nonce + ciphertext + 16-byte tag, url-safe base64 without padding.
+    assert len(body) == -(-(12 + len(BODY.encode()) + 16) * 4 // 3)
+    assert key_id not in key_a and key_id not in key_b
+
+
+def test_fernet_values_from_before_still_decrypt(settings):
+    key_a, key_b = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [key_b, key_a]
+    for key in (key_a, key_b):
+        old = Fernet(key.encode()).encrypt("héllo ✓".encode()).decode()
+        assert old.startswith("gAAAAA")
+        assert decrypt_str(old) == "héllo ✓"
+        assert decrypt_many([old, None]) == ["héllo ✓", None]
+        assert not is_under_primary_key(old)  # due for rotation into the current format
+        rotated = reencrypt_str(old)
+        assert rotated.startswith("$g1$") and decrypt_str(rotated) == "héllo ✓"
+        assert is_under_primary_key(rotated)
+
+
+def test_old_fernet_row_reads_through_the_model(db):
+    note = SecretNote.objects.create(body="placeholder")
+    old = Fernet(settings_keys()[0].encode()).encrypt(BODY.encode()).decode()
+    table = connection.ops.quote_name(SecretNote._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET body = %s WHERE id = %s", [old, note.pk])
+    assert SecretNote.objects.get(pk=note.pk).body == BODY
+    assert raw_column(SecretNote.objects.create(body=BODY).pk, "body").startswith("$g1$")
+
+
+def settings_keys() -> list[str]:
+    from django.conf import settings
+
+    keys = settings.FIELD_ENCRYPTION_KEYS
+    return [keys] if isinstance(keys, str) else list(keys)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda t: tampered(t, len(t) - 3), id="ciphertext-or-tag"),
+        pytest.param(lambda t: tampered(t, 14), id="nonce"),
+        pytest.param(lambda t: tampered(t, 5), id="key-id"),
+        pytest.param(lambda t: t.replace("$g1$", "$g2$", 1), id="version"),
+        pytest.param(lambda t: t[:-6], id="truncated"),
+        pytest.param(lambda t: t[:13] + "$" + t[13:], id="extra-separator"),
+        pytest.param(lambda t: t[:13] + "é" + t[14:], id="non-ascii"),
+        pytest.param(lambda t: t[:13], id="no-body"),
+        pytest.param(lambda t: t[:4], id="prefix-only"),
+        pytest.param(lambda t: "gAAAAA" + t, id="not-fernet-either"),
+    ],
+)
+def test_tampered_values_are_refused(damage):
+    token = encrypt_str(BODY)
+    bad = damage(token)
+    assert bad != token
+    with pytest.raises(DecryptionError) as excinfo:
+        decrypt_str(bad)
+    assert BODY not in str(excinfo.value)
+    with pytest.raises(DecryptionError):
+        decrypt_many([token, bad])
+    assert not is_under_primary_key(bad)
+    with pytest.raises(DecryptionError):
+        reencrypt_str(bad)
+
+
+def test_tampered_fernet_value_is_refused():
+    old = Fernet(settings_keys()[0].encode()).encrypt(BODY.encode()).decode()
+    with pytest.raises(DecryptionError):
+        decrypt_str(tampered(old, len(old) - 5))
+
+
+def test_value_under_a_dropped_key_is_refused(settings):
+    key_a, key_b = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [key_a]
+    token = encrypt_str(BODY)
+    settings.FIELD_ENCRYPTION_KEYS = [key_b]
+    with pytest.raises(DecryptionError):
+        decrypt_str(token)
+    assert not is_under_primary_key(token)
+    settings.FIELD_ENCRYPTION_KEYS = [key_b, key_a]
+    assert not is_under_primary_key(token)  # decrypts, but not under the primary key: due for rotation
+    assert is_under_primary_key(reencrypt_str(token))
+
+
+def test_two_keys_with_the_same_key_id_are_both_tried(settings, monkeypatch):
+    from core import encryption
+
+    real_derive = encryption._derive
+    monkeypatch.setattr(encryption, "_derive", lambda raw: ("sameid00", real_derive(raw)[1]))
+    key_a, key_b = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [key_a]
+    token_a = encrypt_str(BODY)
+    settings.FIELD_ENCRYPTION_KEYS = [key_b, key_a]
+    assert decrypt_str(token_a) == BODY
+    assert not is_under_primary_key(token_a)  # the id matches the primary's, the key does not
+
+
+def test_decrypt_many_matches_decrypt_str():
+    tokens = [encrypt_str(f"client{i}@example.com") for i in range(5)] + [None, encrypt_str("")]
+    assert decrypt_many(tokens) == [None if t is None else decrypt_str(t) for t in tokens]

@@ -8,9 +8,10 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test import override_settings
 
 from audit.models import AuditEvent
-from core.encryption import key_fingerprint
+from core.encryption import DecryptionError, decrypt_str, key_fingerprint
 from core.management.commands import rotate_encryption_keys as rotate_module
 from core.models import KeyRotation
 from core.selectors import last_completed_rotation
@@ -34,11 +35,17 @@ def set_raw_body(note_id: int, token: str) -> None:
 
 
 def decrypts_with(key: str, token: str) -> bool:
-    try:
-        Fernet(key.encode()).decrypt(token.encode())
-    except Exception:
-        return False
+    """True if `key` alone decrypts `token` (either stored format)."""
+    with override_settings(FIELD_ENCRYPTION_KEYS=[key]):
+        try:
+            decrypt_str(token)
+        except DecryptionError:
+            return False
     return True
+
+
+def is_current_format(token: str) -> bool:
+    return token.startswith("$g1$")
 
 
 @pytest.fixture
@@ -200,3 +207,35 @@ def test_dry_run_writes_nothing(notes_under_a, settings):
 def test_batch_size_must_be_positive(db):
     with pytest.raises(CommandError, match="batch-size"):
         run(batch_size=0)
+
+
+def test_fernet_values_are_rewritten_in_the_current_format(notes_under_a, settings):
+    # Values written before the AES-GCM format: Fernet tokens under the old key A and under the primary B.
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_B, KEY_A]
+    old_a, old_b = notes_under_a[0], notes_under_a[1]
+    set_raw_body(old_a.pk, Fernet(KEY_A.encode()).encrypt(old_a.body.encode()).decode())
+    set_raw_body(old_b.pk, Fernet(KEY_B.encode()).encrypt(old_b.body.encode()).decode())
+    assert SecretNote.objects.get(pk=old_a.pk).body == old_a.body  # old values stay readable
+    assert SecretNote.objects.get(pk=old_b.pk).body == old_b.body
+
+    assert "encryption_app.SecretNote.body: 5 of 5 rows would be re-encrypted" in run(dry_run=True)
+    run(batch_size=2)
+
+    raw = raw_bodies()
+    assert all(is_current_format(token) for token in raw.values())
+    assert all(decrypts_with(KEY_B, token) and not decrypts_with(KEY_A, token) for token in raw.values())
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_B]
+    assert [SecretNote.objects.get(pk=n.pk).body for n in notes_under_a] == [n.body for n in notes_under_a]
+    # A Fernet token under the primary key is due too (format), one in the current format is not.
+    assert last_completed_rotation().rows_rotated == 7
+    assert run(batch_size=2).count("(0 re-encrypted)") >= 1
+    assert KeyRotation.objects.order_by("-pk").first().rows_rotated == 0
+
+
+def test_tampered_current_format_value_aborts_rotation(notes_under_a, settings):
+    bad = notes_under_a[2]
+    token = raw_bodies()[bad.pk]
+    set_raw_body(bad.pk, token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1])
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_B, KEY_A]
+    with pytest.raises(CommandError, match=f"pk={bad.pk}"):
+        run(batch_size=10)
