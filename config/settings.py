@@ -174,6 +174,9 @@ else:
         # not minutes (unanswered SYNs) or forever (accepted, never answered): gunicorn would kill the
         # worker first (tests/faults/test_database_restart.py).
         DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
+        # Django's backend, but the health check of a reused connection polls its socket and sends SELECT 1
+        # only when something is pending: no round trip per request (core/postgresql/base.py, issue 15).
+        DATABASES["default"]["ENGINE"] = "core.postgresql"
 # Roles (core/db_roles.py, docs/operations.md "Database roles"): DATABASE_URL is the app role, which owns
 # nothing; migrations run once per deploy with the owner's URL (compose's `migrate` service), and grant
 # DATABASE_APP_ROLE / DATABASE_PURGE_ROLE afterwards. The retention purge alone connects as the purge
