@@ -200,6 +200,9 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "platform"}}
+# core.body_cache: the longest a cached response body is kept (its key and validity decide whether it is
+# served at all); 0 turns the cache off.
+BODY_CACHE_SECONDS = env.int("BODY_CACHE_SECONDS", default=3600)
 
 # --- Auth -------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -15,7 +15,7 @@ the float sums (and their rounding) are exactly what they were.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import connection
 from django.db.models import Q
@@ -37,6 +37,7 @@ from sessions_analytics.analytics import (
     skill_summaries,
 )
 from sessions_analytics.models import (
+    AnalyticsGeneration,
     AnalyticsSessionMetric,
     AnalyticsSkillProgress,
     AnalyticsSummaryStat,
@@ -342,6 +343,61 @@ def analytics_read(session: TrainingSession, *, since: datetime | None, now: dat
     if session.analytics_posted_at is not None:
         return _posted(session, since)
     return _derived(session, since, now)
+
+
+# --- Derived analytics' cache key and validity (docs/therapist-dashboard.md, "Speed") ---------------------------
+
+
+def derived_analytics_key(session: TrainingSession, since: datetime | None, now: datetime) -> str | None:
+    """The cache key of `session`'s derived analytics over the range `since`..`now`: the session, the range's
+    length and the therapist's current AnalyticsGeneration token, which every write that can change the
+    body replaces in its own transaction. None (not cacheable) when the therapist has no generation row.
+
+    Read before any of the body's rows: a body computed from rows committed after this read is stored under
+    a token that is already gone, so it is never served."""
+    token = (
+        AnalyticsGeneration.objects.filter(organization_id=session.organization_id, therapist_id=session.therapist_id)
+        .values_list("token", flat=True)
+        .first()
+    )
+    if token is None:
+        return None
+    length = "all" if since is None else f"{(now - since) // timedelta(microseconds=1)}us"
+    return f"therapist-analytics:v1:{session.public_id}:{length}:{token}"
+
+
+def derived_analytics_valid_until(session: TrainingSession, since: datetime | None, now: datetime) -> datetime | None:
+    """Until when (inclusive) a body derived at `now` over `since`..`now` stays exactly what a new derivation
+    would give, if nothing is written (None: forever; all time does not depend on the clock).
+
+    The range only moves forward, and a derived body depends on `since` only through `x >= since` on a
+    session's start (in range), `x >= since - length` (read as the previous period) and a snapshot's
+    timestamp (in range); skill scores are filtered by their session's start. So the body changes first when
+    `since` passes the earliest in-range start or snapshot, or `since - length` passes the earliest start
+    read. One query."""
+    if since is None:
+        return None
+    length = now - since
+    sql = (
+        f"SELECT (SELECT MIN(start_time) FROM {_SESSIONS} WHERE organization_id = %s AND therapist_id = %s "  # noqa: S608
+        "AND start_time >= %s), "
+        f"(SELECT MIN(start_time) FROM {_SESSIONS} WHERE organization_id = %s AND therapist_id = %s "
+        "AND start_time >= %s), "
+        f'(SELECT MIN("timestamp") FROM {_SNAPSHOTS} WHERE session_id = %s AND "timestamp" >= %s)'
+    )
+    owner = [session.organization_id, session.therapist_id]
+    first_in_range, first_read, first_snapshot = _rows(
+        sql,
+        [*owner, _instant_param(since), *owner, _instant_param(since - length), session.pk, _instant_param(since)],
+    )[0]
+    bounds = [
+        _instant(first_in_range) + length if first_in_range is not None else None,
+        _instant(first_read) + 2 * length if first_read is not None else None,
+        _instant(first_snapshot) + length if first_snapshot is not None else None,
+    ]
+    bounds = [bound for bound in bounds if bound is not None]
+    # No row the range can drop: the body holds until a write (bounded by the cache's own lifetime).
+    return min(bounds) if bounds else None
 
 
 # --- Comparisons -------------------------------------------------------------------------------------------------

@@ -334,3 +334,26 @@ class Evaluation(models.Model):
 
     def __str__(self) -> str:
         return self.public_id
+
+
+class AnalyticsGeneration(models.Model):
+    """A therapist's derived-analytics generation in one organization: a random token replaced, in the same
+    transaction, by every service write that can change what derived analytics are computed from (their
+    sessions, progress metrics, milestones, skill scores, snapshots, posted analytics). A derived body cached
+    under a token is therefore never served after a write commits (docs/therapist-dashboard.md, "Speed").
+
+    Random, not a counter: a row deleted and made again (a user erased and re-created) never gives back a
+    token an old cache entry was stored under. No row: nothing is cached for that therapist."""
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    therapist = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    token = models.CharField(max_length=32)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "therapist"], name="analytics_generation_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"analytics generation {self.token[:8]}"

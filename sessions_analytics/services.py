@@ -11,6 +11,7 @@ the other (two PATCHes cannot both pass the transition check; two progress posts
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -23,6 +24,7 @@ from core.domain import Conflict, Invalid, PermissionDenied
 from core.time import utc_now
 from sessions_analytics.analytics import skill_category, skill_slug
 from sessions_analytics.models import (
+    AnalyticsGeneration,
     AnalyticsSessionMetric,
     AnalyticsSkillProgress,
     AnalyticsSummaryStat,
@@ -62,6 +64,30 @@ def _audit(action: str, *, actor: Actor, session: TrainingSession, **metadata) -
         subject_id=session.public_id,
         metadata=metadata,
     )
+
+
+def analytics_changed(*, organization_id: int, therapist_id: int, now: datetime | None = None) -> None:
+    """A new derived-analytics generation for the therapist in the organization (created on first use), so no
+    body cached under the old one is served once the caller's transaction commits. Every write below that can
+    change derived analytics calls it in its own transaction; anything else that writes those rows (a bulk
+    load) must call it too."""
+    AnalyticsGeneration.objects.bulk_create(
+        [
+            AnalyticsGeneration(
+                organization_id=organization_id,
+                therapist_id=therapist_id,
+                token=secrets.token_hex(16),
+                changed_at=now or utc_now(),
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["organization", "therapist"],
+        update_fields=["token", "changed_at"],
+    )
+
+
+def _session_changed(session: TrainingSession) -> None:
+    analytics_changed(organization_id=session.organization_id, therapist_id=session.therapist_id)
 
 
 def _locked(session: TrainingSession) -> TrainingSession:
@@ -182,6 +208,7 @@ def session_create(
         start_time=start_time or now or utc_now(),
         status=Status.ACTIVE,
     )
+    _session_changed(session)
     _audit("training_session.created", actor=actor, session=session, therapistId=access.user.public_id)
     return session
 
@@ -228,6 +255,7 @@ def session_update(
     if changed:
         fields = {"status": "status", "endTime": "end_time", "progress": "progress"}
         session.save(update_fields=[fields[name] for name in changed] + ["updated_at"])
+        _session_changed(session)
         _audit(
             "training_session.updated",
             actor=actor,
@@ -301,6 +329,7 @@ def progress_record(
     has_feedback = isinstance(feedback, str) and bool(feedback.strip())
     if has_feedback:
         ProgressFeedback.objects.create(session=session, author=author, feedback=feedback, created_at=now)
+    _session_changed(session)
     _audit(
         "training_session.progress_recorded",
         actor=actor,
@@ -348,6 +377,8 @@ def snapshots_record(*, session: TrainingSession, snapshots: list[tuple[datetime
     posting the same snapshots twice stores them once. Returns how many were new."""
     session = _locked(session)
     posted, stored = _snapshots_store(session, snapshots)
+    if stored:
+        _session_changed(session)
     _audit("training_session.snapshots_recorded", actor=actor, session=session, posted=posted, stored=stored)
     return stored
 
@@ -359,6 +390,7 @@ def skill_scores_record(
     """Upsert the session's score of each named skill (skills created on first use)."""
     session = _locked(session)
     skills = _scores_upsert(session, scores, now or utc_now(), "skillScores")
+    _session_changed(session)
     _audit("training_session.skills_recorded", actor=actor, session=session, skills=skills)
 
 
@@ -428,6 +460,7 @@ def analytics_record(*, session: TrainingSession, data: dict, actor: Actor, now:
     posted, stored = _snapshots_store(session, snapshots)
     session.analytics_posted_at = now
     session.save(update_fields=["analytics_posted_at", "updated_at"])
+    _session_changed(session)
     _audit(
         "training_session.analytics_recorded",
         actor=actor,
