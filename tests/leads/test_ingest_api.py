@@ -383,7 +383,9 @@ def test_an_unexpected_error_is_the_spec_500_and_writes_nothing(client, setup, m
     def broken(**kwargs):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(ingest.PartnerPayment.objects, "create", broken)
+    # After every row of the lead's transaction is written (user, SMS, partner id + lead + payment), the audit
+    # event fails: nothing of the lead stays.
+    monkeypatch.setattr(ingest, "audit_event_record", broken)
     response = post(client, setup, setup.lead())
     assert (response.status_code, response.json()) == (500, {"error": "Internal server error"})
     assert counts() == NOTHING

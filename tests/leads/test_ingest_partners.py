@@ -12,6 +12,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from audit.models import AuditEvent
 from core.actors import Actor
@@ -233,11 +234,62 @@ def test_the_rules_cost_a_fixed_number_of_queries(partners, django_assert_num_qu
     instead of failing, and the welcome SMS joins the transaction."""
     a, b, c = partners
     # Counted inside the test's transaction (the write transaction is a savepoint here: SAVEPOINT + RELEASE).
-    with django_assert_num_queries(10):  # replay + RSA keys (one read), user insert, partner id, SMS+audit, lead,
-        _ingest(a, KNOWN, "a-1")  # payment, audit
+    # On PostgreSQL the partner id, the lead and its payment are one INSERT statement; SQLite inserts each.
+    apart = 0 if connection.vendor == "postgresql" else 1
+    with django_assert_num_queries(8 + 2 * apart):  # replay + RSA keys (one read), user insert, SMS+audit, partner
+        _ingest(a, KNOWN, "a-1")  # id + lead + payment in one INSERT statement, audit
     for index in range(3):
         _ingest(a, KNOWN, f"a-more-{index}")
-    with django_assert_num_queries(10):  # user insert stands down, lock, partner id read+insert, paid-lead read,
-        _ingest(b, KNOWN, "b-1")  # lead, audit; no SMS, no payment
-    with django_assert_num_queries(9):  # the same partner again: no partner id insert
+    with django_assert_num_queries(9 + apart):  # user insert stands down, lock, partner id read, paid-lead read,
+        _ingest(b, KNOWN, "b-1")  # partner id + lead in one INSERT, audit; no SMS, no payment
+    with django_assert_num_queries(9):  # the same partner again: the lead INSERT alone
         _ingest(b, KNOWN, "b-2")
+
+
+def test_the_partner_id_lead_and_payment_are_inserted_together_or_not_at_all(partners, django_assert_num_queries):
+    """leads.services.ingest._rows_insert: each row takes the id of the one before it (lead -> partner id,
+    payment -> lead), in one statement on PostgreSQL; a conflict on the lead leaves the partner id out too."""
+    from django.db import IntegrityError, transaction
+
+    from leads.models import CareUser, Lead, PartnerPayment, PartnerUser
+    from leads.services.ingest import _rows_insert
+
+    a, b, c = partners
+    first = _ingest(a, KNOWN, "a-1").lead
+    user = CareUser.objects.get(pk=first.user_id)
+    now = utc_now()
+
+    def rows(conversation: str):
+        partner_user = PartnerUser(platform=b.platform, user=user, created_at=now)
+        lead = Lead(
+            platform=b.platform,
+            source_conversation_id=conversation,
+            user=user,
+            partner_user=partner_user,
+            is_new_user=True,
+            language="en",
+            source_category="caregiver",
+            category="caregiver",
+            original_message="m",
+            consent_timestamp=now,
+            lead_value=Decimal("5.00"),
+            created_at=now,
+        )
+        payment = PartnerPayment(lead=lead, platform=b.platform, amount=Decimal("5.00"), due_at=now)
+        return [(partner_user, {}), (lead, {"partner_user_id": 0}), (payment, {"lead_id": 1})]
+
+    together = rows("b-together")
+    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 3):
+        _rows_insert(together)
+    partner_user, lead, payment = (instance for instance, _ in together)
+    stored = Lead.objects.select_related("partner_user", "payment").get(pk=lead.pk)
+    assert stored.partner_user.pk == partner_user.pk == lead.partner_user_id
+    assert stored.payment.pk == payment.pk and payment.lead_id == lead.pk
+    assert stored.original_message == "m" and stored.partner_user.platform_id == b.platform.pk
+
+    before = (PartnerUser.objects.count(), Lead.objects.count(), PartnerPayment.objects.count())
+    clash = rows("b-together")  # the same conversation: the lead's unique constraint refuses it
+    clash[0][0].platform = c.platform  # a new partner id (no conflict of its own), inserted before the lead
+    with pytest.raises(IntegrityError), transaction.atomic():
+        _rows_insert(clash)
+    assert (PartnerUser.objects.count(), Lead.objects.count(), PartnerPayment.objects.count()) == before
