@@ -28,6 +28,7 @@ from django.db import connection, transaction
 
 from accounts.models import User
 from core.actors import Actor
+from core.encryption import is_under_primary_key
 from core.time import utc_now
 from integration.catalogue import COURSE_WEEKS, DAYS_PER_WEEK
 from integration.models import (
@@ -89,6 +90,17 @@ def _existing(n_clients: int, today: date) -> BenchData | None:
         .values_list("client_id", "permission_level")
     )
     if len(links) != n_clients or not partner.therapists.filter(pk=therapist.pk).exists():
+        return None
+    # Written in the current encrypted format under the current primary key (a set made before a format or
+    # key change would measure the old format's decryption).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT email FROM {connection.ops.quote_name(Client._meta.db_table)} "  # noqa: S608
+            "WHERE id = %s AND email IS NOT NULL",
+            [links[0][0]],
+        )
+        stored = cursor.fetchone()
+    if stored is not None and not is_under_primary_key(stored[0]):
         return None
     return BenchData(therapist, small, partner, [c for c, _ in links], dict(links), True, 0.0, 0)
 

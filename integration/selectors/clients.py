@@ -33,7 +33,7 @@ from integration.models import (
     Therapist,
 )
 from integration.selectors.alerts import alerts_visible_to
-from integration.selectors.common import consented_links, iso_utc_sql
+from integration.selectors.common import TherapistQuery, consented_links, iso_utc_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +78,9 @@ def _latest_mood_subquery() -> Subquery:
     return Subquery(CheckIn.objects.filter(client_id=OuterRef("client_id")).order_by("-date").values("mood")[:1])
 
 
-def _unread_alert_counts(therapist: Therapist) -> dict[uuid.UUID, int]:
-    """client id -> alerts visible at the client's level (selectors.alerts' one definition) that this
-    therapist has not read, for the clients that have any. One grouped query: a semi-join to the
-    consented links and an anti-join to this therapist's read marks, hashed once for the caseload
-    (a correlated count per client probed the alerts and their read marks 1,000 times)."""
+def _unread_alert_counts_query(therapist: Therapist):
     read = AlertRecipient.objects.filter(alert_id=OuterRef("pk"), therapist=therapist, read_at__isnull=False)
-    rows = (
+    return (
         alerts_visible_to(therapist)
         .exclude(Exists(read))
         .order_by()
@@ -92,19 +88,22 @@ def _unread_alert_counts(therapist: Therapist) -> dict[uuid.UUID, int]:
         .annotate(n=Count("*"))
         .values_list("client_id", "n")
     )
-    return dict(rows)
 
 
-def client_list(*, therapist: Therapist) -> list[ClientRow]:
-    """The therapist's consented clients by last name, first name. Three queries (links, unread alert
-    counts, couples).
+_UNREAD_ALERT_COUNTS = TherapistQuery(_unread_alert_counts_query)
 
-    Plain rows (values_list), not model instances, and only the columns the body shows: the client's
-    email is the one encrypted column decrypted here (a couple partner's email is never loaded). The
-    latest activity and mood stay correlated `LIMIT 1` subqueries: each is one backward step on the
-    (client, date) index, cheaper than aggregating every client's 90 days."""
+
+def _unread_alert_counts(therapist: Therapist) -> dict[uuid.UUID, int]:
+    """client id -> alerts visible at the client's level (selectors.alerts' one definition) that this
+    therapist has not read, for the clients that have any. One grouped query: a semi-join to the
+    consented links and an anti-join to this therapist's read marks, hashed once for the caseload
+    (a correlated count per client probed the alerts and their read marks 1,000 times)."""
+    return dict(_UNREAD_ALERT_COUNTS.rows(therapist))
+
+
+def _links_query(therapist: Therapist):
     standard_or_more = [PermissionLevel.STANDARD, PermissionLevel.FULL]
-    links = list(
+    return (
         consented_links(therapist)
         .annotate(
             latest_activity=Subquery(
@@ -134,17 +133,29 @@ def client_list(*, therapist: Therapist) -> list[ClientRow]:
             "course_active",
         )
     )
+
+
+_LINKS = TherapistQuery(_links_query)
+
+
+def client_list(*, therapist: Therapist) -> list[ClientRow]:
+    """The therapist's consented clients by last name, first name. Three queries (links, unread alert
+    counts, couples).
+
+    Plain rows (values_list), not model instances, and only the columns the body shows: the client's
+    email is the one encrypted column decrypted here (a couple partner's email is never loaded). The
+    latest activity and mood stay correlated `LIMIT 1` subqueries: each is one backward step on the
+    (client, date) index, cheaper than aggregating every client's 90 days. Each query is defined with the
+    ORM and compiled once per process (common.TherapistQuery)."""
+    links = _LINKS.rows(therapist)
     unread = _unread_alert_counts(therapist)
     couples = _couple_summaries(therapist, {row[1] for row in links})
     return [ClientRow(*row, unread.get(row[1], 0), couples.get(row[1])) for row in links]
 
 
-def _couple_summaries(therapist: Therapist, consented_ids: set) -> dict[uuid.UUID, CoupleSummary]:
-    """client id -> their couple (an active one first, then the newest), in one query. Members are named
-    only when consented to this therapist (`consented_ids`); the other member is just an id. Reads ids,
-    status and names only (no partner emails, no timestamps)."""
+def _couples_query(therapist: Therapist):
     consented_client_ids = consented_links(therapist).values("client_id")
-    couples = (
+    return (
         Couple.objects.filter(Q(partner1_id__in=consented_client_ids) | Q(partner2_id__in=consented_client_ids))
         .order_by("created_at", "id")
         .values_list(
@@ -158,6 +169,16 @@ def _couple_summaries(therapist: Therapist, consented_ids: set) -> dict[uuid.UUI
             "partner2__last_name",
         )
     )
+
+
+_COUPLES = TherapistQuery(_couples_query)
+
+
+def _couple_summaries(therapist: Therapist, consented_ids: set) -> dict[uuid.UUID, CoupleSummary]:
+    """client id -> their couple (an active one first, then the newest), in one query. Members are named
+    only when consented to this therapist (`consented_ids`); the other member is just an id. Reads ids,
+    status and names only (no partner emails, no timestamps)."""
+    couples = _COUPLES.rows(therapist)
     active = Couple.Status.ACTIVE
     chosen: dict = {}  # member id -> (status, row)
     for row in couples:

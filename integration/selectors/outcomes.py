@@ -16,7 +16,7 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 
 from core.rounding import ratio
 from integration.models import AlertType, Assessment, PermissionLevel, Therapist
-from integration.selectors.common import consented_links
+from integration.selectors.common import TherapistQuery, consented_links
 
 
 class OutcomeRow(NamedTuple):
@@ -45,23 +45,28 @@ class Outcomes:
     clients: list[OutcomeRow]
 
 
-def _assessment_types(therapist: Therapist) -> dict[uuid.UUID, int]:
-    """client id -> distinct assessment types completed, for the consented clients that have any: one
-    grouped pass over the caseload's assessments (an index-only scan)."""
-    rows = (
+def _assessment_types_query(therapist: Therapist):
+    return (
         Assessment.objects.filter(client_id__in=consented_links(therapist).values("client_id"))
         .order_by()
         .values("client_id")
         .annotate(n=Count("type", distinct=True))
         .values_list("client_id", "n")
     )
-    return dict(rows)
 
 
-def outcomes(*, therapist: Therapist) -> Outcomes:
-    """Caseload outcomes over consented clients by last name, first name. Two queries."""
+_ASSESSMENT_TYPES = TherapistQuery(_assessment_types_query)
+
+
+def _assessment_types(therapist: Therapist) -> dict[uuid.UUID, int]:
+    """client id -> distinct assessment types completed, for the consented clients that have any: one
+    grouped pass over the caseload's assessments (an index-only scan)."""
+    return dict(_ASSESSMENT_TYPES.rows(therapist))
+
+
+def _links_query(therapist: Therapist):
     standard_or_more = [PermissionLevel.STANDARD, PermissionLevel.FULL]
-    links = (
+    return (
         consented_links(therapist)
         .annotate(
             # Only whether the course was completed is shown: no timestamp to parse.
@@ -86,6 +91,15 @@ def outcomes(*, therapist: Therapist) -> Outcomes:
             "milestones",
         )
     )
+
+
+_LINKS = TherapistQuery(_links_query)
+
+
+def outcomes(*, therapist: Therapist) -> Outcomes:
+    """Caseload outcomes over consented clients by last name, first name. Two queries, each defined with
+    the ORM and compiled once per process (common.TherapistQuery)."""
+    links = _LINKS.rows(therapist)
     types = _assessment_types(therapist)
     rows = [
         OutcomeRow(client_id, types.get(client_id, 0), week, active, completed, crisis, milestones)
