@@ -11,9 +11,10 @@ Requests go through Django's WSGI handler as gunicorn calls it (not the test cli
 to every variant and switches off the request_started/finished connection handling), so each request runs
 close_old_connections and the health check exactly as in production. Each variant reports the median wall
 time per request and its spread over the rounds, CPU time per request (time.process_time, which a busy
-machine moves far less than wall time) and the round trips per request to PostgreSQL and Redis (counted in an
-untimed pass). Variants run interleaved in rounds, so drift on the machine hits them all alike; the bare round
-trips are timed in the same run.
+machine moves less than wall time), and, counted in an untimed pass, the round trips per request to PostgreSQL
+and Redis and the function calls per request (the Python work, which no other load moves). Variants run
+interleaved in rounds, so drift on the machine hits them all alike; the bare round trips are timed in the same
+run.
 
     make bench                                   # SQLite + local-memory cache
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench REDIS_URL=redis://127.0.0.1:6379/0 \
@@ -212,15 +213,29 @@ def counting_round_trips():
             setattr(owner, attribute, original)
 
 
-def round_trips_per_request(name: str, n: int = 50) -> tuple[float, float]:
-    """Untimed: PostgreSQL and Redis round trips per request of a variant (SQLite has none to count)."""
+def counted_per_request(name: str, n: int = 50) -> tuple[float, float, float]:
+    """Untimed: PostgreSQL and Redis round trips per request of a variant (SQLite has none to count), and the
+    Python and C function calls made per request (sys.setprofile): figures no other load on the machine moves."""
     with override_settings(ROOT_URLCONF=__name__, **VARIANTS[name]), stock_health_check(name):
         requests = Requests()
         requests.get(0)
         with counting_round_trips() as counts:
             for i in range(1, n + 1):
                 requests.get(i)
-    return counts["postgresql"] / n, counts["redis"] / n
+        calls = 0
+
+        def count_calls(_frame, event, _arg):
+            nonlocal calls
+            if event in ("call", "c_call"):
+                calls += 1
+
+        sys.setprofile(count_calls)
+        try:
+            for i in range(n + 1, 2 * n + 1):
+                requests.get(i)
+        finally:
+            sys.setprofile(None)
+    return counts["postgresql"] / n, counts["redis"] / n, calls / n
 
 
 def bare_round_trips() -> dict[str, tuple[float, float]]:
@@ -363,18 +378,19 @@ def main() -> None:
             cpu[name].append(round_cpu)
         for name, figures in bare_round_trips().items():
             bare.setdefault(name, []).append(figures)
-    trips = {name: round_trips_per_request(name) for name in names}
+    trips = {name: counted_per_request(name) for name in names}
     floor, floor_cpu = statistics.median(wall[FLOOR]), statistics.median(cpu[FLOOR])
     print(
         f"{'variant':36} {'median us/req':>13} {'spread':>15} {'overhead':>9} {'ratio':>6} "
-        f"{'CPU us/req':>10} {'CPU ratio':>9} {'PG trips':>8} {'Redis trips':>11}"
+        f"{'CPU us/req':>10} {'CPU ratio':>9} {'PG trips':>8} {'Redis trips':>11} {'calls/req':>9}"
     )
     for name in names:
         median, median_cpu = statistics.median(wall[name]), statistics.median(cpu[name])
         spread = f"{min(wall[name]):.0f}-{max(wall[name]):.0f}"
         print(
             f"{name:36} {median:13.1f} {spread:>15} {median - floor:9.1f} {median / floor:6.2f} "
-            f"{median_cpu:10.1f} {median_cpu / floor_cpu:9.2f} {trips[name][0]:8.2f} {trips[name][1]:11.2f}"
+            f"{median_cpu:10.1f} {median_cpu / floor_cpu:9.2f} {trips[name][0]:8.2f} {trips[name][1]:11.2f} "
+            f"{trips[name][2]:9.0f}"
         )
     production = statistics.median(wall[PRODUCTION])
     if bare:

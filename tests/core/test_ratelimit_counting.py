@@ -207,3 +207,41 @@ def test_redis_down_one_fail_closed_limit_in_the_stage_is_enough_for_503(redis_d
 def test_disabled_rate_limiting_touches_no_store(redis_down, settings):
     settings.RATELIMIT_ENABLE = False
     assert _count(_policy("off", ("minute", 1, MINUTE))) == (200, None)
+
+
+# --- The failed-authentication guard's read (every authenticated request) ------------------------------------
+
+
+def test_the_guard_reads_what_the_cache_wrote(store):
+    """core.ratelimit._cache_get_many (the guard's read, through the limiter's own Redis client) returns what
+    Django's cache.get_many would, for the counters the guard writes and any other value."""
+    from core.ratelimit import _cache_get_many
+
+    cache = caches["default"]
+    cache.add("authfail:t:ip:a:1", 0, 60)
+    cache.incr("authfail:t:ip:a:1")
+    cache.incr("authfail:t:ip:a:1")
+    cache.set("authfail:t:known:b:c", 1, 60)
+    cache.set("other", {"a": [1, "x"]}, 60)
+    keys = ["authfail:t:ip:a:1", "authfail:t:known:b:c", "other", "missing"]
+    assert _cache_get_many(cache, keys) == cache.get_many(keys) == {
+        "authfail:t:ip:a:1": 2,
+        "authfail:t:known:b:c": 1,
+        "other": {"a": [1, "x"]},
+    }
+
+
+def test_an_authenticated_request_s_guard_builds_no_redis_client(redis_store, monkeypatch):
+    """Django's RedisCache builds a new client for each call (more CPU than the round trip); the guard's read on
+    every authenticated request uses the rate limiter's one client: one round trip, no client built."""
+    from core.apis import MARK_FAILURES
+    from core.ratelimit import _redis_client, failure_guard
+
+    cache = caches["default"]
+    _redis_client(cache)  # the limiter's client exists (the request's BEFORE_AUTH stage made it)
+    built = []
+    original = cache._cache.get_client
+    monkeypatch.setattr(cache._cache, "get_client", lambda *a, **k: built.append(1) or original(*a, **k))
+    with failure_guard(_request(), MARK_FAILURES):
+        pass  # credentials accepted
+    assert built == []
