@@ -284,8 +284,7 @@ def _rows_insert(rows: list[tuple[models.Model, dict[str, int]]]) -> None:
     IntegrityError and inserts nothing of that statement."""
     if connection.vendor != "postgresql":
         for instance, links in rows:
-            for attname, position in links.items():
-                setattr(instance, attname, rows[position][0].pk)
+            _link(rows, only=(instance, links))
             instance.save(force_insert=True)
         return
     ctes, params = [], []
@@ -313,9 +312,16 @@ def _rows_insert(rows: list[tuple[models.Model, dict[str, int]]]) -> None:
         instance.pk = pk
         instance._state.adding = False
         instance._state.db = connection.alias
-    for instance, links in rows:
+    _link(rows)
+
+
+def _link(rows: list[tuple[models.Model, dict[str, int]]], only=None) -> None:
+    """Point each linked foreign key (of `only`, one of `rows`, or of all) at its saved row, through the
+    relation: the id and the cached object both, so reading `lead.partner_user` afterwards costs no query."""
+    for instance, links in rows if only is None else [only]:
         for attname, position in links.items():
-            setattr(instance, attname, rows[position][0].pk)
+            relation = next(field for field in instance._meta.concrete_fields if field.attname == attname)
+            setattr(instance, relation.name, rows[position][0])
 
 
 def _careuser_insert_statement() -> tuple[str, list]:

@@ -282,6 +282,8 @@ def test_the_partner_id_lead_and_payment_are_inserted_together_or_not_at_all(par
     with django_assert_num_queries(1 if connection.vendor == "postgresql" else 3):
         _rows_insert(together)
     partner_user, lead, payment = (instance for instance, _ in together)
+    with django_assert_num_queries(0):  # the relations point at the saved rows (the answer reads them)
+        assert lead.partner_user is partner_user and payment.lead is lead
     stored = Lead.objects.select_related("partner_user", "payment").get(pk=lead.pk)
     assert stored.partner_user.pk == partner_user.pk == lead.partner_user_id
     assert stored.payment.pk == payment.pk and payment.lead_id == lead.pk
