@@ -27,7 +27,9 @@
    (ids and codes only), all by the partner platform's actor. The answer is the same whatever other
    platforms sent: a partner cannot tell a person another partner referred from a new one.
 Steps 1 and 2 only read, so they run before the transaction opens: a replay costs one read, and the
-RSA work never holds a transaction (or, on SQLite, the write lock) open.
+RSA work never holds a transaction (or, on SQLite, the write lock) open. On PostgreSQL the new partner id,
+the lead and its payment are written by one statement (`_rows_insert`: data-modifying CTEs, each INSERT
+taking the id the one before it returned); a conflict in any of them writes none of them.
 
 Step 1 reads the key ring in the same statement (`selectors.ingest_prelude`), so the RSA work needs no
 read of its own. The lead records which stored pair decrypted its phone (`Lead.key_pair`, no extra

@@ -174,17 +174,7 @@ def find_api_key(*, platform_slug: str, presented: str, now: datetime | None = N
         parsed = parse_api_key(presented, f"{platform_slug}_{environment}")
         if parsed is None:
             continue
-        api_key = (
-            PlatformApiKey.objects.select_related("platform")
-            .filter(
-                key_id=parsed[0],
-                environment=environment,
-                platform__slug=platform_slug,
-                platform__status=PartnerPlatform.Status.ACTIVE,
-                revoked_at__isnull=True,
-            )
-            .first()
-        )
+        api_key = selectors.unrevoked_api_key(key_id=parsed[0], environment=environment, platform_slug=platform_slug)
         if api_key is None or (api_key.expires_at is not None and api_key.expires_at <= now):
             return None
         return api_key if constant_time_equals(api_key.key_digest, key_digest(presented)) else None

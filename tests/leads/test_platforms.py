@@ -212,3 +212,22 @@ def test_the_last_pair_able_to_decrypt_cannot_be_retired(settings):
     settings.CAREOS_PRIVATE_KEY = rsa_pair(1).private_pem
     assert platforms.keypair_retire(pair=only, actor=ACTOR) is True
     assert crypto.decrypt_phone(encrypt_phone("+14155550123", rsa_pair(1).public_pem)) == "+14155550123"
+
+
+def test_a_key_is_found_with_its_whole_platform_in_one_query(django_assert_num_queries):
+    """leads.selectors.unrevoked_api_key (a statement built once on PostgreSQL): the key and its platform, every
+    field as the ORM reads it (the encrypted salt and contact decrypted, times aware), in one query."""
+    setup = make_platform("fieldcheck", contact_email="ops@example.org")
+    platform = PartnerPlatform.objects.get(pk=setup.platform.pk)
+    with django_assert_num_queries(1):
+        found = platforms.find_api_key(platform_slug="fieldcheck", presented=setup.api_key)
+        assert found.platform.phone_hash_salt == platform.phone_hash_salt
+    stored = PlatformApiKey.objects.get(pk=found.pk)
+    for field in PlatformApiKey._meta.concrete_fields:
+        assert getattr(found, field.attname) == getattr(stored, field.attname), field.name
+    for field in PartnerPlatform._meta.concrete_fields:
+        assert getattr(found.platform, field.attname) == getattr(platform, field.attname), field.name
+    assert found.platform.contact_email == "ops@example.org" and found.created_at.tzinfo is not None
+    assert not found._state.adding and not found.platform._state.adding
+    wrong_environment = setup.api_key.replace("_live_", "_test_", 1)
+    assert platforms.find_api_key(platform_slug="fieldcheck", presented=wrong_environment) is None
