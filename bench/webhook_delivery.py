@@ -2,10 +2,14 @@
 next to the floor: the same receiver hit by a bare httpx loop (same number of POSTs of the same body, from
 2 threads to mirror the 2 workers), measured in the same run.
 
-The ratio (issue 15) is delivery throughput: N events are published (committed outbox rows, their broker
-messages held back), then the N messages are sent at once and the clock runs until every delivery is
-recorded succeeded. Publishing is the domain's own transaction and is timed apart; the end-to-end measure
-(one event published and committed at a time while the workers deliver) is printed too.
+The ratio (issue 15) is delivery throughput: N events are published (committed outbox rows, the broker
+messages publishing sent held back: one wake-up per endpoint, so one here), then those messages are sent
+at once and the clock runs until every delivery is recorded succeeded. Publishing is the domain's own
+transaction and is timed apart; the end-to-end measure (one event published and committed at a time while
+the workers deliver) is printed too, with the broker messages each phase cost (sent by publishing and
+consumed by the workers, from their logs). Last, without Celery, one thread runs every message of
+BENCH_WEBHOOK_PROFILED (default 200) published events in turn, as a worker would, and counts SQL statements,
+commits, messages and its own CPU per delivery.
 
     make bench                                             # SQLite temp file + filesystem broker
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/platform REDIS_URL=redis://127.0.0.1:6379/0 \\
@@ -64,6 +68,7 @@ N = int(os.environ.get("BENCH_WEBHOOK_EVENTS", "500"))
 TARGET = (">=", 0.5)  # issue 15: deliveries/s at least half the bare keep-alive httpx loop's POST/s
 WORKERS = 2
 UNLOADED = int(os.environ.get("BENCH_WEBHOOK_UNLOADED", "30"))
+PROFILED = int(os.environ.get("BENCH_WEBHOOK_PROFILED", "200"))
 QUEUE = f"bench-webhooks-{uuid.uuid4().hex[:12]}"
 PAYLOAD = {
     "alertId": "alert-uuid",
@@ -102,15 +107,26 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
+# A worker of the application (`celery -A config worker`) whose own delivery messages (a run handing its
+# endpoint on, a retry) go to the bench's queue too, not to the `webhooks` queue other workers may consume.
+WORKER_MAIN = """
+import os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+from config.celery import app
+app.conf.task_routes = ({"webhooks.tasks.deliver_webhook": {"queue": os.environ["BENCH_WEBHOOK_QUEUE"]}},)
+app.worker_main(sys.argv[1:])
+"""
+
+
 def start_workers(log_dir: Path) -> list[subprocess.Popen]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", BENCH_WEBHOOK_QUEUE=QUEUE)
     processes = []
     for i in range(WORKERS):
         log = (log_dir / f"worker{i}.log").open("wb")
         command = [
-            str(Path(sys.executable).with_name("celery")),
-            "-A",
-            "config",
+            sys.executable,
+            "-c",
+            WORKER_MAIN,
             "worker",
             "--pool=solo",
             "--concurrency=1",
@@ -181,6 +197,61 @@ def floor_run(url: str, body: bytes, headers: dict[str, str], *, keep_alive: boo
     return time.perf_counter() - started
 
 
+def tasks_received(log_dir: Path) -> int:
+    """Delivery task messages the bench's workers took so far (from their `-l info` logs)."""
+    count = 0
+    for i in range(WORKERS):
+        for line in (log_dir / f"worker{i}.log").read_text(errors="replace").splitlines():
+            if "webhooks.tasks.deliver_webhook[" in line and line.rstrip().endswith("received"):
+                count += 1
+    return count
+
+
+def in_process(endpoint: WebhookEndpoint, count: int) -> dict[str, float]:
+    """One worker's work without Celery: `count` events published (their messages held back), then every
+    message (those and any the runs send) run here in turn, as one worker would. Statements and commits
+    (a transaction's, or a write in autocommit) per delivery, messages per delivery, and this thread's CPU
+    (the receiver's threads are not counted)."""
+    from webhooks.tasks import deliver_webhook
+
+    messages: list[int] = []
+    services._enqueue = lambda delivery_id, countdown=None: messages.append(delivery_id)
+    for _ in range(count):
+        services.webhook_event_publish(event_type="alert.created", payload=PAYLOAD, endpoints=[endpoint])
+    counts = {"statements": 0, "commits": 0, "runs": 0}
+
+    def counted(execute, sql, params, many, context):
+        counts["statements"] += 1
+        if connection.get_autocommit() and not sql.lstrip()[:6].upper() == "SELECT":
+            counts["commits"] += 1
+        return execute(sql, params, many, context)
+
+    real_commit = connection.commit
+
+    def commit():
+        counts["commits"] += 1
+        return real_commit()
+
+    connection.commit = commit
+    cpu = time.thread_time()
+    try:
+        with connection.execute_wrapper(counted):
+            while messages:
+                counts["runs"] += 1
+                deliver_webhook.run(messages.pop(0))
+    finally:
+        del connection.commit
+    cpu = time.thread_time() - cpu
+    delivered = WebhookDelivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.SUCCEEDED).count()
+    return {
+        "statements": counts["statements"] / count,
+        "commits": counts["commits"] / count,
+        "messages": counts["runs"] / count,
+        "cpu_ms": cpu / count * 1000,
+        "delivered": delivered,
+    }
+
+
 def main() -> None:
     call_command("migrate", verbosity=0)
     db = connection.vendor
@@ -194,7 +265,10 @@ def main() -> None:
     from webhooks.tasks import deliver_webhook
 
     # The bench's own queue, so other workers on the same broker never take its tasks.
+    sent = [0]
+
     def send(delivery_id: int, countdown: float | None = None) -> None:
+        sent[0] += 1
         deliver_webhook.apply_async(args=[delivery_id], countdown=countdown, queue=QUEUE)
 
     held_back: list[int] = []
@@ -230,7 +304,8 @@ def main() -> None:
             send(delivery_id)
         wait_delivered(N)
         elapsed = time.perf_counter() - started
-        burst_ids = set(held_back)
+        burst_ids = set(deliveries.values_list("pk", flat=True))
+        burst_messages, burst_sent, burst_runs = len(held_back), sent[0], tasks_received(TMP)
         services._enqueue = send
         # End to end: one event published and committed at a time while the workers deliver.
         started = time.perf_counter()
@@ -239,6 +314,8 @@ def main() -> None:
         published_one_by_one = time.perf_counter() - started
         wait_delivered(2 * N)
         elapsed_end_to_end = time.perf_counter() - started
+        time.sleep(0.5)  # the last run's final look
+        e2e_sent, e2e_runs = sent[0] - burst_sent, tasks_received(TMP) - burst_runs
         # Unloaded: one event at a time, each waited for, so the latency is the pipeline's, not a queue's.
         unloaded = []
         for _ in range(UNLOADED):
@@ -276,6 +353,7 @@ def main() -> None:
         timestamp=int(time.time()),
     )
     received_by_workers = Receiver.count
+    profiled = in_process(endpoint, PROFILED) if PROFILED else None
     floor_new = floor_run(url, body, headers, keep_alive=False)
     floor_keep = floor_run(url, body, headers, keep_alive=True)
     server.shutdown()
@@ -312,6 +390,17 @@ def main() -> None:
         f"per POST, one thread's view: keep-alive {floor_keep / (N / WORKERS) * 1000:.1f} ms, "
         f"new Client {floor_new / (N / WORKERS) * 1000:.1f} ms"
     )
+    print(
+        f"broker messages: burst {burst_messages} published for {N} deliveries, {burst_runs} task runs "
+        f"({burst_runs / N:.3f} per delivery); one by one {e2e_sent} sent (publishing, hand-offs, retries), "
+        f"{e2e_runs} task runs ({e2e_runs / N:.3f} per delivery)"
+    )
+    if profiled:
+        print(
+            f"in-process, one thread, no broker ({PROFILED} deliveries, {profiled['delivered'] - 2 * N - UNLOADED:.0f} "
+            f"delivered): {profiled['statements']:.2f} statements, {profiled['commits']:.2f} commits, "
+            f"{profiled['messages']:.3f} messages and {profiled['cpu_ms']:.2f} ms CPU per delivery"
+        )
     print()
     report("webhook_delivery", rate / (N / floor_keep), *TARGET)
 

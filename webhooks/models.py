@@ -45,6 +45,11 @@ class WebhookEndpoint(models.Model):
     disabled_at = models.DateTimeField(null=True, blank=True)
     failing_since = models.DateTimeField(null=True, blank=True, db_index=True)
     notification_email = EncryptedTextField(null=True, blank=True)
+    # The wake-up flag (webhooks.services.outbox, "Wake-ups"): until this time a wake-up message for this
+    # endpoint is on its way or a run is draining it, so publishing sends no other message; whoever holds
+    # it looks at the endpoint's due deliveries after clearing it. Set and cleared by single UPDATEs
+    # outside any domain transaction; an expired flag is free (a lost message: the sweeper wakes the endpoint).
+    wake_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

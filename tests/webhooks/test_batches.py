@@ -17,7 +17,7 @@ from tests.webhooks.factories import publish, register
 from webhooks import services
 from webhooks.models import AttemptState, DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services import delivery as delivery_module
-from webhooks.services.outbox import claim_batch
+from webhooks.services.outbox import claim_batch, claim_one
 
 
 class WorkerKilled(BaseException):
@@ -53,14 +53,14 @@ def test_a_claimed_batch_is_not_claimed_by_another_run():
     ids = published(endpoint, 4)
     elsewhere = published(other, 1)
     now = timezone.now()
-    token, first = claim_batch(ids[0], limit=2, now=now)
+    token, first = claim_batch(endpoint.pk, limit=2, now=now, first=ids[0])
     assert first == ids[:2] and token > now
-    # A message for a delivery the first run holds takes the endpoint's remaining work, never the held rows
+    # A run asking for a delivery the first run holds takes the endpoint's remaining work, never the held rows
     # nor another endpoint's.
-    _, second = claim_batch(ids[1], limit=10, now=now)
+    _, second = claim_batch(endpoint.pk, limit=10, now=now, first=ids[1])
     assert second == ids[2:]
-    assert claim_batch(ids[0], limit=10, now=now) is None
-    assert claim_batch(ids[3], limit=1, now=now) is None
+    assert claim_batch(endpoint.pk, limit=10, now=now, first=ids[0]) is None
+    assert claim_one(ids[3], now=now) is None
     assert set(WebhookDelivery.objects.filter(pk__in=ids).values_list("claimed_until", flat=True)) != {None}
     assert WebhookDelivery.objects.get(pk=elsewhere[0]).claimed_until is None
 
@@ -127,7 +127,7 @@ def test_a_crash_mid_batch_leaves_the_rest_to_the_sweeper(receiver, enqueued, mo
     expired = timezone.now() + services.delivery_lease() + timedelta(seconds=1)
     result = services.webhook_deliveries_sweep(now=expired)
     assert result["attempts_lost"] == 2
-    assert result["enqueued"] == 4 and sorted(pk for pk, _ in enqueued) == sorted(ids)
+    assert result["enqueued"] == 4 and enqueued == [(ids[0], None)]  # one message wakes their endpoint
 
     WebhookDelivery.objects.filter(pk__in=ids).update(claimed_until=None)  # the sweep's "now" was ahead
     outcomes = services.webhook_deliveries_attempt(delivery_id=ids[0], limit=10)
@@ -198,7 +198,8 @@ def test_the_task_runs_batches_one_after_another_while_they_come_back_full(recei
     assert deliver_webhook.run(ids[3]) == "succeeded"
     assert len(receiver.requests) == 7  # the task drained the endpoint: batches of 2, 2 and 1
     assert deliver_webhook.run(ids[4]) == "skipped"  # its delivery went out with the others
-    assert enqueued == []  # no message between batches
+    # No message between batches; its first claim came back full with more waiting: one more run invited.
+    assert enqueued == [(ids[4], None)]
 
 
 @pytest.mark.django_db
@@ -212,4 +213,5 @@ def test_a_draining_task_stops_when_its_time_is_up(receiver, enqueued, settings)
     enqueued.clear()
     assert deliver_webhook.run(ids[0]) == "succeeded"
     assert len(receiver.requests) == 1  # the first request only; the rest released with one message
-    assert enqueued == [(ids[1], None)]
+    # ids[2] invited a second run when the first claim came back full; ids[1] was claimed and not sent.
+    assert enqueued == [(ids[2], None), (ids[1], None)]

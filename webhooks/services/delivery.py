@@ -1,12 +1,13 @@
 """Delivery: attempts of due deliveries, a batch of one endpoint's at a time, and their record.
 
-A run starts from one delivery (the task `deliver_webhook(delivery_id)`, one broker message per delivery):
+A broker message wakes an ENDPOINT (the task `deliver_webhook(delivery_id)`: that delivery's endpoint; one
+message per endpoint while one is pending or running, see webhooks.services.outbox, "Wake-ups"). Its run
+takes batches until the endpoint has nothing claimable:
 
 1. claim, in one short transaction (outbox.claim_batch): up to `limit` pending, due, unclaimed
-   deliveries of that delivery's endpoint, it first if it is claimable, then the oldest due, under one
-   lease; rows another run is claiming at that moment are skipped, not waited for. When the endpoint has
-   nothing claimable the run does nothing (one read, no write). Attempts an earlier holder left
-   `sending` are closed as `worker_lost` (that worker died: we hold its lease now);
+   deliveries of the endpoint, the message's own first if it is claimable, then the oldest due, under one
+   lease; rows another run is claiming at that moment are skipped, not waited for. Attempts an earlier
+   holder left `sending` are closed as `worker_lost` (that worker died: we hold its lease now);
 2. the claimed deliveries go out in groups of GROUP_SIZE: the group's attempt rows (`sending`) are
    committed BEFORE any of its requests leaves; each is signed and POSTed in turn outside any
    transaction, through a keep-alive pool (core.outbound.ConnectionPool: a connection serves only the
@@ -16,7 +17,10 @@ A run starts from one delivery (the task `deliver_webhook(delivery_id)`, one bro
    and one commit per group instead of three commits per POST;
 3. no request starts that could outlast the lease (or after WEBHOOK_BATCH_SECONDS): attempts written for
    requests that were not sent are removed, and the deliveries not sent are released at once with one
-   message for them.
+   message for them (the endpoint is handed on: its flag stays taken);
+4. before its first claim the run clears the endpoint's wake-up flag; a delivery published after that sends
+   its own message (unless one is already waiting), and one published before it is claimed by this run. A claim
+   that fills a whole batch while more is waiting invites one more run, so workers share a backlog.
 
 A worker killed mid-batch leaves its group's attempts `sending` and every delivery it holds claimed
 until the lease expires (WEBHOOK_LEASE_SECONDS, default 3 x the timeout + 60 s); the sweeper then marks
@@ -54,7 +58,15 @@ from webhooks.models import (
     WebhookEndpoint,
 )
 from webhooks.services.endpoints import AUTO_DISABLE_ACTOR, disable_and_notify, disable_if_failing_too_long, lock
-from webhooks.services.outbox import DELIVERIES, claim_batch, delivery_lease
+from webhooks.services.outbox import (
+    DELIVERIES,
+    claim_batch,
+    claim_one,
+    delivery_lease,
+    first_claimable,
+    wake_clear,
+    wake_endpoints,
+)
 from webhooks.services.publishing import enqueue_after_commit
 
 logger = logging.getLogger("webhooks")
@@ -143,7 +155,7 @@ class _Batch:
     endpoint_failing: bool
     outcomes: dict[int, str] = field(default_factory=dict)
     posted: int = 0
-    released: bool = False  # deliveries it claimed but did not send were given back
+    released: list[int] = field(default_factory=list)  # claimed, not sent, given back (lease cleared)
 
     def has_room(self) -> bool:
         """Whether one more request surely ends (and is recorded) before the lease expires, within the
@@ -174,21 +186,65 @@ def webhook_deliveries_attempt(*, delivery_id: int, limit: int | None = None, dr
     delivery the run handled (see `webhook_delivery_attempt`), in order; empty when nothing could be
     claimed. With `limit=1` only `delivery_id` itself is ever claimed.
 
-    With `drain` (the task), batches follow one another while each was full and sent to its end, within
-    WEBHOOK_BATCH_SECONDS of the first: no broker round trip between them, and workers draining one
-    endpoint take its deliveries in turns of `limit`."""
+    With `drain` (the task: a wake-up message of the endpoint) the run clears the endpoint's wake-up flag
+    and takes batch after batch until the endpoint has nothing claimable (`_drain`); after
+    WEBHOOK_BATCH_SECONDS, or when the worker is asked to stop, it hands the endpoint on to a new message
+    instead (other endpoints' messages get their turn)."""
     limit = settings.WEBHOOK_BATCH_SIZE if limit is None else max(limit, 1)
+    single = limit == 1 and not drain
     if delivery_lease() < 2 * _attempt_limit() + LEASE_MARGIN:
         limit = 1  # a lease with room for one attempt only: never claim rows the batch could not start
     stop_at = time.monotonic() + settings.WEBHOOK_BATCH_SECONDS
-    outcomes: dict[int, str] = {}
-    while True:
-        batch = _run_batch(delivery_id, limit=limit, stop_at=stop_at)
+    if single:
+        claimed = claim_one(delivery_id, now=utc_now())
+        batch = _run_batch(claimed, stop_at=stop_at) if claimed is not None else None
+        return batch.outcomes if batch is not None else {}
+    endpoint_id = WebhookDelivery.objects.filter(pk=delivery_id).values_list("endpoint_id", flat=True).first()
+    if endpoint_id is None:
+        return {}
+    if not drain:
+        batch = _run_batch(claim_batch(endpoint_id, limit=limit, now=utc_now(), first=delivery_id), stop_at=stop_at)
         if batch is None:
+            return {}
+        if batch.released:
+            wake_endpoints({endpoint_id: batch.released[0]}, force=True)
+        return batch.outcomes
+    return _drain(endpoint_id, first=delivery_id, limit=limit, stop_at=stop_at)
+
+
+def _drain(endpoint_id: int, *, first: int, limit: int, stop_at: float) -> dict[int, str]:
+    """The task's run (see `webhook_deliveries_attempt`): it clears the endpoint's wake-up flag (committed,
+    before its first claim: webhooks.services.outbox, "Wake-ups"), then claims and sends until nothing is
+    claimable. A claim that
+    fills a whole batch while more is waiting invites one more run (a message, unless one is already on its
+    way); out of time, the run hands what is left on to a new message."""
+    outcomes: dict[int, str] = {}
+    batches = 0
+    cleared = invited = False
+    while True:
+        if batches and (time.monotonic() >= stop_at or _worker_stopping()):  # the first batch always goes
+            next_id = first_claimable(endpoint_id)
+            if next_id is not None:
+                wake_endpoints({endpoint_id: next_id}, force=True)
             return outcomes
+        if not batches and not cleared:
+            wake_clear(endpoint_id)
+            cleared = True
+        claimed = claim_batch(endpoint_id, limit=limit, now=utc_now(), first=None if batches else first)
+        if claimed is None:
+            return outcomes
+        if not invited and limit > 1 and len(claimed[1]) == limit:
+            next_id = first_claimable(endpoint_id)
+            if next_id is not None:
+                invited = True
+                wake_endpoints({endpoint_id: next_id})  # another worker takes the next batch meanwhile
+        batch = _run_batch(claimed, stop_at=stop_at)
+        batches += 1
+        if batch is None:
+            continue
         outcomes.update(batch.outcomes)
-        full = len(batch.outcomes) >= limit and not batch.released
-        if not (drain and full and limit > 1 and time.monotonic() < stop_at and not _worker_stopping()):
+        if batch.released:  # out of time or lease, or the worker is stopping: a new message takes the rest
+            wake_endpoints({endpoint_id: batch.released[0]}, force=True)
             return outcomes
 
 
@@ -197,9 +253,8 @@ def _worker_stopping() -> bool:
     return worker_state.should_stop is not None or worker_state.should_terminate is not None
 
 
-def _run_batch(delivery_id: int, *, limit: int, stop_at: float) -> _Batch | None:
-    """Claim and send one batch (module docstring); None when nothing could be claimed."""
-    claimed = claim_batch(delivery_id, limit=limit, now=utc_now())
+def _run_batch(claimed: tuple[datetime, list[int]] | None, *, stop_at: float) -> _Batch | None:
+    """Send one claimed batch (module docstring); None when nothing was claimed."""
     if claimed is None:
         return None
     token, ids = claimed
@@ -210,7 +265,7 @@ def _run_batch(delivery_id: int, *, limit: int, stop_at: float) -> _Batch | None
     deliveries = [by_id[pk] for pk in ids if pk in by_id]
     if not deliveries:
         return None
-    endpoint = WebhookEndpoint.objects.get(pk=deliveries[0].endpoint_id)
+    endpoint = WebhookEndpoint.objects.get(pk=deliveries[0].endpoint_id)  # once: its secrets are decrypted
     batch = _Batch(
         token=token,
         endpoint=endpoint,
@@ -412,16 +467,15 @@ def _record_group(batch: _Batch, results: list[_Result]) -> None:
 
 
 def _release(batch: _Batch) -> None:
-    """Give back the deliveries the batch did not start (lease cleared: due again at once) and send one
-    message for them; if it is lost, the sweeper finds them."""
+    """Give back the deliveries the batch did not start (lease cleared: due again at once); the caller
+    sends one message for them (a wake-up of the endpoint). If it is lost, the sweeper finds them."""
     ids = [delivery.pk for delivery in batch.waiting]
     batch.waiting.clear()
-    batch.released = True
     released = (
         DELIVERIES.rows().filter(pk__in=ids, claimed_until=batch.token).update(claimed_until=None, updated_at=utc_now())
     )
     if released:
-        package._enqueue(ids[0])
+        batch.released = ids
 
 
 def _record_outcome(

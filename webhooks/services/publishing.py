@@ -1,5 +1,6 @@
 """Publishing: an event and one delivery row per subscribed endpoint, written inside the caller's
-transaction; their tasks are enqueued after commit (nothing is sent on a rollback)."""
+transaction; after commit each endpoint is woken (one message per endpoint unless one is already pending
+or running: webhooks.services.outbox, "Wake-ups"). Nothing is sent on a rollback."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from core.ids import new_public_id
 from core.outbox import leased
 from core.time import utc_now
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from webhooks.services.outbox import wake_after_commit
 
 Payload = dict | Callable[[str, datetime], dict]
 
@@ -27,6 +29,8 @@ def serialize_payload(payload: dict) -> str:
 
 
 def enqueue_after_commit(delivery_ids: list[int], countdown: float | None = None) -> None:
+    """One message per delivery after commit, whatever the endpoint's wake-up flag: a retry's countdown
+    message (its run drains the endpoint when it falls due)."""
     if not delivery_ids:
         return
 
@@ -47,7 +51,7 @@ def webhook_event_publish(
     to `event_type` get a delivery. `payload` is a dict, or a callable `(event_id, created_at) -> dict`
     for bodies that carry the event's own id (Mark: {"id": "evt_...", "type", "created", "data"}).
     The body is serialized once; every endpoint receives the same bytes. Returns None when nobody is
-    subscribed. Deliveries are enqueued after commit; nothing is sent if the transaction rolls back.
+    subscribed. Endpoints are woken after commit; nothing is sent if the transaction rolls back.
     No audit row: the caller's domain service audits its own change.
     """
     if isinstance(endpoints, QuerySet):
@@ -67,15 +71,18 @@ def webhook_event_publish(
     deliveries = WebhookDelivery.objects.bulk_create(
         [WebhookDelivery(event=event, endpoint=endpoint, next_attempt_at=now) for endpoint in targets.values()]
     )
-    enqueue_after_commit([delivery.pk for delivery in deliveries])
+    wake_after_commit({delivery.endpoint_id: delivery.pk for delivery in deliveries})
     return event
 
 
 def deliveries_restart(queryset: QuerySet, now: datetime) -> list[int]:
-    """Inside a transaction: back to pending, due now, a fresh attempt cycle, enqueued after commit; skips
-    deliveries being attempted right now. Returns the ids restarted."""
+    """Inside a transaction: back to pending, due now, a fresh attempt cycle, their endpoints woken after
+    commit; skips deliveries being attempted right now. Returns the ids restarted."""
     in_flight = Q(status=DeliveryStatus.PENDING) & leased(now)
-    ids = list(queryset.exclude(in_flight).select_for_update(of=("self",)).values_list("pk", flat=True))
+    rows = list(
+        queryset.exclude(in_flight).select_for_update(of=("self",)).order_by("pk").values_list("pk", "endpoint_id")
+    )
+    ids = [pk for pk, _ in rows]
     WebhookDelivery.objects.filter(pk__in=ids).update(
         status=DeliveryStatus.PENDING,
         attempt_count=0,
@@ -85,5 +92,8 @@ def deliveries_restart(queryset: QuerySet, now: datetime) -> list[int]:
         succeeded_at=None,
         updated_at=now,
     )
-    enqueue_after_commit(ids)
+    first_by_endpoint: dict[int, int] = {}
+    for pk, endpoint_id in rows:
+        first_by_endpoint.setdefault(endpoint_id, pk)
+    wake_after_commit(first_by_endpoint)
     return ids

@@ -15,20 +15,28 @@ from core.time import utc_now
 from webhooks.models import AttemptState, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services.delivery import close_lost_attempts
 from webhooks.services.endpoints import audit, webhook_endpoints_disable_failing
-from webhooks.services.outbox import DELIVERIES
+from webhooks.services.outbox import DELIVERIES, wake_endpoints
 from webhooks.services.publishing import deliveries_restart
 
 
 def webhook_deliveries_sweep(*, now: datetime | None = None, limit: int | None = None) -> dict[str, int]:
     """Beat, every minute: apply the auto-disable rule, then re-enqueue pending deliveries of active
-    endpoints that are due (for more than the outbox's grace) and not claimed, oldest first. A lost
-    broker message thus delays a delivery by about a minute; a duplicate message is harmless (the claim
-    lets only one run send)."""
+    endpoints that are due (for more than the outbox's grace) and not claimed, oldest first: one wake-up
+    message per endpoint (its run drains them all), sent whatever the endpoint's wake-up flag says (a lost
+    message leaves it taken until it expires). A lost broker message thus delays a delivery by about a
+    minute; a duplicate message is harmless (the claim lets only one run send). `enqueued` counts the
+    deliveries re-enqueued, `messages` the messages sent for them."""
     now = now or utc_now()
     disabled = webhook_endpoints_disable_failing(now=now)
     lost = webhook_attempts_close_lost(now=now)
-    enqueued = DELIVERIES.sweep(now=now, within=Q(endpoint__is_active=True), limit=limit)
-    return {"enqueued": enqueued, "endpoints_disabled": disabled, "attempts_lost": lost}
+    ids = DELIVERIES.due_ids(now=now, within=Q(endpoint__is_active=True), limit=limit)
+    first_by_endpoint: dict[int, int] = {}
+    endpoint_of = dict(WebhookDelivery.objects.filter(pk__in=ids).values_list("pk", "endpoint_id"))
+    for pk in ids:  # oldest due first
+        if pk in endpoint_of:
+            first_by_endpoint.setdefault(endpoint_of[pk], pk)
+    wake_endpoints(first_by_endpoint, force=True, now=now)
+    return {"enqueued": len(ids), "endpoints_disabled": disabled, "attempts_lost": lost}
 
 
 def webhook_attempts_close_lost(*, now: datetime | None = None) -> int:
