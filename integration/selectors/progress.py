@@ -116,10 +116,87 @@ class ClientProgress:
     journal_entries: list[JournalEntryRow] | Any = field(default=ABSENT)  # FULL
 
 
+# Each query is defined with the ORM and compiled once per process (common.CompiledQuery): GET /progress
+# makes up to eight, and building and compiling them was most of its selector's CPU.
+_ASSESSMENTS = common.CompiledQuery(
+    lambda client_id: Assessment.objects.filter(client_id=client_id)
+    .order_by("completed_at", "id")
+    .values_list("type", "score", "completed_at"),
+    uuids=("client_id",),
+)
+_ACTIVE_DAYS = common.CompiledQuery(
+    # Every distinct active day up to today, newest first (a streak may be older than the window).
+    lambda client_id, today: ActivityEntry.objects.filter(client_id=client_id, date__lte=today)
+    .order_by("-date")
+    .values_list("date")
+    .distinct(),
+    uuids=("client_id",),
+    dates=("today",),
+)
+_TASK_COUNTS = common.CompiledQuery(
+    # One row (completed, pending) when the therapist assigned the client any task, else none.
+    lambda therapist_id, client_id: TherapistTask.objects.filter(therapist_id=therapist_id, client_id=client_id)
+    .order_by()
+    .values("client_id")
+    .annotate(
+        completed=Count("pk", filter=Q(status=TherapistTask.Status.COMPLETED)),
+        pending=Count("pk", filter=Q(status=TherapistTask.Status.PENDING)),
+    )
+    .values_list("completed", "pending"),
+    uuids=("therapist_id", "client_id"),
+)
+_COURSE = common.CompiledQuery(
+    lambda client_id: CourseProgress.objects.filter(client_id=client_id)
+    .order_by("pk")
+    .values_list("current_week", "is_active")[:1],
+    uuids=("client_id",),
+)
+_STRATEGIES = common.CompiledQuery(
+    lambda client_id: WeeklyStrategy.objects.filter(client_id=client_id)
+    .order_by("week_number")
+    .values_list("week_number", "theme", "completed_days", "completed_at"),
+    uuids=("client_id",),
+)
+_CHECKINS = common.CompiledQuery(
+    lambda client_id, start, today: CheckIn.objects.filter(client_id=client_id, date__range=(start, today))
+    .order_by("date")
+    .values_list("date", "mood", "closeness"),
+    uuids=("client_id",),
+    dates=("start", "today"),
+)
+_RATIOS = common.CompiledQuery(
+    lambda client_id, start, today: RatioEntry.objects.filter(client_id=client_id, date__range=(start, today))
+    .order_by("date")
+    .values_list("date", "positive", "negative"),
+    uuids=("client_id",),
+    dates=("start", "today"),
+)
+_ANSWERED = common.CompiledQuery(
+    lambda client_id: Assessment.objects.filter(client_id=client_id, responses__isnull=False)
+    .order_by("completed_at", "id")
+    .values_list("type", "responses", "completed_at"),
+    uuids=("client_id",),
+)
+
+
+def visible_journal_entries(client_id, *, since: date) -> QuerySet[JournalEntry]:
+    """Journal entries a therapist may read (FULL only; the caller checks the level). Entries marked
+    therapist-hidden are excluded in the query itself, so their text is never even decrypted."""
+    return JournalEntry.objects.filter(
+        client_id=client_id, therapist_hidden=False, created_at__date__gte=since
+    ).order_by("created_at", "id")
+
+
+_JOURNAL = common.CompiledQuery(
+    lambda client_id, since: visible_journal_entries(client_id, since=since).values_list("pk", "text", "created_at"),
+    uuids=("client_id",),
+    dates=("since",),
+)
+
+
 def assessment_scores(client_id) -> list[AssessmentScore]:
     """Every assessment of the client, oldest first."""
-    rows = Assessment.objects.filter(client_id=client_id).order_by("completed_at", "id")
-    return [AssessmentScore(*row) for row in rows.values_list("type", "score", "completed_at")]
+    return [AssessmentScore(*row) for row in _ASSESSMENTS.rows(client_id=client_id)]
 
 
 def _streak(active_days_desc: list[date], today: date) -> int:
@@ -140,45 +217,26 @@ def _streak(active_days_desc: list[date], today: date) -> int:
 
 def activity_completion(*, therapist: Therapist, client_id, today: date) -> ActivityCompletion:
     start = today - timedelta(days=TREND_DAYS - 1)
-    # Every distinct active day (a streak may be older than the window); one row per day at most.
-    days = list(
-        ActivityEntry.objects.filter(client_id=client_id, date__lte=today)
-        .order_by("-date")
-        .values_list("date", flat=True)
-        .distinct()
-    )
-    tasks = TherapistTask.objects.filter(therapist=therapist, client_id=client_id).aggregate(
-        completed=Count("pk", filter=Q(status=TherapistTask.Status.COMPLETED)),
-        pending=Count("pk", filter=Q(status=TherapistTask.Status.PENDING)),
-    )
+    days = [row[0] for row in _ACTIVE_DAYS.rows(client_id=client_id, today=today)]
+    tasks = _TASK_COUNTS.rows(therapist_id=therapist.pk, client_id=client_id)
+    completed, pending = tasks[0] if tasks else (0, 0)
     return ActivityCompletion(
         total_days=TREND_DAYS,
         days_active=sum(1 for day in days if day >= start),
         streak=_streak(days, today),
-        tasks_completed=tasks["completed"],
-        tasks_pending=tasks["pending"],
+        tasks_completed=completed,
+        tasks_pending=pending,
     )
 
 
 def course_progress(client_id) -> CourseSummary:
-    course = CourseProgress.objects.filter(client_id=client_id).values_list("current_week", "is_active").first()
-    strategies = WeeklyStrategy.objects.filter(client_id=client_id).order_by("week_number")
+    course = _COURSE.rows(client_id=client_id)
+    course = course[0] if course else None
     return CourseSummary(
         current_week=course[0] if course else None,
         is_active=bool(course and course[1]),
-        weekly_strategies=[
-            WeeklyStrategyRow(*row)
-            for row in strategies.values_list("week_number", "theme", "completed_days", "completed_at")
-        ],
+        weekly_strategies=[WeeklyStrategyRow(*row) for row in _STRATEGIES.rows(client_id=client_id)],
     )
-
-
-def visible_journal_entries(client_id, *, since: date) -> QuerySet[JournalEntry]:
-    """Journal entries a therapist may read (FULL only; the caller checks the level). Entries marked
-    therapist-hidden are excluded in the query itself, so their text is never even decrypted."""
-    return JournalEntry.objects.filter(
-        client_id=client_id, therapist_hidden=False, created_at__date__gte=since
-    ).order_by("created_at", "id")
 
 
 def client_progress(*, therapist: Therapist, link: TherapistClientLink, today: date | None = None) -> ClientProgress:
@@ -194,17 +252,13 @@ def client_progress(*, therapist: Therapist, link: TherapistClientLink, today: d
         "course_progress": course_progress(client_id),
     }
     if level_allows(level, PermissionLevel.STANDARD):
-        checkins = CheckIn.objects.filter(client_id=client_id, date__range=(start, today)).order_by("date")
-        sections["mood_trends"] = [MoodPoint(*row) for row in checkins.values_list("date", "mood", "closeness")]
-        ratios = RatioEntry.objects.filter(client_id=client_id, date__range=(start, today)).order_by("date")
-        sections["ratio_trends"] = [RatioPoint(*row) for row in ratios.values_list("date", "positive", "negative")]
+        checkins = _CHECKINS.rows(client_id=client_id, start=start, today=today)
+        sections["mood_trends"] = [MoodPoint(*row) for row in checkins]
+        ratios = _RATIOS.rows(client_id=client_id, start=start, today=today)
+        sections["ratio_trends"] = [RatioPoint(*row) for row in ratios]
     if level_allows(level, PermissionLevel.FULL):
-        answered = Assessment.objects.filter(client_id=client_id, responses__isnull=False).order_by(
-            "completed_at", "id"
-        )
-        sections["individual_responses"] = [
-            IndividualResponse(*row) for row in answered.values_list("type", "responses", "completed_at")
-        ]
-        entries = visible_journal_entries(client_id, since=start).values_list("pk", "text", "created_at")
+        answered = _ANSWERED.rows(client_id=client_id)
+        sections["individual_responses"] = [IndividualResponse(*row) for row in answered]
+        entries = _JOURNAL.rows(client_id=client_id, since=start)
         sections["journal_entries"] = [JournalEntryRow(*row) for row in entries]
     return ClientProgress(client_id=client_id, **sections)
