@@ -158,8 +158,11 @@ def route_enqueues_to(app: Celery, monkeypatch) -> None:
     monkeypatch.setattr(
         messaging.tasks,
         "enqueue_send",
-        lambda message_id, countdown=None: app.send_task(
-            "messaging.tasks.send_message", args=[message_id], countdown=countdown
+        lambda message_id, countdown=None, urgent=None: app.send_task(
+            "messaging.tasks.send_message",
+            args=[message_id],
+            countdown=countdown,
+            headers=None if urgent is None else {messaging.tasks.URGENT_HEADER: urgent},
         ),
     )
 
