@@ -15,7 +15,8 @@ _TIME_LIMIT = int(settings.WEBHOOK_BATCH_SECONDS + settings.WEBHOOK_TIMEOUT_SECO
 
 @shared_task(name="webhooks.tasks.deliver_webhook", time_limit=_TIME_LIMIT, soft_time_limit=_TIME_LIMIT - 10)
 def deliver_webhook(delivery_id: int) -> str:
-    """The delivery and, in the same run, batches of its endpoint's other due deliveries; returns the
+    """A wake-up of the delivery's endpoint (one message per endpoint while one is on its way): the
+    delivery and batches of its endpoint's other due deliveries until none is claimable; returns the
     delivery's own outcome ("skipped" when another run had it)."""
     outcomes = services.webhook_deliveries_attempt(delivery_id=delivery_id, drain=True)
     return outcomes.get(delivery_id, "skipped")

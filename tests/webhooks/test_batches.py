@@ -213,5 +213,9 @@ def test_a_draining_task_stops_when_its_time_is_up(receiver, enqueued, settings)
     enqueued.clear()
     assert deliver_webhook.run(ids[0]) == "succeeded"
     assert len(receiver.requests) == 1  # the first request only; the rest released with one message
-    # ids[2] invited a second run when the first claim came back full; ids[1] was claimed and not sent.
-    assert enqueued == [(ids[2], None), (ids[1], None)]
+    # ids[2] invited a second run when the first claim came back full; ids[1], claimed and not sent, is
+    # released to that run (its message holds the endpoint's flag: no other message).
+    assert enqueued == [(ids[2], None)]
+    assert set(WebhookDelivery.objects.filter(pk__in=ids[1:]).values_list("claimed_until", flat=True)) == {None}
+    assert deliver_webhook.run(ids[2]) == "succeeded"
+    assert len(receiver.requests) == 2  # that run's first request (its time is up too)

@@ -2,16 +2,18 @@
 
 - `endpoints`: register, rotate secret, revoke the previous secret, disable, enable, recover, and the
   auto-disable rule (with the owner's email);
-- `publishing`: publish an event inside the caller's transaction, enqueue deliveries after commit;
+- `publishing`: publish an event inside the caller's transaction, wake its endpoints after commit;
 - `delivery`: attempts of deliveries, a batch of one endpoint's at a time, and their record (claim, POST,
-  record);
+  record); a task's run drains its endpoint;
+- `outbox`: the outbox declaration, the batch claim and the endpoints' wake-up flag (one message per
+  endpoint while one is on its way);
 - `sweeping`: the sweeper and staff redelivery.
 
 Every service is keyword-only, takes `actor: Actor` where it writes an audit event, and writes it in its
 own transaction, except two, by design:
 
 - `webhook_event_publish` runs INSIDE the caller's (domain) transaction: the event and its deliveries
-  exist iff the domain change does, and tasks are enqueued only after commit (nothing is sent on a
+  exist iff the domain change does, and endpoints are woken only after commit (nothing is sent on a
   rollback). The domain service audits its own change; publishing adds no audit row (and takes no actor).
 - `webhook_delivery_attempt` / `webhook_deliveries_attempt` must NOT run inside a transaction: they claim
   deliveries with a lease in a committed claim (core.outbox), send each HTTP request outside any
@@ -41,8 +43,8 @@ RESOLVER: Resolver | None = None
 
 
 def _enqueue(delivery_id: int, countdown: float | None = None) -> None:
-    """Send the delivery's task to the broker. A failure is logged, not raised: the row is the source of
-    truth and the sweeper re-enqueues it."""
+    """Send the task for the delivery (its run drains the delivery's endpoint) to the broker. A failure is
+    logged, not raised: the row is the source of truth and the sweeper re-enqueues it."""
     from webhooks.tasks import deliver_webhook
 
     try:

@@ -215,21 +215,19 @@ def webhook_deliveries_attempt(*, delivery_id: int, limit: int | None = None, dr
 def _drain(endpoint_id: int, *, first: int, limit: int, stop_at: float) -> dict[int, str]:
     """The task's run (see `webhook_deliveries_attempt`): it clears the endpoint's wake-up flag (committed,
     before its first claim: webhooks.services.outbox, "Wake-ups"), then claims and sends until nothing is
-    claimable. A claim that
-    fills a whole batch while more is waiting invites one more run (a message, unless one is already on its
-    way); out of time, the run hands what is left on to a new message."""
+    claimable. A claim that fills a whole batch while more is waiting invites one more run; out of time, the
+    run hands what is left on. Both send a message only if they take the flag: a flag already taken means a
+    message whose run has not started yet, and that run will claim what is left."""
     outcomes: dict[int, str] = {}
     batches = 0
-    cleared = invited = False
+    invited = False
+    wake_clear(endpoint_id)
     while True:
         if batches and (time.monotonic() >= stop_at or _worker_stopping()):  # the first batch always goes
             next_id = first_claimable(endpoint_id)
             if next_id is not None:
-                wake_endpoints({endpoint_id: next_id}, force=True)
+                wake_endpoints({endpoint_id: next_id})
             return outcomes
-        if not batches and not cleared:
-            wake_clear(endpoint_id)
-            cleared = True
         claimed = claim_batch(endpoint_id, limit=limit, now=utc_now(), first=None if batches else first)
         if claimed is None:
             return outcomes
@@ -244,7 +242,7 @@ def _drain(endpoint_id: int, *, first: int, limit: int, stop_at: float) -> dict[
             continue
         outcomes.update(batch.outcomes)
         if batch.released:  # out of time or lease, or the worker is stopping: a new message takes the rest
-            wake_endpoints({endpoint_id: batch.released[0]}, force=True)
+            wake_endpoints({endpoint_id: batch.released[0]})
             return outcomes
 
 
