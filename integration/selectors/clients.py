@@ -33,7 +33,7 @@ from integration.models import (
     Therapist,
 )
 from integration.selectors.alerts import alerts_visible_to
-from integration.selectors.common import TherapistQuery, consented_links, iso_utc_sql
+from integration.selectors.common import TherapistQuery, consented_links, iso_utc_sql, uuid_text_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +57,11 @@ class CoupleSummary:
 
 
 class ClientRow(NamedTuple):
-    """One consented client (a plain row: tuples are the cheapest rows for a 1,000-client caseload)."""
+    """One consented client (a plain row: tuples are the cheapest rows for a 1,000-client caseload). Ids
+    (here and in the couple) are text on PostgreSQL (common.uuid_text_sql), uuid.UUID elsewhere."""
 
-    link_id: uuid.UUID
-    client_id: uuid.UUID
+    link_id: uuid.UUID | str
+    client_id: uuid.UUID | str
     first_name: str
     last_name: str
     email: str | None
@@ -85,8 +86,8 @@ def _unread_alert_counts_query(therapist: Therapist):
         .exclude(Exists(read))
         .order_by()
         .values("client_id")
-        .annotate(n=Count("*"))
-        .values_list("client_id", "n")
+        .annotate(n=Count("*"), client_text=uuid_text_sql("client_id"))
+        .values_list("client_text", "n")
     )
 
 
@@ -117,11 +118,13 @@ def _links_query(therapist: Therapist):
             course_week=F("client__course__current_week"),
             course_active=Coalesce(F("client__course__is_active"), Value(False), output_field=BooleanField()),
             consent_granted_iso=iso_utc_sql("consent_granted_at"),
+            link_text=uuid_text_sql("pk"),
+            client_text=uuid_text_sql("client_id"),
         )
         .order_by("client__last_name", "client__first_name", "client_id")
         .values_list(
-            "pk",
-            "client_id",
+            "link_text",
+            "client_text",
             "client__first_name",
             "client__last_name",
             "client__email",
@@ -157,14 +160,19 @@ def _couples_query(therapist: Therapist):
     consented_client_ids = consented_links(therapist).values("client_id")
     return (
         Couple.objects.filter(Q(partner1_id__in=consented_client_ids) | Q(partner2_id__in=consented_client_ids))
+        .annotate(
+            couple_text=uuid_text_sql("id"),
+            partner1_text=uuid_text_sql("partner1_id"),
+            partner2_text=uuid_text_sql("partner2_id"),
+        )
         .order_by("created_at", "id")
         .values_list(
-            "id",
+            "couple_text",
             "status",
-            "partner1_id",
+            "partner1_text",
             "partner1__first_name",
             "partner1__last_name",
-            "partner2_id",
+            "partner2_text",
             "partner2__first_name",
             "partner2__last_name",
         )

@@ -16,11 +16,11 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 
 from core.rounding import ratio
 from integration.models import AlertType, Assessment, PermissionLevel, Therapist
-from integration.selectors.common import TherapistQuery, consented_links
+from integration.selectors.common import TherapistQuery, consented_links, uuid_text_sql
 
 
 class OutcomeRow(NamedTuple):
-    client_id: uuid.UUID
+    client_id: uuid.UUID | str  # str on PostgreSQL (common.uuid_text_sql)
     assessment_types: int  # distinct assessment types completed
     course_week: int | None
     course_active: bool | None
@@ -50,15 +50,15 @@ def _assessment_types_query(therapist: Therapist):
         Assessment.objects.filter(client_id__in=consented_links(therapist).values("client_id"))
         .order_by()
         .values("client_id")
-        .annotate(n=Count("type", distinct=True))
-        .values_list("client_id", "n")
+        .annotate(n=Count("type", distinct=True), client_text=uuid_text_sql("client_id"))
+        .values_list("client_text", "n")
     )
 
 
 _ASSESSMENT_TYPES = TherapistQuery(_assessment_types_query)
 
 
-def _assessment_types(therapist: Therapist) -> dict[uuid.UUID, int]:
+def _assessment_types(therapist: Therapist) -> dict[uuid.UUID | str, int]:
     """client id -> distinct assessment types completed, for the consented clients that have any: one
     grouped pass over the caseload's assessments (an index-only scan)."""
     return dict(_ASSESSMENT_TYPES.rows(therapist))
@@ -80,10 +80,11 @@ def _links_query(therapist: Therapist):
                 filter=Q(client__alerts__alert_type=AlertType.CRISIS, permission_level__in=standard_or_more),
             ),
             milestones=Count("client__alerts", filter=Q(client__alerts__alert_type=AlertType.MILESTONE)),
+            client_text=uuid_text_sql("client_id"),
         )
         .order_by("client__last_name", "client__first_name", "client_id")
         .values_list(
-            "client_id",
+            "client_text",
             "client__course__current_week",
             "client__course__is_active",
             "course_completed",
