@@ -138,8 +138,7 @@ class CompiledQuery:
         width = compiler.col_count
         columns = [expression for expression, _, _ in compiler.select[:width]]
         converters = [
-            (position, convs, expression)
-            for position, (convs, expression) in compiler.get_converters(columns).items()
+            (position, convs, expression) for position, (convs, expression) in compiler.get_converters(columns).items()
         ]
         return _Statement(sql, params, tuple(slots), converters, width if compiler.has_extra_select else None)
 

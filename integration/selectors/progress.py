@@ -119,62 +119,76 @@ class ClientProgress:
 # Each query is defined with the ORM and compiled once per process (common.CompiledQuery): GET /progress
 # makes up to eight, and building and compiling them was most of its selector's CPU.
 _ASSESSMENTS = common.CompiledQuery(
-    lambda client_id: Assessment.objects.filter(client_id=client_id)
-    .order_by("completed_at", "id")
-    .values_list("type", "score", "completed_at"),
+    lambda client_id: (
+        Assessment.objects.filter(client_id=client_id)
+        .order_by("completed_at", "id")
+        .values_list("type", "score", "completed_at")
+    ),
     uuids=("client_id",),
 )
 _ACTIVE_DAYS = common.CompiledQuery(
     # Every distinct active day up to today, newest first (a streak may be older than the window).
-    lambda client_id, today: ActivityEntry.objects.filter(client_id=client_id, date__lte=today)
-    .order_by("-date")
-    .values_list("date")
-    .distinct(),
+    lambda client_id, today: (
+        ActivityEntry.objects.filter(client_id=client_id, date__lte=today)
+        .order_by("-date")
+        .values_list("date")
+        .distinct()
+    ),
     uuids=("client_id",),
     dates=("today",),
 )
 _TASK_COUNTS = common.CompiledQuery(
     # One row (completed, pending) when the therapist assigned the client any task, else none.
-    lambda therapist_id, client_id: TherapistTask.objects.filter(therapist_id=therapist_id, client_id=client_id)
-    .order_by()
-    .values("client_id")
-    .annotate(
-        completed=Count("pk", filter=Q(status=TherapistTask.Status.COMPLETED)),
-        pending=Count("pk", filter=Q(status=TherapistTask.Status.PENDING)),
-    )
-    .values_list("completed", "pending"),
+    lambda therapist_id, client_id: (
+        TherapistTask.objects.filter(therapist_id=therapist_id, client_id=client_id)
+        .order_by()
+        .values("client_id")
+        .annotate(
+            completed=Count("pk", filter=Q(status=TherapistTask.Status.COMPLETED)),
+            pending=Count("pk", filter=Q(status=TherapistTask.Status.PENDING)),
+        )
+        .values_list("completed", "pending")
+    ),
     uuids=("therapist_id", "client_id"),
 )
 _COURSE = common.CompiledQuery(
-    lambda client_id: CourseProgress.objects.filter(client_id=client_id)
-    .order_by("pk")
-    .values_list("current_week", "is_active")[:1],
+    lambda client_id: (
+        CourseProgress.objects.filter(client_id=client_id).order_by("pk").values_list("current_week", "is_active")[:1]
+    ),
     uuids=("client_id",),
 )
 _STRATEGIES = common.CompiledQuery(
-    lambda client_id: WeeklyStrategy.objects.filter(client_id=client_id)
-    .order_by("week_number")
-    .values_list("week_number", "theme", "completed_days", "completed_at"),
+    lambda client_id: (
+        WeeklyStrategy.objects.filter(client_id=client_id)
+        .order_by("week_number")
+        .values_list("week_number", "theme", "completed_days", "completed_at")
+    ),
     uuids=("client_id",),
 )
 _CHECKINS = common.CompiledQuery(
-    lambda client_id, start, today: CheckIn.objects.filter(client_id=client_id, date__range=(start, today))
-    .order_by("date")
-    .values_list("date", "mood", "closeness"),
+    lambda client_id, start, today: (
+        CheckIn.objects.filter(client_id=client_id, date__range=(start, today))
+        .order_by("date")
+        .values_list("date", "mood", "closeness")
+    ),
     uuids=("client_id",),
     dates=("start", "today"),
 )
 _RATIOS = common.CompiledQuery(
-    lambda client_id, start, today: RatioEntry.objects.filter(client_id=client_id, date__range=(start, today))
-    .order_by("date")
-    .values_list("date", "positive", "negative"),
+    lambda client_id, start, today: (
+        RatioEntry.objects.filter(client_id=client_id, date__range=(start, today))
+        .order_by("date")
+        .values_list("date", "positive", "negative")
+    ),
     uuids=("client_id",),
     dates=("start", "today"),
 )
 _ANSWERED = common.CompiledQuery(
-    lambda client_id: Assessment.objects.filter(client_id=client_id, responses__isnull=False)
-    .order_by("completed_at", "id")
-    .values_list("type", "responses", "completed_at"),
+    lambda client_id: (
+        Assessment.objects.filter(client_id=client_id, responses__isnull=False)
+        .order_by("completed_at", "id")
+        .values_list("type", "responses", "completed_at")
+    ),
     uuids=("client_id",),
 )
 

@@ -99,9 +99,7 @@ def test_a_definition_depending_on_more_than_the_therapist_is_refused(db):
             lambda t: consented_links(t).filter(permission_level__gte=str(next(counter))).values_list("pk")
         ).rows(therapist)
     with pytest.raises(ValueError, match="more than its arguments"):
-        TherapistQuery(lambda t: consented_links(t).filter(created_at__lte=utc_now()).values_list("pk")).rows(
-            therapist
-        )
+        TherapistQuery(lambda t: consented_links(t).filter(created_at__lte=utc_now()).values_list("pk")).rows(therapist)
     with pytest.raises(ValueError, match="does not depend on therapist_id"):
         TherapistQuery(lambda t: TherapistClientLink.objects.values_list("pk")).rows(therapist)
 
