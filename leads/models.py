@@ -2,7 +2,7 @@
 the lead, send a welcome SMS, and owe the partner `lead_value_agreed`, paid out monthly.
 
 Phone numbers arrive RSA-OAEP encrypted under one of CareOS's key pairs (`CareosKeyPair`, several may
-decrypt during a rotation); they are stored Fernet-encrypted with a keyed-hash column for dedup, and
+decrypt during a rotation); they are stored encrypted (core.encryption) with a keyed-hash column for dedup, and
 never logged. Partner API keys are stored as SHA-256 digests (they are 238 random bits) and shown once.
 Money is Decimal, USD.
 """
