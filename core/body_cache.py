@@ -71,11 +71,13 @@ def cached_json_response(
     *,
     key: str | None,
     now: datetime,
-    compute: Callable[[], tuple[Any, datetime | None]],
+    data: Callable[[], Any],
+    valid_until: Callable[[], datetime | None],
 ) -> HttpResponse:
-    """The body under `key` if one is valid at `now`, else `compute()` -> (data, valid_until) rendered by the
-    view's negotiated renderer, stored, and answered. `key` None, a disabled cache (BODY_CACHE_SECONDS 0)
-    or a non-default rendering: computed and answered as a plain DRF Response, nothing stored."""
+    """The body under `key` if one is valid at `now`, else `data()` rendered by the view's negotiated renderer,
+    stored until `valid_until()` (asked only when storing), and answered. `key` None, a disabled cache
+    (BODY_CACHE_SECONDS 0) or a non-default rendering: `data()` answered as a plain DRF Response, nothing
+    stored."""
     renderer = getattr(request, "accepted_renderer", None)
     cacheable = (
         key is not None
@@ -84,12 +86,10 @@ def cached_json_response(
         and request.accepted_media_type == renderer.media_type
     )
     if not cacheable:
-        data, _valid_until = compute()
-        return Response(data)
+        return Response(data())
     content_type = f"{renderer.media_type}; charset={renderer.charset}" if renderer.charset else renderer.media_type
     body = _entry_get(key, now)
     if body is None:
-        data, valid_until = compute()
-        body = renderer.render(data, renderer.media_type, view.get_renderer_context())
-        _entry_put(key, body, computed_at=now, valid_until=valid_until)
+        body = renderer.render(data(), renderer.media_type, view.get_renderer_context())
+        _entry_put(key, body, computed_at=now, valid_until=valid_until())
     return HttpResponse(body, content_type=content_type)

@@ -409,17 +409,21 @@ class AnalyticsView(TherapistView):
         since = selectors.time_range_since(request.query_params.get("timeRange"), now)
         session = self.session(request, self.access(request), _param(request, "sessionId", required=True))
 
-        def compute():
+        def data():
             analytics = aggregates.analytics_read(session, since=since, now=now)
-            body = s.AnalyticsOutput({"session_id": session.public_id, "analytics_data": analytics}).data
-            if session.analytics_posted_at is not None:
-                return body, None
-            return body, aggregates.derived_analytics_valid_until(session, since, now)
+            return s.AnalyticsOutput({"session_id": session.public_id, "analytics_data": analytics}).data
 
         # Derived analytics are cached under the therapist's generation (docs/therapist-dashboard.md, "Speed");
         # posted ones are a few stored rows, read each time.
         key = None if session.analytics_posted_at is not None else aggregates.derived_analytics_key(session, since, now)
-        return cached_json_response(request, self, key=key, now=now, compute=compute)
+        return cached_json_response(
+            request,
+            self,
+            key=key,
+            now=now,
+            data=data,
+            valid_until=lambda: aggregates.derived_analytics_valid_until(session, since, now),
+        )
 
     @_schema(
         "therapist_analytics_record",
