@@ -32,13 +32,20 @@ def set_organization(request, organization_id: str) -> None:
     _http_request(request).audit_organization = organization_id
 
 
-def note_subjects(request, subject_type: str, ids) -> None:
-    """Record subject ids this request read or wrote: `note_subjects(request, "client", [c.id, ...])`."""
+def noted_subjects(request) -> list[str]:
+    """The subjects noted so far, as the access log records them ("client:<id>"). The list itself: a caller
+    may extend it with entries it took from here earlier (core.body_cache notes again, for a body it serves,
+    exactly what computing that body noted)."""
     http_request = _http_request(request)
     subjects = getattr(http_request, "audit_subjects", None)
     if subjects is None:
         subjects = http_request.audit_subjects = []
-    subjects.extend(f"{subject_type}:{value}" for value in ids)
+    return subjects
+
+
+def note_subjects(request, subject_type: str, ids) -> None:
+    """Record subject ids this request read or wrote: `note_subjects(request, "client", [c.id, ...])`."""
+    noted_subjects(request).extend(f"{subject_type}:{value}" for value in ids)
 
 
 def note_refusal(request, code: str) -> None:

@@ -77,6 +77,8 @@ __all__ = [
     "encrypted_fields",
     "key_fingerprint",
     "primary_key_fingerprint",
+    "seal",
+    "unseal",
 ]
 
 
@@ -310,6 +312,41 @@ def reencrypt_str(token: str) -> str:
     key decrypts it."""
     keyring = _get_keyring()
     return _encrypt_v1(keyring, _decrypt_bytes(keyring, _token_text(token)))
+
+
+# --- Sealed bytes -------------------------------------------------------------------------------------
+
+_SEAL_VERSION = b"s1"
+
+
+def seal(data: bytes, *, context: bytes) -> bytes:
+    """`data` encrypted under the primary key for keeping outside the database (e.g. a cached response body in
+    Redis): b"s1" + key id + nonce + AES-256-GCM ciphertext and tag. `context` (e.g. the cache key) is
+    authenticated, not stored: `unseal` needs the same context, so a sealed value moved under another key
+    does not open."""
+    keyring = _get_keyring()
+    header = _SEAL_VERSION + keyring.primary_id.encode("ascii")
+    nonce = os.urandom(_NONCE_BYTES)
+    return header + nonce + keyring.primary_gcm.encrypt(nonce, data, header + b"|" + context)
+
+
+def unseal(sealed: bytes, *, context: bytes) -> bytes:
+    """The bytes `seal(..., context=context)` sealed; DecryptionError if no configured key authenticates them
+    under this context (another context, a dropped key, tampering, or not a sealed value)."""
+    if not isinstance(sealed, bytes):
+        raise DecryptionError(_UNDECRYPTABLE)
+    head = len(_SEAL_VERSION) + _KEY_ID_LENGTH
+    if len(sealed) < head + _NONCE_BYTES + _TAG_BYTES or not sealed.startswith(_SEAL_VERSION):
+        raise DecryptionError(_UNDECRYPTABLE)
+    header = sealed[:head]
+    ciphers = _get_keyring().by_id.get(header[len(_SEAL_VERSION) :].decode("ascii", "replace"))
+    nonce, body = sealed[head : head + _NONCE_BYTES], sealed[head + _NONCE_BYTES :]
+    for cipher in ciphers or ():
+        try:
+            return cipher.decrypt(nonce, body, header + b"|" + context)
+        except InvalidTag:
+            continue
+    raise DecryptionError(_UNDECRYPTABLE)
 
 
 # --- Blind index ------------------------------------------------------------------------------------

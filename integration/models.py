@@ -3,20 +3,87 @@ and the integration partners (e.g. SuperTool) that read it for one therapist at 
 
 Public ids are UUIDs (the spec's `user-uuid`, `link-uuid`, `alert-uuid`...). Free text written by or
 about a client (journal entries, task notes, individual responses, generated reports) is encrypted at
-rest. Consent is a property of the therapist-client link and is checked on every partner request (no
-caching), so a client's change takes effect on the very next request.
+rest. Consent is a property of the therapist-client link and is checked on every partner request, so a
+client's change takes effect on the very next request: the caseload bodies kept in the cache (GET /clients,
+/outcomes) are keyed by a token that every write to what they show replaces in its own transaction
+(`CaseloadGeneration`, docs/loverescue.md "Speed").
 """
 
 from __future__ import annotations
 
 import uuid
 
+import pgtrigger
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from core.encryption import EncryptedJSONField, EncryptedTextField
 from integration.storage import baa_document_upload_to, private_media_storage
+
+# --- Caseload generation: what invalidates the cached caseload bodies -----------------------------
+
+_LINKED_TO = "SELECT l.therapist_id FROM integration_therapistclientlink l WHERE l.client_id IN ({clients})"
+
+
+def _caseload_triggers(name: str, therapists: str) -> list[pgtrigger.Trigger]:
+    """Statement-level triggers that replace the caseload token of every therapist a write can concern, in the
+    writer's own transaction: `therapists` is SQL selecting their ids from `{rows}` (the rows written: new rows
+    of an INSERT, old rows of a DELETE, both of an UPDATE). A TRUNCATE replaces every token. Triggers, not
+    service calls, so that no write path (a service, the admin, a bulk update, a cascade, raw SQL) is missed;
+    rows are locked in therapist order, so two writes concerning the same therapists queue, never deadlock.
+    PostgreSQL only: elsewhere nothing is cached (integration.selectors.caseload)."""
+
+    def replace_tokens(selected: str) -> str:
+        # Fixed table names; `selected` is SQL written in this module, never input.
+        return (
+            "WITH locked AS (SELECT therapist_id FROM integration_caseloadgeneration WHERE therapist_id IN ("  # noqa: S608
+            + selected
+            + ") "
+            "ORDER BY therapist_id FOR NO KEY UPDATE) "
+            "UPDATE integration_caseloadgeneration g SET token = gen_random_uuid() FROM locked "
+            "WHERE g.therapist_id = locked.therapist_id; RETURN NULL;"
+        )
+
+    both = "(SELECT * FROM old_rows UNION ALL SELECT * FROM new_rows)"
+    return [
+        pgtrigger.Trigger(
+            name=f"{name}_caseload_insert",
+            operation=pgtrigger.Insert,
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            referencing=pgtrigger.Referencing(new="new_rows"),
+            func=replace_tokens(therapists.format(rows="new_rows")),
+        ),
+        pgtrigger.Trigger(
+            name=f"{name}_caseload_update",
+            operation=pgtrigger.Update,
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            referencing=pgtrigger.Referencing(old="old_rows", new="new_rows"),
+            func=replace_tokens(therapists.format(rows=both)),
+        ),
+        pgtrigger.Trigger(
+            name=f"{name}_caseload_delete",
+            operation=pgtrigger.Delete,
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            referencing=pgtrigger.Referencing(old="old_rows"),
+            func=replace_tokens(therapists.format(rows="old_rows")),
+        ),
+        pgtrigger.Trigger(
+            name=f"{name}_caseload_truncate",
+            operation=pgtrigger.Truncate,
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            func=replace_tokens("SELECT therapist_id FROM integration_caseloadgeneration"),
+        ),
+    ]
+
+
+def _client_rows_triggers(name: str) -> list[pgtrigger.Trigger]:
+    """For a table of one client's rows (`client_id`): the therapists linked to those clients."""
+    return _caseload_triggers(name, _LINKED_TO.format(clients="SELECT r.client_id FROM {rows} r"))
 
 
 class PermissionLevel(models.TextChoices):
@@ -47,6 +114,20 @@ class Therapist(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        triggers = [
+            # Every therapist has a caseload generation row from the start (nothing is cached without one).
+            pgtrigger.Trigger(
+                name="therapist_caseload_row",
+                operation=pgtrigger.Insert,
+                level=pgtrigger.Statement,
+                when=pgtrigger.After,
+                referencing=pgtrigger.Referencing(new="new_rows"),
+                func=(
+                    "INSERT INTO integration_caseloadgeneration (therapist_id, token) SELECT id, gen_random_uuid() "
+                    "FROM new_rows ON CONFLICT DO NOTHING; RETURN NULL;"
+                ),
+            )
+        ]
         ordering = ["last_name", "first_name"]
 
     def __str__(self) -> str:
@@ -64,6 +145,7 @@ class Client(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        triggers = _caseload_triggers("client", _LINKED_TO.format(clients="SELECT r.id FROM {rows} r"))
         ordering = ["last_name", "first_name", "id"]
 
     def __str__(self) -> str:
@@ -82,6 +164,12 @@ class Couple(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        triggers = _caseload_triggers(
+            "couple",
+            _LINKED_TO.format(
+                clients="SELECT r.partner1_id FROM {rows} r UNION SELECT r.partner2_id FROM {rows} r"
+            ),
+        )
         constraints = [
             models.CheckConstraint(condition=~Q(partner1=models.F("partner2")), name="lr_couple_two_people"),
             models.UniqueConstraint(fields=["partner1", "partner2"], name="lr_couple_unique_pair"),
@@ -104,6 +192,7 @@ class TherapistClientLink(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        triggers = _caseload_triggers("link", "SELECT r.therapist_id FROM {rows} r")
         constraints = [models.UniqueConstraint(fields=["therapist", "client"], name="lr_link_unique")]
         indexes = [models.Index(fields=["therapist", "consent_revoked_at"], name="lr_link_therapist_consent")]
 
@@ -134,6 +223,7 @@ class CheckIn(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        triggers = _client_rows_triggers("checkin")
         constraints = [models.UniqueConstraint(fields=["client", "date"], name="lr_checkin_one_per_day")]
         ordering = ["date"]
 
@@ -170,6 +260,7 @@ class ActivityEntry(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        triggers = _client_rows_triggers("activity")
         ordering = ["date", "id"]
         indexes = [models.Index(fields=["client", "date"], name="lr_activity_client_date")]
 
@@ -183,6 +274,9 @@ class CourseProgress(models.Model):
     is_active = models.BooleanField(default=True)
     started_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)  # whole course
+
+    class Meta:
+        triggers = _client_rows_triggers("course")
 
     def __str__(self) -> str:
         return f"course {self.client_id} week {self.current_week}"
@@ -212,6 +306,7 @@ class Assessment(models.Model):
     completed_at = models.DateTimeField()
 
     class Meta:
+        triggers = _client_rows_triggers("assessment")
         ordering = ["completed_at", "id"]
         indexes = [models.Index(fields=["client", "type", "completed_at"], name="lr_assessment_client_type")]
 
@@ -313,6 +408,7 @@ class Alert(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)  # the episode ended
 
     class Meta:
+        triggers = _client_rows_triggers("alert")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["client", "rule", "episode_key"], name="lr_alert_one_per_episode")
@@ -333,6 +429,7 @@ class AlertRecipient(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        triggers = _caseload_triggers("alert_recipient", "SELECT r.therapist_id FROM {rows} r")
         constraints = [models.UniqueConstraint(fields=["alert", "therapist"], name="lr_alert_recipient_unique")]
         indexes = [models.Index(fields=["therapist", "notified_at"], name="lr_alert_recipient_notify")]
 
@@ -459,3 +556,20 @@ class PartnerCredential(models.Model):
 
     def __str__(self) -> str:
         return self.key_hint
+
+
+class CaseloadGeneration(models.Model):
+    """A therapist's caseload generation: a random token that the database replaces, in the writer's own
+    transaction, on every write to what GET /clients and /outcomes show for that therapist (their links and
+    consent, their clients' names, emails, couples, check-ins, activities, course, assessments and alerts, and
+    their own read marks; the `_caseload_triggers` on those tables). The bodies are cached under the token
+    (integration.selectors.caseload), so a body is never served after such a write commits.
+
+    Random, not a counter: a row deleted and made again never gives back a token an old entry was stored
+    under. Rows are made by a trigger on Therapist (and migration 0005 for therapists made before it)."""
+
+    therapist = models.OneToOneField(Therapist, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    token = models.UUIDField()
+
+    def __str__(self) -> str:
+        return f"caseload generation of {self.therapist_id}"

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 
 from core.actors import Actor
 from core.apis import LOVERESCUE
+from core.body_cache import cached_json_response
 from core.context import note_subjects
 from core.domain import Invalid
 from core.schema import error_responses
@@ -32,6 +33,7 @@ from integration.events import OWNER_TYPE
 from integration.models import PermissionLevel, TherapistClientLink
 from integration.selectors import common
 from integration.selectors.alerts import alert_list, visible_alert
+from integration.selectors.caseload import caseload_body_key
 from integration.selectors.clients import client_list
 from integration.selectors.consent import LevelTooLow, NoConsent, client_link_for
 from integration.selectors.couples import couple_dynamics
@@ -60,6 +62,15 @@ def consented_link(request, client_id, required_level: str = PermissionLevel.BAS
     return link
 
 
+def caseload_response(request, view, body: str, data):
+    """A caseload body (/clients, /outcomes) from the cache while the therapist's caseload generation is
+    unchanged, else computed by `data()` and kept, sealed (names and emails never sit in the cache in clear).
+    Exact: every write to what the body shows replaces the generation in its own transaction
+    (docs/loverescue.md, "Speed"). The access log names the same clients either way."""
+    key = caseload_body_key(request.user.therapist, body)
+    return cached_json_response(request, view, key=key, now=common.utc_now(), data=data, sealed=True)
+
+
 class ClientListView(PartnerApiView):
     """The therapist's clients with consent in force (revoked or never-consented links are left out)."""
 
@@ -74,9 +85,14 @@ class ClientListView(PartnerApiView):
         ),
     )
     def get(self, request):
-        rows = client_list(therapist=request.user.therapist)
-        note_subjects(request, "client", [row.client_id for row in rows])
-        return Response(outputs.ClientListResponseSerializer({"clients": rows, "total": len(rows)}).data)
+        therapist = request.user.therapist
+
+        def data():
+            rows = client_list(therapist=therapist)
+            note_subjects(request, "client", [row.client_id for row in rows])
+            return outputs.ClientListResponseSerializer({"clients": rows, "total": len(rows)}).data
+
+        return caseload_response(request, self, "clients", data)
 
 
 class ClientProgressView(PartnerApiView):
@@ -250,9 +266,14 @@ class OutcomesView(PartnerApiView):
         responses={200: outputs.OutcomesResponseSerializer, **error_responses(LOVERESCUE, 401, 403, 429)},
     )
     def get(self, request):
-        result = outcomes(therapist=request.user.therapist)
-        note_subjects(request, "client", [row.client_id for row in result.clients])
-        return Response(outputs.OutcomesResponseSerializer(result).data)
+        therapist = request.user.therapist
+
+        def data():
+            result = outcomes(therapist=therapist)
+            note_subjects(request, "client", [row.client_id for row in result.clients])
+            return outputs.OutcomesResponseSerializer(result).data
+
+        return caseload_response(request, self, "outcomes", data)
 
 
 class WebhookRegisterView(PartnerApiView):

@@ -19,6 +19,8 @@ from core.encryption import (
     key_fingerprint,
     primary_key_fingerprint,
     reencrypt_str,
+    seal,
+    unseal,
 )
 from tests.encryption_app.models import SecretNote
 
@@ -302,3 +304,42 @@ def test_two_keys_with_the_same_key_id_are_both_tried(settings, monkeypatch):
 def test_decrypt_many_matches_decrypt_str():
     tokens = [encrypt_str(f"client{i}@example.com") for i in range(5)] + [None, encrypt_str("")]
     assert decrypt_many(tokens) == [None if t is None else decrypt_str(t) for t in tokens]
+
+
+# --- Sealed bytes (core.body_cache keeps cached bodies with personal data sealed) ---------------------
+
+
+def test_sealed_bytes_open_only_under_the_same_context(settings):
+    sealed = seal(BODY.encode(), context=b"key-1")
+    assert BODY.encode() not in sealed
+    assert unseal(sealed, context=b"key-1") == BODY.encode()
+    assert seal(BODY.encode(), context=b"key-1") != sealed  # random nonce
+    with pytest.raises(DecryptionError):
+        unseal(sealed, context=b"key-2")
+
+
+@pytest.mark.parametrize("damage", ["flip_last", "flip_header", "truncate", "empty", "not_bytes"])
+def test_damaged_sealed_bytes_are_refused(damage):
+    sealed = bytearray(seal(BODY.encode(), context=b"k"))
+    if damage == "flip_last":
+        sealed[-1] ^= 1
+    elif damage == "flip_header":
+        sealed[3] ^= 1
+    elif damage == "truncate":
+        sealed = sealed[:20]
+    elif damage == "empty":
+        sealed = bytearray()
+    value = BODY if damage == "not_bytes" else bytes(sealed)
+    with pytest.raises(DecryptionError):
+        unseal(value, context=b"k")
+
+
+def test_sealed_bytes_follow_key_rotation(settings):
+    key_a, key_b = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [key_a]
+    sealed = seal(b"x", context=b"k")
+    settings.FIELD_ENCRYPTION_KEYS = [key_b, key_a]
+    assert unseal(sealed, context=b"k") == b"x"  # an old key still opens what it sealed
+    settings.FIELD_ENCRYPTION_KEYS = [key_b]
+    with pytest.raises(DecryptionError):
+        unseal(sealed, context=b"k")  # dropped: the entry is a miss, never a wrong body
