@@ -2,7 +2,8 @@
 
 Each view is thin: parse the request (integration.api.partner_inputs), call one selector or service
 scoped to the therapist the token acts for (`request.user.therapist`), render with the output serializer
-its schema names (integration.api.partner_outputs). Consent is read from the database on every request;
+its schema names (integration.api.partner_outputs). Consent is read from the database on every request (the
+cached caseload bodies through a token every consent write replaces: `caseload_response`);
 the selectors raise core.domain errors that the LoveRescue envelope renders:
 
 - unknown client / couple / alert -> 404 NOT_FOUND;
