@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 
 from audit.models import AuditEvent
+from core.compiled_query import CompiledQuery
 from leads.models import (
     CareosKeyPair,
     CareUser,
@@ -90,57 +91,29 @@ def ingest_prelude(*, platform: PartnerPlatform, source_conversation_id: str) ->
     return IngestPrelude(lead_id=lead_id, stored_private_pems=tuple(pems), pair_ids=tuple(pair_ids))
 
 
-def _api_key_sql() -> str:
-    key, platform = PlatformApiKey._meta, PartnerPlatform._meta
-    columns = [f'k."{field.column}"' for field in key.concrete_fields]
-    columns += [f'p."{field.column}"' for field in platform.concrete_fields]
-    return (
-        f'SELECT {", ".join(columns)} FROM "{key.db_table}" k '  # noqa: S608
-        f'JOIN "{platform.db_table}" p ON p."{platform.pk.column}" = k."{key.get_field("platform").column}" '
-        f'WHERE k."{key.get_field("key_id").column}" = %s AND k."{key.get_field("environment").column}" = %s '
-        f'AND p."{platform.get_field("slug").column}" = %s AND p."{platform.get_field("status").column}" = %s '
-        f'AND k."{key.get_field("revoked_at").column}" IS NULL LIMIT 1'
-    )
-
-
-_API_KEY_SQL = _api_key_sql()
-
-
-def _from_row(model, values, db: str):
-    fields = model._meta.concrete_fields
-    converted = []
-    for field, value in zip(fields, values, strict=True):
-        for converter in field.get_db_converters(connection):
-            value = converter(value, field, connection)
-        converted.append(value)
-    return model.from_db(db, [field.attname for field in fields], converted)
+# Asked on every CareOS request: the ORM spent more CPU building and compiling this join than the database
+# spent running it (issue 15), so it is compiled once per process (core.compiled_query).
+_UNREVOKED_API_KEY = CompiledQuery(
+    lambda key_id, environment, platform_slug: (
+        PlatformApiKey.objects.select_related("platform")
+        .filter(
+            key_id=key_id,
+            environment=environment,
+            platform__slug=platform_slug,
+            platform__status=PartnerPlatform.Status.ACTIVE,
+            revoked_at__isnull=True,
+        )
+        .order_by()[:1]
+    ),
+    strs=("key_id", "environment", "platform_slug"),
+)
 
 
 def unrevoked_api_key(*, key_id: str, environment: str, platform_slug: str) -> PlatformApiKey | None:
     """The unrevoked key `key_id` of the active platform `platform_slug`, with its platform, or None (expiry
-    and the secret are the caller's checks). Asked on every CareOS request: on PostgreSQL the statement is
-    built once (the ORM spent more CPU compiling this join than the database spent running it, issue 15)
-    and the rows become model instances as the ORM makes them (each field's converters: the platform's
-    encrypted fields are decrypted on read); elsewhere the ORM query."""
-    if connection.vendor != "postgresql":
-        return _one(
-            PlatformApiKey.objects.select_related("platform").filter(
-                key_id=key_id,
-                environment=environment,
-                platform__slug=platform_slug,
-                platform__status=PartnerPlatform.Status.ACTIVE,
-                revoked_at__isnull=True,
-            )
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(_API_KEY_SQL, [key_id, environment, platform_slug, PartnerPlatform.Status.ACTIVE])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    width = len(PlatformApiKey._meta.concrete_fields)
-    api_key = _from_row(PlatformApiKey, row[:width], connection.alias)
-    api_key.platform = _from_row(PartnerPlatform, row[width:], connection.alias)
-    return api_key
+    and the secret are the caller's checks). One statement; the instances are the ORM's (every field's
+    converters: the platform's encrypted fields are decrypted on read)."""
+    return _UNREVOKED_API_KEY.one(key_id=key_id, environment=environment, platform_slug=platform_slug)
 
 
 def lead_by_id(*, lead_id: int) -> Lead | None:
