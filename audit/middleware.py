@@ -9,13 +9,22 @@ without its access row (issue 10, finding 10; docs/decisions.md).
 The row of a safe-method request (GET, HEAD, OPTIONS, TRACE: a read) commits asynchronously, still inserted
 before the answer leaves; a request that may write (POST, PUT, PATCH, DELETE, anything else) keeps a durable
 commit of its row (issue 15; the loss window is in docs/decisions.md).
+
+A write whose service runs one outermost transaction may put the request's row in that transaction instead
+(`access_row_join`: one durable commit for the write, its audit events and its access row). The middleware
+then writes no row of its own, unless that transaction did not commit (rolled back, failed, never inserted
+the row) or the answer's status is not the one the row recorded: the row is never missing (issue 15).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from audit.models import AccessLog
 from audit.services import access_log_record
 from core.actors import ActorType
 from core.apis import family_for_path, family_for_request
@@ -39,20 +48,33 @@ class AccessLogMiddleware:
     def __call__(self, request):
         started = time.perf_counter()
         created_at = utc_now()
+        request._access_log_began = (started, created_at)  # for access_row_join
         response = self.get_response(request)
         # Every request under an API's paths (health probes and docs are not API traffic).
         family = family_for_request(request) if family_for_path(request.path) else None
         if family is None:
             return response
+        joined = getattr(request, "_access_row_joined", None)
+        if joined is not None and joined.committed:
+            if joined.status_code == response.status_code:
+                return response  # its row committed with the request's write transaction
+            # The answer changed after that commit (an error after the write): its own row as well, so
+            # the status that left is recorded (two rows for this request id).
+            logger.warning(
+                "Request %s: access row committed with status %s, answer %s: writing a second row",
+                getattr(request, "request_id", ""),
+                joined.status_code,
+                response.status_code,
+            )
         try:
-            fields = self._fields(request, response, family, created_at, started)
+            fields = self._fields(request, response.status_code, family, created_at, started)
             access_log_record(durable=request.method not in SAFE_METHODS, **fields)
         except Exception:
             return self._withheld(request, response, family)
         return response
 
     @staticmethod
-    def _fields(request, response, family, created_at, started) -> dict:
+    def _fields(request, status_code, family, created_at, started) -> dict:
         actor_type, actor_id = getattr(request, "audit_actor", ("", ""))
         if not actor_type:
             user = getattr(request, "user", None)
@@ -70,8 +92,8 @@ class AccessLogMiddleware:
             "method": request.method[:10],
             "path": request.path[:500],
             "subject_ids": getattr(request, "audit_subjects", []),
-            "status_code": response.status_code,
-            "reason": getattr(request, "audit_reason", "") if response.status_code >= 400 else "",
+            "status_code": status_code,
+            "reason": getattr(request, "audit_reason", "") if status_code >= 400 else "",
             "ip": client_ip(request),
             "user_agent": request.headers.get("User-Agent", "")[:300],
             "request_id": getattr(request, "request_id", ""),
@@ -104,3 +126,49 @@ class AccessLogMiddleware:
                 unavailable[name] = value
         unavailable["Cache-Control"] = "no-store"
         return unavailable
+
+
+class _JoinedRow:
+    """A request's access row handed to its write transaction: done once that transaction committed it."""
+
+    __slots__ = ("committed", "row", "status_code")
+
+    def __init__(self, row: AccessLog, status_code: int):
+        self.row, self.status_code, self.committed = row, status_code, False
+
+    def mark_committed(self) -> None:
+        # Only a row the transaction actually inserted (its primary key set by the INSERT) counts.
+        self.committed = self.row.pk is not None
+
+
+def access_row_join(request, *, status_code: int, subjects: Iterable[str] = ()) -> AccessLog | None:
+    """This write request's access row as an unsaved AccessLog, for the caller to INSERT inside its open
+    transaction (issue 15: one durable commit for the write and its row instead of two). `status_code` is
+    the status the view will answer with once that transaction commits; `subjects` ("lead:<id>") are added
+    to those already noted on the request (the request's own notes are left as they are, for the
+    middleware's row if this one is not committed).
+
+    None, and the middleware writes the row as usual, unless: the access-log middleware is handling this
+    request, it is an API request that may write (not a safe method), and the caller is in the connection's
+    outermost transaction (so the row commits durably with it; never a savepoint, never a test's wrapping
+    transaction) and that transaction is not already doomed. Once per request.
+
+    The middleware skips its own row only if this transaction committed with the row inserted (an on_commit
+    callback, robust, checks the row got its primary key); a rollback, a failed commit or a row the caller
+    did not insert leaves the row to the middleware."""
+    http_request = getattr(request, "_request", request)  # DRF Request wraps Django's HttpRequest
+    began = getattr(http_request, "_access_log_began", None)
+    if began is None or http_request.method in SAFE_METHODS or hasattr(http_request, "_access_row_joined"):
+        return None
+    family = family_for_request(http_request) if family_for_path(http_request.path) else None
+    conn = connections[DEFAULT_DB_ALIAS]
+    blocks = conn.atomic_blocks
+    if family is None or len(blocks) != 1 or blocks[0]._from_testcase or conn.needs_rollback:
+        return None
+    started, created_at = began
+    fields = AccessLogMiddleware._fields(http_request, status_code, family, created_at, started)
+    fields["subject_ids"] = [*fields["subject_ids"], *subjects]
+    joined = _JoinedRow(AccessLog(**fields), status_code)
+    http_request._access_row_joined = joined
+    transaction.on_commit(joined.mark_committed, robust=True)
+    return joined.row

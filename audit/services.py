@@ -33,7 +33,31 @@ def audit_event_record(
     """
     if not connection.in_atomic_block:
         raise RuntimeError("audit_event_record must run inside the service's transaction.atomic block")
-    return AuditEvent.objects.create(
+    event = audit_event_new(
+        action=action,
+        actor=actor,
+        organization_id=organization_id,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        metadata=metadata,
+    )
+    event.save(force_insert=True)
+    return event
+
+
+def audit_event_new(
+    *,
+    action: str,
+    actor: Actor,
+    organization_id: str = "",
+    subject_type: str = "",
+    subject_id: str = "",
+    metadata: dict | None = None,
+) -> AuditEvent:
+    """The event `audit_event_record` writes, unsaved: for a service that inserts it together with its own
+    rows in one statement (issue 15), inside the same transaction as its change, as audit_event_record
+    would. Same rule for `metadata`: ids and codes only."""
+    return AuditEvent(
         created_at=utc_now(),
         action=action,
         actor_type=actor.type,

@@ -1,6 +1,9 @@
 """CareOS leads API (spec: careos-leads-api.md). Thin: authenticate, parse and validate, call the
 service, render. Errors are the spec's `{"error": msg}` (core.apis.CAREOS): the parser's 400s, and the
-service's domain errors (IngestRejected, a core.domain.Invalid) mapped to 400 by the envelope."""
+service's domain errors (IngestRejected, a core.domain.Invalid) mapped to 400 by the envelope.
+
+A new lead's access row is inserted by the lead's own transaction (audit.middleware.access_row_join: one
+durable commit for both, issue 15); every other answer's row is the middleware's, as for any request."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from audit.middleware import access_row_join
 from core.api import ApiView
 from core.apis import CAREOS
 from core.context import note_subjects
@@ -23,6 +27,12 @@ from leads.api.authentication import (
 from leads.services.ingest import lead_ingest
 
 TAGS = [CAREOS.tag]
+ANSWERED = 200  # a new lead and a replay alike
+
+
+def _subjects(lead) -> dict[str, list[str]]:
+    # The lead, and the person (internal id: one across partners, so staff find every access to them).
+    return {"lead": [lead.public_id], "careos_user": [lead.user.public_id]}
 
 
 class LeadIngestView(ApiView):
@@ -58,8 +68,14 @@ class LeadIngestView(ApiView):
         check_source_platform(principal, data.get("source_platform"))
         now = utc_now()
         payload = s.parse_inbound_lead(data, now=now)
-        result = lead_ingest(platform=principal.platform, payload=payload, actor=principal.actor, now=now)
-        note_subjects(request, "lead", [result.lead.public_id])
-        # The person (internal id: one across partners, so staff find every access to them).
-        note_subjects(request, "careos_user", [result.lead.user.public_id])
-        return Response(s.IngestResponseSerializer(result.lead).data)
+
+        def access_row(lead):
+            subjects = [f"{kind}:{value}" for kind, ids in _subjects(lead).items() for value in ids]
+            return access_row_join(request, status_code=ANSWERED, subjects=subjects)
+
+        result = lead_ingest(
+            platform=principal.platform, payload=payload, actor=principal.actor, now=now, access_row=access_row
+        )
+        for kind, ids in _subjects(result.lead).items():
+            note_subjects(request, kind, ids)
+        return Response(s.IngestResponseSerializer(result.lead).data, status=ANSWERED)

@@ -31,6 +31,11 @@ RSA work never holds a transaction (or, on SQLite, the write lock) open. On Post
 the lead and its payment are written by one statement (`_rows_insert`: data-modifying CTEs, each INSERT
 taking the id the one before it returned); a conflict in any of them writes none of them.
 
+The caller may hand in the request's access row (`access_row`, audit.middleware.access_row_join): it is
+inserted by the same statement as the lead and its audit event, so the lead, its payment, its SMS row, their
+audit events and the access row commit together in one durable commit (issue 15). If the transaction rolls
+back (a replay race below), that row goes with it and the access-log middleware writes the request's row.
+
 Step 1 reads the key ring in the same statement (`selectors.ingest_prelude`), so the RSA work needs no
 read of its own. The lead records which stored pair decrypted its phone (`Lead.key_pair`, no extra
 statement): the admin derives a pair's last decrypt and its platforms from it before retiring it.
@@ -53,6 +58,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -60,7 +66,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 
-from audit.services import audit_event_record
+from audit.models import AccessLog
+from audit.services import audit_event_new
 from core.actors import Actor
 from core.domain import Invalid
 from core.encryption import blind_index
@@ -179,12 +186,19 @@ def welcome_text(*, language: str, user_name: str | None, partner_name: str) -> 
 
 
 def lead_ingest(
-    *, platform: PartnerPlatform, payload: LeadInput, actor: Actor, keys=None, now: datetime | None = None
+    *,
+    platform: PartnerPlatform,
+    payload: LeadInput,
+    actor: Actor,
+    keys=None,
+    now: datetime | None = None,
+    access_row: Callable[[Lead], AccessLog | None] | None = None,
 ) -> IngestResult:
     """Replay or create the lead for (platform, source_conversation_id); see the module docstring.
     `actor` is the calling platform (`Actor.partner_platform(slug)`); `now` the lead's time (the period
     rules compare it). Raises IngestRejected (nothing written) for an undecryptable, mismatched or
-    invalid phone.
+    invalid phone. `access_row(lead)`, called inside the write transaction for a new lead only, may give
+    an unsaved row to insert with it (audit.middleware.access_row_join); a replay writes nothing.
 
     Not `@transaction.atomic` as a whole on purpose: the replay read and the RSA work run before the one
     write transaction (`_lead_create`), so they never hold it (or SQLite's write lock) open."""
@@ -212,6 +226,7 @@ def lead_ingest(
                 key_pair_id=key_pair_id,
                 actor=actor,
                 now=now,
+                access_row=access_row,
             )
     except IntegrityError:
         # Another request took this conversation between our read and our insert (everything this
@@ -429,6 +444,7 @@ def _lead_create(
     key_pair_id: int | None,
     actor: Actor,
     now: datetime,
+    access_row: Callable[[Lead], AccessLog | None] | None = None,
 ) -> Lead:
     user, new_person = _user_insert_or_lock(
         platform=platform, payload=payload, phone=phone, welcome_sent_at=now if textable else None
@@ -470,7 +486,8 @@ def _lead_create(
         key_pair_id=key_pair_id,
         created_at=now,
     )
-    # The new partner id (if any), the lead and its payment (if payable): one INSERT statement.
+    # The new partner id (if any), the lead, its payment (if payable), its audit event and the request's
+    # access row (if the caller gave one): one INSERT statement.
     rows: list[tuple[models.Model, dict[str, int]]] = []
     if is_new_user:
         rows.append((partner_user, {}))
@@ -484,8 +501,7 @@ def _lead_create(
             due_at=now + PAYMENT_DUE_AFTER,
         )
         rows.append((payment, {"lead_id": len(rows) - 1}))
-    _rows_insert(rows)
-    audit_event_record(
+    event = audit_event_new(
         action="leads.lead_ingested",
         actor=actor,
         subject_type="leads.lead",
@@ -506,4 +522,9 @@ def _lead_create(
             "duplicate_of": duplicate_of.public_id if duplicate_of is not None else None,
         },
     )
+    rows.append((event, {}))
+    row = access_row(lead) if access_row is not None else None
+    if row is not None:
+        rows.append((row, {}))
+    _rows_insert(rows)
     return lead

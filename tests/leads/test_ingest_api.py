@@ -380,12 +380,15 @@ def test_the_key_last_use_is_recorded_at_most_once_a_minute(client, setup):
 
 
 def test_an_unexpected_error_is_the_spec_500_and_writes_nothing(client, setup, monkeypatch):
-    def broken(**kwargs):
+    real_insert = ingest._rows_insert
+
+    def broken(rows):
+        real_insert(rows)
         raise RuntimeError("database on fire")
 
-    # After every row of the lead's transaction is written (user, SMS, partner id + lead + payment), the audit
-    # event fails: nothing of the lead stays.
-    monkeypatch.setattr(ingest, "audit_event_record", broken)
+    # After every row of the lead's transaction is written (user, SMS, partner id + lead + payment + the lead's
+    # audit event), the transaction fails: nothing of the lead stays.
+    monkeypatch.setattr(ingest, "_rows_insert", broken)
     response = post(client, setup, setup.lead())
     assert (response.status_code, response.json()) == (500, {"error": "Internal server error"})
     assert counts() == NOTHING

@@ -215,7 +215,7 @@ def test_the_last_pair_able_to_decrypt_cannot_be_retired(settings):
 
 
 def test_a_key_is_found_with_its_whole_platform_in_one_query(django_assert_num_queries):
-    """leads.selectors.unrevoked_api_key (a statement built once on PostgreSQL): the key and its platform, every
+    """leads.selectors.unrevoked_api_key (compiled once, core.compiled_query): the key and its platform, every
     field as the ORM reads it (the encrypted salt and contact decrypted, times aware), in one query."""
     setup = make_platform("fieldcheck", contact_email="ops@example.org")
     platform = PartnerPlatform.objects.get(pk=setup.platform.pk)
