@@ -46,30 +46,22 @@ def _caseload_triggers(name: str, therapists: str) -> list[pgtrigger.Trigger]:
         )
 
     both = "(SELECT * FROM old_rows UNION ALL SELECT * FROM new_rows)"
+    events = (
+        ("insert", pgtrigger.Insert, pgtrigger.Referencing(new="new_rows"), "new_rows"),
+        ("update", pgtrigger.Update, pgtrigger.Referencing(old="old_rows", new="new_rows"), both),
+        ("delete", pgtrigger.Delete, pgtrigger.Referencing(old="old_rows"), "old_rows"),
+    )
     return [
-        pgtrigger.Trigger(
-            name=f"{name}_caseload_insert",
-            operation=pgtrigger.Insert,
-            level=pgtrigger.Statement,
-            when=pgtrigger.After,
-            referencing=pgtrigger.Referencing(new="new_rows"),
-            func=replace_tokens(therapists.format(rows="new_rows")),
-        ),
-        pgtrigger.Trigger(
-            name=f"{name}_caseload_update",
-            operation=pgtrigger.Update,
-            level=pgtrigger.Statement,
-            when=pgtrigger.After,
-            referencing=pgtrigger.Referencing(old="old_rows", new="new_rows"),
-            func=replace_tokens(therapists.format(rows=both)),
-        ),
-        pgtrigger.Trigger(
-            name=f"{name}_caseload_delete",
-            operation=pgtrigger.Delete,
-            level=pgtrigger.Statement,
-            when=pgtrigger.After,
-            referencing=pgtrigger.Referencing(old="old_rows"),
-            func=replace_tokens(therapists.format(rows="old_rows")),
+        *(
+            pgtrigger.Trigger(
+                name=f"{name}_caseload_{event}",
+                operation=operation,
+                level=pgtrigger.Statement,
+                when=pgtrigger.After,
+                referencing=referencing,
+                func=replace_tokens(therapists.format(rows=rows)),
+            )
+            for event, operation, referencing, rows in events
         ),
         pgtrigger.Trigger(
             name=f"{name}_caseload_truncate",
@@ -166,9 +158,7 @@ class Couple(models.Model):
     class Meta:
         triggers = _caseload_triggers(
             "couple",
-            _LINKED_TO.format(
-                clients="SELECT r.partner1_id FROM {rows} r UNION SELECT r.partner2_id FROM {rows} r"
-            ),
+            _LINKED_TO.format(clients="SELECT r.partner1_id FROM {rows} r UNION SELECT r.partner2_id FROM {rows} r"),
         )
         constraints = [
             models.CheckConstraint(condition=~Q(partner1=models.F("partner2")), name="lr_couple_two_people"),
