@@ -143,8 +143,60 @@ def access_log_record(*, durable: bool = True, **fields) -> None:
         raise TypeError(f"AccessLog has no field(s) {sorted(unknown)}")  # as the model's constructor would
     asynchronous = not durable and not conn.in_atomic_block
     params = _access_params(fields, conn)
-    with conn.cursor() as cursor:
-        cursor.execute(_ACCESS_INSERT_ASYNCHRONOUS if asynchronous else _ACCESS_INSERT_DURABLE, params)
+    _access_cursor(conn).execute(_ACCESS_INSERT_ASYNCHRONOUS if asynchronous else _ACCESS_INSERT_DURABLE, params)
+
+
+def _access_cursor(conn):
+    """The access row's cursor on PostgreSQL: one per database connection, kept, binding its parameters on the
+    server, and with PREPARE_ACCESS_ROW sending the INSERT as a prepared statement (issue 15). Django's
+    `connection.cursor()` builds a new client-binding psycopg cursor for every statement and quotes each
+    parameter into the SQL in Python, about half of the row's CPU in this process; here the parameters go out as
+    they are (and, prepared, the server neither parses nor plans the statement again). It is still Django's
+    cursor wrapper around it, so the connection's health check, reconnection, execute_wrappers, query log and
+    error translation (and the connection's replacement after an error) are as for any query. A new connection
+    gets a new cursor (prepared: and prepares again, its first row costing one more round trip)."""
+    conn.close_if_health_check_failed()
+    conn.ensure_connection()
+    raw = conn.connection
+    kept = getattr(conn, "_access_log_cursor", None)
+    if kept is None or kept[0] is not raw:
+        kept = conn._access_log_cursor = (raw, _prepared_cursor_class()(raw))
+    return conn._prepare_cursor(kept[1])
+
+
+_PREPARED_CURSOR = None
+# Send the access row as a prepared statement (PostgreSQL then neither parses nor plans it again: about half the
+# row's server CPU, docs/decisions.md issue 15). Off until tests/faults/test_database_restart.py's cut at the access
+# row no longer waits for the INSERT's SQL text, which a prepared statement sends only once per connection.
+PREPARE_ACCESS_ROW = False
+# psycopg prepares a statement after this many executions unless told to: never, in practice; prepare=True now.
+_NEVER_AUTOMATICALLY = 2**31 - 1
+
+
+def _prepared_cursor_class():
+    global _PREPARED_CURSOR  # noqa: PLW0603 (built once, on first use: psycopg only with PostgreSQL)
+    if _PREPARED_CURSOR is None:
+        import psycopg
+
+        class PreparedCursor(psycopg.Cursor):
+            """Server-side binding; prepared (PREPARE_ACCESS_ROW), each statement on its first execution. Django
+            connects with psycopg's preparation off (prepare_threshold None, under which psycopg ignores even
+            an explicit prepare=True); it is switched on for this cursor's statements only, so Django's own
+            queries on the connection are neither counted nor prepared."""
+
+            def execute(self, query, params=None, *, prepare=None, binary=None):
+                if not (PREPARE_ACCESS_ROW if prepare is None else prepare):
+                    return super().execute(query, params, binary=binary)
+                conn = self.connection
+                threshold = conn.prepare_threshold
+                conn.prepare_threshold = _NEVER_AUTOMATICALLY
+                try:
+                    return super().execute(query, params, prepare=True, binary=binary)
+                finally:
+                    conn.prepare_threshold = threshold
+
+        _PREPARED_CURSOR = PreparedCursor
+    return _PREPARED_CURSOR
 
 
 def retention_cutoff(now: datetime | None = None) -> datetime:

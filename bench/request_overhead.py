@@ -12,7 +12,8 @@ to every variant and switches off the request_started/finished connection handli
 close_old_connections and the health check exactly as in production. Each variant reports the median wall
 time per request and its spread over the rounds, CPU time per request (time.process_time, which a busy
 machine moves less than wall time), and, counted in an untimed pass, the round trips per request to PostgreSQL
-and Redis and the function calls per request (the Python work, which no other load moves). Variants run
+and Redis and the function calls per request (the Python work, which no other load moves), and the CPU the
+PostgreSQL server process spends per request (read from /proc when the server runs on this host). Variants run
 interleaved in rounds, so drift on the machine hits them all alike; the bare round trips are timed in the same
 run.
 
@@ -161,16 +162,36 @@ class Requests:
         assert status.startswith("200"), (status, response.content)
 
 
-def run_round(name: str) -> tuple[float, float]:
-    """Mean wall and CPU microseconds per request over one round."""
+def _backend() -> tuple[int, float] | None:
+    """The PostgreSQL server process serving this connection and the CPU seconds it has used so far (Linux, a
+    server on this host); None when it cannot be read."""
+    if connection.vendor != "postgresql" or connection.connection is None:
+        return None
+    pid = connection.connection.info.backend_pid
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return pid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_round(name: str) -> tuple[float, float, float | None]:
+    """Mean wall and CPU microseconds per request over one round, and the PostgreSQL server process's CPU seconds
+    spent on the round (None when it cannot be read or the connection changed)."""
     with override_settings(ROOT_URLCONF=__name__, **VARIANTS[name]), stock_health_check(name):
         requests = Requests()
         requests.get(0)  # warm
+        backend_started = _backend()
         cpu_started, started = time.process_time(), time.perf_counter()
         for i in range(REQUESTS_PER_ROUND):
             requests.get(i)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        return wall / REQUESTS_PER_ROUND * 1e6, cpu / REQUESTS_PER_ROUND * 1e6
+        backend_ended = _backend()
+        server = None
+        if backend_started and backend_ended and backend_started[0] == backend_ended[0]:
+            server = backend_ended[1] - backend_started[1]
+        return wall / REQUESTS_PER_ROUND * 1e6, cpu / REQUESTS_PER_ROUND * 1e6, server
 
 
 @contextmanager
@@ -368,30 +389,40 @@ def main() -> None:
     names = [name for name in VARIANTS if name != STOCK_HEALTH_CHECK or connection.vendor == "postgresql"]
     wall: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
+    # PostgreSQL server CPU over all rounds (its clock ticks are 10 ms: summed, not a median per round).
+    server_seconds: dict[str, float] = dict.fromkeys(names, 0.0)
+    server_requests: dict[str, int] = dict.fromkeys(names, 0)
     bare: dict[str, list[tuple[float, float]]] = {}
     for round_number in range(ROUNDS):
         # Rotate the order each round so no variant always runs first (cold) or last.
         shift = round_number % len(names)
         for name in names[shift:] + names[:shift]:
-            round_wall, round_cpu = run_round(name)
+            round_wall, round_cpu, round_server = run_round(name)
             wall[name].append(round_wall)
             cpu[name].append(round_cpu)
+            if round_server is not None:
+                server_seconds[name] += round_server
+                server_requests[name] += REQUESTS_PER_ROUND
         for name, figures in bare_round_trips().items():
             bare.setdefault(name, []).append(figures)
     trips = {name: counted_per_request(name) for name in names}
     floor, floor_cpu = statistics.median(wall[FLOOR]), statistics.median(cpu[FLOOR])
     print(
         f"{'variant':36} {'median us/req':>13} {'spread':>15} {'overhead':>9} {'ratio':>6} "
-        f"{'CPU us/req':>10} {'CPU ratio':>9} {'PG trips':>8} {'Redis trips':>11} {'calls/req':>9}"
+        f"{'CPU us/req':>10} {'CPU ratio':>9} {'PG trips':>8} {'Redis trips':>11} {'calls/req':>9} {'PG CPU us':>9}"
     )
     for name in names:
         median, median_cpu = statistics.median(wall[name]), statistics.median(cpu[name])
         spread = f"{min(wall[name]):.0f}-{max(wall[name]):.0f}"
+        server = f"{server_seconds[name] / server_requests[name] * 1e6:9.0f}" if server_requests[name] else f"{'-':>9}"
         print(
             f"{name:36} {median:13.1f} {spread:>15} {median - floor:9.1f} {median / floor:6.2f} "
             f"{median_cpu:10.1f} {median_cpu / floor_cpu:9.2f} {trips[name][0]:8.2f} {trips[name][1]:11.2f} "
-            f"{trips[name][2]:9.0f}"
+            f"{trips[name][2]:9.0f} {server}"
         )
+    print(
+        "PG CPU us: the PostgreSQL server process's CPU per request over all rounds (the work a round trip waits for)"
+    )
     production = statistics.median(wall[PRODUCTION])
     if bare:
         print()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import select
 
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgresDatabaseWrapper
+from django.db.backends.postgresql.operations import DatabaseOperations as PostgresDatabaseOperations
 from psycopg.pq import ConnStatus, TransactionStatus
 
 _READABLE = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP if hasattr(select, "poll") else 0
@@ -49,7 +50,24 @@ def _idle_socket_is_quiet(raw_connection) -> bool:
     return not readable and not errored
 
 
+class DatabaseOperations(PostgresDatabaseOperations):
+    def last_executed_query(self, cursor, sql, params):
+        """The statement for the query log (connection.queries, CaptureQueriesContext, DEBUG logging). Django reads
+        it from the client-binding cursor's own copy of the SQL it sent; a cursor that binds on the server and runs
+        a prepared statement (audit.services' access row, issue 15) has none, so its SQL is composed with its
+        parameters here, as Django does for connections configured with server-side binding."""
+        statement = super().last_executed_query(cursor, sql, params)
+        if statement is None and params is not None:
+            try:
+                return self.compose_sql(sql, params)
+            except Exception:  # noqa: BLE001 (only the log's text: the statement itself ran)
+                return sql
+        return statement
+
+
 class DatabaseWrapper(PostgresDatabaseWrapper):
+    ops_class = DatabaseOperations
+
     def close_if_health_check_failed(self):
         if (
             self.connection is not None
