@@ -311,7 +311,7 @@ def enforce(request, policy: RatePolicy | None, stage: Stage) -> None:
         usage = RateUsage(
             limit=counter.limit,
             remaining=max(0, counter.limit - count),
-            reset_at=now + max(1, counter.window_end - now),  # a window ending this very second resets in 1 s
+            reset_at=counter.window_end + 1,  # the window's last second still counts in it: the next one starts after
             limited=count > counter.limit,
         )
         current = getattr(request, "ratelimit_usage", None)

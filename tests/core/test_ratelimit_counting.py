@@ -6,6 +6,7 @@ rules hold on the local-memory cache (development without Redis)."""
 from __future__ import annotations
 
 import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -112,13 +113,20 @@ def test_a_refused_request_spends_no_budget_of_the_limits_after_the_one_that_ref
     assert (status, usage.remaining) == (200, 10 - 3)
 
 
-def test_headers_values_reset_at_the_end_of_the_window(store, frozen_ratelimit_clock):
+@pytest.mark.parametrize("seconds_left", [0, 1, 30, 59])
+def test_headers_values_reset_at_the_end_of_the_window(store, frozen_ratelimit_clock, seconds_left):
+    # The window's last second is T (the counted value's crc32 offset): a request `seconds_left` before it.
+    # 0 is the case that once flaked (about 1 run in 60): a window ending this very second.
+    now = int(frozen_ratelimit_clock.now)
+    last_second = now - now % MINUTE + zlib.crc32(b"client:c1") % MINUTE + MINUTE
+    frozen_ratelimit_clock.now = last_second - seconds_left
     status, usage = _count(_policy("reset", ("minute", 10, MINUTE)))
     assert status == 200
-    assert frozen_ratelimit_clock.now < usage.reset_at <= frozen_ratelimit_clock.now + MINUTE
-    frozen_ratelimit_clock.now = usage.reset_at  # the window's last second: still this window, resets in 1 s
+    assert usage.reset_at == last_second + 1  # the first second of the next window
+    assert usage.retry_after == seconds_left + 1
+    frozen_ratelimit_clock.now = usage.reset_at - 1  # still this window
     assert _count(_policy("reset", ("minute", 10, MINUTE)))[1].remaining == 8
-    frozen_ratelimit_clock.now = usage.reset_at + 1  # the next window
+    frozen_ratelimit_clock.now = usage.reset_at  # the next window: retrying at the reset time is counted anew
     assert _count(_policy("reset", ("minute", 10, MINUTE)))[1].remaining == 9
 
 
