@@ -148,7 +148,7 @@ def access_log_record(*, durable: bool = True, **fields) -> None:
 
 def _access_cursor(conn):
     """The access row's cursor on PostgreSQL: one per database connection, kept, binding its parameters on the
-    server, and with PREPARE_ACCESS_ROW sending the INSERT as a prepared statement (issue 15). Django's
+    server, and (PREPARE_ACCESS_ROW, the default) sending the INSERT as a prepared statement (issue 15). Django's
     `connection.cursor()` builds a new client-binding psycopg cursor for every statement and quotes each
     parameter into the SQL in Python, about half of the row's CPU in this process; here the parameters go out as
     they are (and, prepared, the server neither parses nor plans the statement again). It is still Django's
@@ -166,9 +166,8 @@ def _access_cursor(conn):
 
 _PREPARED_CURSOR = None
 # Send the access row as a prepared statement (PostgreSQL then neither parses nor plans it again: about half the
-# row's server CPU, docs/decisions.md issue 15). Off until tests/faults/test_database_restart.py's cut at the access
-# row no longer waits for the INSERT's SQL text, which a prepared statement sends only once per connection.
-PREPARE_ACCESS_ROW = False
+# row's server CPU, docs/decisions.md issue 15); settings.AUDIT_PREPARE_ACCESS_ROW, read once.
+PREPARE_ACCESS_ROW = settings.AUDIT_PREPARE_ACCESS_ROW
 # psycopg prepares a statement after this many executions unless told to: never, in practice; prepare=True now.
 _NEVER_AUTOMATICALLY = 2**31 - 1
 
