@@ -12,6 +12,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from audit.models import AccessLog, AuditEvent
 from core.actors import Actor
 from core.context import current_request_id
+from core.kept_cursor import kept_cursor, prepared_statements
 from core.time import utc_now
 
 logger = logging.getLogger("audit")
@@ -147,55 +148,14 @@ def access_log_record(*, durable: bool = True, **fields) -> None:
 
 
 def _access_cursor(conn):
-    """The access row's cursor on PostgreSQL: one per database connection, kept, binding its parameters on the
-    server, and (PREPARE_ACCESS_ROW, the default) sending the INSERT as a prepared statement (issue 15). Django's
-    `connection.cursor()` builds a new client-binding psycopg cursor for every statement and quotes each
-    parameter into the SQL in Python, about half of the row's CPU in this process; here the parameters go out as
-    they are (and, prepared, the server neither parses nor plans the statement again). It is still Django's
-    cursor wrapper around it, so the connection's health check, reconnection, execute_wrappers, query log and
-    error translation (and the connection's replacement after an error) are as for any query. A new connection
-    gets a new cursor (prepared: and prepares again, its first row costing one more round trip)."""
-    conn.close_if_health_check_failed()
-    conn.ensure_connection()
-    raw = conn.connection
-    kept = getattr(conn, "_access_log_cursor", None)
-    if kept is None or kept[0] is not raw:
-        kept = conn._access_log_cursor = (raw, _prepared_cursor_class()(raw))
-    return conn._prepare_cursor(kept[1])
+    """The access row's cursor on PostgreSQL: the connection's kept server-binding cursor (core.kept_cursor),
+    the INSERT prepared unless PREPARE_ACCESS_ROW is off (issue 15)."""
+    return kept_cursor(conn, prepare=PREPARE_ACCESS_ROW)
 
 
-_PREPARED_CURSOR = None
 # Send the access row as a prepared statement (PostgreSQL then neither parses nor plans it again: about half the
-# row's server CPU, docs/decisions.md issue 15); settings.AUDIT_PREPARE_ACCESS_ROW, read once.
-PREPARE_ACCESS_ROW = settings.AUDIT_PREPARE_ACCESS_ROW
-# psycopg prepares a statement after this many executions unless told to: never, in practice; prepare=True now.
-_NEVER_AUTOMATICALLY = 2**31 - 1
-
-
-def _prepared_cursor_class():
-    global _PREPARED_CURSOR  # noqa: PLW0603 (built once, on first use: psycopg only with PostgreSQL)
-    if _PREPARED_CURSOR is None:
-        import psycopg
-
-        class PreparedCursor(psycopg.Cursor):
-            """Server-side binding; prepared (PREPARE_ACCESS_ROW), each statement on its first execution. Django
-            connects with psycopg's preparation off (prepare_threshold None, under which psycopg ignores even
-            an explicit prepare=True); it is switched on for this cursor's statements only, so Django's own
-            queries on the connection are neither counted nor prepared."""
-
-            def execute(self, query, params=None, *, prepare=None, binary=None):
-                if not (PREPARE_ACCESS_ROW if prepare is None else prepare):
-                    return super().execute(query, params, binary=binary)
-                conn = self.connection
-                threshold = conn.prepare_threshold
-                conn.prepare_threshold = _NEVER_AUTOMATICALLY
-                try:
-                    return super().execute(query, params, prepare=True, binary=binary)
-                finally:
-                    conn.prepare_threshold = threshold
-
-        _PREPARED_CURSOR = PreparedCursor
-    return _PREPARED_CURSOR
+# row's server CPU, docs/decisions.md issue 15); settings.DB_PREPARED_STATEMENTS, read once.
+PREPARE_ACCESS_ROW = prepared_statements()
 
 
 def retention_cutoff(now: datetime | None = None) -> datetime:

@@ -288,11 +288,12 @@ CORS_PREFLIGHT_MAX_AGE = 3600
 # Defaults: org:admin -> admin, org:member -> staff; an unmapped Clerk role grants nothing.
 CLERK_ROLE_MAP = env.dict("CLERK_ROLE_MAP", default={})
 
-# On PostgreSQL the access row's INSERT is a prepared statement (parsed and planned once per connection: about half
-# of the row's server CPU, docs/decisions.md issue 15). Set it off behind a pooler that does not keep protocol-level
+# On PostgreSQL the hottest statements (the access row's INSERT, a new lead's one-statement INSERT) are prepared
+# statements on a kept cursor (core.kept_cursor: parsed and planned once per connection, about half of such an
+# INSERT's server CPU; docs/decisions.md issue 15). Set it off behind a pooler that does not keep protocol-level
 # prepared statements across transactions (PgBouncer's transaction mode before 1.21, or without
 # max_prepared_statements).
-AUDIT_PREPARE_ACCESS_ROW = env.bool("AUDIT_PREPARE_ACCESS_ROW", default=True)
+DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
 
 # How core's own mechanisms (key rotation) record audit events (core itself imports no app).
 AUDIT_EVENT_RECORDER = "audit.services.audit_event_record"

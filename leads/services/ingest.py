@@ -17,7 +17,7 @@
    (docs/careos.md, "Partners see only their own"):
    - the person's id as THIS platform knows it (`PartnerUser`, one per platform and person, unrelated
      ids), and `is_new_user` = this platform had no lead for the person before;
-   - the welcome SMS (`messaging.message_queue`, in the lead's language: en, es, fr, else en; it quotes
+   - the welcome SMS (`messaging.message_new`, in the lead's language: en, es, fr, else en; it quotes
      neither the user's message nor any health detail) unless the person got one within the period
      (`CAREOS_REFERRAL_PERIOD_DAYS`, whichever platform referred them); `careos_will_contact` is true
      either way, false only when messaging refuses the number (a property of the number alone);
@@ -27,9 +27,10 @@
    (ids and codes only), all by the partner platform's actor. The answer is the same whatever other
    platforms sent: a partner cannot tell a person another partner referred from a new one.
 Steps 1 and 2 only read, so they run before the transaction opens: a replay costs one read, and the
-RSA work never holds a transaction (or, on SQLite, the write lock) open. On PostgreSQL the new partner id,
-the lead and its payment are written by one statement (`_rows_insert`: data-modifying CTEs, each INSERT
-taking the id the one before it returned); a conflict in any of them writes none of them.
+RSA work never holds a transaction (or, on SQLite, the write lock) open. On PostgreSQL the welcome SMS and
+its audit event, the new partner id, the lead and its payment are written by one statement (`_rows_insert`:
+data-modifying CTEs, each INSERT taking the id the one before it returned); a conflict in any of them writes
+none of them.
 
 The caller may hand in the request's access row (`access_row`, audit.middleware.access_row_join): it is
 inserted by the same statement as the lead and its audit event, so the lead, its payment, its SMS row, their
@@ -71,12 +72,13 @@ from audit.services import audit_event_new
 from core.actors import Actor
 from core.domain import Invalid
 from core.encryption import blind_index
+from core.kept_cursor import kept_cursor, prepared_statements
 from core.phones import InvalidPhone, normalize_e164
 from core.time import utc_now
 from leads import crypto, selectors
 from leads.categories import careos_category
 from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform, PartnerUser
-from messaging.services import InvalidRecipientError, message_queue, normalize_recipient
+from messaging.services import InvalidRecipientError, PendingMessage, message_new, normalize_recipient
 
 logger = logging.getLogger("leads.ingest")
 
@@ -322,9 +324,10 @@ def _rows_insert(rows: list[tuple[models.Model, dict[str, int]]]) -> None:
             f'RETURNING "{meta.pk.column}")'
         )
     selects = ", ".join(f"(SELECT * FROM r{position})" for position in range(len(rows)))  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH {', '.join(ctes)} SELECT {selects}", params)
-        ids = cursor.fetchone()
+    # ~100 parameters: bound by the server, the statement prepared once per connection and shape (core.kept_cursor).
+    cursor = kept_cursor(connection, prepare=prepared_statements())
+    cursor.execute(f"WITH {', '.join(ctes)} SELECT {selects}", params)
+    ids = cursor.fetchone()
     for (instance, _links), pk in zip(rows, ids, strict=True):
         instance.pk = pk
         instance._state.adding = False
@@ -364,9 +367,14 @@ def _insert_unless_phone_taken(user: CareUser) -> bool:
     (a public_id) still raises IntegrityError. Values are prepared by each field, as the ORM prepares them
     (encryption, auto_now_add)."""
     params = [field.get_db_prep_save(field.pre_save(user, True), connection) for field in _CAREUSER_FIELDS]
-    with connection.cursor() as cursor:
+    if connection.vendor == "postgresql":
+        cursor = kept_cursor(connection, prepare=prepared_statements())
         cursor.execute(_CAREUSER_INSERT, params)
         row = cursor.fetchone()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_CAREUSER_INSERT, params)
+            row = cursor.fetchone()
     if row is None:
         return False
     user.pk = row[0]
@@ -388,14 +396,18 @@ def _textable(phone: str) -> bool:
 @dataclass(frozen=True)
 class Welcome:
     outcome: str  # "queued" | "recent" (one within the period, none sent) | "refused" (by messaging)
-    message_id: str = ""
+    message: PendingMessage | None = None  # queued: its rows, inserted with the lead's
 
     @property
     def will_contact(self) -> bool:
         return self.outcome != "refused"
 
+    @property
+    def message_id(self) -> str:
+        return self.message.message.public_id if self.message is not None else ""
 
-def _welcome_queue(
+
+def _welcome_new(
     *,
     user: CareUser,
     new_person: bool,
@@ -406,7 +418,8 @@ def _welcome_queue(
     actor: Actor,
     now: datetime,
 ) -> Welcome:
-    """A new person's row already carries `welcome_sent_at = now` when `textable` (_user_insert_or_lock)."""
+    """The welcome SMS to queue, if any: its rows are inserted with the lead's (`_lead_create`). A new person's
+    row already carries `welcome_sent_at = now` when `textable` (_user_insert_or_lock)."""
     if not new_person and user.welcome_sent_at is not None and user.welcome_sent_at > now - referral_period():
         # One welcome per person per period whoever referred them: more would be spam. CareOS is in touch
         # with the person either way, so careos_will_contact stays true (as for a new person).
@@ -414,7 +427,7 @@ def _welcome_queue(
     try:
         if not textable:
             raise InvalidRecipientError("not an SMS recipient")
-        message = message_queue(
+        message = message_new(
             channel="sms",
             recipient=phone,
             body=welcome_text(language=payload.user_language, user_name=payload.user_name, partner_name=platform.name),
@@ -423,7 +436,7 @@ def _welcome_queue(
         )
     except InvalidRecipientError:
         # A number messaging cannot text: the lead still counts, CareOS just cannot contact by SMS.
-        # (message_queue validates before it writes, so this transaction is intact.)
+        # (message_new validates and writes nothing, so this transaction is intact.)
         logger.warning("lead from %s: welcome SMS not queued (recipient refused by messaging)", platform.slug)
         if user.welcome_sent_at == now:  # a new person marked in advance (only if _textable was wrong)
             user.welcome_sent_at = None
@@ -432,7 +445,7 @@ def _welcome_queue(
     if user.welcome_sent_at != now:
         user.welcome_sent_at = now
         user.save(update_fields=["welcome_sent_at"])
-    return Welcome(outcome="queued", message_id=message.public_id)
+    return Welcome(outcome="queued", message=message)
 
 
 def _lead_create(
@@ -450,7 +463,7 @@ def _lead_create(
         platform=platform, payload=payload, phone=phone, welcome_sent_at=now if textable else None
     )
     partner_user, is_new_user = _partner_user_get_or_new(platform=platform, user=user, new_person=new_person, now=now)
-    welcome = _welcome_queue(
+    welcome = _welcome_new(
         user=user,
         new_person=new_person,
         textable=textable,
@@ -486,12 +499,14 @@ def _lead_create(
         key_pair_id=key_pair_id,
         created_at=now,
     )
-    # The new partner id (if any), the lead, its payment (if payable), its audit event and the request's
-    # access row (if the caller gave one): one INSERT statement.
+    # The welcome SMS and its audit event (if queued), the new partner id (if any), the lead, its payment (if
+    # payable), its audit event and the request's access row (if the caller gave one): one INSERT statement.
     rows: list[tuple[models.Model, dict[str, int]]] = []
+    if welcome.message is not None:
+        rows += [(welcome.message.message, {}), (welcome.message.event, {})]
     if is_new_user:
         rows.append((partner_user, {}))
-    rows.append((lead, {"partner_user_id": 0} if is_new_user else {}))
+    rows.append((lead, {"partner_user_id": len(rows) - 1} if is_new_user else {}))
     if duplicate_of is None:
         payment = PartnerPayment(
             lead=lead,
@@ -527,4 +542,6 @@ def _lead_create(
     if row is not None:
         rows.append((row, {}))
     _rows_insert(rows)
+    if welcome.message is not None:
+        welcome.message.inserted()
     return lead

@@ -2,7 +2,8 @@
 
 - `queueing`: `message_queue` (what other apps call, inside their own transaction: validates and
   normalizes the recipient, writes the encrypted row and its audit event, enqueues the send task after
-  commit) and `message_retry` (staff re-queue a failed message);
+  commit), `message_new` (the same rows validated and unsaved, for a service that inserts them with its own
+  in one statement, then calls `inserted()`) and `message_retry` (staff re-queue a failed message);
 - `sending`: `message_send` (what the task calls: claim, send outside any transaction, record),
   `messages_sweep` (the beat sweeper);
 - `status`: `message_status_record` (provider delivery reports);
@@ -18,6 +19,8 @@ from messaging.services.queueing import (
     InvalidMessageError,
     InvalidRecipientError,
     MessagingError,
+    PendingMessage,
+    message_new,
     message_queue,
     message_retry,
     normalize_recipient,
@@ -32,8 +35,10 @@ __all__ = [
     "InvalidMessageError",
     "InvalidRecipientError",
     "MessagingError",
+    "PendingMessage",
     "SendOutcome",
     "message_claim",
+    "message_new",
     "message_queue",
     "message_retry",
     "message_send",

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
-from audit.services import audit_event_record
+from audit.models import AuditEvent
+from audit.services import audit_event_new, audit_event_record
 from core.actors import Actor
 from core.domain import Invalid
 from core.encryption import blind_index
@@ -109,41 +111,71 @@ def message_queue(
     (two round trips fewer per message, issue 15): a database error in them dooms that transaction,
     which is what the caller needs anyway (no message without its audit event).
     """
+    pending = message_new(
+        channel=channel,
+        recipient=recipient,
+        body=body,
+        subject=subject,
+        purpose=purpose,
+        actor=actor,
+        sender=sender,
+        content_sid=content_sid,
+        content_variables=content_variables,
+        media_url=media_url,
+    )
+    with transaction.atomic(savepoint=False):
+        pending.message.save(force_insert=True)
+        pending.event.save(force_insert=True)
+        return pending.inserted()
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    """A validated queued message and its audit event, not inserted yet (`message_new`)."""
+
+    message: OutboundMessage
+    event: AuditEvent
+
+    def inserted(self) -> OutboundMessage:
+        """Once the caller inserted both rows in its transaction: enqueue the sending after that transaction
+        commits (the beat sweeper sends it anyway if this is never called or the publish fails)."""
+        if self.message.pk is None or self.event.pk is None:
+            raise RuntimeError("PendingMessage.inserted() before its message and audit event were inserted")
+        if not transaction.get_connection().in_atomic_block:
+            raise RuntimeError("a message's rows must be inserted inside the caller's transaction.atomic block")
+        _enqueue_on_commit(self.message)
+        logger.info(
+            "message %s via %s queued (purpose %s)",
+            self.message.public_id,
+            self.message.channel,
+            self.message.purpose or "-",
+        )
+        return self.message
+
+
+def message_new(
+    *,
+    channel: str,
+    recipient: str,
+    body: str,
+    subject: str = "",
+    purpose: str = "",
+    actor: Actor,
+    sender: str = "",
+    content_sid: str = "",
+    content_variables: dict | None = None,
+    media_url: str = "",
+) -> PendingMessage:
+    """What `message_queue` writes, validated the same way, unsaved: for a service that inserts the message
+    and its audit event together with its own rows in one statement (issue 15), inside the transaction of
+    the change that causes it, and then calls `inserted()`. Raises a MessagingError for bad input."""
     normalized = normalize_recipient(channel, recipient)
     _validate_content(channel=channel, body=body, subject=subject, purpose=purpose)
     sender = _clean_sender(channel, sender)
     variables = _clean_template(channel, content_sid, content_variables)
     media_url = _clean_media_url(channel, media_url)
-    with transaction.atomic(savepoint=False):
-        return _message_write(
-            channel=channel,
-            normalized=normalized,
-            body=body,
-            subject=subject,
-            purpose=purpose,
-            actor=actor,
-            sender=sender,
-            content_sid=content_sid,
-            variables=variables,
-            media_url=media_url,
-        )
-
-
-def _message_write(
-    *,
-    channel: str,
-    normalized: str,
-    body: str,
-    subject: str,
-    purpose: str,
-    actor: Actor,
-    sender: str,
-    content_sid: str,
-    variables: str,
-    media_url: str,
-) -> OutboundMessage:
     now = utc_now()
-    message = OutboundMessage.objects.create(
+    message = OutboundMessage(
         channel=channel,
         recipient=normalized,
         recipient_index=recipient_index(channel, normalized),
@@ -158,16 +190,14 @@ def _message_write(
         next_attempt_at=now,
         created_at=now,
     )
-    audit_event_record(
+    event = audit_event_new(
         action="messaging.message_queued",
         actor=actor,
         subject_type="messaging.message",
         subject_id=message.public_id,
         metadata={"message_id": message.public_id, "channel": channel, "purpose": purpose},
     )
-    _enqueue_on_commit(message)
-    logger.info("message %s via %s queued (purpose %s)", message.public_id, channel, purpose or "-")
-    return message
+    return PendingMessage(message=message, event=event)
 
 
 def _validate_content(*, channel: str, body: str, subject: str, purpose: str) -> None:

@@ -1,6 +1,6 @@
-"""Issue 15: on PostgreSQL the access row's INSERT goes through one kept cursor per database connection, with its
-parameters bound on the server (and, with audit.services.PREPARE_ACCESS_ROW, the statement prepared once per
-connection), still inside Django's cursor wrapper (query log, execute_wrappers, error translation). Every kind of
+"""Issue 15: on PostgreSQL the access row's INSERT goes through one kept cursor per database connection
+(core.kept_cursor), with its parameters bound on the server (and, with audit.services.PREPARE_ACCESS_ROW, the statement
+prepared once per connection), still inside Django's cursor wrapper (query log, execute_wrappers, error translation). Every kind of
 value the row can hold is written as the model would write it, both ways."""
 
 from __future__ import annotations
@@ -54,11 +54,11 @@ def prepared(request, monkeypatch):
 def test_the_row_is_sent_on_a_kept_server_binding_cursor(require_postgres, prepared):
     connection.close()  # a connection of its own: none of another test's statements prepared on it
     access_log_record(durable=False, **_fields())
-    raw, cursor = connection._access_log_cursor
+    raw, cursor = connection._kept_cursors[prepared]
     assert type(cursor).__mro__[1].__name__ == "Cursor"  # psycopg's server-binding cursor, not Django's ClientCursor
     access_log_record(durable=False, **_fields(request_id="second"))
     access_log_record(durable=True, **_fields(request_id="third", method="POST"))
-    assert connection._access_log_cursor == (raw, cursor)  # one cursor for the connection's rows
+    assert connection._kept_cursors[prepared] == (raw, cursor)  # one cursor for the connection's rows
     assert AccessLog.objects.count() == 3
     if not prepared:
         assert _prepared_access_inserts() == []  # nothing prepared: Django's own preparation setting untouched
@@ -101,10 +101,10 @@ def test_every_kind_of_value_is_written_as_the_model_writes_it(require_postgres,
 
 def test_a_new_connection_gets_a_new_cursor_and_prepares_again(require_postgres, prepared):
     access_log_record(durable=False, **_fields())
-    first = connection._access_log_cursor
+    first = connection._kept_cursors[prepared]
     connection.close()
     access_log_record(durable=False, **_fields(request_id="after-reconnect"))
-    assert connection._access_log_cursor[0] is connection.connection is not first[0]
+    assert connection._kept_cursors[prepared][0] is connection.connection is not first[0]
     assert len(_prepared_access_inserts()) == (1 if prepared else 0)
     assert AccessLog.objects.filter(request_id="after-reconnect").exists()
 

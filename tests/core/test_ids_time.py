@@ -21,6 +21,26 @@ def test_bad_prefix_is_refused(prefix):
         new_public_id(prefix)
 
 
+def test_the_random_part_is_one_uniform_draw_over_every_base62_string(monkeypatch):
+    """Each of the 62**24 strings is one value of a single secrets.randbelow draw (so every character is
+    uniform and independent): the smallest and largest draws give the first and last strings."""
+    import core.ids
+
+    asked = []
+
+    def draw(bound, value):
+        asked.append(bound)
+        return value
+
+    monkeypatch.setattr(core.ids.secrets, "randbelow", lambda bound: draw(bound, 0))
+    assert new_public_id("lead") == "lead_" + "a" * 24
+    monkeypatch.setattr(core.ids.secrets, "randbelow", lambda bound: draw(bound, bound - 1))
+    assert new_public_id("lead") == "lead_" + "9" * 24
+    monkeypatch.setattr(core.ids.secrets, "randbelow", lambda bound: draw(bound, 61 + 62 * 26))
+    assert new_public_id("x", length=3) == "x_9Aa"  # least significant digit first
+    assert asked == [62**24, 62**24, 62**3]
+
+
 def test_organization_converter_matches_only_org_ids():
     import re
 

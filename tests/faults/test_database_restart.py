@@ -191,7 +191,7 @@ def test_cut_at_the_access_row_withholds_the_client_list(world, tmp_path):
         assert healthy.status == 200, healthy.body
         assert all(name in healthy.body.decode() for name in CLIENT_NAMES)
 
-        # The access row is a prepared statement (AUDIT_PREPARE_ACCESS_ROW): its SQL text crosses the wire once
+        # The access row is a prepared statement (DB_PREPARED_STATEMENTS): its SQL text crosses the wire once
         # per connection, when it is prepared. Reset the idle connections first; the next request finds its
         # connection dead without a round trip (CONN_HEALTH_CHECKS), reconnects and prepares on the new one.
         world.proxy.cut()

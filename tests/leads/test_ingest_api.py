@@ -217,11 +217,11 @@ def test_the_replay_flags_are_the_stored_ones(client, setup, monkeypatch):
     def refuse(**kwargs):
         raise InvalidRecipientError("sms recipient refused")
 
-    original = ingest.message_queue
-    monkeypatch.setattr(ingest, "message_queue", refuse)
+    original = ingest.message_new
+    monkeypatch.setattr(ingest, "message_new", refuse)
     first = post(client, setup, setup.lead()).json()
     assert first["careos_will_contact"] is False
-    monkeypatch.setattr(ingest, "message_queue", original)
+    monkeypatch.setattr(ingest, "message_new", original)
     assert post(client, setup, setup.lead()).json() == first
 
 
@@ -262,7 +262,7 @@ def test_a_recipient_messaging_refuses_still_makes_the_lead(client, setup, monke
     def refuse(**kwargs):
         raise InvalidRecipientError("sms recipient refused")
 
-    monkeypatch.setattr(ingest, "message_queue", refuse)
+    monkeypatch.setattr(ingest, "message_new", refuse)
     response = post(client, setup, setup.lead())
     assert response.status_code == 200
     assert response.json()["careos_will_contact"] is False
@@ -289,8 +289,8 @@ def test_a_number_messaging_refuses_before_the_transaction_gets_no_welcome_time(
     assert AuditEvent.objects.get(action="leads.lead_ingested").metadata["welcome"] == "refused"
 
 
-def test_a_refusal_from_the_real_message_queue_leaves_the_write_transaction_usable(client, setup, monkeypatch):
-    """message_queue validates before it writes and takes no savepoint: its MessagingError must not doom the
+def test_a_refusal_from_the_real_message_new_leaves_the_write_transaction_usable(client, setup, monkeypatch):
+    """message_new validates and writes nothing: its MessagingError must not doom the
     ingest's transaction (the person, lead, payment and audit event still commit, the welcome time cleared)."""
     from messaging.services import queueing
 

@@ -193,7 +193,7 @@ def test_a_recipient_messaging_refuses_is_tried_again_for_the_next_lead(client, 
     def refuse(**kwargs):
         raise InvalidRecipientError("refused")
 
-    monkeypatch.setattr(ingest, "message_queue", refuse)
+    monkeypatch.setattr(ingest, "message_new", refuse)
     assert post(client, a, KNOWN, "a-1").json()["careos_will_contact"] is False
     assert post(client, b, KNOWN, "b-1").json()["careos_will_contact"] is False
     monkeypatch.undo()
@@ -234,11 +234,11 @@ def test_the_rules_cost_a_fixed_number_of_queries(partners, django_assert_num_qu
     instead of failing, and the welcome SMS joins the transaction."""
     a, b, c = partners
     # Counted inside the test's transaction (the write transaction is a savepoint here: SAVEPOINT + RELEASE).
-    # On PostgreSQL the partner id, the lead, its payment and its audit event are one INSERT statement; SQLite
-    # inserts each.
+    # On PostgreSQL the welcome SMS and its audit event, the partner id, the lead, its payment and its audit
+    # event are one INSERT statement; SQLite inserts each.
     apart = 0 if connection.vendor == "postgresql" else 1
-    with django_assert_num_queries(7 + 3 * apart):  # replay + RSA keys (one read), user insert, SMS+audit, partner
-        _ingest(a, KNOWN, "a-1")  # id + lead + payment + audit in one INSERT statement
+    with django_assert_num_queries(5 + 5 * apart):  # replay + RSA keys (one read), user insert, then SMS + its
+        _ingest(a, KNOWN, "a-1")  # audit + partner id + lead + payment + audit in one INSERT statement
     for index in range(3):
         _ingest(a, KNOWN, f"a-more-{index}")
     with django_assert_num_queries(8 + 2 * apart):  # user insert stands down, lock, partner id read, paid-lead

@@ -18,6 +18,7 @@ from messaging.services import (
     InvalidMessageError,
     InvalidRecipientError,
     MessagingError,
+    message_new,
     message_queue,
 )
 from tests.fixtures.messaging import BODY, EMAIL, PHONE, TEST_ACTOR, queue
@@ -177,3 +178,59 @@ def test_a_broker_outage_at_commit_does_not_fail_the_caller(monkeypatch, logs):
     assert message.status == "queued"  # the sweeper will send it
     assert "broker unreachable" in logs.text()
     logs.assert_clean(PHONE, BODY)
+
+
+# --- message_new: the same rows, inserted by the caller with its own (issue 15) ---------------------------
+
+
+def test_message_new_validates_like_message_queue_and_writes_nothing():
+    with pytest.raises(InvalidRecipientError):
+        message_new(channel="sms", recipient="07911123456", body=BODY, actor=TEST_ACTOR)
+    with pytest.raises(InvalidMessageError):
+        message_new(channel="sms", recipient=PHONE, body="", actor=TEST_ACTOR)
+    pending = message_new(channel="sms", recipient=PHONE, body=BODY, purpose="tests.messaging", actor=TEST_ACTOR)
+    assert pending.message.pk is None and pending.event.pk is None
+    assert OutboundMessage.objects.count() == 0 and not AuditEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_message_new_rows_are_what_message_queue_writes(enqueued):
+    with transaction.atomic():
+        queued = message_queue(channel="sms", recipient=PHONE, body=BODY, purpose="tests.messaging", actor=TEST_ACTOR)
+    with transaction.atomic():
+        pending = message_new(channel="sms", recipient=PHONE, body=BODY, purpose="tests.messaging", actor=TEST_ACTOR)
+        pending.message.save(force_insert=True)
+        pending.event.save(force_insert=True)
+        inserted = pending.inserted()
+        assert len(enqueued) == 1  # message_queue's; this one's waits for the commit
+    assert inserted is pending.message
+    assert [call.message_id for call in enqueued] == [queued.pk, inserted.pk]
+    ignored = {"id", "public_id", "created_at", "updated_at", "next_attempt_at", "recipient", "body"}
+    stored = OutboundMessage.objects.values().order_by("pk")
+    first, second = ({k: v for k, v in row.items() if k not in ignored} for row in stored)
+    assert first == second
+    assert [m.recipient for m in OutboundMessage.objects.order_by("pk")] == [PHONE, PHONE]  # normalized, encrypted
+    events = AuditEvent.objects.filter(action="messaging.message_queued").order_by("pk")
+    assert [e.metadata for e in events] == [
+        {"message_id": queued.public_id, "channel": "sms", "purpose": "tests.messaging"},
+        {"message_id": inserted.public_id, "channel": "sms", "purpose": "tests.messaging"},
+    ]
+
+
+def test_inserted_refuses_rows_that_were_not_inserted(enqueued):
+    pending = message_new(channel="sms", recipient=PHONE, body=BODY, actor=TEST_ACTOR)
+    with transaction.atomic(), pytest.raises(RuntimeError, match="before its message and audit event"):
+        pending.inserted()
+    pending.message.save(force_insert=True)
+    with transaction.atomic(), pytest.raises(RuntimeError, match="before its message and audit event"):
+        pending.inserted()  # the audit event is still missing
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inserted_refuses_to_run_outside_the_callers_transaction(enqueued):
+    pending = message_new(channel="sms", recipient=PHONE, body=BODY, actor=TEST_ACTOR)
+    pending.message.save(force_insert=True)
+    pending.event.save(force_insert=True)
+    with pytest.raises(RuntimeError, match="inside the caller's transaction"):
+        pending.inserted()
+    assert enqueued == []
