@@ -1,7 +1,7 @@
 """Issue 15: on PostgreSQL the access row's INSERT goes through one kept cursor per database connection
-(core.kept_cursor), with its parameters bound on the server (and, with audit.services.PREPARE_ACCESS_ROW, the statement
-prepared once per connection), still inside Django's cursor wrapper (query log, execute_wrappers, error translation). Every kind of
-value the row can hold is written as the model would write it, both ways."""
+(core.kept_cursor), with its parameters bound on the server (and, with audit.services.PREPARE_ACCESS_ROW, the
+statement prepared once per connection), still inside Django's cursor wrapper (query log, execute_wrappers, error
+translation). Every kind of value the row can hold is written as the model would write it, both ways."""
 
 from __future__ import annotations
 
