@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 
 import pytest
 from django.apps import apps
+from django.conf import settings
 from django.core.management import call_command
+from django.db import transaction
+from django.test import override_settings
 
 from audit.models import AuditEvent
 from integration import demo
@@ -22,6 +26,31 @@ def seed() -> dict:
     return json.loads(out.getvalue())
 
 
+@pytest.fixture(scope="module")
+def first_run(django_db_setup, django_db_blocker) -> dict:
+    """The output of one first `seed_demo --json` on the empty test database, shared by this module's tests.
+
+    A first run costs seconds (90 days of app data through the services, alert rules included), a second run
+    a fraction of one. The first run happens inside an outer transaction, rolled back after the module; each
+    test's own transaction (pytest-django's) nests in it as a savepoint, so every test starts from the state
+    the first run left and its writes are undone. Its own cache namespace, like each test's."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    caches = {alias: {**config, "KEY_PREFIX": prefix} for alias, config in settings.CACHES.items()}
+    with django_db_blocker.unblock(), override_settings(CACHES=caches):
+        outer = transaction.atomic()
+        outer.__enter__()
+        try:
+            result = seed()
+        except BaseException:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+            raise
+    yield result
+    with django_db_blocker.unblock():
+        transaction.set_rollback(True)
+        outer.__exit__(None, None, None)
+
+
 def counts() -> dict[str, int]:
     models = list(apps.get_app_config("integration").get_models())
     result = {model.__name__: model.objects.count() for model in models}
@@ -29,8 +58,8 @@ def counts() -> dict[str, int]:
     return result
 
 
-def test_second_run_creates_nothing_and_prints_the_same():
-    first = seed()
+def test_second_run_creates_nothing_and_prints_the_same(first_run):
+    first = first_run
     before = counts()
     second = seed()
     assert second == first
@@ -45,8 +74,8 @@ def test_second_run_creates_nothing_and_prints_the_same():
     assert before["CheckIn"] > 4 * 60 and before["ActivityEntry"] > 4 * 50 and before["Assessment"] >= 15
 
 
-def test_demo_data_through_the_apis(client):
-    value = seed()["loverescue"]
+def test_demo_data_through_the_apis(first_run, client):
+    value = first_run["loverescue"]
     ids = value["clients"]
     levels = {
         str(link.client_id): (link.permission_level, link.has_consent)
