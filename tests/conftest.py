@@ -108,13 +108,28 @@ def frozen_ratelimit_clock(monkeypatch):
     return clock
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     # `make test` runs on two xdist workers (--dist loadgroup). Tests that start Celery worker processes
     # or private brokers share one group, so they run one at a time on one xdist worker: two of them never
     # consume the same broker queue at once, and the machine is not oversubscribed by their processes.
+    # tryfirst: xdist reads the group markers in its own (plain) hook, which pluggy calls before this
+    # conftest's when the conftest was loaded first (the usual case): the marker came too late and no test
+    # was ever grouped.
     for item in items:
         if item.get_closest_marker("worker"):
             item.add_marker(pytest.mark.xdist_group("processes"))
+
+
+def pytest_collection_finish(session):
+    # xdist groups by a suffix it adds to each grouped item's node id; a pytest whose items ignore it (9.2 with
+    # xdist 3.8) would run the group on both workers without a word. Refuse to run instead.
+    if not getattr(session.config, "workerinput", None) or not session.config.getvalue("loadgroup"):
+        return
+    ungrouped = [item.nodeid for item in session.items if item.get_closest_marker("worker")]
+    ungrouped = [nodeid for nodeid in ungrouped if not nodeid.endswith("@processes")]
+    if ungrouped:
+        raise pytest.UsageError(f"--dist loadgroup did not group {ungrouped[0]} (pytest/pytest-xdist mismatch)")
 
 
 # --- Gate time budgets ---------------------------------------------------------------------------------
