@@ -134,6 +134,7 @@ def bench_data(now: datetime):
                 "whatsapp_opt_out_reason": "''",
                 "source": "'api'",
                 "external_id": "NULL",
+                "last_synced_at": "NULL",  # created through the API, never synced from Cliniko
                 "archived": "i %% 50 = 0",
                 "last_activity": f"%s - make_interval(secs => (i * {year}.0 / {N_PATIENTS}))",
                 "last_inbound_at": "NULL",
