@@ -148,14 +148,10 @@ def access_log_record(*, durable: bool = True, **fields) -> None:
 
 
 def _access_cursor(conn):
-    """The access row's cursor on PostgreSQL: the connection's kept server-binding cursor (core.kept_cursor),
-    the INSERT prepared unless PREPARE_ACCESS_ROW is off (issue 15)."""
-    return kept_cursor(conn, prepare=PREPARE_ACCESS_ROW)
-
-
-# Send the access row as a prepared statement (PostgreSQL then neither parses nor plans it again: about half the
-# row's server CPU, docs/decisions.md issue 15); settings.DB_PREPARED_STATEMENTS, read once.
-PREPARE_ACCESS_ROW = prepared_statements()
+    """The access row's cursor on PostgreSQL: the connection's kept server-binding cursor (core.kept_cursor), the
+    INSERT a prepared statement unless settings.DB_PREPARED_STATEMENTS is off (PostgreSQL then neither parses nor
+    plans it again: about half the row's server CPU, docs/decisions.md issue 15)."""
+    return kept_cursor(conn, prepare=prepared_statements())
 
 
 def retention_cutoff(now: datetime | None = None) -> datetime:

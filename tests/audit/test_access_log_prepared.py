@@ -1,5 +1,5 @@
 """Issue 15: on PostgreSQL the access row's INSERT goes through one kept cursor per database connection
-(core.kept_cursor), with its parameters bound on the server (and, with audit.services.PREPARE_ACCESS_ROW, the
+(core.kept_cursor), with its parameters bound on the server (and, with settings.DB_PREPARED_STATEMENTS, the
 statement prepared once per connection), still inside Django's cursor wrapper (query log, execute_wrappers, error
 translation). Every kind of value the row can hold is written as the model would write it, both ways."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AccessLog
@@ -43,22 +43,27 @@ def _prepared_access_inserts() -> list[str]:
 
 
 @pytest.fixture(params=[False, True], ids=["unprepared", "prepared"])
-def prepared(request, monkeypatch):
+def prepared(request, settings):
     """Both ways the row can be sent: on the kept server-binding cursor as is, and as a prepared statement."""
-    from audit import services
-
-    monkeypatch.setattr(services, "PREPARE_ACCESS_ROW", request.param)
+    settings.DB_PREPARED_STATEMENTS = request.param
     return request.param
+
+
+def _kept(prepared: bool):
+    """The connection's kept cursor for this mode: (psycopg connection, cursor)."""
+    kept = connections["default"].__dict__.get("_kept_cursors", {})
+    assert prepared in kept, f"no kept cursor for prepare={prepared}: {sorted(kept)}"
+    return kept[prepared]
 
 
 def test_the_row_is_sent_on_a_kept_server_binding_cursor(require_postgres, prepared):
     connection.close()  # a connection of its own: none of another test's statements prepared on it
     access_log_record(durable=False, **_fields())
-    raw, cursor = connection._kept_cursors[prepared]
+    raw, cursor = _kept(prepared)
     assert type(cursor).__mro__[1].__name__ == "Cursor"  # psycopg's server-binding cursor, not Django's ClientCursor
     access_log_record(durable=False, **_fields(request_id="second"))
     access_log_record(durable=True, **_fields(request_id="third", method="POST"))
-    assert connection._kept_cursors[prepared] == (raw, cursor)  # one cursor for the connection's rows
+    assert _kept(prepared) == (raw, cursor)  # one cursor for the connection's rows
     assert AccessLog.objects.count() == 3
     if not prepared:
         assert _prepared_access_inserts() == []  # nothing prepared: Django's own preparation setting untouched
@@ -101,10 +106,10 @@ def test_every_kind_of_value_is_written_as_the_model_writes_it(require_postgres,
 
 def test_a_new_connection_gets_a_new_cursor_and_prepares_again(require_postgres, prepared):
     access_log_record(durable=False, **_fields())
-    first = connection._kept_cursors[prepared]
+    first = _kept(prepared)
     connection.close()
     access_log_record(durable=False, **_fields(request_id="after-reconnect"))
-    assert connection._kept_cursors[prepared][0] is connection.connection is not first[0]
+    assert _kept(prepared)[0] is connection.connection is not first[0]
     assert len(_prepared_access_inserts()) == (1 if prepared else 0)
     assert AccessLog.objects.filter(request_id="after-reconnect").exists()
 
