@@ -12,7 +12,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from audit.models import AccessLog, AuditEvent
 from core.actors import Actor
 from core.context import current_request_id
-from core.kept_cursor import kept_cursor, prepared_statements
+from core.kept_cursor import kept_cursor
 from core.time import utc_now
 
 logger = logging.getLogger("audit")
@@ -144,14 +144,10 @@ def access_log_record(*, durable: bool = True, **fields) -> None:
         raise TypeError(f"AccessLog has no field(s) {sorted(unknown)}")  # as the model's constructor would
     asynchronous = not durable and not conn.in_atomic_block
     params = _access_params(fields, conn)
-    _access_cursor(conn).execute(_ACCESS_INSERT_ASYNCHRONOUS if asynchronous else _ACCESS_INSERT_DURABLE, params)
-
-
-def _access_cursor(conn):
-    """The access row's cursor on PostgreSQL: the connection's kept server-binding cursor (core.kept_cursor), the
-    INSERT a prepared statement unless settings.DB_PREPARED_STATEMENTS is off (PostgreSQL then neither parses nor
-    plans it again: about half the row's server CPU, docs/decisions.md issue 15)."""
-    return kept_cursor(conn, prepare=prepared_statements())
+    # The connection's kept server-binding cursor (core.kept_cursor), the INSERT a prepared statement unless
+    # settings.DB_PREPARED_STATEMENTS is off: PostgreSQL then neither parses nor plans it again (about half the
+    # row's server CPU, docs/decisions.md issue 15).
+    kept_cursor(conn).execute(_ACCESS_INSERT_ASYNCHRONOUS if asynchronous else _ACCESS_INSERT_DURABLE, params)
 
 
 def retention_cutoff(now: datetime | None = None) -> datetime:

@@ -24,14 +24,11 @@ _NEVER_AUTOMATICALLY = 2**31 - 1
 _CURSOR_CLASS = None
 
 
-def prepared_statements() -> bool:
-    """Whether hot statements go out prepared (settings.DB_PREPARED_STATEMENTS)."""
-    return settings.DB_PREPARED_STATEMENTS
-
-
-def kept_cursor(conn, *, prepare: bool):
-    """The connection's kept cursor (`prepare`: each statement prepared on its first execution), wrapped by
-    Django for this use."""
+def kept_cursor(conn, *, prepare: bool | None = None):
+    """The connection's kept cursor, wrapped by Django for this use. `prepare`: each statement prepared on its
+    first execution; None: as settings.DB_PREPARED_STATEMENTS says (read on each call, so a test can switch it)."""
+    if prepare is None:
+        prepare = settings.DB_PREPARED_STATEMENTS
     conn.close_if_health_check_failed()
     conn.ensure_connection()
     raw = conn.connection
@@ -40,6 +37,18 @@ def kept_cursor(conn, *, prepare: bool):
     if entry is None or entry[0] is not raw:
         entry = kept[prepare] = (raw, _cursor_class()(raw, prepare=prepare))
     return conn._prepare_cursor(entry[1])
+
+
+def fetch_one(conn, sql: str, params: list):
+    """Run a hot statement and return its first row (None if it returned none): on PostgreSQL on the kept cursor,
+    elsewhere (SQLite, the embedded default) on a cursor of its own. Never closes the kept cursor."""
+    if conn.vendor == "postgresql":
+        cursor = kept_cursor(conn)
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
 
 
 def _cursor_class():

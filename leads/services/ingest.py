@@ -72,7 +72,7 @@ from audit.services import audit_event_new
 from core.actors import Actor
 from core.domain import Invalid
 from core.encryption import blind_index
-from core.kept_cursor import kept_cursor, prepared_statements
+from core.kept_cursor import fetch_one
 from core.phones import InvalidPhone, normalize_e164
 from core.time import utc_now
 from leads import crypto, selectors
@@ -325,9 +325,7 @@ def _rows_insert(rows: list[tuple[models.Model, dict[str, int]]]) -> None:
         )
     selects = ", ".join(f"(SELECT * FROM r{position})" for position in range(len(rows)))  # noqa: S608
     # ~100 parameters: bound by the server, the statement prepared once per connection and shape (core.kept_cursor).
-    cursor = kept_cursor(connection, prepare=prepared_statements())
-    cursor.execute(f"WITH {', '.join(ctes)} SELECT {selects}", params)
-    ids = cursor.fetchone()
+    ids = fetch_one(connection, f"WITH {', '.join(ctes)} SELECT {selects}", params)
     for (instance, _links), pk in zip(rows, ids, strict=True):
         instance.pk = pk
         instance._state.adding = False
@@ -367,14 +365,7 @@ def _insert_unless_phone_taken(user: CareUser) -> bool:
     (a public_id) still raises IntegrityError. Values are prepared by each field, as the ORM prepares them
     (encryption, auto_now_add)."""
     params = [field.get_db_prep_save(field.pre_save(user, True), connection) for field in _CAREUSER_FIELDS]
-    if connection.vendor == "postgresql":
-        cursor = kept_cursor(connection, prepare=prepared_statements())
-        cursor.execute(_CAREUSER_INSERT, params)
-        row = cursor.fetchone()
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(_CAREUSER_INSERT, params)
-            row = cursor.fetchone()
+    row = fetch_one(connection, _CAREUSER_INSERT, params)
     if row is None:
         return False
     user.pk = row[0]

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
-from django.db import transaction
-from django.test import override_settings
 
 from accounts import demo as accounts_demo
 from accounts.models import Membership, Organization, User
 from audit.models import AuditEvent
 from core import registry
 from core.time import utc_now
+from tests.fixtures.seeding import shared_first_run
 
 pytestmark = pytest.mark.django_db
 
@@ -29,27 +26,8 @@ def seed(*args: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="class")
 def first_run(django_db_setup, django_db_blocker) -> tuple[str, str]:
-    """One first `seed_demo --json` on the empty test database, shared by a class's tests: its (stdout, stderr).
-
-    A first run costs seconds (LoveRescue's 90 days go through the services, alert rules included), a second
-    run a fraction of one. The first run happens inside an outer transaction, rolled back after the class;
-    each test's own transaction (pytest-django's) nests in it as a savepoint, so every test starts from the
-    state the first run left and its writes are undone. Its own cache namespace, like each test's."""
-    prefix = f"test-{uuid.uuid4().hex}"
-    caches = {alias: {**config, "KEY_PREFIX": prefix} for alias, config in django_settings.CACHES.items()}
-    with django_db_blocker.unblock(), override_settings(CACHES=caches):
-        outer = transaction.atomic()
-        outer.__enter__()
-        try:
-            result = seed("--json")
-        except BaseException:
-            transaction.set_rollback(True)
-            outer.__exit__(None, None, None)
-            raise
-    yield result
-    with django_db_blocker.unblock():
-        transaction.set_rollback(True)
-        outer.__exit__(None, None, None)
+    """One first `seed_demo --json`, shared by a class's tests: its (stdout, stderr) (tests/fixtures/seeding.py)."""
+    yield from shared_first_run(django_db_blocker, lambda: seed("--json"))
 
 
 def counts() -> dict[str, int]:
@@ -108,7 +86,12 @@ class TestAfterAFirstRun:
         # Demo Clinic, the Mark demo's second clinic (another tenant's ids for trying the 404s), Routiq's three.
         created = AuditEvent.objects.filter(action="accounts.organization_created")
         assert sorted(Organization.objects.get(public_id=e.subject_id).name for e in created) == [
-            "Demo Clinic", "Other Demo Clinic", "Routiq Demo Clinic", "Routiq Empty Clinic", "Routiq Other Clinic"]
+            "Demo Clinic",
+            "Other Demo Clinic",
+            "Routiq Demo Clinic",
+            "Routiq Empty Clinic",
+            "Routiq Other Clinic",
+        ]
 
     def test_second_run_creates_and_changes_nothing(self, first_run):
         first, _ = first_run

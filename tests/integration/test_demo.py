@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 
 import pytest
 from django.apps import apps
-from django.conf import settings
 from django.core.management import call_command
-from django.db import transaction
-from django.test import override_settings
 
 from audit.models import AuditEvent
 from integration import demo
 from integration.models import Alert, JournalEntry, TherapistClientLink
+from tests.fixtures.seeding import shared_first_run
 
 pytestmark = pytest.mark.django_db
 
@@ -28,27 +25,8 @@ def seed() -> dict:
 
 @pytest.fixture(scope="module")
 def first_run(django_db_setup, django_db_blocker) -> dict:
-    """The output of one first `seed_demo --json` on the empty test database, shared by this module's tests.
-
-    A first run costs seconds (90 days of app data through the services, alert rules included), a second run
-    a fraction of one. The first run happens inside an outer transaction, rolled back after the module; each
-    test's own transaction (pytest-django's) nests in it as a savepoint, so every test starts from the state
-    the first run left and its writes are undone. Its own cache namespace, like each test's."""
-    prefix = f"test-{uuid.uuid4().hex}"
-    caches = {alias: {**config, "KEY_PREFIX": prefix} for alias, config in settings.CACHES.items()}
-    with django_db_blocker.unblock(), override_settings(CACHES=caches):
-        outer = transaction.atomic()
-        outer.__enter__()
-        try:
-            result = seed()
-        except BaseException:
-            transaction.set_rollback(True)
-            outer.__exit__(None, None, None)
-            raise
-    yield result
-    with django_db_blocker.unblock():
-        transaction.set_rollback(True)
-        outer.__exit__(None, None, None)
+    """The output of one first `seed_demo --json`, shared by this module's tests (tests/fixtures/seeding.py)."""
+    yield from shared_first_run(django_db_blocker, seed)
 
 
 def counts() -> dict[str, int]:
