@@ -60,7 +60,8 @@ def test_the_row_is_sent_on_a_kept_server_binding_cursor(require_postgres, prepa
     connection.close()  # a connection of its own: none of another test's statements prepared on it
     access_log_record(durable=False, **_fields())
     raw, cursor = _kept(prepared)
-    assert type(cursor).__mro__[1].__name__ == "Cursor"  # psycopg's server-binding cursor, not Django's ClientCursor
+    # psycopg's raw server-binding cursor ($n placeholders), not Django's ClientCursor
+    assert type(cursor).__mro__[1].__name__ == "RawCursor"
     access_log_record(durable=False, **_fields(request_id="second"))
     access_log_record(durable=True, **_fields(request_id="third", method="POST"))
     assert _kept(prepared) == (raw, cursor)  # one cursor for the connection's rows
