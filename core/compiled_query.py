@@ -26,6 +26,9 @@ counter), derives a value from an argument (`__startswith`, `__icontains`, a dat
 timestamp column), casts it through another field type (a str argument against an encrypted or blind-index
 column) or does not use an argument at all. What probes cannot see: a definition must not branch in Python
 on an argument's value (`if key_id: ...`); keep definitions a single expression of their arguments.
+On PostgreSQL the compiled statement runs on the connection's kept cursor (core.kept_cursor): its arguments
+bound by the server and, unless settings.DB_PREPARED_STATEMENTS is off, the statement prepared once per
+connection, so the database parses and plans it once too.
 Not supported (ValueError): prefetch_related, select_for_update, related-manager querysets, values()
 dicts, named rows, composite fields, a queryset pinned to another database.
 """
@@ -42,6 +45,8 @@ from django.core.exceptions import EmptyResultSet
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import DateField, QuerySet, UUIDField
 from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesListIterable, get_related_populators
+
+from core.kept_cursor import kept_cursor
 
 __all__ = ["CompiledQuery"]
 
@@ -235,9 +240,16 @@ class CompiledQuery:
         params = list(statement.params)
         for position, name, prepare in statement.slots:
             params[position] = prepare(arguments[name], database)
-        with database.cursor() as cursor:
+        if database.vendor == "postgresql":
+            # Compiled once, so the same text on every call: bound by the server and prepared once per
+            # connection (core.kept_cursor), parsed and planned once instead of on every read.
+            cursor = kept_cursor(database)
             cursor.execute(statement.sql, params)
             rows = cursor.fetchall()
+        else:
+            with database.cursor() as cursor:
+                cursor.execute(statement.sql, params)
+                rows = cursor.fetchall()
         if statement.width is not None:
             rows = [row[: statement.width] for row in rows]
         kind, converters = statement.kind, statement.converters

@@ -11,8 +11,9 @@ first execution of each statement on it costs one more round trip).
 
 Prepared statements need a direct connection or a pooler that keeps protocol-level prepared statements
 (PgBouncer >= 1.21 with `max_prepared_statements`); settings.DB_PREPARED_STATEMENTS turns them off.
-Only for statements whose parameters the server can type from context (INSERT ... VALUES): the server infers
-a text parameter's type from its column, as the SQL literal would be read. PostgreSQL only.
+Only for statements whose parameters the server can type from context (INSERT ... VALUES, a column compared
+with a parameter): the server infers a text parameter's type from its column, as the SQL literal would be read.
+Used for the access row, the lead's INSERTs and every core.compiled_query read. PostgreSQL only.
 
 Callers write `%s` placeholders as for any Django cursor. The kept cursor is a psycopg raw cursor (`$1`
 placeholders, the query text sent as given): the `%s` -> `$n` rewrite is done once per statement text here

@@ -10,7 +10,7 @@ import uuid
 from datetime import date, timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.test.utils import CaptureQueriesContext
@@ -265,3 +265,45 @@ def test_arguments_are_checked():
         KEYS.rows(key_id="a", environment="live", platform_slug="x", other="y")
     with pytest.raises(TypeError, match="str argument was given int"):
         KEYS.rows(key_id=12, environment="live", platform_slug="x")
+
+
+# Statements of their own (a column order no other query uses), one per mode: a statement prepared earlier on
+# the test's connection stays prepared there.
+PROBES = {
+    prepared: CompiledQuery(
+        lambda key_id, order=("id" if prepared else "-id"): PlatformApiKey.objects.filter(key_id=key_id)
+        .order_by(order)
+        .values_list("environment", "platform_id", "key_id", "id"),
+        strs=("key_id",),
+    )
+    for prepared in (True, False)
+}
+
+
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "unprepared"])
+def test_on_postgresql_it_runs_on_the_kept_cursor_and_is_prepared_once(require_postgres, platforms, settings, prepared):
+    """Bound by the server on the connection's kept cursor (core.kept_cursor), as a prepared statement unless
+    settings.DB_PREPARED_STATEMENTS is off; the rows are the ORM's either way."""
+    settings.DB_PREPARED_STATEMENTS = prepared
+    probe = PROBES[prepared]
+    for key in platforms[2]:
+        assert probe.rows(key_id=key.key_id) == list(probe.build(key_id=key.key_id))
+    assert probe.rows(key_id="missing") == []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s",
+            ['SELECT "leads_platformapikey"."environment" AS "environment", "leads_platformapikey"."platform_id"%'],
+        )
+        statements = [row[0] for row in cursor.fetchall()]
+    order = "ASC" if prepared else "DESC"
+    mine = [statement for statement in statements if statement.endswith(f"ORDER BY 4 {order}")]
+    assert len(mine) == (1 if prepared else 0), statements or _all_prepared()
+    if prepared:
+        assert "$1" in mine[0]  # the argument bound by the server, not quoted into the text
+    assert prepared in connections["default"].__dict__["_kept_cursors"]
+
+
+def _all_prepared() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0][:200] for row in cursor.fetchall()]
