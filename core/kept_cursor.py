@@ -13,7 +13,7 @@ Prepared statements need a direct connection or a pooler that keeps protocol-lev
 (PgBouncer >= 1.21 with `max_prepared_statements`); settings.DB_PREPARED_STATEMENTS turns them off.
 Only for statements whose parameters the server can type from context (INSERT ... VALUES, a column compared
 with a parameter): the server infers a text parameter's type from its column, as the SQL literal would be read.
-Used for the access row, the lead's INSERTs and every core.compiled_query read. PostgreSQL only.
+Used for the access row, the lead's replay read and INSERTs, and every core.compiled_query read. PostgreSQL only.
 
 Callers write `%s` placeholders as for any Django cursor. The kept cursor is a psycopg raw cursor (`$1`
 placeholders, the query text sent as given): the `%s` -> `$n` rewrite is done once per statement text here
@@ -51,13 +51,22 @@ def kept_cursor(conn, *, prepare: bool | None = None):
 def fetch_one(conn, sql: str, params: list):
     """Run a hot statement and return its first row (None if it returned none): on PostgreSQL on the kept cursor,
     elsewhere (SQLite, the embedded default) on a cursor of its own. Never closes the kept cursor."""
+    return _fetch(conn, sql, params, lambda cursor: cursor.fetchone())
+
+
+def fetch_all(conn, sql: str, params: list) -> list:
+    """`fetch_one`, every row."""
+    return _fetch(conn, sql, params, lambda cursor: cursor.fetchall())
+
+
+def _fetch(conn, sql: str, params: list, read):
     if conn.vendor == "postgresql":
         cursor = kept_cursor(conn)
         cursor.execute(sql, params)
-        return cursor.fetchone()
+        return read(cursor)
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchone()
+        return read(cursor)
 
 
 _PERCENT = re.compile(r"%(.)", re.DOTALL)

@@ -11,6 +11,7 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 
 from audit.models import AuditEvent
 from core.compiled_query import CompiledQuery
+from core.kept_cursor import fetch_all
 from leads.models import (
     CareosKeyPair,
     CareUser,
@@ -80,14 +81,15 @@ def ingest_prelude(*, platform: PartnerPlatform, source_conversation_id: str) ->
     is read on every ingest (never cached across requests), so a retired pair stops decrypting at once."""
     lead_id = None
     pems, pair_ids = [], []
-    with connection.cursor() as cursor:
-        cursor.execute(_INGEST_PRELUDE_SQL, [platform.pk, source_conversation_id])
-        for part, row_id, private_pem, _created_at in cursor.fetchall():
-            if part == 0:
-                lead_id = row_id
-            else:
-                pems.append(private_pem)
-                pair_ids.append(row_id)
+    # On PostgreSQL bound by the server and prepared once per connection (core.kept_cursor).
+    for part, row_id, private_pem, _created_at in fetch_all(
+        connection, _INGEST_PRELUDE_SQL, [platform.pk, source_conversation_id]
+    ):
+        if part == 0:
+            lead_id = row_id
+        else:
+            pems.append(private_pem)
+            pair_ids.append(row_id)
     return IngestPrelude(lead_id=lead_id, stored_private_pems=tuple(pems), pair_ids=tuple(pair_ids))
 
 

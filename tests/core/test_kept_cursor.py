@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from core.kept_cursor import fetch_one, server_placeholders
+from core.kept_cursor import fetch_all, fetch_one, server_placeholders
 
 
 def test_placeholders_are_numbered_in_order():
@@ -32,3 +32,10 @@ def test_other_placeholders_are_refused(sql):
 @pytest.mark.django_db
 def test_fetch_one_runs_a_percent_s_statement_on_any_database():
     assert fetch_one(connection, "SELECT %s, %s || '%%'", [7, "x"]) == (7, "x%")
+
+
+@pytest.mark.django_db
+def test_fetch_all_returns_every_row_on_any_database():
+    rows = fetch_all(connection, "SELECT %s UNION ALL SELECT %s ORDER BY 1", [2, 1])
+    assert [tuple(row) for row in rows] == [(1,), (2,)]
+    assert fetch_all(connection, "SELECT 1 WHERE 1 = %s", [0]) == []
