@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
@@ -94,7 +95,29 @@ def submit_and_wait(driver, element) -> None:
     cannot then find an element of the old page (its message list, say) that goes stale under it."""
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, WAIT_SECONDS).until(ec.staleness_of(page))
+    WebDriverWait(driver, WAIT_SECONDS).until(_detached(page))
+
+
+# What chromedriver answers when asked about a node of a document it is replacing at that very moment: the
+# node is gone, as a stale element reference says once the new document is in (seen in CI, 2026-12-01).
+_DETACHED_MID_NAVIGATION = "does not belong to the document"
+
+
+def _detached(element):
+    """selenium's `staleness_of`, also true for a node detached while the new page is still loading."""
+
+    def gone(_driver) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if _DETACHED_MID_NAVIGATION in (exc.msg or ""):
+                return True
+            raise
+        return False
+
+    return gone
 
 
 def console_errors(driver) -> list[dict]:
