@@ -418,7 +418,8 @@ def main() -> int:
     )
     print(
         f"round trips for one ingest (in-process, after one warm-up): {ingest_queries} SQL statements (BEGIN and "
-        f"COMMIT included), {ingest_commits} commit(s) (a COMMIT or a write in autocommit: each a WAL flush), "
+        f"COMMIT included), {ingest_commits} commit(s) (a COMMIT, or a statement in autocommit that can write: "
+        f"the welcome SMS's look at the wake-up flag writes, and flushes, only when it takes the flag), "
         f"{ingest_redis} Redis commands, {ingest_publishes} broker publish"
     )
     print()

@@ -103,3 +103,15 @@ def mask_recipient(channel: str, value: str) -> str:
     if len(value) <= 7:
         return MASK * len(value)
     return value[:3] + MASK * (len(value) - 7) + value[-4:]
+
+
+class SendWakeup(models.Model):
+    """The wake-up flag of ordinary messages (messaging.outbox, "Wake-ups"): while `wake_until` is in the
+    future, a prompt to drain them is on its way and a new message needs no message of its own. One row
+    (id 1), written on first use."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True)
+    wake_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"wake-up flag (until {self.wake_until or '-'})"

@@ -17,16 +17,26 @@ from messaging import services
 URGENT_HEADER = "message_urgent"
 
 
-def enqueue_send(message_id: int, countdown: float | None = None, *, urgent: bool | None = None) -> None:
-    """Prompt a worker for one message. `urgent`: is_urgent(its purpose), when the caller has it at hand."""
+def enqueue_send(
+    message_id: int, countdown: float | None = None, *, urgent: bool | None = None, drain: bool = False
+) -> None:
+    """Prompt a worker for one message (`drain`: and then for every ordinary message due, a wake-up's run:
+    messaging.outbox). `urgent`: is_urgent(its purpose), when the caller has it at hand."""
     headers = None if urgent is None else {URGENT_HEADER: bool(urgent)}
-    send_message.apply_async((message_id,), countdown=countdown, headers=headers)
+    kwargs = {"drain": True} if drain else None
+    send_message.apply_async((message_id,), kwargs=kwargs, countdown=countdown, headers=headers)
 
 
 @shared_task(name="messaging.tasks.send_message", soft_time_limit=60, time_limit=90)
-def send_message(message_id: int) -> str:
+def send_message(message_id: int, drain: bool = False) -> str:
     """Send one message if it is queued, due and unclaimed; safe to run twice (the second run skips).
-    On a transient failure with attempts left, enqueue the next attempt at its backoff."""
+    On a transient failure with attempts left, enqueue the next attempt at its backoff. With `drain` (a
+    wake-up), then every ordinary message due as well (services.messages_drain)."""
+    if drain:
+        outcome = services.messages_drain(first_message_id=message_id)
+        for retried_id, retry_in in outcome.retries:
+            enqueue_send(retried_id, countdown=retry_in)
+        return f"drained: {outcome.sent} sent" + (", handed on" if outcome.handed_on else "")
     outcome = services.message_send(message_id=message_id)
     if outcome.retry_in is not None:
         enqueue_send(message_id, countdown=outcome.retry_in)

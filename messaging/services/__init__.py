@@ -5,6 +5,7 @@
   commit), `message_new` (the same rows validated and unsaved, for a service that inserts them with its own
   in one statement, then calls `inserted()`) and `message_retry` (staff re-queue a failed message);
 - `sending`: `message_send` (what the task calls: claim, send outside any transaction, record),
+  `messages_drain` (a wake-up's run over the ordinary messages due, messaging.outbox),
   `messages_sweep` (the beat sweeper);
 - `status`: `message_status_record` (provider delivery reports);
 - `withdrawing`: `messages_withdraw` (queued messages whose conversation or patient is gone).
@@ -26,7 +27,15 @@ from messaging.services.queueing import (
     normalize_recipient,
     recipient_index,
 )
-from messaging.services.sending import SendOutcome, message_claim, message_send, messages_sweep, retry_delay
+from messaging.services.sending import (
+    DrainOutcome,
+    SendOutcome,
+    message_claim,
+    message_send,
+    messages_drain,
+    messages_sweep,
+    retry_delay,
+)
 from messaging.services.status import message_status_record
 from messaging.services.withdrawing import messages_withdraw
 
@@ -36,6 +45,7 @@ __all__ = [
     "InvalidRecipientError",
     "MessagingError",
     "PendingMessage",
+    "DrainOutcome",
     "SendOutcome",
     "message_claim",
     "message_new",
@@ -43,6 +53,7 @@ __all__ = [
     "message_retry",
     "message_send",
     "message_status_record",
+    "messages_drain",
     "messages_sweep",
     "messages_withdraw",
     "normalize_recipient",

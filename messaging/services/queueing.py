@@ -21,7 +21,7 @@ from core.phones import WHATSAPP_PREFIX, InvalidPhone, normalize_e164
 from core.time import utc_now
 from messaging.clients import CONTENT_SID_RE, MESSAGING_SERVICE_SID_RE
 from messaging.models import RECIPIENT_INDEX_PURPOSE, OutboundMessage
-from messaging.outbox import is_urgent
+from messaging.outbox import is_urgent, wake
 
 logger = logging.getLogger("messaging")
 
@@ -272,7 +272,10 @@ def _enqueue_on_commit(message: OutboundMessage) -> None:
     urgent = is_urgent(message.purpose)  # routes the publish without a read of the row (config.celery)
 
     def enqueue_send_after_commit() -> None:  # a named function: Django logs a robust hook's __qualname__
-        enqueue_send(message_id, urgent=urgent)
+        if urgent:
+            enqueue_send(message_id, urgent=True)  # a prompt of its own (and its watchdog at claim time)
+        else:
+            wake(message_id)  # one drain prompt per burst of ordinary messages (messaging.outbox)
 
     # robust: a broker outage after commit must not fail the caller's request; the sweeper sends it.
     transaction.on_commit(enqueue_send_after_commit, robust=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,7 +33,17 @@ from core.outbox import LeaseHeartbeat
 from core.time import utc_now
 from messaging.backends import SendError, TransientSendError, get_backend
 from messaging.models import OutboundMessage
-from messaging.outbox import MESSAGES, URGENT_MAX_HOLD, is_urgent, urgent_lease
+from messaging.outbox import (
+    DRAIN_BATCH,
+    DRAIN_BUDGET,
+    MESSAGES,
+    URGENT_MAX_HOLD,
+    drain_batch,
+    is_urgent,
+    urgent_lease,
+    wake,
+    wake_clear,
+)
 
 logger = logging.getLogger("messaging")
 
@@ -105,6 +116,39 @@ def message_send(*, message_id: int) -> SendOutcome:
         logger.warning("message %s: sent, but its claim had expired", message.public_id)
     logger.info("message %s via %s sent (%s)", message.public_id, message.channel, result.provider)
     return SendOutcome("sent")
+
+
+@dataclass(frozen=True)
+class DrainOutcome:
+    """What one drain did: `retries` are (message id, seconds) whose next attempt the caller schedules."""
+
+    sent: int
+    retries: tuple[tuple[int, float], ...]
+    handed_on: bool
+
+
+def messages_drain(*, first_message_id: int, clock=time.monotonic) -> DrainOutcome:
+    """A drain prompted by a wake-up (messaging.outbox, "Wake-ups"): clear the flag, then send the prompt's
+    message and every ordinary message due and unclaimed, batch after batch, until none is left or the run's
+    budget is spent (the rest is handed on to a new drain). Each message is claimed as `message_send` claims
+    it, so a message another worker holds is skipped, never sent twice."""
+    wake_clear()
+    deadline = clock() + DRAIN_BUDGET.total_seconds()
+    sent, retries = 0, []
+    batch = [first_message_id]
+    while batch:
+        if len(batch) >= DRAIN_BATCH:
+            wake(batch[-1])  # a backlog: invite a second drain, if no prompt is on its way
+        for message_id in batch:
+            if clock() >= deadline:
+                wake(message_id, force=True)
+                return DrainOutcome(sent, tuple(retries), handed_on=True)
+            outcome = message_send(message_id=message_id)
+            sent += outcome.result == "sent"
+            if outcome.retry_in is not None:
+                retries.append((message_id, outcome.retry_in))
+        batch = drain_batch()
+    return DrainOutcome(sent, tuple(retries), handed_on=False)
 
 
 def _send(backend, message: OutboundMessage):

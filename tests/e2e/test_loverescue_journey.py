@@ -73,7 +73,9 @@ def worker_queue(transactional_db, require_postgres, redis_url, settings, tmp_pa
     )  # fmt: skip
 
     def send_message_to_queue(args=None, kwargs=None, countdown=None, **options):
-        producer.send_task("messaging.tasks.send_message", args=args, queue=queue, countdown=countdown)
+        producer.send_task(
+            "messaging.tasks.send_message", args=args, kwargs=kwargs, queue=queue, countdown=countdown
+        )  # kwargs: a wake-up's drain=True
 
     monkeypatch.setattr(send_message, "apply_async", send_message_to_queue)
     env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER")}

@@ -158,9 +158,10 @@ def route_enqueues_to(app: Celery, monkeypatch) -> None:
     monkeypatch.setattr(
         messaging.tasks,
         "enqueue_send",
-        lambda message_id, countdown=None, urgent=None: app.send_task(
+        lambda message_id, countdown=None, urgent=None, drain=False: app.send_task(
             "messaging.tasks.send_message",
             args=[message_id],
+            kwargs={"drain": True} if drain else None,  # a wake-up's prompt (messaging.outbox)
             countdown=countdown,
             headers=None if urgent is None else {messaging.tasks.URGENT_HEADER: urgent},
         ),

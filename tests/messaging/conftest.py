@@ -15,6 +15,7 @@ from messaging.tasks import send_message
 class Enqueued:
     message_id: int
     countdown: float | None
+    drain: bool = False  # a wake-up's prompt (messaging.outbox, "Wake-ups")
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +24,7 @@ def enqueued(monkeypatch) -> list[Enqueued]:
     calls: list[Enqueued] = []
 
     def fake_apply_async(args=None, kwargs=None, countdown=None, **options):
-        calls.append(Enqueued(args[0], countdown))
+        calls.append(Enqueued(args[0], countdown, bool((kwargs or {}).get("drain"))))
 
     monkeypatch.setattr(send_message, "apply_async", fake_apply_async)
     return calls
