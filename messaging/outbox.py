@@ -79,8 +79,8 @@ MESSAGES = Outbox(
 
 # Messages a drain reads at a time; a full batch invites a second drain.
 DRAIN_BATCH = 20
-# A drain hands the rest on after this long (the send task's soft time limit is 60 s; one send takes at
-# most guarded_request's deadline, 3 x MESSAGING_TIMEOUT_SECONDS).
+# A drain hands the rest on after this long: the send task's soft time limit is 60 s, and one send started
+# just before the budget ends takes at most guarded_request's deadline (3 x OUTBOUND_TIMEOUT_SECONDS, 30 s).
 DRAIN_BUDGET = timedelta(seconds=30)
 _FLAG = 1
 
