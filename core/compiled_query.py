@@ -46,7 +46,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import DateField, QuerySet, UUIDField
 from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesListIterable, get_related_populators
 
-from core.kept_cursor import kept_cursor
+from core.kept_cursor import fetch_all
 
 __all__ = ["CompiledQuery"]
 
@@ -240,16 +240,9 @@ class CompiledQuery:
         params = list(statement.params)
         for position, name, prepare in statement.slots:
             params[position] = prepare(arguments[name], database)
-        if database.vendor == "postgresql":
-            # Compiled once, so the same text on every call: bound by the server and prepared once per
-            # connection (core.kept_cursor), parsed and planned once instead of on every read.
-            cursor = kept_cursor(database)
-            cursor.execute(statement.sql, params)
-            rows = cursor.fetchall()
-        else:
-            with database.cursor() as cursor:
-                cursor.execute(statement.sql, params)
-                rows = cursor.fetchall()
+        # Compiled once, so the same text on every call: on PostgreSQL bound by the server and prepared once
+        # per connection (core.kept_cursor), parsed and planned once instead of on every read.
+        rows = fetch_all(database, statement.sql, params)
         if statement.width is not None:
             rows = [row[: statement.width] for row in rows]
         kind, converters = statement.kind, statement.converters

@@ -10,14 +10,14 @@ Two kinds of lease (settings, docs/decisions.md "Short leases for urgent message
 Wake-ups (issue 15). An urgent message gets a broker message of its own. An ordinary one does not: its commit
 wakes a DRAIN (a send task with `drain=True`, carrying the message's id), and at most one such prompt is on its
 way at a time: the flag `SendWakeup.wake_until` says one is. Publishing takes the flag after commit (one
-conditional upsert: free or expired) and publishes only if it took it, so a burst of N messages costs one broker
+conditional statement: free or expired) and publishes only if it took it, so a burst of N messages costs one broker
 message, not N (a broker publish is about 1.7 ms of CPU, a sixth of a CareOS lead). A drain clears the flag
 (committed) before its first read, then sends the prompt's message and every ordinary message due and unclaimed,
 batch after batch, until none is left. So a publisher that finds the flag taken took its look after its message
 was committed and before the clear: the drain's reads start after the clear and find that message. A batch that
 comes back full invites a second drain (a prompt, if it takes the flag), so workers share a backlog; a drain that
 has run for DRAIN_BUDGET hands the rest on with a forced prompt (under the task's time limit). A lost prompt leaves
-the flag taken until it expires (`wake_ttl`) and its messages to the sweeper, which enqueues every due message
+the flag taken until it expires (WAKE_TTL) and its messages to the sweeper, which enqueues every due message
 after its grace whatever the flag says. A duplicate prompt is harmless: each message is claimed once.
 """
 
@@ -82,27 +82,24 @@ DRAIN_BATCH = 20
 # A drain hands the rest on after this long: the send task's soft time limit is 60 s, and one send started
 # just before the budget ends takes at most guarded_request's deadline (3 x OUTBOUND_TIMEOUT_SECONDS, 30 s).
 DRAIN_BUDGET = timedelta(seconds=30)
+# How long a taken flag holds without a drain clearing it: a lost prompt's flag frees itself after this, and
+# its messages wait for the sweeper meanwhile (its grace is shorter).
+WAKE_TTL = timedelta(seconds=90)
 _FLAG = 1
-
-
-def wake_ttl() -> timedelta:
-    """How long a taken flag holds without a drain clearing it: a lost prompt's flag frees itself after this,
-    and its messages wait for the sweeper meanwhile (its grace is shorter)."""
-    return timedelta(seconds=90)
 
 
 @functools.cache
 def _take_statement(vendor: str) -> str:
-    """Take the flag if free or expired (or with `force`, whose third parameter makes any flag expired),
-    creating its row on first use; returns the row's id when taken. Names from the model only.
+    """Take the flag if it is free or expired before a given time (`_take_params`), creating its row on first
+    use; returns the row's id when taken. Names from the model only.
 
     On PostgreSQL a conditional UPDATE, and an INSERT only when the row is missing: a taken flag (most of a
     burst) is then a read, no row lock, no transaction id, so no WAL flush (an upsert's ON CONFLICT DO UPDATE
     locks the row even when its WHERE is false: a commit to disk per message, measured). Elsewhere (SQLite,
     no writable CTE) the upsert."""
     table = connection.ops.quote_name(SendWakeup._meta.db_table)
-    free = '("wake_until" IS NULL OR "wake_until" <= %s)'
     if vendor == "postgresql":
+        free = '("wake_until" IS NULL OR "wake_until" <= %s)'
         return (
             f'WITH taken AS (UPDATE {table} SET "wake_until" = %s WHERE "id" = %s AND {free} RETURNING "id"), '  # noqa: S608
             f'created AS (INSERT INTO {table} ("id", "wake_until") SELECT %s, %s '
@@ -130,7 +127,7 @@ def wake(first_message_id: int, *, force: bool = False, now: datetime | None = N
     from messaging.tasks import enqueue_send
 
     now = now or utc_now()
-    until = now + wake_ttl()
+    until = now + WAKE_TTL
     try:
         vendor = connection.vendor
         statement, params = _take_statement(vendor), _take_params(vendor, until, until if force else now)
@@ -149,7 +146,7 @@ def wake_clear() -> None:
     SendWakeup.objects.filter(pk=_FLAG, wake_until__isnull=False).update(wake_until=None)
 
 
-def drain_batch(*, now: datetime | None = None, after: int | None = None) -> list[int]:
+def drain_batch(*, now: datetime | None = None) -> list[int]:
     """Ids of ordinary queued messages a drain may send now (due, never claimed or released: a lease that
     expired is the sweeper's to note first), oldest due first, at most DRAIN_BATCH."""
     now = now or utc_now()

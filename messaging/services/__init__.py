@@ -40,12 +40,12 @@ from messaging.services.status import message_status_record
 from messaging.services.withdrawing import messages_withdraw
 
 __all__ = [
+    "DrainOutcome",
     "InvalidChannelError",
     "InvalidMessageError",
     "InvalidRecipientError",
     "MessagingError",
     "PendingMessage",
-    "DrainOutcome",
     "SendOutcome",
     "message_claim",
     "message_new",
