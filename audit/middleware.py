@@ -129,16 +129,22 @@ class AccessLogMiddleware:
 
 
 class _JoinedRow:
-    """A request's access row handed to its write transaction: done once that transaction committed it."""
+    """A request's access row handed to its write transaction: done once that transaction committed it. In
+    autocommit (`in_statement`) the caller inserts it with its write in one statement, which commits by itself:
+    the row's primary key, set only when that statement returned, says it committed."""
 
-    __slots__ = ("committed", "row", "status_code")
+    __slots__ = ("_committed", "in_statement", "row", "status_code")
 
-    def __init__(self, row: AccessLog, status_code: int):
-        self.row, self.status_code, self.committed = row, status_code, False
+    def __init__(self, row: AccessLog, status_code: int, *, in_statement: bool):
+        self.row, self.status_code, self.in_statement, self._committed = row, status_code, in_statement, False
 
     def mark_committed(self) -> None:
         # Only a row the transaction actually inserted (its primary key set by the INSERT) counts.
-        self.committed = self.row.pk is not None
+        self._committed = self.row.pk is not None
+
+    @property
+    def committed(self) -> bool:
+        return self._committed or (self.in_statement and self.row.pk is not None)
 
 
 def access_row_join(request, *, status_code: int, subjects: Iterable[str] = ()) -> AccessLog | None:
@@ -149,26 +155,34 @@ def access_row_join(request, *, status_code: int, subjects: Iterable[str] = ()) 
     middleware's row if this one is not committed).
 
     None, and the middleware writes the row as usual, unless: the access-log middleware is handling this
-    request, it is an API request that may write (not a safe method), and the caller is in the connection's
-    outermost transaction (so the row commits durably with it; never a savepoint, never a test's wrapping
-    transaction) and that transaction is not already doomed. Once per request.
+    request, it is an API request that may write (not a safe method), and either the caller is in the
+    connection's outermost transaction (so the row commits durably with it; never a savepoint, never a test's
+    wrapping transaction) and that transaction is not already doomed, or the connection is in autocommit with no
+    transaction open (the caller inserts the row with its write in one statement, its own durable commit). Once
+    per request, unless the row handed out before was never inserted (a write that stood down and is retried in
+    a transaction).
 
-    The middleware skips its own row only if this transaction committed with the row inserted (an on_commit
-    callback, robust, checks the row got its primary key); a rollback, a failed commit or a row the caller
+    The middleware skips its own row only if it was committed with the row inserted: in a transaction, an
+    on_commit callback (robust) checks the row got its primary key; in autocommit the primary key, set only
+    once the statement returned, is the proof. A rollback, a failed statement or commit, or a row the caller
     did not insert leaves the row to the middleware."""
     http_request = getattr(request, "_request", request)  # DRF Request wraps Django's HttpRequest
     began = getattr(http_request, "_access_log_began", None)
-    if began is None or http_request.method in SAFE_METHODS or hasattr(http_request, "_access_row_joined"):
+    earlier = getattr(http_request, "_access_row_joined", None)
+    if began is None or http_request.method in SAFE_METHODS or (earlier is not None and earlier.row.pk is not None):
         return None
     family = family_for_request(http_request) if family_for_path(http_request.path) else None
     conn = connections[DEFAULT_DB_ALIAS]
     blocks = conn.atomic_blocks
-    if family is None or len(blocks) != 1 or blocks[0]._from_testcase or conn.needs_rollback:
+    in_statement = not blocks and conn.get_autocommit()
+    in_outermost = len(blocks) == 1 and not blocks[0]._from_testcase and not conn.needs_rollback
+    if family is None or not (in_statement or in_outermost):
         return None
     started, created_at = began
     fields = AccessLogMiddleware._fields(http_request, status_code, family, created_at, started)
     fields["subject_ids"] = [*fields["subject_ids"], *subjects]
-    joined = _JoinedRow(AccessLog(**fields), status_code)
+    joined = _JoinedRow(AccessLog(**fields), status_code, in_statement=in_statement)
     http_request._access_row_joined = joined
-    transaction.on_commit(joined.mark_committed, robust=True)
+    if not in_statement:
+        transaction.on_commit(joined.mark_committed, robust=True)
     return joined.row

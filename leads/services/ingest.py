@@ -26,29 +26,39 @@
    then the lead (CareOS category from `leads.categories`) and the audit event `leads.lead_ingested`
    (ids and codes only), all by the partner platform's actor. The answer is the same whatever other
    platforms sent: a partner cannot tell a person another partner referred from a new one.
-Steps 1 and 2 only read, so they run before the transaction opens: a replay costs one read, and the
-RSA work never holds a transaction (or, on SQLite, the write lock) open. On PostgreSQL the welcome SMS and
-its audit event, the new partner id, the lead and its payment are written by one statement (`_rows_insert`:
-data-modifying CTEs, each INSERT taking the id the one before it returned); a conflict in any of them writes
-none of them.
+Steps 1 and 2 only read, so they run before any write: a replay costs one read, and the RSA work never
+holds a transaction (or, on SQLite, the write lock) open. The welcome SMS is built (and messaging's check of
+the number made) before the write too, so a new person's row carries its welcome time from the start.
+
+The write, on PostgreSQL in autocommit (the API's case), first assumes a person nobody referred before
+(`_new_person_lead_insert`): ONE statement (`_rows_insert`: data-modifying CTEs, each INSERT taking the ids it
+needs from an earlier one's RETURNING) inserts the person with `ON CONFLICT (phone_index) DO NOTHING`, and,
+only if that INSERT inserted, the welcome SMS and its audit event, the person's id for this platform, the lead,
+its payment, the lead's audit event and the request's access row. A single statement is its own transaction:
+no BEGIN, no COMMIT, one durable commit for all of them (issue 15). When the phone is a known person's, that
+INSERT waits for any transaction holding the phone, stands down, and the statement writes nothing; the lead is
+then written by the transaction below. Elsewhere (SQLite, or inside a caller's transaction) only that
+transaction runs.
+
+The transaction (`_lead_create`) inserts the person the same way; if the INSERT stands down, the person is
+read and locked (SELECT ... FOR UPDATE). So every lead for a known person holds that person's row lock, and two
+platforms sending the same person at once are serialized: one welcome SMS, one payment. The rules of step 3 are
+read under the lock, and the lead's rows are one statement as above.
 
 The caller may hand in the request's access row (`access_row`, audit.middleware.access_row_join): it is
 inserted by the same statement as the lead and its audit event, so the lead, its payment, its SMS row, their
-audit events and the access row commit together in one durable commit (issue 15). If the transaction rolls
-back (a replay race below), that row goes with it and the access-log middleware writes the request's row.
+audit events and the access row commit together. If that statement or transaction writes nothing or rolls back
+(a known person, a replay race), the row goes with it and is asked for again, or the access-log middleware
+writes the request's row.
 
 Step 1 reads the key ring in the same statement (`selectors.ingest_prelude`), so the RSA work needs no
 read of its own. The lead records which stored pair decrypted its phone (`Lead.key_pair`, no extra
 statement): the admin derives a pair's last decrypt and its platforms from it before retiring it.
 
-Concurrent duplicates are settled by the database, not by the reads: the user is inserted with
-`ON CONFLICT (phone_index) DO NOTHING` (no read before it, no savepoint); when another request holds or
-created that phone, the INSERT waits for it and stands down, and the person is then read and locked
-(SELECT ... FOR UPDATE). So every lead holds the person's row lock, and two platforms sending the same
-person at once are serialized: one welcome SMS, one payment. A unique violation on the lead means
-another request took this conversation: the transaction (including the user, the SMS row and its
-on-commit enqueue) is rolled back, and the other request's lead is returned as a replay. Under READ
-COMMITTED the re-reads after a conflict or a lock wait see the other transaction's rows.
+Concurrent duplicates are settled by the database, not by the reads. A unique violation on the lead means
+another request took this conversation: the statement or transaction (including the person, the SMS row and
+its enqueue) writes nothing, and the other request's lead is returned as a replay. Under READ COMMITTED the
+re-reads after a conflict or a lock wait see the other transaction's rows.
 
 Refusals are `IngestRejected` (a `core.domain.Invalid`: the API answers 400 with its message). Nothing
 here logs or raises with a phone number, a name or message text.
@@ -56,16 +66,18 @@ here logs or raises with a phone number, a name or message text.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
 
 from audit.models import AccessLog
 from audit.services import audit_event_new
@@ -78,7 +90,7 @@ from core.time import utc_now
 from leads import crypto, selectors
 from leads.categories import careos_category
 from leads.models import CareUser, Lead, PartnerPayment, PartnerPlatform, PartnerUser
-from messaging.services import InvalidRecipientError, PendingMessage, message_new, normalize_recipient
+from messaging.services import InvalidRecipientError, PendingMessage, message_new
 
 logger = logging.getLogger("leads.ingest")
 
@@ -215,21 +227,21 @@ def lead_ingest(
         keys = crypto.private_keys_from_stored(prelude.stored_private_pems)
         key_pair_ids = (None,) * (len(keys) - len(prelude.pair_ids)) + prelude.pair_ids
     phone, key_position = verified_phone(platform=platform, payload=payload, keys=keys)
-    key_pair_id = key_pair_ids[key_position] if key_position < len(key_pair_ids) else None
-    textable = _textable(phone)
-    now = now or utc_now()
+    lead_write = _LeadWrite(
+        platform=platform,
+        payload=payload,
+        phone=phone,
+        key_pair_id=key_pair_ids[key_position] if key_position < len(key_pair_ids) else None,
+        actor=actor,
+        now=now or utc_now(),
+        welcome_message=_welcome_message(platform=platform, payload=payload, phone=phone, actor=actor),
+        access_row=access_row,
+    )
     try:
-        with transaction.atomic():
-            lead = _lead_create(
-                platform=platform,
-                payload=payload,
-                phone=phone,
-                textable=textable,
-                key_pair_id=key_pair_id,
-                actor=actor,
-                now=now,
-                access_row=access_row,
-            )
+        lead = _new_person_lead_insert(lead_write) if _one_statement_writes() else None
+        if lead is None:  # a known person (or SQLite, or inside a caller's transaction)
+            with transaction.atomic():
+                lead = _lead_create(lead_write)
     except IntegrityError:
         # Another request took this conversation between our read and our insert (everything this
         # transaction wrote is rolled back; a savepoint if a caller's transaction was already open).
@@ -243,36 +255,62 @@ def lead_ingest(
     return IngestResult(lead=lead, replayed=False)
 
 
+@dataclass(frozen=True)
+class _LeadWrite:
+    """What the write needs, decided before it: the verified phone, the welcome SMS it would queue (None: messaging
+    refuses the number), the lead's time."""
+
+    platform: PartnerPlatform
+    payload: LeadInput
+    phone: str
+    key_pair_id: int | None
+    actor: Actor
+    now: datetime
+    welcome_message: PendingMessage | None
+    access_row: Callable[[Lead], AccessLog | None] | None
+
+
+def _one_statement_writes() -> bool:
+    """A new person's lead may be written by one statement that commits by itself: PostgreSQL, in autocommit
+    (no transaction of a caller's open, so the statement is its own transaction and a failed one leaves no
+    transaction to roll back)."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    return conn.vendor == "postgresql" and conn.get_autocommit() and not conn.in_atomic_block
+
+
 def referral_period() -> timedelta:
     """At most one welcome SMS and one paid lead per person within this period (any platform)."""
     return timedelta(days=settings.CAREOS_REFERRAL_PERIOD_DAYS)
 
 
-def _user_insert_or_lock(
-    *, platform: PartnerPlatform, payload: LeadInput, phone: str, welcome_sent_at: datetime | None
-) -> tuple[CareUser, bool]:
-    """The person with this phone, locked by this transaction, and whether this request created them.
-
-    One statement for a new person (an INSERT that stands down on the phone index, so no read before it and
-    no savepoint); a known person costs that INSERT and the locking read. A new person is created with
-    `welcome_sent_at` already set when their welcome SMS is about to be queued (no UPDATE after it)."""
-    phone_index = blind_index(phone, purpose=PHONE_INDEX_PURPOSE)
-    user = CareUser(
-        phone=phone,
-        phone_index=phone_index,
+def _new_person(write: _LeadWrite) -> CareUser:
+    """The person a lead with this phone would create (unsaved). Their welcome time is set from the start when
+    the lead queues their welcome SMS (no UPDATE after the INSERT)."""
+    payload, platform = write.payload, write.platform
+    return CareUser(
+        phone=write.phone,
+        phone_index=blind_index(write.phone, purpose=PHONE_INDEX_PURPOSE),
         name=payload.user_name or None,
         language=payload.user_language,
         source=platform.user_source,
         source_platform=platform,
-        welcome_sent_at=welcome_sent_at,
+        welcome_sent_at=write.now if write.welcome_message is not None else None,
     )
+
+
+def _user_insert_or_lock(write: _LeadWrite) -> tuple[CareUser, bool]:
+    """The person with this phone, locked by this transaction, and whether this request created them.
+
+    One statement for a new person (an INSERT that stands down on the phone index, so no read before it and
+    no savepoint); a known person costs that INSERT and the locking read."""
+    user = _new_person(write)
     if _insert_unless_phone_taken(user):
         return user, True
     # Another request created this person (it committed: our INSERT waited for it). Every lead for one
     # person takes this lock first, so the period rules hold when several platforms (or conversations)
     # send the same person at once. A person this transaction inserted is locked already (others wait
     # on its phone_index) and has no leads yet.
-    user = selectors.user_by_phone_index(phone_index=phone_index, lock=True)
+    user = selectors.user_by_phone_index(phone_index=user.phone_index, lock=True)
     if user is None:
         raise IntegrityError("leads_careuser: insert ignored but no user has this phone_index")
     return user, False
@@ -291,49 +329,90 @@ def _partner_user_get_or_new(
     return PartnerUser(platform=platform, user=user, created_at=now), True
 
 
-def _rows_insert(rows: list[tuple[models.Model, dict[str, int]]]) -> None:
+# --- One statement for many rows -------------------------------------------------------------------------
+
+Rows = list[tuple[models.Model, dict[str, int]]]
+
+
+def _rows_insert(rows: Rows, *, unless_first_conflicts_on: str | None = None) -> bool:
     """Insert unsaved model instances in order, each `(instance, links)`: `links` maps a foreign key's attname
-    to the position in `rows` of an earlier instance whose new primary key it takes.
+    to the position in `rows` of an earlier instance whose new primary key it takes. True once inserted.
 
     On PostgreSQL one statement whatever the number of rows (data-modifying CTEs, each INSERT taking the
-    ids it needs from an earlier one's RETURNING): the partner id, the lead and its payment cost one round
-    trip instead of three (issue 15). Values are prepared by each field as the ORM prepares them
-    (encryption, auto_now), names come from the models only, values are always parameters. Elsewhere
-    (SQLite, the embedded default) one ORM INSERT per row. Either way a constraint violation raises
-    IntegrityError and inserts nothing of that statement."""
-    if connection.vendor != "postgresql":
+    ids it needs from an earlier one's RETURNING): a lead's rows cost one round trip instead of one each
+    (issue 15). With `unless_first_conflicts_on` (a unique field of the first row's model) the first row's
+    INSERT stands down on a conflict on that field (waiting for a transaction that holds it), every other
+    INSERT of the statement inserts only if it inserted, and the answer is False with nothing written.
+    Values are prepared by each field as the ORM prepares them (encryption, auto_now), names come from the
+    models only, values are always parameters. Elsewhere (SQLite, the embedded default) one ORM INSERT per
+    row, and no `unless_first_conflicts_on`. Either way any other constraint violation raises IntegrityError
+    and inserts nothing of that statement."""
+    conn = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: each field's preparation reads it (no proxy)
+    if conn.vendor != "postgresql":
+        if unless_first_conflicts_on is not None:
+            raise ValueError("unless_first_conflicts_on is for PostgreSQL's one-statement insert")
         for instance, links in rows:
             _link(rows, only=(instance, links))
             instance.save(force_insert=True)
-        return
-    ctes, params = [], []
-    for position, (instance, links) in enumerate(rows):
-        meta = instance._meta
-        fields = [column for column in meta.concrete_fields if not column.primary_key]
-        values = []
-        for model_field in fields:
-            if model_field.attname in links:
-                earlier = links[model_field.attname]
-                values.append(f'(SELECT "{rows[earlier][0]._meta.pk.column}" FROM r{earlier})')  # noqa: S608
-            else:
-                values.append("%s")
-                params.append(model_field.get_db_prep_save(model_field.pre_save(instance, True), connection))
-        columns = ", ".join(f'"{column.column}"' for column in fields)
-        ctes.append(
-            f'r{position} AS (INSERT INTO "{meta.db_table}" ({columns}) VALUES ({", ".join(values)}) '  # noqa: S608
-            f'RETURNING "{meta.pk.column}")'
-        )
-    selects = ", ".join(f"(SELECT * FROM r{position})" for position in range(len(rows)))  # noqa: S608
+        return True
+    shape = tuple((type(instance), tuple(sorted(links.items()))) for instance, links in rows)
+    sql, valued_fields = _rows_insert_statement(shape, unless_first_conflicts_on)
+    params = [
+        field.get_db_prep_save(field.pre_save(instance, True), conn)
+        for (instance, _links), fields in zip(rows, valued_fields, strict=True)
+        for field in fields
+    ]
     # ~100 parameters: bound by the server, the statement prepared once per connection and shape (core.kept_cursor).
-    ids = fetch_one(connection, f"WITH {', '.join(ctes)} SELECT {selects}", params)
+    ids = fetch_one(conn, sql, params)
+    if ids[0] is None:
+        return False  # the first row's conflict: the statement inserted nothing
     for (instance, _links), pk in zip(rows, ids, strict=True):
         instance.pk = pk
         instance._state.adding = False
-        instance._state.db = connection.alias
+        instance._state.db = conn.alias
     _link(rows)
+    return True
 
 
-def _link(rows: list[tuple[models.Model, dict[str, int]]], only=None) -> None:
+@functools.lru_cache(maxsize=32)
+def _rows_insert_statement(shape: tuple, unless_first_conflicts_on: str | None) -> tuple[str, list[list]]:
+    """`_rows_insert`'s statement for rows of these models and links (built once per shape), and the fields whose
+    values are its parameters, row by row. A gated INSERT (after a first row that may stand down) selects its
+    values FROM the first row's RETURNING, each parameter cast to its column's type without modifier (the
+    column then checks length and precision on assignment, as for VALUES: a cast with one would truncate)."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    ctes, valued_fields = [], []
+    for position, (model, links) in enumerate(shape):
+        meta, linked = model._meta, dict(links)
+        gated = unless_first_conflicts_on is not None and position > 0
+        fields = [column for column in meta.concrete_fields if not column.primary_key]
+        values, valued = [], []
+        for model_field in fields:
+            if model_field.attname in linked:
+                earlier = linked[model_field.attname]
+                values.append(f'(SELECT "{shape[earlier][0]._meta.pk.column}" FROM r{earlier})')  # noqa: S608
+            else:
+                cast = f"::{_TYPE_MODIFIER.sub('', model_field.cast_db_type(conn))}" if gated else ""
+                values.append(f"%s{cast}")
+                valued.append(model_field)
+        columns = ", ".join(f'"{column.column}"' for column in fields)
+        into = f'INSERT INTO "{meta.db_table}" ({columns})'
+        if gated:
+            body = f"{into} SELECT {', '.join(values)} FROM r0"  # noqa: S608
+        else:
+            body = f"{into} VALUES ({', '.join(values)})"
+            if position == 0 and unless_first_conflicts_on is not None:
+                body += f' ON CONFLICT ("{meta.get_field(unless_first_conflicts_on).column}") DO NOTHING'
+        ctes.append(f'r{position} AS ({body} RETURNING "{meta.pk.column}")')
+        valued_fields.append(valued)
+    selects = ", ".join(f"(SELECT * FROM r{position})" for position in range(len(shape)))  # noqa: S608
+    return f"WITH {', '.join(ctes)} SELECT {selects}", valued_fields
+
+
+_TYPE_MODIFIER = re.compile(r"\([^)]*\)")
+
+
+def _link(rows: Rows, only=None) -> None:
     """Point each linked foreign key (of `only`, one of `rows`, or of all) at its saved row, through the
     relation: the id and the cached object both, so reading `lead.partner_user` afterwards costs no query."""
     for instance, links in rows if only is None else [only]:
@@ -364,24 +443,38 @@ def _insert_unless_phone_taken(user: CareUser) -> bool:
     has the same phone_index: the INSERT waited for that request to commit. Any other unique conflict
     (a public_id) still raises IntegrityError. Values are prepared by each field, as the ORM prepares them
     (encryption, auto_now_add)."""
-    params = [field.get_db_prep_save(field.pre_save(user, True), connection) for field in _CAREUSER_FIELDS]
-    row = fetch_one(connection, _CAREUSER_INSERT, params)
+    conn = connections[DEFAULT_DB_ALIAS]
+    params = [field.get_db_prep_save(field.pre_save(user, True), conn) for field in _CAREUSER_FIELDS]
+    row = fetch_one(conn, _CAREUSER_INSERT, params)
     if row is None:
         return False
     user.pk = row[0]
     user._state.adding = False
-    user._state.db = connection.alias
+    user._state.db = conn.alias
     return True
 
 
-def _textable(phone: str) -> bool:
-    """Whether messaging accepts this number for SMS (a property of the number alone), decided before the
-    transaction so a new person's row carries its welcome time from the start."""
+# --- The welcome SMS and the lead --------------------------------------------------------------------------
+
+
+def _welcome_message(
+    *, platform: PartnerPlatform, payload: LeadInput, phone: str, actor: Actor
+) -> PendingMessage | None:
+    """The welcome SMS this lead would queue, validated by messaging and not inserted (None: messaging refuses
+    the number, a property of the number alone). Built before the write, so a new person's row carries its
+    welcome time from the start; a lead whose person had a welcome within the period discards it."""
     try:
-        normalize_recipient("sms", phone)
+        return message_new(
+            channel="sms",
+            recipient=phone,
+            body=welcome_text(language=payload.user_language, user_name=payload.user_name, partner_name=platform.name),
+            purpose=WELCOME_PURPOSE,
+            actor=actor,
+        )
     except InvalidRecipientError:
-        return False
-    return True
+        # A number messaging cannot text: the lead still counts, CareOS just cannot contact by SMS.
+        logger.warning("lead from %s: welcome SMS not queued (recipient refused by messaging)", platform.slug)
+        return None
 
 
 @dataclass(frozen=True)
@@ -398,79 +491,81 @@ class Welcome:
         return self.message.message.public_id if self.message is not None else ""
 
 
-def _welcome_new(
-    *,
-    user: CareUser,
-    new_person: bool,
-    textable: bool,
-    platform: PartnerPlatform,
-    payload: LeadInput,
-    phone: str,
-    actor: Actor,
-    now: datetime,
-) -> Welcome:
-    """The welcome SMS to queue, if any: its rows are inserted with the lead's (`_lead_create`). A new person's
-    row already carries `welcome_sent_at = now` when `textable` (_user_insert_or_lock)."""
+def _welcome_for(*, user: CareUser, new_person: bool, write: _LeadWrite) -> Welcome:
+    """Whether this lead queues its welcome SMS. A known person's welcome time is updated (locked row) when it
+    does; a new person's row carries it already (`_new_person`)."""
+    now = write.now
     if not new_person and user.welcome_sent_at is not None and user.welcome_sent_at > now - referral_period():
         # One welcome per person per period whoever referred them: more would be spam. CareOS is in touch
         # with the person either way, so careos_will_contact stays true (as for a new person).
         return Welcome(outcome="recent")
-    try:
-        if not textable:
-            raise InvalidRecipientError("not an SMS recipient")
-        message = message_new(
-            channel="sms",
-            recipient=phone,
-            body=welcome_text(language=payload.user_language, user_name=payload.user_name, partner_name=platform.name),
-            purpose=WELCOME_PURPOSE,
-            actor=actor,
-        )
-    except InvalidRecipientError:
-        # A number messaging cannot text: the lead still counts, CareOS just cannot contact by SMS.
-        # (message_new validates and writes nothing, so this transaction is intact.)
-        logger.warning("lead from %s: welcome SMS not queued (recipient refused by messaging)", platform.slug)
-        if user.welcome_sent_at == now:  # a new person marked in advance (only if _textable was wrong)
-            user.welcome_sent_at = None
-            user.save(update_fields=["welcome_sent_at"])
+    if write.welcome_message is None:
         return Welcome(outcome="refused")
     if user.welcome_sent_at != now:
         user.welcome_sent_at = now
         user.save(update_fields=["welcome_sent_at"])
-    return Welcome(outcome="queued", message=message)
+    return Welcome(outcome="queued", message=write.welcome_message)
 
 
-def _lead_create(
+def _new_person_lead_insert(write: _LeadWrite) -> Lead | None:
+    """A lead for a person nobody referred before, written by one statement in autocommit (PostgreSQL): the
+    person, their welcome SMS and its audit event, their id for this platform, the lead, its payment, its audit
+    event and the request's access row. The statement commits them together (one durable commit: no BEGIN, no
+    COMMIT, no statement per row). None, with nothing written, when the phone is a known person's (the
+    person's INSERT stood down on the phone index): the caller then takes the locking path (`_lead_create`).
+    IntegrityError, nothing written, when another request took this conversation meanwhile."""
+    user = _new_person(write)
+    partner_user = PartnerUser(platform=write.platform, user=user, created_at=write.now)
+    welcome = Welcome(outcome="queued", message=write.welcome_message) if write.welcome_message else None
+    lead, rows = _lead_rows(
+        write,
+        user=(user, True),
+        partner_user=(partner_user, True),
+        welcome=welcome or Welcome(outcome="refused"),
+        duplicate_of=None,
+    )
+    if not _rows_insert(rows, unless_first_conflicts_on="phone_index"):
+        return None
+    if welcome is not None:
+        welcome.message.inserted(committed=True)  # the statement returned: it committed
+    return lead
+
+
+def _lead_create(write: _LeadWrite) -> Lead:
+    """The lead inside the caller's transaction: the person inserted or locked first, then the rules that cross
+    partners read under that lock (module docstring, step 3), then the lead's rows in one statement."""
+    user, new_person = _user_insert_or_lock(write)
+    partner_user = _partner_user_get_or_new(platform=write.platform, user=user, new_person=new_person, now=write.now)
+    welcome = _welcome_for(user=user, new_person=new_person, write=write)
+    duplicate_of = None if new_person else selectors.paid_lead_since(user=user, since=write.now - referral_period())
+    lead, rows = _lead_rows(
+        write, user=(user, new_person), partner_user=partner_user, welcome=welcome, duplicate_of=duplicate_of
+    )
+    _rows_insert(rows)
+    if welcome.message is not None:
+        welcome.message.inserted()
+    return lead
+
+
+def _lead_rows(
+    write: _LeadWrite,
     *,
-    platform: PartnerPlatform,
-    payload: LeadInput,
-    phone: str,
-    textable: bool,
-    key_pair_id: int | None,
-    actor: Actor,
-    now: datetime,
-    access_row: Callable[[Lead], AccessLog | None] | None = None,
-) -> Lead:
-    user, new_person = _user_insert_or_lock(
-        platform=platform, payload=payload, phone=phone, welcome_sent_at=now if textable else None
-    )
-    partner_user, is_new_user = _partner_user_get_or_new(platform=platform, user=user, new_person=new_person, now=now)
-    welcome = _welcome_new(
-        user=user,
-        new_person=new_person,
-        textable=textable,
-        platform=platform,
-        payload=payload,
-        phone=phone,
-        actor=actor,
-        now=now,
-    )
-    duplicate_of = None if new_person else selectors.paid_lead_since(user=user, since=now - referral_period())
+    user: tuple[CareUser, bool],
+    partner_user: tuple[PartnerUser, bool],
+    welcome: Welcome,
+    duplicate_of: Lead | None,
+) -> tuple[Lead, Rows]:
+    """The lead and the rows to insert for it, in order: the person if unsaved, the welcome SMS and its audit
+    event (if queued), the new partner id (if any), the lead, its payment (if payable), its audit event and the
+    request's access row (if the caller gave one). `user` and `partner_user` are (instance, new)."""
+    (person, new_person), (partner, is_new_user) = user, partner_user
+    platform, payload, now = write.platform, write.payload, write.now
     category = careos_category(payload.category)
     lead = Lead(
         platform=platform,
         source_conversation_id=payload.source_conversation_id,
-        user=user,
-        partner_user=partner_user,
+        user=person,
+        partner_user=partner,
         is_new_user=is_new_user,
         duplicate_of=duplicate_of,
         user_name=payload.user_name or None,
@@ -487,17 +582,22 @@ def _lead_create(
         lead_value=payload.lead_value,
         will_contact=welcome.will_contact,
         welcome_message_id=welcome.message_id,
-        key_pair_id=key_pair_id,
+        key_pair_id=write.key_pair_id,
         created_at=now,
     )
-    # The welcome SMS and its audit event (if queued), the new partner id (if any), the lead, its payment (if
-    # payable), its audit event and the request's access row (if the caller gave one): one INSERT statement.
-    rows: list[tuple[models.Model, dict[str, int]]] = []
+    rows: Rows = []
+    person_unsaved = person.pk is None
+    if person_unsaved:
+        rows.append((person, {}))
     if welcome.message is not None:
         rows += [(welcome.message.message, {}), (welcome.message.event, {})]
+    person_link = {"user_id": 0} if person_unsaved else {}
     if is_new_user:
-        rows.append((partner_user, {}))
-    rows.append((lead, {"partner_user_id": len(rows) - 1} if is_new_user else {}))
+        rows.append((partner, person_link))
+    lead_links = dict(person_link)
+    if is_new_user:
+        lead_links["partner_user_id"] = len(rows) - 1
+    rows.append((lead, lead_links))
     if duplicate_of is None:
         payment = PartnerPayment(
             lead=lead,
@@ -509,13 +609,13 @@ def _lead_create(
         rows.append((payment, {"lead_id": len(rows) - 1}))
     event = audit_event_new(
         action="leads.lead_ingested",
-        actor=actor,
+        actor=write.actor,
         subject_type="leads.lead",
         subject_id=lead.public_id,
         metadata={
             "lead_id": lead.public_id,
-            "user_id": user.public_id,
-            "partner_user_id": partner_user.public_id,
+            "user_id": person.public_id,
+            "partner_user_id": partner.public_id,
             "platform": platform.slug,
             "category": category,
             "is_new_user": is_new_user,
@@ -529,10 +629,7 @@ def _lead_create(
         },
     )
     rows.append((event, {}))
-    row = access_row(lead) if access_row is not None else None
+    row = write.access_row(lead) if write.access_row is not None else None
     if row is not None:
         rows.append((row, {}))
-    _rows_insert(rows)
-    if welcome.message is not None:
-        welcome.message.inserted()
-    return lead
+    return lead, rows

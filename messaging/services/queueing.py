@@ -136,12 +136,17 @@ class PendingMessage:
     message: OutboundMessage
     event: AuditEvent
 
-    def inserted(self) -> OutboundMessage:
+    def inserted(self, *, committed: bool = False) -> OutboundMessage:
         """Once the caller inserted both rows in its transaction: enqueue the sending after that transaction
-        commits (the beat sweeper sends it anyway if this is never called or the publish fails)."""
+        commits (the beat sweeper sends it anyway if this is never called or the publish fails).
+        `committed`: the rows were inserted with the caller's change by one statement in autocommit, which has
+        returned, so they are committed (and the sending is enqueued now)."""
         if self.message.pk is None or self.event.pk is None:
             raise RuntimeError("PendingMessage.inserted() before its message and audit event were inserted")
-        if not transaction.get_connection().in_atomic_block:
+        conn = transaction.get_connection()
+        if committed and (conn.in_atomic_block or not conn.get_autocommit()):
+            raise RuntimeError("PendingMessage.inserted(committed=True) inside a transaction: nothing committed yet")
+        if not committed and not conn.in_atomic_block:
             raise RuntimeError("a message's rows must be inserted inside the caller's transaction.atomic block")
         _enqueue_on_commit(self.message)
         logger.info(

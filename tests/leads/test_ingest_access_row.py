@@ -55,18 +55,20 @@ def _subjects(lead: Lead) -> list[str]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_new_lead_commits_its_access_row_with_its_writes(require_postgres, enqueued):
+def test_a_new_person_s_lead_commits_its_access_row_in_its_one_statement(require_postgres, enqueued):
+    """A person nobody referred before: the person, the welcome SMS, the lead, its payment, their audit events and
+    the access row are one statement in autocommit, its own durable commit (no BEGIN, no COMMIT)."""
     setup = make_platform()
     with CaptureQueriesContext(connection) as queries:
         response = _post(setup, setup.lead(phone=PHONE), "req-join-new-1")
     assert response.status_code == 200, response.content
     statements = [query["sql"] for query in queries.captured_queries]
-    begin, commit = statements.index("BEGIN"), statements.index("COMMIT")
-    [with_row] = [number for number, sql in enumerate(statements) if '"audit_accesslog"' in sql]
-    # Inside the lead's transaction, in the lead's own statement (with its audit event), and no second commit.
-    assert begin < with_row < commit and statements[with_row].startswith("WITH ")
-    assert '"leads_lead"' in statements[with_row] and '"audit_auditevent"' in statements[with_row]
-    assert statements.count("COMMIT") == 1 and not any(sql.startswith(ACCESS_INSERT) for sql in statements)
+    assert "BEGIN" not in statements and "COMMIT" not in statements
+    [with_row] = [sql for sql in statements if '"audit_accesslog"' in sql]
+    assert with_row.startswith("WITH ")
+    for table in ("leads_careuser", "messaging_outboundmessage", "leads_lead", "leads_partnerpayment", "audit_auditevent"):
+        assert f'"{table}"' in with_row
+    assert not any(sql.startswith(ACCESS_INSERT) for sql in statements)
 
     lead = Lead.objects.get()
     assert response.json()["careos_lead_id"] == lead.public_id
@@ -77,6 +79,29 @@ def test_a_new_lead_commits_its_access_row_with_its_writes(require_postgres, enq
     assert row.duration_ms >= 0
     assert PartnerPayment.objects.filter(lead=lead).count() == 1
     assert enqueued == [OutboundMessage.objects.get().pk]  # the welcome SMS, published once after the commit
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_known_person_s_lead_commits_its_access_row_in_its_transaction(require_postgres, enqueued):
+    """A person referred before: the one statement stands down on the phone (writing nothing), and the lead is
+    written in a transaction holding the person's row lock, the access row in the lead's own statement."""
+    setup = make_platform()
+    assert _post(setup, setup.lead(phone=PHONE), "req-join-first").status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        response = _post(setup, setup.lead(phone=PHONE, source_conversation_id="conv-2"), "req-join-known")
+    assert response.status_code == 200, response.content
+    statements = [query["sql"] for query in queries.captured_queries]
+    begin, commit = statements.index("BEGIN"), statements.index("COMMIT")
+    [stood_down, with_row] = [number for number, sql in enumerate(statements) if '"audit_accesslog"' in sql]
+    assert stood_down < begin < with_row < commit and statements[with_row].startswith("WITH ")
+    assert '"leads_careuser"' in statements[stood_down] and '"leads_careuser"' not in statements[with_row]
+    assert statements.count("COMMIT") == 1 and not any(sql.startswith(ACCESS_INSERT) for sql in statements)
+
+    lead = Lead.objects.get(source_conversation_id="conv-2")
+    assert response.json()["is_new_user"] is False
+    [row] = _rows("req-join-known")
+    assert (row.status_code, row.subject_ids) == (200, _subjects(lead))
+    assert AccessLog.objects.count() == 2 and Lead.objects.count() == 2
 
 
 @pytest.mark.django_db(transaction=True)
@@ -121,7 +146,8 @@ def test_a_rolled_back_race_still_gets_exactly_one_row(require_postgres, monkeyp
     assert response.status_code == 200
     lead = Lead.objects.get()
     assert response.json()["careos_lead_id"] == lead.public_id
-    assert len(joined) == 1 and joined[0] is not None  # it did join, and its transaction rolled back
+    # It joined twice: the one statement stood down on the known phone, then the transaction rolled back.
+    assert len(joined) == 2 and all(row is not None and row.pk is None for row in joined)
     [row] = _rows("req-race-second")
     assert (row.status_code, row.subject_ids) == (200, _subjects(lead))
     assert AccessLog.objects.count() == 2 and OutboundMessage.objects.count() == 1 and len(enqueued) == 1
@@ -129,21 +155,27 @@ def test_a_rolled_back_race_still_gets_exactly_one_row(require_postgres, monkeyp
 
 @pytest.mark.django_db(transaction=True)
 def test_an_error_after_the_row_joined_leaves_the_row_to_the_middleware(require_postgres, monkeypatch, enqueued):
+    """A known person's lead, in a transaction: an error after its statement and before the commit rolls the row
+    back with the lead, and the middleware writes the request's row."""
     setup = make_platform()
+    assert _post(setup, setup.lead(phone=PHONE), "req-join-first").status_code == 200
     real_insert = ingest._rows_insert
 
-    def insert_then_fail(rows):
-        real_insert(rows)
-        assert any(isinstance(instance, AccessLog) for instance, _links in rows)  # the row was in it
-        raise RuntimeError("after the rows, before the commit")
+    def insert_then_fail(rows, **options):
+        inserted = real_insert(rows, **options)
+        if not options and inserted:  # the transaction's statement (not the one that stood down)
+            assert any(isinstance(instance, AccessLog) for instance, _links in rows)  # the row was in it
+            raise RuntimeError("after the rows, before the commit")
+        return inserted
 
     monkeypatch.setattr(ingest, "_rows_insert", insert_then_fail)
-    response = _post(setup, setup.lead(phone=PHONE), "req-join-error", Client(raise_request_exception=False))
+    second = setup.lead(phone=PHONE, source_conversation_id="conv-2")
+    response = _post(setup, second, "req-join-error", Client(raise_request_exception=False))
 
     assert response.status_code == 500
-    assert Lead.objects.count() == 0 and OutboundMessage.objects.count() == 0 and enqueued == []
-    [row] = AccessLog.objects.all()
-    assert (row.request_id, row.status_code, row.subject_ids) == ("req-join-error", 500, [])
+    assert Lead.objects.count() == 1 and OutboundMessage.objects.count() == 1 and len(enqueued) == 1
+    [row] = _rows("req-join-error")
+    assert (row.status_code, row.subject_ids) == (500, [])
 
 
 @pytest.mark.django_db(transaction=True)

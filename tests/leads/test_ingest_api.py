@@ -270,34 +270,19 @@ def test_a_recipient_messaging_refuses_still_makes_the_lead(client, setup, monke
     assert lead.will_contact is False and lead.welcome_message_id == ""
     assert counts() == {"leads": 1, "payments": 1, "users": 1, "messages": 0, "ingest_events": 1}
     assert AuditEvent.objects.get(action="leads.lead_ingested").metadata["will_contact"] is False
-    # The new person's row was written with the welcome time in advance; no welcome, so it is cleared.
+    # messaging refused the number before the write: the new person's row never had a welcome time.
     assert CareUser.objects.get().welcome_sent_at is None
 
 
-def test_a_number_messaging_refuses_before_the_transaction_gets_no_welcome_time(client, setup, monkeypatch):
-    """The recipient check runs before the write (so a new person's INSERT carries its welcome time): a
-    refused number is created without one, and the lead is made without an SMS."""
-
-    def refuse(channel, recipient):
-        raise InvalidRecipientError("sms recipient refused")
-
-    monkeypatch.setattr(ingest, "normalize_recipient", refuse)
-    response = post(client, setup, setup.lead())
-    assert response.status_code == 200 and response.json()["careos_will_contact"] is False
-    assert counts() == {"leads": 1, "payments": 1, "users": 1, "messages": 0, "ingest_events": 1}
-    assert CareUser.objects.get().welcome_sent_at is None
-    assert AuditEvent.objects.get(action="leads.lead_ingested").metadata["welcome"] == "refused"
-
-
-def test_a_refusal_from_the_real_message_new_leaves_the_write_transaction_usable(client, setup, monkeypatch):
-    """message_new validates and writes nothing: its MessagingError must not doom the
-    ingest's transaction (the person, lead, payment and audit event still commit, the welcome time cleared)."""
+def test_messagings_own_refusal_is_known_before_the_write(client, setup, monkeypatch):
+    """messaging's recipient check (message_new's own) runs before the write, so a new person's INSERT carries
+    their welcome time or none: a refused number is created without one, and the lead is made without an SMS."""
     from messaging.services import queueing
 
     def refuse(channel, recipient):
         raise InvalidRecipientError("sms recipient refused")
 
-    monkeypatch.setattr(queueing, "normalize_recipient", refuse)  # ingest's own pre-check still accepts it
+    monkeypatch.setattr(queueing, "normalize_recipient", refuse)
     response = post(client, setup, setup.lead())
     assert response.status_code == 200 and response.json()["careos_will_contact"] is False
     assert counts() == {"leads": 1, "payments": 1, "users": 1, "messages": 0, "ingest_events": 1}
