@@ -66,7 +66,13 @@ def test_a_new_person_s_lead_commits_its_access_row_in_its_one_statement(require
     assert "BEGIN" not in statements and "COMMIT" not in statements
     [with_row] = [sql for sql in statements if '"audit_accesslog"' in sql]
     assert with_row.startswith("WITH ")
-    for table in ("leads_careuser", "messaging_outboundmessage", "leads_lead", "leads_partnerpayment", "audit_auditevent"):
+    for table in (
+        "leads_careuser",
+        "messaging_outboundmessage",
+        "leads_lead",
+        "leads_partnerpayment",
+        "audit_auditevent",
+    ):
         assert f'"{table}"' in with_row
     assert not any(sql.startswith(ACCESS_INSERT) for sql in statements)
 

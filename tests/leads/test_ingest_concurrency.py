@@ -152,3 +152,44 @@ def test_without_blinding_the_race_still_ends_with_one_lead(transactional_db, re
     results = post_at_once(setup, [setup.lead(phone=PHONE)] * THREADS)
     assert {answer["careos_lead_id"] for _, answer in results} == {Lead.objects.get().public_id}
     assert CareUser.objects.count() == 1 and PartnerPayment.objects.count() == 1
+
+
+def _person(phone_index: str, platform) -> CareUser:
+    return CareUser(phone="+14155550999", phone_index=phone_index, language="en", source="t", source_platform=platform)
+
+
+def test_a_gated_statement_writes_nothing_when_its_first_row_stands_down(transactional_db, require_postgres):
+    """`_rows_insert(..., unless_first_conflicts_on=...)`: the person's INSERT stands down on a known phone
+    index, and no other row of the statement is inserted (each selects FROM the person's RETURNING)."""
+    setup = make_platform()
+    taken = _person("a" * 64, setup.platform)
+    taken.save()
+    person = _person("a" * 64, setup.platform)
+    partner_user = PartnerUser(platform=setup.platform, user=person)
+    assert (
+        ingest._rows_insert([(person, {}), (partner_user, {"user_id": 0})], unless_first_conflicts_on="phone_index")
+        is False
+    )
+    assert person.pk is None and partner_user.pk is None
+    assert CareUser.objects.count() == 1 and PartnerUser.objects.count() == 0
+
+    fresh = _person("b" * 64, setup.platform)
+    partner_user = PartnerUser(platform=setup.platform, user=fresh)
+    assert (
+        ingest._rows_insert([(fresh, {}), (partner_user, {"user_id": 0})], unless_first_conflicts_on="phone_index")
+        is True
+    )
+    assert PartnerUser.objects.get().user_id == fresh.pk == partner_user.user.pk
+
+
+def test_a_gated_insert_still_refuses_an_overlong_value(transactional_db, require_postgres):
+    """The gated INSERTs cast their parameters to the column's type without its modifier: a value too long for
+    its column is refused by the column on assignment (as VALUES would be), never truncated by the cast."""
+    from django.db import DataError
+
+    setup = make_platform()
+    person = _person("c" * 64, setup.platform)
+    partner_user = PartnerUser(platform=setup.platform, user=person, public_id="pu_" + "x" * 60)  # the column: 40
+    with pytest.raises(DataError):
+        ingest._rows_insert([(person, {}), (partner_user, {"user_id": 0})], unless_first_conflicts_on="phone_index")
+    assert CareUser.objects.filter(phone_index="c" * 64).count() == 0  # one statement: the person is not kept either

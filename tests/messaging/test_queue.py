@@ -235,3 +235,17 @@ def test_inserted_refuses_to_run_outside_the_callers_transaction(enqueued):
     with pytest.raises(RuntimeError, match="inside the caller's transaction"):
         pending.inserted()
     assert enqueued == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inserted_after_one_committed_statement_enqueues_at_once(enqueued):
+    """`inserted(committed=True)`: the caller's one statement in autocommit inserted the rows and has returned, so
+    the sending is enqueued now; inside a transaction the same claim is refused (nothing has committed yet)."""
+    pending = message_new(channel="sms", recipient=PHONE, body=BODY, actor=TEST_ACTOR)
+    pending.message.save(force_insert=True)
+    pending.event.save(force_insert=True)
+    with transaction.atomic(), pytest.raises(RuntimeError, match="nothing committed yet"):
+        pending.inserted(committed=True)
+    assert enqueued == []
+    assert pending.inserted(committed=True) is pending.message
+    assert [call.message_id for call in enqueued] == [pending.message.pk]
