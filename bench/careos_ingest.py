@@ -11,7 +11,7 @@ the phone (a real private-key operation on every request, nothing cached per cip
 CareUser (Fernet-encrypted phone + blind index) in one transaction committed with the same durability as
 the lead's (synchronous commit, the database's setting for both), and answers a fixed JSON body. What the
 endpoint costs above it is Django + middleware (access log, rate limiting), authentication, validation,
-the idempotency read and the other rows of the lead's transaction, and the after-commit publish.
+the idempotency read and the other rows of the lead's write, and the after-commit publish.
 Real and floor run interleaved in rounds, so drift on the machine hits both alike.
 
 An earlier floor ran in-process loops (no HTTP, no gunicorn, no load clients, so the machine's two cores

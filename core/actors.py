@@ -21,6 +21,9 @@ class ActorType(models.TextChoices):
     ANONYMOUS = "anonymous", "Anonymous"
 
 
+_ACTOR_TYPES = frozenset(ActorType.values)  # Choices.values builds a new list on each read
+
+
 @dataclass(frozen=True)
 class Actor:
     """The party a service acts for: `Actor.user(request.user)`, `Actor.system("payouts")`."""
@@ -29,7 +32,7 @@ class Actor:
     id: str = ""
 
     def __post_init__(self) -> None:
-        if self.type not in ActorType.values:
+        if self.type not in _ACTOR_TYPES:
             raise ValueError(f"Unknown actor type {self.type!r}; one of {', '.join(ActorType.values)}")
         object.__setattr__(self, "id", str(self.id)[:100])
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 
 from audit.models import AuditEvent
@@ -83,7 +83,7 @@ def ingest_prelude(*, platform: PartnerPlatform, source_conversation_id: str) ->
     pems, pair_ids = [], []
     # On PostgreSQL bound by the server and prepared once per connection (core.kept_cursor).
     for part, row_id, private_pem, _created_at in fetch_all(
-        connection, _INGEST_PRELUDE_SQL, [platform.pk, source_conversation_id]
+        connections[DEFAULT_DB_ALIAS], _INGEST_PRELUDE_SQL, [platform.pk, source_conversation_id]
     ):
         if part == 0:
             lead_id = row_id

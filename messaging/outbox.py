@@ -28,7 +28,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.models import Q
 
 from core.kept_cursor import fetch_one
@@ -104,7 +104,7 @@ def _take_statement(vendor: str) -> str:
             f'WITH taken AS (UPDATE {table} SET "wake_until" = %s WHERE "id" = %s AND {free} RETURNING "id"), '  # noqa: S608
             f'created AS (INSERT INTO {table} ("id", "wake_until") SELECT %s, %s '
             f'WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE "id" = %s) ON CONFLICT ("id") DO NOTHING RETURNING "id") '
-            "SELECT \"id\" FROM taken UNION ALL SELECT \"id\" FROM created"
+            'SELECT "id" FROM taken UNION ALL SELECT "id" FROM created'
         )
     return (
         f'INSERT INTO {table} ("id", "wake_until") VALUES (%s, %s) '  # noqa: S608
@@ -129,9 +129,9 @@ def wake(first_message_id: int, *, force: bool = False, now: datetime | None = N
     now = now or utc_now()
     until = now + WAKE_TTL
     try:
-        vendor = connection.vendor
-        statement, params = _take_statement(vendor), _take_params(vendor, until, until if force else now)
-        taken = fetch_one(connection, statement, params) is not None
+        conn = connections[DEFAULT_DB_ALIAS]  # the wrapper, not the proxy that looks it up on every attribute
+        statement, params = _take_statement(conn.vendor), _take_params(conn.vendor, until, until if force else now)
+        taken = fetch_one(conn, statement, params) is not None
     except DatabaseError:
         logger.exception("messaging: could not take the wake-up flag; prompting a drain anyway")
         taken = True

@@ -164,13 +164,16 @@ def api_key_create(
     return IssuedApiKey(api_key=api_key, full_key=generated.full_key)
 
 
+_ENVIRONMENTS = tuple(PlatformApiKey.Environment.values)  # Choices.values builds a new list on each read
+
+
 def find_api_key(*, platform_slug: str, presented: str, now: datetime | None = None) -> PlatformApiKey | None:
     """The live (not revoked, not expired) key of an active platform `platform_slug` matching exactly
     `presented`, else None. One query. The key's own prefix must name the same platform."""
     if not isinstance(platform_slug, str) or not SLUG_RE.fullmatch(platform_slug) or not isinstance(presented, str):
         return None
     now = now or utc_now()
-    for environment in PlatformApiKey.Environment.values:
+    for environment in _ENVIRONMENTS:
         parsed = parse_api_key(presented, f"{platform_slug}_{environment}")
         if parsed is None:
             continue

@@ -53,11 +53,14 @@ class InvalidMessageError(MessagingError):
     """Empty or oversized body, a subject on a non-email channel, a malformed purpose."""
 
 
+_CHANNELS = frozenset(Channel.values)  # Choices.values builds a new list on each read
+
+
 def normalize_recipient(channel: str, recipient: str) -> str:
     """The form stored and indexed: E.164 (`+447911123456`, a valid number under core.phones' rule) for
     sms/whatsapp, the trimmed address for email. Raises InvalidChannelError / InvalidRecipientError
     (without the value in the message)."""
-    if channel not in Channel.values:
+    if channel not in _CHANNELS:
         raise InvalidChannelError(f"channel must be one of {', '.join(Channel.values)}")
     if not isinstance(recipient, str):
         raise InvalidRecipientError("recipient must be a string")
