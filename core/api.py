@@ -29,7 +29,10 @@ class ApiViewMixin:
         # Failed credentials are counted per address and claimed account (a view without authenticators
         # checks none here; token exchanges guard their own check).
         limits = self.api_family.auth_failures if self.api_family and request.authenticators else None
-        with ratelimit.failure_guard(request._request, limits):
+        # Authenticators that claim their account before checking anything (`claims_account_first`) let the
+        # guard read the address's failures with the account's, in one round trip.
+        claims_first = all(getattr(each, "claims_account_first", False) for each in request.authenticators)
+        with ratelimit.failure_guard(request._request, limits, claims_first=claims_first):
             super().perform_authentication(request)
 
     def check_throttles(self, request):

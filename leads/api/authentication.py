@@ -58,6 +58,9 @@ class PlatformApiKeyAuthentication(authentication.BaseAuthentication):
     """`X-API-Key` + `X-Platform`. Refuses (never passes over) a request without them, so the API's own
     401 body is used rather than DRF's generic one."""
 
+    # claim_account runs before any key is read (core.ratelimit.failure_guard's `claims_first`).
+    claims_account_first = True
+
     def authenticate(self, request):
         presented = request.headers.get("X-API-Key", "")
         slug = request.headers.get("X-Platform", "")

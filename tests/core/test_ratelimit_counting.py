@@ -250,3 +250,29 @@ def test_an_authenticated_request_s_guard_builds_no_redis_client(redis_store, mo
     with failure_guard(_request(), MARK_FAILURES):
         pass  # credentials accepted
     assert built == []
+
+
+def test_a_credential_naming_an_account_costs_one_round_trip_for_its_address_and_account(redis_store, round_trips):
+    """With `claims_first`, the guard reads the address's failures with the claimed account's (issue 15): one round
+    trip to Redis for both; a block that claims nothing reads the address as it ends."""
+    from core.apis import CAREOS_FAILURES
+    from core.ratelimit import _redis_client, claim_account, failure_guard
+
+    _redis_client(caches["default"])
+    for _warm_up in range(2):  # the limiter's connection is made; the account's address becomes a known one
+        round_trips.clear()
+        request = _request()
+        with failure_guard(request, CAREOS_FAILURES, claims_first=True):
+            claim_account(request, "platform:businessos")
+    assert len(round_trips) == 1 and round_trips[0][0].startswith(b"*4\r\n$4\r\nMGET")  # address, account, known
+    round_trips.clear()
+    with failure_guard(_request(), CAREOS_FAILURES, claims_first=True):
+        pass
+    assert len(round_trips) == 1 and round_trips[0][0].startswith(b"*2\r\n$4\r\nMGET")  # the address alone
+    # A check that does not claim first has its address read before anything: two reads with a claim.
+    round_trips.clear()
+    request = _request()
+    with failure_guard(request, CAREOS_FAILURES):
+        assert len(round_trips) == 1
+        claim_account(request, "platform:businessos")
+    assert len(round_trips) == 2

@@ -115,6 +115,8 @@ def test_120_bad_careos_keys_get_careos_429s(frozen_ratelimit_clock):
     assert responses[-1].json() == {"error": TOO_MANY_FAILURES}
     _retry_after_is_the_window(responses[-1], frozen_ratelimit_clock, CAREOS_FAILURES.period_seconds)
     assert _ingest(attacker, setup, **setup.headers()).status_code == 429
+    # Refused before any key is read: without credentials at all (no account claimed) it is the 429 too.
+    assert _ingest(attacker, setup).status_code == 429
     assert _ingest(Client(REMOTE_ADDR=OTHER), setup, **setup.headers()).status_code == 200
 
     from leads.models import Lead
