@@ -23,7 +23,7 @@ import threading
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST instead of FIN
 
 
-def _reset(sock: socket.socket) -> None:
+def _arm_reset(sock: socket.socket) -> None:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
         # close() alone neither wakes a pump thread blocked in recv() on this socket nor releases it (the
@@ -31,6 +31,10 @@ def _reset(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RD)
     except OSError:
         pass
+
+
+def _reset(sock: socket.socket) -> None:
+    _arm_reset(sock)
     try:
         sock.close()
     except OSError:
@@ -49,17 +53,28 @@ def _close(sock: socket.socket) -> None:
 
 
 class _Link:
-    """One client connection and its upstream connection."""
+    """One client connection and its upstream connection, and the two threads pumping between them."""
 
     def __init__(self, client: socket.socket, upstream: socket.socket):
         self.client = client
         self.upstream = upstream
+        self.pumps: list[threading.Thread] = []
         self._closed = threading.Event()
 
     def close(self, *, reset: bool) -> None:
         if self._closed.is_set():
             return
         self._closed.set()
+        if reset:
+            # The reset is sent when the socket is released, and a pump blocked in recv() holds it until it
+            # wakes (see _reset): wait for the pumps, so the peer has its reset when this returns. Without the
+            # wait, a busy machine could let the next request find its connection still quiet (a flaky gate).
+            for sock in (self.client, self.upstream):
+                _arm_reset(sock)
+            current = threading.current_thread()
+            for pump in self.pumps:
+                if pump is not current and pump.is_alive():
+                    pump.join(timeout=5)
         for sock in (self.client, self.upstream):
             (_reset if reset else _close)(sock)
 
@@ -185,9 +200,11 @@ class TcpFaultProxy:
             with self._lock:
                 self._links.add(link)
             for source, target, inspect in ((client, upstream, True), (upstream, client, False)):
-                threading.Thread(
+                pump = threading.Thread(
                     target=self._pump, args=(link, source, target, inspect), name="tcp-fault-proxy-pump", daemon=True
-                ).start()
+                )
+                link.pumps.append(pump)
+                pump.start()
 
     def _triggered(self, tail: bytes, chunk: bytes) -> bool:
         window = tail + chunk  # a pattern split across two reads is still seen
