@@ -40,8 +40,9 @@ INSERT waits for any transaction holding the phone, stands down, and the stateme
 then written by the transaction below. Elsewhere (SQLite, or inside a caller's transaction) only that
 transaction runs.
 
-The transaction (`_lead_create`) inserts the person the same way; if the INSERT stands down, the person is
-read and locked (SELECT ... FOR UPDATE). So every lead for a known person holds that person's row lock, and two
+The transaction (`_lead_create`) reads and locks the person (SELECT ... FOR UPDATE) after the one statement
+stood down on their phone; otherwise it inserts the person the same way and, if that INSERT stands down, reads
+and locks them. So every lead for a known person holds that person's row lock, and two
 platforms sending the same person at once are serialized: one welcome SMS, one payment. The rules of step 3 are
 read under the lock, and the lead's rows are one statement as above.
 
@@ -211,11 +212,12 @@ def lead_ingest(
     """Replay or create the lead for (platform, source_conversation_id); see the module docstring.
     `actor` is the calling platform (`Actor.partner_platform(slug)`); `now` the lead's time (the period
     rules compare it). Raises IngestRejected (nothing written) for an undecryptable, mismatched or
-    invalid phone. `access_row(lead)`, called inside the write transaction for a new lead only, may give
-    an unsaved row to insert with it (audit.middleware.access_row_join); a replay writes nothing.
+    invalid phone. `access_row(lead)`, called as a new lead's write is built (again if the one statement
+    stood down), may give an unsaved row to insert with it (audit.middleware.access_row_join); a replay writes
+    nothing.
 
-    Not `@transaction.atomic` as a whole on purpose: the replay read and the RSA work run before the one
-    write transaction (`_lead_create`), so they never hold it (or SQLite's write lock) open."""
+    Not `@transaction.atomic` as a whole on purpose: the replay read and the RSA work run before the write
+    (one statement, or the transaction of `_lead_create`), so they never hold it (or SQLite's write lock) open."""
     prelude = selectors.ingest_prelude(platform=platform, source_conversation_id=payload.source_conversation_id)
     if prelude.lead_id is not None:
         existing = selectors.lead_by_id(lead_id=prelude.lead_id)
@@ -231,6 +233,7 @@ def lead_ingest(
         platform=platform,
         payload=payload,
         phone=phone,
+        phone_index=blind_index(phone, purpose=PHONE_INDEX_PURPOSE),
         key_pair_id=key_pair_ids[key_position] if key_position < len(key_pair_ids) else None,
         actor=actor,
         now=now or utc_now(),
@@ -238,10 +241,11 @@ def lead_ingest(
         access_row=access_row,
     )
     try:
-        lead = _new_person_lead_insert(lead_write) if _one_statement_writes() else None
+        one_statement = _one_statement_writes()
+        lead = _new_person_lead_insert(lead_write) if one_statement else None
         if lead is None:  # a known person (or SQLite, or inside a caller's transaction)
             with transaction.atomic():
-                lead = _lead_create(lead_write)
+                lead = _lead_create(lead_write, person_known=one_statement)
     except IntegrityError:
         # Another request took this conversation between our read and our insert (everything this
         # transaction wrote is rolled back; a savepoint if a caller's transaction was already open).
@@ -263,6 +267,7 @@ class _LeadWrite:
     platform: PartnerPlatform
     payload: LeadInput
     phone: str
+    phone_index: str  # blind_index(phone, PHONE_INDEX_PURPOSE): the person's UNIQUE key
     key_pair_id: int | None
     actor: Actor
     now: datetime
@@ -289,7 +294,7 @@ def _new_person(write: _LeadWrite) -> CareUser:
     payload, platform = write.payload, write.platform
     return CareUser(
         phone=write.phone,
-        phone_index=blind_index(write.phone, purpose=PHONE_INDEX_PURPOSE),
+        phone_index=write.phone_index,
         name=payload.user_name or None,
         language=payload.user_language,
         source=platform.user_source,
@@ -298,11 +303,17 @@ def _new_person(write: _LeadWrite) -> CareUser:
     )
 
 
-def _user_insert_or_lock(write: _LeadWrite) -> tuple[CareUser, bool]:
+def _user_insert_or_lock(write: _LeadWrite, *, person_known: bool) -> tuple[CareUser, bool]:
     """The person with this phone, locked by this transaction, and whether this request created them.
 
     One statement for a new person (an INSERT that stands down on the phone index, so no read before it and
-    no savepoint); a known person costs that INSERT and the locking read."""
+    no savepoint); a known person costs that INSERT and the locking read. `person_known`: the one statement
+    just stood down on this phone, so the locking read comes first (the INSERT only if the person has gone
+    since, e.g. erased)."""
+    if person_known:
+        user = selectors.user_by_phone_index(phone_index=write.phone_index, lock=True)
+        if user is not None:
+            return user, False
     user = _new_person(write)
     if _insert_unless_phone_taken(user):
         return user, True
@@ -310,7 +321,7 @@ def _user_insert_or_lock(write: _LeadWrite) -> tuple[CareUser, bool]:
     # person takes this lock first, so the period rules hold when several platforms (or conversations)
     # send the same person at once. A person this transaction inserted is locked already (others wait
     # on its phone_index) and has no leads yet.
-    user = selectors.user_by_phone_index(phone_index=user.phone_index, lock=True)
+    user = selectors.user_by_phone_index(phone_index=write.phone_index, lock=True)
     if user is None:
         raise IntegrityError("leads_careuser: insert ignored but no user has this phone_index")
     return user, False
@@ -516,25 +527,23 @@ def _new_person_lead_insert(write: _LeadWrite) -> Lead | None:
     IntegrityError, nothing written, when another request took this conversation meanwhile."""
     user = _new_person(write)
     partner_user = PartnerUser(platform=write.platform, user=user, created_at=write.now)
-    welcome = Welcome(outcome="queued", message=write.welcome_message) if write.welcome_message else None
+    message = write.welcome_message
+    welcome = Welcome(outcome="queued", message=message) if message is not None else Welcome(outcome="refused")
     lead, rows = _lead_rows(
-        write,
-        user=(user, True),
-        partner_user=(partner_user, True),
-        welcome=welcome or Welcome(outcome="refused"),
-        duplicate_of=None,
+        write, user=(user, True), partner_user=(partner_user, True), welcome=welcome, duplicate_of=None
     )
     if not _rows_insert(rows, unless_first_conflicts_on="phone_index"):
         return None
-    if welcome is not None:
-        welcome.message.inserted(committed=True)  # the statement returned: it committed
+    if message is not None:
+        message.inserted(committed=True)  # the statement returned: it committed
     return lead
 
 
-def _lead_create(write: _LeadWrite) -> Lead:
+def _lead_create(write: _LeadWrite, *, person_known: bool = False) -> Lead:
     """The lead inside the caller's transaction: the person inserted or locked first, then the rules that cross
-    partners read under that lock (module docstring, step 3), then the lead's rows in one statement."""
-    user, new_person = _user_insert_or_lock(write)
+    partners read under that lock (module docstring, step 3), then the lead's rows in one statement.
+    `person_known`: the one statement stood down on this phone (`_user_insert_or_lock`)."""
+    user, new_person = _user_insert_or_lock(write, person_known=person_known)
     partner_user = _partner_user_get_or_new(platform=write.platform, user=user, new_person=new_person, now=write.now)
     welcome = _welcome_for(user=user, new_person=new_person, write=write)
     duplicate_of = None if new_person else selectors.paid_lead_since(user=user, since=write.now - referral_period())

@@ -101,6 +101,8 @@ def test_a_known_person_s_lead_commits_its_access_row_in_its_transaction(require
     [stood_down, with_row] = [number for number, sql in enumerate(statements) if '"audit_accesslog"' in sql]
     assert stood_down < begin < with_row < commit and statements[with_row].startswith("WITH ")
     assert '"leads_careuser"' in statements[stood_down] and '"leads_careuser"' not in statements[with_row]
+    # The transaction starts with the person's locking read: no second INSERT of a person the statement found.
+    assert not any(sql.startswith('INSERT INTO "leads_careuser"') for sql in statements[begin:commit])
     assert statements.count("COMMIT") == 1 and not any(sql.startswith(ACCESS_INSERT) for sql in statements)
 
     lead = Lead.objects.get(source_conversation_id="conv-2")
