@@ -131,7 +131,10 @@ class PartnerUser(models.Model):
     referrals by id; the CareUser (and its own public_id) stays internal."""
 
     public_id = models.CharField(max_length=40, unique=True, default=public_id_default("user"), editable=False)
-    platform = models.ForeignKey(PartnerPlatform, on_delete=models.PROTECT, related_name="partner_users")
+    # Indexed by leads_one_id_per_partner_person (platform first): a second index on platform alone only costs writes.
+    platform = models.ForeignKey(
+        PartnerPlatform, on_delete=models.PROTECT, related_name="partner_users", db_index=False
+    )
     user = models.ForeignKey(CareUser, on_delete=models.PROTECT, related_name="partner_ids")
     created_at = models.DateTimeField(default=timezone.now)  # this platform's first lead for the person
 
@@ -145,9 +148,10 @@ class PartnerUser(models.Model):
 
 class Lead(models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=public_id_default("lead"), editable=False)
-    platform = models.ForeignKey(PartnerPlatform, on_delete=models.PROTECT, related_name="leads")
+    # Indexed by leads_one_per_conversation (platform first); `user` by leads_lead_user_created (user first).
+    platform = models.ForeignKey(PartnerPlatform, on_delete=models.PROTECT, related_name="leads", db_index=False)
     source_conversation_id = models.CharField(max_length=200)
-    user = models.ForeignKey(CareUser, on_delete=models.PROTECT, related_name="leads")
+    user = models.ForeignKey(CareUser, on_delete=models.PROTECT, related_name="leads", db_index=False)
     # The person's id as this platform knows it (the answer's careos_user_id).
     partner_user = models.ForeignKey(PartnerUser, on_delete=models.PROTECT, related_name="leads")
     # New to THIS platform (its first lead for the person), as answered; never about other platforms.
@@ -235,7 +239,8 @@ class PartnerPayment(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     lead = models.OneToOneField(Lead, on_delete=models.PROTECT, related_name="payment")
-    platform = models.ForeignKey(PartnerPlatform, on_delete=models.PROTECT, related_name="payments")
+    # Indexed by leads_payment_due (platform first).
+    platform = models.ForeignKey(PartnerPlatform, on_delete=models.PROTECT, related_name="payments", db_index=False)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3, default="USD")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
