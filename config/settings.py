@@ -197,7 +197,8 @@ AUTH_USER_MODEL = "accounts.User"
 # --- Cache (rate-limit counters live here: Redis makes them hold across processes and hosts) ----
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # core.cache: Django's backend with one redis-py client per pool (Django builds one per call).
+    CACHES = {"default": {"BACKEND": "core.cache.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "platform"}}
 # core.body_cache: the longest a cached response body is kept (its key and validity decide whether it is
