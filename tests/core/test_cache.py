@@ -48,7 +48,7 @@ def test_one_client_serves_every_call(store, monkeypatch):
     assert store.get_many(["k1", "k2", "missing"]) == {"k1": 1, "k2": 2}
     store.delete_many(["k1", "k2"])
     assert store.get("k1") is None and store.get("k3") == 3
-    assert len(built) == 1  # Django's own backend builds one per call: 47 here
+    assert len(built) == 1  # Django's own backend builds one per operation: 46 here
     assert store._cache.get_client(write=True) is store._cache.get_client(write=False)
 
 
