@@ -36,6 +36,8 @@ class DropPatternIndexes(migrations.operations.base.Operation):
         pass  # no model state: Django's state derives `_like` indexes from the fields
 
     def _statements(self, app_label, schema_editor, from_state, *, create: bool) -> list[str]:
+        # The schema editor's own (private) naming and DDL, so the names are exactly Django's; Django is pinned
+        # and tests/core/test_pattern_indexes.py checks every name both ways.
         if schema_editor.connection.vendor != "postgresql":
             return []
         model = from_state.apps.get_model(app_label, self.model_name)
