@@ -23,7 +23,6 @@ class DropPatternIndexes(migrations.operations.base.Operation):
     """Drop the `_like` index of each of `fields` (names) of the model `model_name` of this migration's app."""
 
     reduces_to_sql = True
-    reversible = True
 
     def __init__(self, model_name: str, fields: list[str]) -> None:
         self.model_name = model_name

@@ -504,7 +504,7 @@ class Welcome:
 
 def _welcome_for(*, user: CareUser, new_person: bool, write: _LeadWrite) -> Welcome:
     """Whether this lead queues its welcome SMS. A known person's welcome time is updated (locked row) when it
-    does; a new person's row carries it already (`_new_person`)."""
+    does; a new person's row carries it already (`_new_person`), so nothing is saved for them here."""
     now = write.now
     if not new_person and user.welcome_sent_at is not None and user.welcome_sent_at > now - referral_period():
         # One welcome per person per period whoever referred them: more would be spam. CareOS is in touch
@@ -527,15 +527,14 @@ def _new_person_lead_insert(write: _LeadWrite) -> Lead | None:
     IntegrityError, nothing written, when another request took this conversation meanwhile."""
     user = _new_person(write)
     partner_user = PartnerUser(platform=write.platform, user=user, created_at=write.now)
-    message = write.welcome_message
-    welcome = Welcome(outcome="queued", message=message) if message is not None else Welcome(outcome="refused")
+    welcome = _welcome_for(user=user, new_person=True, write=write)
     lead, rows = _lead_rows(
         write, user=(user, True), partner_user=(partner_user, True), welcome=welcome, duplicate_of=None
     )
     if not _rows_insert(rows, unless_first_conflicts_on="phone_index"):
         return None
-    if message is not None:
-        message.inserted(committed=True)  # the statement returned: it committed
+    if welcome.message is not None:
+        welcome.message.inserted(committed=True)  # the statement returned: it committed
     return lead
 
 
