@@ -21,9 +21,10 @@ def store(redis_url):
         alias: {"BACKEND": "core.cache.RedisCache", "LOCATION": redis_url, "KEY_PREFIX": alias},
         "django": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url},
     }
+    # A key prefix of its own and keys that expire: never `clear()`, which flushes the whole Redis database
+    # that the other test worker is using too.
     with override_settings(CACHES={"default": backends[alias], **backends}):
         yield caches[alias]
-        caches[alias].clear()
 
 
 def _clients_built(monkeypatch) -> list:
