@@ -25,10 +25,20 @@ def report(name: str, ratio: float, op: str, target: float) -> str:
     `target` times the floor) or ">=" (a throughput: at least that fraction of the floor's)."""
     if op not in _TARGET_OPS:
         raise ValueError(f"op must be one of {sorted(_TARGET_OPS)}, not {op!r}")
-    verdict = "ok" if _TARGET_OPS[op](ratio, target) else "miss"
-    line = f"BENCH {name} ratio={ratio:.2f} target={op}{target:g} {verdict}"
+    met = _TARGET_OPS[op](ratio, target)
+    line = f"BENCH {name} ratio={_shown(ratio, op, target, met)} target={op}{target:g} {'ok' if met else 'miss'}"
     print(line, flush=True)
     return line
+
+
+def _shown(ratio: float, op: str, target: float, met: bool) -> str:
+    """`ratio` to two decimals, or to as many more as it takes for the figure to read as the verdict does: a
+    throughput of 0.4991 against ">=0.5" prints 0.499, not a "0.50 ... miss" that contradicts itself."""
+    for decimals in range(2, 7):
+        shown = f"{ratio:.{decimals}f}"
+        if _TARGET_OPS[op](float(shown), target) == met:
+            return shown
+    return repr(ratio)
 
 
 def not_run(name: str, op: str, target: float, reason: str) -> str:
