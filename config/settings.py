@@ -510,6 +510,7 @@ CELERY_TASK_ROUTES = (
         "integration.tasks.send_high_alert_notifications": {"queue": "default"},
         "core.tasks.ping": {"queue": "default"},
         "core.tasks.record_heartbeat": {"queue": "default"},
+        "core.tasks.compact_kept_counts": {"queue": "default"},
         # batch: long jobs (minutes to an hour): daily evaluations, digests, payouts, retention; syncs too.
         "integration.tasks.evaluate_daily_alerts": {"queue": "batch"},
         "integration.tasks.send_low_alert_digest": {"queue": "batch"},

@@ -89,9 +89,11 @@ def offset_request(
     return OffsetRequest(limit=limit, offset=offset)
 
 
-def paginate(queryset, request: PageRequest) -> Page:
-    """One COUNT and one sliced SELECT. A page past the end has no items."""
-    total = queryset.count()
+def paginate(queryset, request: PageRequest, *, total: int | None = None) -> Page:
+    """One COUNT and one sliced SELECT. A page past the end has no items. `total`: the count, where the caller
+    knows it without counting (a kept count, core.kept_counts); None: counted here."""
+    if total is None:
+        total = queryset.count()
     items = list(queryset[request.offset : request.offset + request.limit]) if request.offset < total else []
     return Page(total=total, page=request.page, limit=request.limit, items=items)
 

@@ -2,6 +2,7 @@
 
 - `core.tasks.ping` proves a worker consumes the queue (`celery -A config call core.tasks.ping`).
 - `core.tasks.purge_idempotency_keys` deletes expired Idempotency-Key records (hourly, core/schedules.py).
+- `core.tasks.compact_kept_counts` folds the parts of every kept count (core.kept_counts; every 5 minutes).
 - `core.tasks.record_heartbeat(path, token)` writes a small JSON file, so a process that cannot see
   the worker's result (results are ignored) can still observe that the worker ran the task: the
   cross-process broker tests use it, and ops can use it to check a worker end to end.
@@ -44,3 +45,12 @@ def purge_idempotency_keys() -> int:
     from core.idempotency import idempotency_purge
 
     return idempotency_purge()
+
+
+@shared_task(name="core.tasks.compact_kept_counts", time_limit=120, soft_time_limit=100)
+def compact_kept_counts() -> dict[str, int]:
+    """Fold the parts of every kept count (core.kept_counts.compact): sums unchanged, reads stay short.
+    Idempotent: a second run finds one part per combination and removes none."""
+    from core.kept_counts import compact_all
+
+    return compact_all()

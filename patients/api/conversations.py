@@ -80,14 +80,16 @@ class ConversationListView(_MarkView):
         end = _end_param(params, "end_date")
         if start is not None and end is not None and end < start:
             raise ApiError(400, "end_date must not be before start_date", details={"parameter": "end_date"})
-        conversations = selectors.conversation_list(
-            organization=self.organization(request),
-            patient_id=_filter(params, "patient_id", max_length=40),
-            start=start,
-            end=end,
-            language=_filter(params, "language", max_length=s.LANGUAGE_MAX),
+        filters = {
+            "organization": self.organization(request),
+            "patient_id": _filter(params, "patient_id", max_length=40),
+            "start": start,
+            "end": end,
+            "language": _filter(params, "language", max_length=s.LANGUAGE_MAX),
+        }
+        page = paginate(
+            selectors.conversation_list(**filters), paging, total=selectors.conversation_list_total(**filters)
         )
-        page = paginate(conversations, paging)
         note_subjects(request, "conversation", [conversation.public_id for conversation in page.items])
         return Response(page_body(page, cs.ConversationListItemOutput.render_many(page.items)))
 

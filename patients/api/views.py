@@ -110,13 +110,13 @@ class PatientListView(_MarkView):
     def get(self, request):
         params = request.query_params
         paging = page_request(params)
-        patients = selectors.patient_list(
-            organization=self.organization(request),
-            search=_filter(params, "search", max_length=s.SEARCH_MAX),
-            status=_filter(params, "status", max_length=s.LANGUAGE_MAX, choices=s.STATUSES),
-            language=_filter(params, "language", max_length=s.LANGUAGE_MAX),
-        )
-        page = paginate(patients, paging)
+        filters = {
+            "organization": self.organization(request),
+            "search": _filter(params, "search", max_length=s.SEARCH_MAX),
+            "status": _filter(params, "status", max_length=s.LANGUAGE_MAX, choices=s.STATUSES),
+            "language": _filter(params, "language", max_length=s.LANGUAGE_MAX),
+        }
+        page = paginate(selectors.patient_list(**filters), paging, total=selectors.patient_list_total(**filters))
         note_subjects(request, "patient", [patient.public_id for patient in page.items])
         return Response(page_body(page, s.PatientListItemOutput.render_many(page.items)))
 

@@ -192,6 +192,12 @@ EXPECTED = {
         "Deletes Idempotency-Key records past their 24 hours (they are ignored once expired; this keeps the "
         "table, which holds encrypted response bodies, small).",
     ),
+    "core: compact kept counts": (
+        "core.tasks.compact_kept_counts",
+        Interval(seconds=300),
+        "Folds the parts of each kept count (the Mark lists' totals) into one per combination: the totals do not "
+        "change, their reads stay a sum over a few rows.",
+    ),
     "audit: retention purge": (
         "audit.tasks.purge_expired_audit_rows",
         Crontab(minute="17", hour="3"),

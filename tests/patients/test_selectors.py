@@ -13,6 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from core.domain import NotFound
 from messaging.models import OutboundMessage
 from patients import selectors, services
+from patients.api.conversation_serializers import ConversationListItemOutput
+from patients.api.serializers import PatientListItemOutput
 from patients.models import Conversation, Message
 from tests.patients.conftest import ACTOR, NOW
 
@@ -147,12 +149,11 @@ def test_message_status_follows_the_outbox(clinic):
 
 
 def _render_lists(clinic) -> None:
-    """Touch what the API will render for each row: patient fields, conversation counts and patient name,
-    appointments' patient and reminders with their outbox status, messages with their status."""
-    for patient in selectors.patient_list(organization=clinic):
-        (patient.phone, patient.email, patient.notes)
-    for conversation in selectors.conversation_list(organization=clinic):
-        (conversation.patient.name, conversation.message_count)
+    """Render each row as the API does (patients and conversations: their list rows, so a field the selector
+    left out costs a query per row here), and touch the rest: appointments' patient and reminders with their
+    outbox status, messages with their status."""
+    PatientListItemOutput.render_many(list(selectors.patient_list(organization=clinic)))
+    ConversationListItemOutput.render_many(list(selectors.conversation_list(organization=clinic)))
     for appointment in selectors.appointment_list(organization=clinic):
         appointment.patient.name
         [(reminder.due_at, reminder.status, reminder.outbound_message) for reminder in appointment.reminders.all()]
