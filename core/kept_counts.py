@@ -30,6 +30,7 @@ from django.apps import apps
 from django.db import connections, models, router
 
 from core.kept_cursor import fetch_one
+from core.statement_triggers import statement_triggers
 
 
 class CountParts(models.Model):
@@ -50,36 +51,17 @@ def count_triggers(name: str, *, counts_table: str, columns: Sequence[str]) -> l
     # only changed in other columns nets 0 and gets no part.
     insert_parts = (
         f"INSERT INTO {counts_table} ({key}, n) "  # noqa: S608
-        f"SELECT {key}, sum(d) FROM ({{rows}}) AS changed GROUP BY {key} HAVING sum(d) <> 0; RETURN NULL;"
+        f"SELECT {key}, sum(d) FROM ({{rows}}) AS changed GROUP BY {key} HAVING sum(d) <> 0"
     )
     new_rows = f"SELECT {key}, 1 AS d FROM new_rows"  # noqa: S608
     old_rows = f"SELECT {key}, -1 AS d FROM old_rows"  # noqa: S608
-    both = f"{new_rows} UNION ALL {old_rows}"
-    events = (
-        ("insert", pgtrigger.Insert, pgtrigger.Referencing(new="new_rows"), new_rows),
-        ("update", pgtrigger.Update, pgtrigger.Referencing(old="old_rows", new="new_rows"), both),
-        ("delete", pgtrigger.Delete, pgtrigger.Referencing(old="old_rows"), old_rows),
+    return statement_triggers(
+        f"{name}_count",
+        insert=insert_parts.format(rows=new_rows),
+        update=insert_parts.format(rows=f"{new_rows} UNION ALL {old_rows}"),
+        delete=insert_parts.format(rows=old_rows),
+        truncate=f"DELETE FROM {counts_table}",  # noqa: S608
     )
-    return [
-        *(
-            pgtrigger.Trigger(
-                name=f"{name}_count_{event}",
-                operation=operation,
-                level=pgtrigger.Statement,
-                when=pgtrigger.After,
-                referencing=referencing,
-                func=insert_parts.format(rows=rows),
-            )
-            for event, operation, referencing, rows in events
-        ),
-        pgtrigger.Trigger(
-            name=f"{name}_count_truncate",
-            operation=pgtrigger.Truncate,
-            level=pgtrigger.Statement,
-            when=pgtrigger.After,
-            func=f"DELETE FROM {counts_table}; RETURN NULL;",  # noqa: S608
-        ),
-    ]
 
 
 def backfill_sql(*, source_table: str, counts_table: str, columns: Sequence[str]) -> list[str]:

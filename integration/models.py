@@ -19,6 +19,7 @@ from django.db import models
 from django.db.models import Q
 
 from core.encryption import EncryptedJSONField, EncryptedTextField
+from core.statement_triggers import statement_triggers
 from integration.storage import baa_document_upload_to, private_media_storage
 
 # --- Caseload generation: what invalidates the cached caseload bodies -----------------------------
@@ -42,35 +43,16 @@ def _caseload_triggers(name: str, therapists: str) -> list[pgtrigger.Trigger]:
             + ") "
             "ORDER BY therapist_id FOR NO KEY UPDATE) "
             "UPDATE integration_caseloadgeneration g SET token = gen_random_uuid() FROM locked "
-            "WHERE g.therapist_id = locked.therapist_id; RETURN NULL;"
+            "WHERE g.therapist_id = locked.therapist_id"
         )
 
-    both = "(SELECT * FROM old_rows UNION ALL SELECT * FROM new_rows)"
-    events = (
-        ("insert", pgtrigger.Insert, pgtrigger.Referencing(new="new_rows"), "new_rows"),
-        ("update", pgtrigger.Update, pgtrigger.Referencing(old="old_rows", new="new_rows"), both),
-        ("delete", pgtrigger.Delete, pgtrigger.Referencing(old="old_rows"), "old_rows"),
+    return statement_triggers(
+        f"{name}_caseload",
+        insert=replace_tokens(therapists.format(rows="new_rows")),
+        update=replace_tokens(therapists.format(rows="(SELECT * FROM old_rows UNION ALL SELECT * FROM new_rows)")),
+        delete=replace_tokens(therapists.format(rows="old_rows")),
+        truncate=replace_tokens("SELECT therapist_id FROM integration_caseloadgeneration"),
     )
-    return [
-        *(
-            pgtrigger.Trigger(
-                name=f"{name}_caseload_{event}",
-                operation=operation,
-                level=pgtrigger.Statement,
-                when=pgtrigger.After,
-                referencing=referencing,
-                func=replace_tokens(therapists.format(rows=rows)),
-            )
-            for event, operation, referencing, rows in events
-        ),
-        pgtrigger.Trigger(
-            name=f"{name}_caseload_truncate",
-            operation=pgtrigger.Truncate,
-            level=pgtrigger.Statement,
-            when=pgtrigger.After,
-            func=replace_tokens("SELECT therapist_id FROM integration_caseloadgeneration"),
-        ),
-    ]
 
 
 def _client_rows_triggers(name: str) -> list[pgtrigger.Trigger]:
