@@ -42,9 +42,11 @@ def assert_exact(*clinics) -> None:
                 if value is not None:
                     equal[name] = value
             assert kept_total(PatientCount, **equal) == Patient.objects.filter(**equal).count(), equal
-        for status, language in itertools.product((None, "active", "inactive"), (None, *LANGUAGES)):
-            listed = selectors.patient_list(organization=clinic, status=status, language=language)
-            assert selectors.patient_list_total(organization=clinic, status=status, language=language) == listed.count()
+        for status, language, archived in itertools.product(
+            (None, "active", "inactive"), (None, *LANGUAGES), (False, True)
+        ):
+            filters = {"organization": clinic, "status": status, "language": language, "include_archived": archived}
+            assert selectors.patient_list_total(**filters) == selectors.patient_list(**filters).count(), filters
         for language in (None, *LANGUAGES):
             equal = {"organization": clinic, **({"language": language} if language else {})}
             assert kept_total(ConversationCount, **equal) == Conversation.objects.filter(**equal).count(), equal
