@@ -12,9 +12,9 @@ Parts are only ever inserted by writers: no writer updates a shared counter row,
 another or deadlock over counts (a counter row per combination did: a transaction that creates a patient and
 then changes its language locks two rows in statement order, and another doing the opposite locks them the other
 way round; tests/patients/test_kept_counts.py). An UPDATE that leaves every counted column as it was inserts
-nothing. `compact` (core.tasks.compact_kept_counts, every few minutes) folds each combination's parts into one,
-in one statement that deletes the parts it sees and inserts their sum: a part committed meanwhile is not among
-them and stays, so the sums never change.
+nothing. `compact` (core.tasks.compact_kept_counts, every few minutes) folds the parts of each combination that
+has several into one, in one statement that deletes the parts it sees and inserts their sum: a part committed
+meanwhile is not among them and stays, so the sums never change.
 
 A count for a filter on those columns is then a sum over a small, indexed set of rows (`kept_total`), however
 many source rows there are. A filter on anything else (a search term, a date range) is not kept: its caller
@@ -101,16 +101,18 @@ def kept_total(counts_model: type[CountParts], **equal) -> int | None:
 
 
 def compact(counts_model: type[CountParts]) -> int:
-    """Fold each combination's parts into one (none where they sum to 0), in one statement; the number of parts
-    removed. Sums are unchanged at every moment: readers see the parts before or after, and a part a writer
-    commits meanwhile is not among those deleted. PostgreSQL only (0 elsewhere)."""
+    """Fold the parts of each combination that has more than one into one (none where they sum to 0), in one
+    statement; the number of parts removed. A combination with a single part is not touched, so a compaction
+    costs what was written since the last one. Sums are unchanged at every moment: readers see the parts before
+    or after, and a part a writer commits meanwhile is not among those deleted. PostgreSQL only (0 elsewhere)."""
     conn = connections[router.db_for_write(counts_model)]
     if conn.vendor != "postgresql":
         return 0
     table, key = counts_model._meta.db_table, ", ".join(f'"{column}"' for column in _counted_columns(counts_model))
     with conn.cursor() as cursor:
         cursor.execute(
-            f'WITH gone AS (DELETE FROM "{table}" RETURNING {key}, "n"), '  # noqa: S608
+            f'WITH gone AS (DELETE FROM "{table}" WHERE ({key}) IN '  # noqa: S608
+            f'(SELECT {key} FROM "{table}" GROUP BY {key} HAVING count(*) > 1) RETURNING {key}, "n"), '
             f'kept AS (INSERT INTO "{table}" ({key}, "n") SELECT {key}, sum("n") FROM gone GROUP BY {key} '
             f'HAVING sum("n") <> 0 RETURNING 1) '
             "SELECT (SELECT count(*) FROM gone) - (SELECT count(*) FROM kept)"
