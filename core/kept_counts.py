@@ -43,9 +43,10 @@ class CountParts(models.Model):
         abstract = True
 
 
-def count_triggers(name: str, *, counts_table: str, columns: Sequence[str]) -> list[pgtrigger.Trigger]:
-    """The triggers that keep the parts in `counts_table` (columns: `columns` and the part `n`) summing to the
-    source table's rows grouped by its `columns` (column names). For a source model's `Meta.triggers`."""
+def count_triggers(name: str, *, counts: type[CountParts]) -> list[pgtrigger.Trigger]:
+    """The triggers that keep the parts of `counts` summing to the source table's rows grouped by the columns
+    `counts` declares (named as in the source table). For the source model's `Meta.triggers`."""
+    counts_table, columns = counts._meta.db_table, _counted_columns(counts)
     key = ", ".join(columns)
     # Fixed names written in model code, never input. New rows count +1, old rows -1; a combination whose rows
     # only changed in other columns nets 0 and gets no part.

@@ -83,13 +83,7 @@ def patient_list(
     """Most recently active first, with the fields a list row shows. `search`: a phone number in any format
     that normalises (with the region hint) to the patient's E.164 matches exactly through the blind index; any
     other text matches the name case- and accent-insensitively ("jose" finds "José")."""
-    patients = Patient.objects.filter(organization=organization)
-    if not include_archived:
-        patients = patients.filter(archived=False)
-    if status:
-        patients = patients.filter(status=status)
-    if language:
-        patients = patients.filter(language=language)
+    patients = Patient.objects.filter(**_patient_equal(organization, status, language, include_archived))
     term = (search or "").strip()
     if term:
         phone = e164_or_none(term, region=_region(region))
@@ -112,6 +106,11 @@ def patient_list_total(
     the clinic's size); None for a search (counted with the list) or where no counts are kept."""
     if (search or "").strip():
         return None
+    return kept_total(PatientCount, **_patient_equal(organization, status, language, include_archived))
+
+
+def _patient_equal(organization, status: str | None, language: str | None, include_archived: bool) -> dict:
+    """The list's filters on counted columns (PatientCount's), for the list and its kept total alike."""
     equal = {"organization": organization}
     if not include_archived:
         equal["archived"] = False
@@ -119,7 +118,7 @@ def patient_list_total(
         equal["status"] = status
     if language:
         equal["language"] = language
-    return kept_total(PatientCount, **equal)
+    return equal
 
 
 def patient_get(*, organization, public_id: str) -> Patient:
@@ -151,15 +150,13 @@ def conversation_list(
     """Newest first, the patient joined, with the fields a list row shows (`message_count` is a kept column).
     `start`/`end` bound the start time (inclusive); `patient_id` is a public id (an unknown one simply matches
     nothing)."""
-    conversations = Conversation.objects.filter(organization=organization)
+    conversations = Conversation.objects.filter(**_conversation_equal(organization, language))
     if patient_id:
         conversations = conversations.filter(patient__public_id=patient_id)
     if start is not None:
         conversations = conversations.filter(start_time__gte=start)
     if end is not None:
         conversations = conversations.filter(start_time__lte=end)
-    if language:
-        conversations = conversations.filter(language=language)
     return conversations.select_related("patient").order_by("-start_time", "-id").only(*_CONVERSATION_LIST_FIELDS)
 
 
@@ -175,10 +172,12 @@ def conversation_list_total(
     is filtered by patient or time (counted with the list) or where no counts are kept."""
     if patient_id or start is not None or end is not None:
         return None
-    equal = {"organization": organization}
-    if language:
-        equal["language"] = language
-    return kept_total(ConversationCount, **equal)
+    return kept_total(ConversationCount, **_conversation_equal(organization, language))
+
+
+def _conversation_equal(organization, language: str | None) -> dict:
+    """The list's filters on counted columns (ConversationCount's), for the list and its kept total alike."""
+    return {"organization": organization, **({"language": language} if language else {})}
 
 
 def _messages() -> QuerySet[Message]:
